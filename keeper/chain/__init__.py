@@ -1,0 +1,1 @@
+"""Inbound IO: JSON-RPC transport, subscriptions, backfill and reorg detection."""

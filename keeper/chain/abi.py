@@ -1,0 +1,133 @@
+"""ABI encoding with eth-abi, straight from a contract's JSON ABI.
+
+web3's contract objects are ~20x slower to encode than eth-abi; the keeper encodes calldata
+with these small frozen descriptions instead. ``Abi(json)["liquidationCall"].encode(...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+from keeper.errors import KeeperError
+
+
+def canonical_type(param: Mapping[str, Any]) -> str:
+    """The canonical ABI type string of one parameter, tuples expanded."""
+    typ = str(param["type"])
+    if typ.startswith("tuple"):
+        inner = ",".join(canonical_type(c) for c in param["components"])
+        return f"({inner}){typ[len('tuple'):]}"
+    return typ
+
+
+def hexstr_to_bytes(data: str) -> bytes:
+    return bytes.fromhex(data[2:] if data.startswith("0x") else data)
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @property
+    def signature(self) -> str:
+        return f"{self.name}({','.join(self.inputs)})"
+
+    @property
+    def selector(self) -> bytes:
+        return keccak(text=self.signature)[:4]
+
+    def encode(self, *args: Any) -> bytes:
+        """Calldata: the selector followed by the encoded arguments."""
+        return self.selector + abi_encode(list(self.inputs), list(args))
+
+    def encode_hex(self, *args: Any) -> str:
+        return "0x" + self.encode(*args).hex()
+
+    def decode_output(self, data: bytes | str) -> tuple[Any, ...]:
+        raw = hexstr_to_bytes(data) if isinstance(data, str) else data
+        return tuple(abi_decode(list(self.outputs), raw))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    name: str
+    inputs: tuple[str, ...]
+    indexed: tuple[bool, ...]
+    names: tuple[str, ...]
+
+    @property
+    def signature(self) -> str:
+        return f"{self.name}({','.join(self.inputs)})"
+
+    @property
+    def topic0(self) -> str:
+        return "0x" + keccak(text=self.signature).hex()
+
+    def decode(self, topics: Sequence[str], data: str) -> dict[str, Any]:
+        """Decode a log's topics and data into {name: value}."""
+        idx_types = [t for t, i in zip(self.inputs, self.indexed, strict=True) if i]
+        data_types = [t for t, i in zip(self.inputs, self.indexed, strict=True) if not i]
+        if len(topics) - 1 != len(idx_types):
+            raise KeeperError(f"{self.name}: expected {len(idx_types)} indexed topics")
+        idx_vals = [abi_decode([t], hexstr_to_bytes(tp))[0] for t, tp in zip(idx_types, topics[1:], strict=True)]
+        data_vals = list(abi_decode(data_types, hexstr_to_bytes(data))) if data_types else []
+        out: dict[str, Any] = {}
+        it_idx, it_data = iter(idx_vals), iter(data_vals)
+        for name, is_idx in zip(self.names, self.indexed, strict=True):
+            out[name] = next(it_idx) if is_idx else next(it_data)
+        return out
+
+
+class Abi:
+    """Functions and events of one contract ABI, by name."""
+
+    def __init__(self, abi: Iterable[Mapping[str, Any]]) -> None:
+        self.functions: dict[str, Function] = {}
+        self.events: dict[str, Event] = {}
+        self.constructor_inputs: tuple[str, ...] = ()
+        for item in abi:
+            kind = item.get("type")
+            if kind == "function":
+                fn = Function(
+                    str(item["name"]),
+                    tuple(canonical_type(p) for p in item.get("inputs", [])),
+                    tuple(canonical_type(p) for p in item.get("outputs", [])),
+                )
+                # Overloads keep the first; callers needing another use its signature.
+                self.functions.setdefault(fn.name, fn)
+                self.functions[fn.signature] = fn
+            elif kind == "event":
+                ins = item.get("inputs", [])
+                self.events[str(item["name"])] = Event(
+                    str(item["name"]),
+                    tuple(canonical_type(p) for p in ins),
+                    tuple(bool(p.get("indexed")) for p in ins),
+                    tuple(str(p.get("name", "")) for p in ins),
+                )
+            elif kind == "constructor":
+                self.constructor_inputs = tuple(canonical_type(p) for p in item.get("inputs", []))
+
+    def __getitem__(self, name: str) -> Function:
+        try:
+            return self.functions[name]
+        except KeyError:
+            raise KeeperError(f"ABI has no function {name!r}") from None
+
+    def event(self, name: str) -> Event:
+        try:
+            return self.events[name]
+        except KeyError:
+            raise KeeperError(f"ABI has no event {name!r}") from None
+
+    def encode_constructor(self, *args: Any) -> bytes:
+        if not self.constructor_inputs:
+            return b""
+        return abi_encode(list(self.constructor_inputs), list(args))

@@ -1,0 +1,135 @@
+"""JSON-RPC over HTTP with aiohttp: single calls and batches, a timeout on every request.
+
+This is the transport the rest of the keeper talks to. It returns the node's ``result`` as
+decoded JSON and raises ``RpcResponseError`` (or ``ExecutionReverted``) for error objects and
+``RpcError``/``RpcTimeout`` for transport failures. It adds no middleware: a call is one request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from keeper.errors import ExecutionReverted, RpcError, RpcResponseError, RpcTimeout
+
+JsonParams = Sequence[Any]
+
+_REVERT_CODES = frozenset({3, -32015})
+
+
+def response_error(method: str, error: dict[str, Any]) -> RpcResponseError:
+    """Build the typed exception for a JSON-RPC error object."""
+    code = int(error.get("code", 0))
+    message = str(error.get("message", ""))
+    data = error.get("data")
+    if code in _REVERT_CODES or "revert" in message.lower():
+        return ExecutionReverted(method, code, message, data)
+    return RpcResponseError(method, code, message, data)
+
+
+class HttpRpc:
+    """An HTTP JSON-RPC endpoint. Use as an async context manager or call ``close()``."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HttpRpc:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # One keep-alive connection pool per endpoint; the node is usually local or close.
+            connector = aiohttp.TCPConnector(limit=64, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def _post(self, payload: Any, timeout: float | None, what: str) -> Any:
+        session = self._get_session()
+        limit = self.timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit):
+                async with session.post(
+                    self.url, json=payload, headers={"Content-Type": "application/json"}
+                ) as resp:
+                    if resp.status != 200:
+                        text = (await resp.text())[:200]
+                        raise RpcError(f"{what}: HTTP {resp.status} from {self.url}: {text}")
+                    return await resp.json(content_type=None)
+        except TimeoutError as exc:
+            raise RpcTimeout(f"{what}: no answer from {self.url} within {limit:g}s") from exc
+        except aiohttp.ClientError as exc:
+            raise RpcError(f"{what}: {type(exc).__name__} talking to {self.url}: {exc}") from exc
+
+    async def call(self, method: str, params: JsonParams = (), *, timeout: float | None = None) -> Any:
+        """Send one JSON-RPC request and return its ``result``."""
+        payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        body = await self._post(payload, timeout, method)
+        if not isinstance(body, dict):
+            raise RpcError(f"{method}: malformed response from {self.url}")
+        if "error" in body and body["error"] is not None:
+            raise response_error(method, body["error"])
+        return body.get("result")
+
+    async def batch(
+        self,
+        calls: Sequence[tuple[str, JsonParams]],
+        *,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Send several requests in one JSON-RPC batch; results come back in call order.
+
+        With ``return_exceptions`` an error object becomes an exception instance in the list
+        instead of being raised, so one failed call does not hide the others' results.
+        """
+        if not calls:
+            return []
+        first = next(self._ids)
+        ids = range(first, first + len(calls))
+        # Reserve the ids so that concurrent calls never reuse them.
+        for _ in range(len(calls) - 1):
+            next(self._ids)
+        payload = [
+            {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
+            for i, (m, p) in zip(ids, calls, strict=True)
+        ]
+        body = await self._post(payload, timeout, f"batch of {len(calls)}")
+        if isinstance(body, dict) and "error" in body:
+            raise response_error("batch", body["error"])
+        if not isinstance(body, list):
+            raise RpcError(f"batch: malformed response from {self.url}")
+        by_id = {item.get("id"): item for item in body if isinstance(item, dict)}
+        out: list[Any] = []
+        for i, (method, _) in zip(ids, calls, strict=True):
+            item = by_id.get(i)
+            if item is None:
+                raise RpcError(f"batch: no answer for {method} (id {i}) from {self.url}")
+            if item.get("error") is not None:
+                err = response_error(method, item["error"])
+                if not return_exceptions:
+                    raise err
+                out.append(err)
+            else:
+                out.append(item.get("result"))
+        return out

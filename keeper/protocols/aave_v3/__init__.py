@@ -1,0 +1,1 @@
+"""protocols/aave_v3."""
