@@ -5,13 +5,17 @@ decoded JSON and raises ``RpcResponseError`` (or ``ExecutionReverted``) for erro
 ``RpcError``/``RpcTimeout`` for transport failures. It adds no middleware: a call is one request.
 """
 
+# The per-call ``timeout`` keyword is part of the JsonRpc interface (callers pick a deadline per
+# call); implementations enforce it with asyncio.timeout, which is what ASYNC109 asks for.
+# ruff: noqa: ASYNC109
+
 from __future__ import annotations
 
 import asyncio
 import itertools
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -20,6 +24,27 @@ from keeper.errors import ExecutionReverted, RpcError, RpcResponseError, RpcTime
 JsonParams = Sequence[Any]
 
 _REVERT_CODES = frozenset({3, -32015})
+
+
+class JsonRpc(Protocol):
+    """What callers need from a JSON-RPC client: HTTP, a failover pool, WebSocket or a fake.
+
+    ``call`` returns the ``result``; ``batch`` returns results in call order. Both raise
+    ``RpcResponseError``/``ExecutionReverted`` for error objects and ``RpcError``/``RpcTimeout``
+    for transport failures.
+    """
+
+    async def call(
+        self, method: str, params: JsonParams = (), *, timeout: float | None = None
+    ) -> Any: ...
+
+    async def batch(
+        self,
+        calls: Sequence[tuple[str, JsonParams]],
+        *,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]: ...
 
 
 def response_error(method: str, error: dict[str, Any]) -> RpcResponseError:
@@ -80,6 +105,9 @@ class HttpRpc:
             raise RpcTimeout(f"{what}: no answer from {self.url} within {limit:g}s") from exc
         except aiohttp.ClientError as exc:
             raise RpcError(f"{what}: {type(exc).__name__} talking to {self.url}: {exc}") from exc
+        except ValueError as exc:
+            # A proxy's HTML error page or a truncated body: the endpoint is unhealthy, not the call.
+            raise RpcError(f"{what}: invalid JSON from {self.url}: {exc}") from exc
 
     async def call(self, method: str, params: JsonParams = (), *, timeout: float | None = None) -> Any:
         """Send one JSON-RPC request and return its ``result``."""

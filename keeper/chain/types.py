@@ -1,0 +1,150 @@
+"""Typed chain data: the frozen dataclasses that leave ``keeper/chain`` instead of raw JSON.
+
+Hashes, addresses and log payloads stay lowercase ``0x`` hex strings, the form the node sends
+and ``keeper.chain.abi.Event.decode`` takes; numbers become ``int``. Parsing is strict: a
+missing or malformed field raises ``RpcError`` here, at the edge, rather than a ``KeyError``
+deep inside the book.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from keeper.errors import RpcError
+
+
+def hex_to_int(value: object, field: str = "value") -> int:
+    """Decode a JSON-RPC quantity (``"0x1a"``) into an int."""
+    if isinstance(value, str) and value.startswith(("0x", "0X")):
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise RpcError(f"malformed quantity for {field}: {value!r}")
+
+
+def _hex(value: object, field: str) -> str:
+    if isinstance(value, str) and value.startswith("0x"):
+        return value.lower()
+    raise RpcError(f"malformed hex string for {field}: {value!r}")
+
+
+def _get(obj: Mapping[str, Any], key: str, what: str) -> Any:
+    try:
+        return obj[key]
+    except KeyError:
+        raise RpcError(f"{what} without {key!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A block header as far as the keeper cares: where it is and what it builds on."""
+
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+    base_fee: int | None  # None before London (and on some L2s)
+
+    @classmethod
+    def from_json(cls, block: Mapping[str, Any]) -> Head:
+        """Parse a header or block object from newHeads / eth_getBlockByNumber."""
+        if not isinstance(block, Mapping):
+            raise RpcError(f"expected a block object, got {type(block).__name__}")
+        base_fee = block.get("baseFeePerGas")
+        return cls(
+            number=hex_to_int(_get(block, "number", "block"), "number"),
+            hash=_hex(_get(block, "hash", "block"), "hash"),
+            parent_hash=_hex(_get(block, "parentHash", "block"), "parentHash"),
+            timestamp=hex_to_int(_get(block, "timestamp", "block"), "timestamp"),
+            base_fee=None if base_fee is None else hex_to_int(base_fee, "baseFeePerGas"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A block with its header fields and the hashes of its transactions."""
+
+    head: Head
+    gas_limit: int
+    gas_used: int
+    miner: str
+    transactions: tuple[str, ...]
+
+    @property
+    def number(self) -> int:
+        return self.head.number
+
+    @property
+    def hash(self) -> str:
+        return self.head.hash
+
+    @classmethod
+    def from_json(cls, block: Mapping[str, Any]) -> Block:
+        """Parse an eth_getBlockByNumber(..., false) result."""
+        head = Head.from_json(block)
+        txs = block.get("transactions") or []
+        return cls(
+            head=head,
+            gas_limit=hex_to_int(_get(block, "gasLimit", "block"), "gasLimit"),
+            gas_used=hex_to_int(_get(block, "gasUsed", "block"), "gasUsed"),
+            miner=_hex(_get(block, "miner", "block"), "miner"),
+            # With full transactions requested these are objects; keep only their hashes.
+            transactions=tuple(
+                _hex(t["hash"] if isinstance(t, Mapping) else t, "transactions") for t in txs
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """One event log. ``removed`` is True when a node reports it was reorged out."""
+
+    address: str
+    topics: tuple[str, ...]
+    data: str
+    block_number: int
+    block_hash: str
+    tx_hash: str
+    log_index: int
+    removed: bool = False
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """Position in the chain: sorts logs in execution order."""
+        return (self.block_number, self.log_index)
+
+    @classmethod
+    def from_json(cls, log: Mapping[str, Any]) -> Log:
+        """Parse an eth_getLogs item or a logs subscription notification."""
+        if not isinstance(log, Mapping):
+            raise RpcError(f"expected a log object, got {type(log).__name__}")
+        return cls(
+            address=_hex(_get(log, "address", "log"), "address"),
+            topics=tuple(_hex(t, "topics") for t in _get(log, "topics", "log")),
+            data=_hex(_get(log, "data", "log"), "data"),
+            block_number=hex_to_int(_get(log, "blockNumber", "log"), "blockNumber"),
+            block_hash=_hex(_get(log, "blockHash", "log"), "blockHash"),
+            tx_hash=_hex(_get(log, "transactionHash", "log"), "transactionHash"),
+            log_index=hex_to_int(_get(log, "logIndex", "log"), "logIndex"),
+            removed=bool(log.get("removed", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reorg:
+    """Our chain lost its last ``depth`` blocks; everything above ``common_ancestor`` is void.
+
+    Consumers roll back to ``common_ancestor.number``; the new canonical heads follow this event
+    in order, starting at ``common_ancestor.number + 1``.
+    """
+
+    common_ancestor: Head
+    depth: int
+    old_tip: Head
+
+
+ChainEvent = Head | Reorg
+"""What a head follower yields: the next canonical head, or a notice to roll back first."""
