@@ -1,0 +1,226 @@
+"""Deploy the real Aave V3 (npm ``@aave/core-v3``), Uniswap V2, our price feeds and Multicall3.
+
+The order follows what the contracts require (see shared/notes/aave-v3-devnet.md): the
+addresses provider gets its ACL admin before the ACLManager reads it; token implementations
+take the Pool *proxy*; reserves start with borrowing and flash loans off and LTV 0, so every
+risk parameter is set explicitly afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import keccak
+
+from keeper import artifacts
+from keeper.artifacts import Artifact
+from keeper.chain.rpc import HttpRpc
+from keeper.devnet import market
+from keeper.devnet.manifest import MULTICALL3, EModeInfo, Manifest, ReserveInfo
+from keeper.devnet.txs import TxSender
+
+ZERO = "0x" + "00" * 20
+DEV_ACCOUNTS = (
+    "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",  # deployer / pool admin
+    "0x70997970c51812dc3a010c7d01b50e0d17dc79c8",  # the keeper (liquidator owner)
+)
+POOL_LIBRARIES = ("BorrowLogic", "BridgeLogic", "EModeLogic", "LiquidationLogic", "PoolLogic",
+                  "SupplyLogic")
+MARKET_ID = "keeper-devnet"
+
+
+def derived_address(label: str) -> str:
+    return "0x" + keccak(text=label)[12:].hex()
+
+
+@dataclass
+class _Ctx:
+    tx: TxSender
+    deployer: str
+
+    async def deploy(self, art: Artifact, *args: Any, libraries: dict[str, str] | None = None) -> str:
+        return await self.tx.deploy(art.deploy_data(*args, libraries=libraries), what=art.name)
+
+    async def do(self, to: str, art: Artifact, fn: str, *args: Any) -> dict[str, Any]:
+        return await self.tx.transact(to, art.abi[fn], *args)
+
+    async def read(self, to: str, art: Artifact, fn: str, *args: Any) -> tuple[Any, ...]:
+        return await self.tx.call(to, art.abi[fn], *args)
+
+
+async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
+    """Deploy the whole devnet market on a fresh anvil and return its manifest."""
+    deployer, keeper_account = DEV_ACCOUNTS
+    ctx = _Ctx(TxSender(rpc, deployer), deployer)
+    chain_id = int(await rpc.call("eth_chainId"), 16)
+    deploy_block = int(await rpc.call("eth_blockNumber"), 16)
+
+    erc20 = artifacts.aave("MintableERC20")
+    price_feed, feed_proxy, rate_adapter = (artifacts.ours(n) for n in
+                                            ("PriceFeed", "FeedProxy", "RateAdapter"))
+    # 1. Tokens and price feeds (aggregator behind a proxy, as on mainnet).
+    tokens: dict[str, str] = {}
+    aggregators: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    kinds: dict[str, str] = {}
+    for spec in market.RESERVES:
+        tokens[spec.symbol] = await ctx.deploy(erc20, spec.symbol, spec.symbol, spec.decimals)
+    for spec in market.RESERVES:
+        if spec.rate_base is None:
+            agg = await ctx.deploy(price_feed, 8, f"{spec.symbol} / USD", spec.price)
+            aggregators[spec.symbol] = agg
+            sources[spec.symbol] = await ctx.deploy(feed_proxy, agg)
+            kinds[spec.symbol] = "chainlink"
+    for spec in market.RESERVES:
+        if spec.rate_base is not None:
+            base = spec.rate_base
+            sources[spec.symbol] = await ctx.deploy(rate_adapter, sources[base], spec.rate_at_start,
+                                                    spec.rate_per_second)
+            aggregators[spec.symbol] = aggregators[base]
+            kinds[spec.symbol] = "rate_adapter"
+
+    # 2. Addresses provider and ACL.
+    provider_art = artifacts.aave("PoolAddressesProvider")
+    provider = await ctx.deploy(provider_art, MARKET_ID, deployer)
+    await ctx.do(provider, provider_art, "setACLAdmin", deployer)
+    acl_art = artifacts.aave("ACLManager")
+    acl = await ctx.deploy(acl_art, provider)
+    await ctx.do(provider, provider_art, "setACLManager", acl)
+    await ctx.do(acl, acl_art, "addPoolAdmin", deployer)
+    await ctx.do(acl, acl_art, "addEmergencyAdmin", deployer)
+
+    # 3. Pool: libraries, implementation, proxy.
+    libs: dict[str, str] = {}
+    for name in POOL_LIBRARIES:
+        libs[name] = await ctx.deploy(artifacts.aave(name))
+    libs["FlashLoanLogic"] = await ctx.deploy(artifacts.aave("FlashLoanLogic"), libraries=libs)
+    pool_art = artifacts.aave("Pool")
+    pool_impl = await ctx.deploy(pool_art, provider, libraries=libs)
+    await ctx.do(pool_impl, pool_art, "initialize", provider)
+    await ctx.do(provider, provider_art, "setPoolImpl", pool_impl)
+    (pool,) = await ctx.read(provider, provider_art, "getPool")
+    pool = str(pool).lower()
+
+    # 4. Configurator.
+    cfg_art = artifacts.aave("PoolConfigurator")
+    cfg_libs = {"ConfiguratorLogic": await ctx.deploy(artifacts.aave("ConfiguratorLogic"))}
+    cfg_impl = await ctx.deploy(cfg_art, libraries=cfg_libs)
+    await ctx.do(cfg_impl, cfg_art, "initialize", provider)
+    await ctx.do(provider, provider_art, "setPoolConfiguratorImpl", cfg_impl)
+    (configurator,) = await ctx.read(provider, provider_art, "getPoolConfigurator")
+    configurator = str(configurator).lower()
+
+    # 5. Oracle and data provider.
+    symbols = [s.symbol for s in market.RESERVES]
+    oracle_art = artifacts.aave("AaveOracle")
+    oracle = await ctx.deploy(oracle_art, provider, [tokens[s] for s in symbols],
+                              [sources[s] for s in symbols], ZERO, ZERO, market.PRICE_UNIT)
+    await ctx.do(provider, provider_art, "setPriceOracle", oracle)
+    dp_art = artifacts.aave("AaveProtocolDataProvider")
+    data_provider = await ctx.deploy(dp_art, provider)
+    await ctx.do(provider, provider_art, "setPoolDataProvider", data_provider)
+
+    await ctx.do(configurator, cfg_art, "updateFlashloanPremiumTotal", market.FLASHLOAN_PREMIUM_TOTAL)
+    await ctx.do(configurator, cfg_art, "updateFlashloanPremiumToProtocol",
+                 market.FLASHLOAN_PREMIUM_TO_PROTOCOL)
+
+    # 6. Token implementations (they take the Pool proxy) and rate strategies.
+    treasury = derived_address("keeper-devnet-treasury")
+    impls: dict[str, str] = {}
+    for name in ("AToken", "StableDebtToken", "VariableDebtToken"):
+        art = artifacts.aave(name)
+        impls[name] = await ctx.deploy(art, pool)
+        # Initialise the bare implementations so nobody else can.
+        if name == "AToken":
+            await ctx.do(impls[name], art, "initialize", pool, ZERO, ZERO, ZERO, 0,
+                         "ATOKEN_IMPL", "ATOKEN_IMPL", b"")
+        else:
+            await ctx.do(impls[name], art, "initialize", pool, ZERO, ZERO, 0,
+                         "DEBT_IMPL", "DEBT_IMPL", b"")
+    strategies: dict[market.RateModel, str] = {}
+    irs_art = artifacts.aave("DefaultReserveInterestRateStrategy")
+    for model in (market.STABLE_RATES, market.VOLATILE_RATES):
+        strategies[model] = await ctx.deploy(irs_art, provider, *model.args())
+
+    # 7. Reserves.
+    inputs = [
+        (impls["AToken"], impls["StableDebtToken"], impls["VariableDebtToken"], spec.decimals,
+         strategies[spec.rates], tokens[spec.symbol], treasury, ZERO,
+         f"Aave Devnet {spec.symbol}", f"aDev{spec.symbol}",
+         f"Aave Devnet Variable Debt {spec.symbol}", f"variableDebtDev{spec.symbol}",
+         f"Aave Devnet Stable Debt {spec.symbol}", f"stableDebtDev{spec.symbol}", b"")
+        for spec in market.RESERVES
+    ]
+    await ctx.do(configurator, cfg_art, "initReserves", inputs)
+    for e in market.EMODES:
+        await ctx.do(configurator, cfg_art, "setEModeCategory", e.id, e.ltv, e.liquidation_threshold,
+                     e.liquidation_bonus, ZERO, e.label)
+    for spec in market.RESERVES:
+        asset = tokens[spec.symbol]
+        await ctx.do(configurator, cfg_art, "configureReserveAsCollateral", asset, spec.ltv,
+                     spec.liquidation_threshold, spec.liquidation_bonus)
+        await ctx.do(configurator, cfg_art, "setReserveBorrowing", asset, True)
+        await ctx.do(configurator, cfg_art, "setReserveFlashLoaning", asset, True)
+        await ctx.do(configurator, cfg_art, "setReserveFactor", asset, spec.reserve_factor)
+        await ctx.do(configurator, cfg_art, "setLiquidationProtocolFee", asset,
+                     spec.liquidation_protocol_fee)
+        if spec.emode_category:
+            await ctx.do(configurator, cfg_art, "setAssetEModeCategory", asset, spec.emode_category)
+        if spec.borrowable_in_isolation:
+            await ctx.do(configurator, cfg_art, "setBorrowableInIsolation", asset, True)
+        if spec.debt_ceiling:
+            await ctx.do(configurator, cfg_art, "setDebtCeiling", asset, spec.debt_ceiling)
+
+    reserve_tokens: dict[str, tuple[str, str, str]] = {}
+    for spec in market.RESERVES:
+        a, s, v = await ctx.read(data_provider, dp_art, "getReserveTokensAddresses", tokens[spec.symbol])
+        reserve_tokens[spec.symbol] = (str(a).lower(), str(s).lower(), str(v).lower())
+
+    # 8. Multicall3 at its canonical address.
+    await rpc.call("anvil_setCode", [MULTICALL3, artifacts.ours_runtime("Multicall3")])
+
+    # 9. Uniswap V2, one pool per pair of reserves, priced at the oracle.
+    factory_art, router_art = artifacts.uniswap("UniswapV2Factory"), artifacts.uniswap("UniswapV2Router02")
+    factory = await ctx.deploy(factory_art, deployer)
+    weth9 = await ctx.deploy(artifacts.uniswap("WETH9"))
+    router = await ctx.deploy(router_art, factory, weth9)
+    (prices,) = await ctx.read(oracle, oracle_art, "getAssetsPrices", [tokens[s] for s in symbols])
+    price_of = dict(zip(symbols, (int(p) for p in prices), strict=True))
+    decimals_of = {s.symbol: s.decimals for s in market.RESERVES}
+    pair_art = artifacts.uniswap("UniswapV2Pair")
+    pairs: dict[str, str] = {}
+    for i, a_sym in enumerate(symbols):
+        for b_sym in symbols[i + 1:]:
+            await ctx.do(factory, factory_art, "createPair", tokens[a_sym], tokens[b_sym])
+            (pair,) = await ctx.read(factory, factory_art, "getPair", tokens[a_sym], tokens[b_sym])
+            pair = str(pair).lower()
+            for sym in (a_sym, b_sym):
+                amount = market.POOL_DEPTH_USD * market.PRICE_UNIT * 10 ** decimals_of[sym] // price_of[sym]
+                await ctx.tx.transact(tokens[sym], erc20.abi["mint(address,uint256)"], pair, amount)
+            await ctx.do(pair, pair_art, "mint", deployer)
+            pairs["/".join(sorted((a_sym, b_sym)))] = pair
+
+    reserves = tuple(
+        ReserveInfo(
+            symbol=spec.symbol, address=tokens[spec.symbol], decimals=spec.decimals,
+            a_token=reserve_tokens[spec.symbol][0], stable_debt_token=reserve_tokens[spec.symbol][1],
+            variable_debt_token=reserve_tokens[spec.symbol][2], price_source=sources[spec.symbol],
+            aggregator=aggregators[spec.symbol], feed_kind=kinds[spec.symbol], ltv=spec.ltv,
+            liquidation_threshold=spec.liquidation_threshold,
+            liquidation_bonus=spec.liquidation_bonus, reserve_factor=spec.reserve_factor,
+            liquidation_protocol_fee=spec.liquidation_protocol_fee,
+            emode_category=spec.emode_category, debt_ceiling=spec.debt_ceiling,
+            borrowable_in_isolation=spec.borrowable_in_isolation,
+        )
+        for spec in market.RESERVES
+    )
+    emodes = tuple(EModeInfo(e.id, e.ltv, e.liquidation_threshold, e.liquidation_bonus, e.label)
+                   for e in market.EMODES)
+    return Manifest(
+        chain_id=chain_id, rpc_url=rpc_url, ws_url=ws_url, deployer=deployer, keeper=keeper_account,
+        deploy_block=deploy_block, pool_addresses_provider=provider, pool=pool,
+        pool_configurator=configurator, acl_manager=acl, oracle=oracle, data_provider=data_provider,
+        treasury=treasury, uniswap_factory=factory, uniswap_router=router, weth9=weth9,
+        multicall3=MULTICALL3, reserves=reserves, emodes=emodes, pairs=pairs,
+    )

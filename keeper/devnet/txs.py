@@ -1,0 +1,101 @@
+"""Send devnet transactions from anvil's unlocked (or impersonated) accounts.
+
+The devnet is tooling: it signs nothing. Deploys and scenario steps use ``eth_sendTransaction``
+from accounts anvil unlocks or impersonates, and every receipt is checked: a reverted devnet
+transaction is a bug in the scenario and stops it with the revert reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from keeper.chain.abi import Function
+from keeper.chain.rpc import HttpRpc
+from keeper.errors import DevnetError, RpcResponseError
+
+
+def to_hex(n: int) -> str:
+    return hex(n)
+
+
+def checksum_free(addr: str) -> str:
+    """Lower-case 0x address; we compare addresses in this form everywhere on the devnet."""
+    return addr.lower()
+
+
+class TxSender:
+    """Sends transactions through anvil and waits for their receipts (automine)."""
+
+    def __init__(self, rpc: HttpRpc, default_from: str) -> None:
+        self.rpc = rpc
+        self.default_from = default_from
+
+    async def send(
+        self,
+        to: str | None,
+        data: bytes,
+        *,
+        sender: str | None = None,
+        value: int = 0,
+        gas: int | None = None,
+        what: str = "",
+    ) -> dict[str, Any]:
+        """Send one transaction, wait for its receipt, raise with the reason if it reverted."""
+        tx: dict[str, Any] = {"from": sender or self.default_from, "data": "0x" + data.hex()}
+        if to is not None:
+            tx["to"] = to
+        if value:
+            tx["value"] = to_hex(value)
+        if gas is not None:
+            tx["gas"] = to_hex(gas)
+        try:
+            tx_hash = await self.rpc.call("eth_sendTransaction", [tx], timeout=60)
+        except RpcResponseError as exc:
+            raise DevnetError(f"{what or 'transaction'} rejected: {exc.rpc_message}") from exc
+        receipt = await self.wait_receipt(tx_hash, what=what)
+        if int(receipt["status"], 16) != 1:
+            raise DevnetError(f"{what or 'transaction'} {tx_hash} reverted")
+        return dict(receipt)
+
+    async def wait_receipt(self, tx_hash: str, *, what: str = "", timeout: float = 30.0) -> dict[str, Any]:
+        """Poll for a receipt: anvil's automine answers the send before the block is sealed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.001
+        while True:
+            receipt = await self.rpc.call("eth_getTransactionReceipt", [tx_hash])
+            if receipt is not None:
+                return dict(receipt)
+            if loop.time() > deadline:
+                raise DevnetError(f"{what or 'transaction'} {tx_hash} was not mined in {timeout:g}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def deploy(self, data: bytes, *, what: str = "") -> str:
+        """Deploy creation code and return the new contract's address."""
+        receipt = await self.send(None, data, what=f"deploy {what}")
+        addr = receipt.get("contractAddress")
+        if not addr:
+            raise DevnetError(f"deploy {what}: no contract address in the receipt")
+        return str(addr).lower()
+
+    async def transact(
+        self, to: str, fn: Function, *args: Any, sender: str | None = None, value: int = 0
+    ) -> dict[str, Any]:
+        return await self.send(to, fn.encode(*args), sender=sender, value=value,
+                               what=f"{fn.name} on {to}")
+
+    async def call(self, to: str, fn: Function, *args: Any, block: str = "latest") -> tuple[Any, ...]:
+        raw = await self.rpc.call("eth_call", [{"to": to, "data": fn.encode_hex(*args)}, block])
+        return fn.decode_output(raw)
+
+    async def call_many(
+        self, calls: Sequence[tuple[str, Function, tuple[Any, ...]]], block: str = "latest"
+    ) -> list[tuple[Any, ...]]:
+        """Several eth_calls in one JSON-RPC batch."""
+        raw = await self.rpc.batch(
+            [("eth_call", [{"to": to, "data": fn.encode_hex(*args)}, block]) for to, fn, args in calls]
+        )
+        return [fn.decode_output(r) for (_, fn, _), r in zip(calls, raw, strict=True)]

@@ -1,0 +1,120 @@
+"""Compile our Solidity (contracts/**/*.sol) with solc-js from node_modules, reproducibly.
+
+One standard-JSON compilation of every source with fixed settings; the output (ABI, creation
+and runtime bytecode per contract) goes to ``build/contracts.json`` together with a hash of
+the inputs, so a second build with unchanged sources is a file read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from keeper.errors import KeeperError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONTRACTS_DIR = PROJECT_ROOT / "contracts"
+BUILD_FILE = PROJECT_ROOT / "build" / "contracts.json"
+
+# Fixed compiler settings: the build is reproducible only if these never drift silently.
+SETTINGS: dict[str, Any] = {
+    "optimizer": {"enabled": True, "runs": 10_000},
+    "evmVersion": "shanghai",
+    "viaIR": False,
+    "metadata": {"bytecodeHash": "none"},
+    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object",
+                                    "evm.gasEstimates"]}},
+}
+
+
+class CompileError(KeeperError):
+    """solc reported errors."""
+
+
+def _sources(contracts_dir: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(contracts_dir.parent)): p.read_text()
+        for p in sorted(contracts_dir.rglob("*.sol"))
+    }
+
+
+def _solc_version(node_modules: Path) -> str:
+    pkg = json.loads((node_modules / "solc" / "package.json").read_text())
+    return str(pkg["version"])
+
+
+def _input_hash(sources: dict[str, str], version: str) -> str:
+    h = hashlib.sha256()
+    h.update(version.encode())
+    h.update(json.dumps(SETTINGS, sort_keys=True).encode())
+    for name, text in sources.items():
+        h.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return h.hexdigest()
+
+
+def compile_contracts(
+    *, contracts_dir: Path = CONTRACTS_DIR, out: Path = BUILD_FILE, force: bool = False
+) -> dict[str, Any]:
+    """Compile (or reuse the cached build) and return ``{contract name: {abi, bytecode, ...}}``."""
+    root = contracts_dir.parent
+    node_modules = root / "node_modules"
+    solcjs = node_modules / "solc" / "solc.js"
+    if not solcjs.exists():
+        raise CompileError(f"solc-js not found at {solcjs}: run `npm ci` (or `make setup`)")
+    sources = _sources(contracts_dir)
+    version = _solc_version(node_modules)
+    digest = _input_hash(sources, version)
+    if out.exists() and not force:
+        cached = json.loads(out.read_text())
+        if cached.get("inputHash") == digest:
+            return dict(cached["contracts"])
+    std_in = {
+        "language": "Solidity",
+        "sources": {name: {"content": text} for name, text in sources.items()},
+        "settings": SETTINGS,
+    }
+    proc = subprocess.run(
+        ["node", str(solcjs), "--standard-json", "--base-path", str(root),
+         "--include-path", str(node_modules)],
+        input=json.dumps(std_in).encode(), capture_output=True, cwd=root, check=False,
+    )
+    if proc.returncode != 0:
+        raise CompileError(f"solc-js failed: {proc.stderr.decode(errors='replace')[:500]}")
+    text = proc.stdout.decode()
+    # solc-js may print warnings before the JSON document.
+    result = json.loads(text[text.index("{"):])
+    errors = [e for e in result.get("errors", []) if e.get("severity") == "error"]
+    if errors:
+        raise CompileError("; ".join(e.get("formattedMessage", e.get("message", "")).strip()
+                                     for e in errors)[:2000])
+    contracts: dict[str, Any] = {}
+    for source, by_name in sorted(result.get("contracts", {}).items()):
+        if not source.startswith("contracts/"):
+            continue  # interfaces pulled in from node_modules
+        for name, c in sorted(by_name.items()):
+            contracts[name] = {
+                "source": source,
+                "abi": c["abi"],
+                "bytecode": "0x" + c["evm"]["bytecode"]["object"],
+                "deployedBytecode": "0x" + c["evm"]["deployedBytecode"]["object"],
+            }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"solc": version, "inputHash": digest, "contracts": contracts},
+                              indent=1, sort_keys=True))
+    tmp.replace(out)
+    return contracts
+
+
+def main() -> None:
+    """`python -m keeper.solc`: build and list what was compiled."""
+    contracts = compile_contracts(force=True)
+    for name, c in contracts.items():
+        print(f"{name:24s} {len(c['deployedBytecode']) // 2 - 1:6d} bytes  {c['source']}")
+
+
+if __name__ == "__main__":
+    main()
