@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 
 from keeper.domain.interest import normalized_debt, normalized_income, stable_debt_balance
 from keeper.domain.reserve_config import ReserveConfiguration, UserConfiguration
-from keeper.domain.wadray import RAY, UINT256_MAX, check_uint256, percent_mul, ray_mul, wad_div
+from keeper.domain.wadray import (
+    RAY,
+    UINT256_MAX,
+    asset_unit,
+    check_uint256,
+    percent_mul,
+    ray_mul,
+    wad_div,
+)
 from keeper.errors import KeeperError
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -139,6 +147,13 @@ class Market:
         except KeyError:
             raise MissingMarketData(f"no reserve with id {reserve_id}") from None
 
+    def reserve_of(self, asset: str) -> ReserveState:
+        """The reserve whose underlying is ``asset``; raises MissingMarketData if unknown."""
+        for reserve in self.reserves.values():
+            if reserve.asset == asset:
+                return reserve
+        raise MissingMarketData(f"no reserve for asset {asset}")
+
     def price(self, asset: str) -> int:
         """The oracle price of ``asset``; raises MissingMarketData if unknown."""
         try:
@@ -244,14 +259,13 @@ def calculate_user_account_data(account: UserAccount, market: Market) -> Account
     for reserve_id in config.active_reserve_ids():
         reserve = market.reserve(reserve_id)
         cfg = reserve.configuration
-        unit = 10**cfg.decimals
+        unit = asset_unit(cfg.decimals)
         price = asset_price(market, account, reserve)
         position = account.position(reserve.asset)
 
         if cfg.liquidation_threshold != 0 and config.is_using_as_collateral(reserve_id):
             balance_base = (
-                check_uint256(a_token_balance(reserve, position, now) * price, "collateral")
-                // unit
+                check_uint256(a_token_balance(reserve, position, now) * price, "collateral") // unit
             )
             total_collateral = check_uint256(total_collateral + balance_base, "total collateral")
             in_emode = emode_id != 0 and cfg.emode_category == emode_id

@@ -102,3 +102,9 @@ def percent_div(value: int, percentage: int) -> int:
     if percentage == 0 or value > (UINT256_MAX - percentage // 2) // PERCENTAGE_FACTOR:
         raise ArithmeticRevert("percentDiv overflow or division by zero")
     return (value * PERCENTAGE_FACTOR + percentage // 2) // percentage
+
+
+def asset_unit(decimals: int) -> int:
+    """``10**decimals``: one whole token in its smallest units."""
+    unit: int = 10**decimals
+    return unit
