@@ -1,0 +1,242 @@
+"""New heads, in order, with gaps backfilled and reorgs reported: one interface over a
+WebSocket subscription or HTTP polling.
+
+``follow_heads(rpc, ws=...)`` yields ``Head`` for every block number in order, and a ``Reorg``
+before the heads of a new branch. The raw source (``ws_heads`` or ``polled_heads``) may skip
+blocks (a reconnect, a slow poll) or jump to another branch; ``HeadFollower`` fetches what is
+missing by number and walks back by parent hash to the common ancestor, with ``ReorgTracker``
+(reorg.py) doing the bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
+
+from keeper.chain.reorg import DEFAULT_WINDOW, Fit, ReorgTooDeep, ReorgTracker
+from keeper.chain.rpc import JsonRpc
+from keeper.chain.types import ChainEvent, Head
+from keeper.chain.ws import Resubscribed, WsRpc
+from keeper.errors import RpcError
+
+log = logging.getLogger(__name__)
+
+
+async def fetch_heads(rpc: JsonRpc, numbers: Sequence[int]) -> list[Head]:
+    """Headers of blocks ``numbers`` in one batch, in the given order.
+
+    A missing block (a load-balanced node lagging behind another) is an ``RpcError``: it is
+    transient and the caller tries again later.
+    """
+    if not numbers:
+        return []
+    results = await rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+    heads = []
+    for n, block in zip(numbers, results, strict=True):
+        if block is None:
+            raise RpcError(f"eth_getBlockByNumber: block {n} not available yet")
+        heads.append(Head.from_json(block))
+    return heads
+
+
+async def fetch_head_by_hash(rpc: JsonRpc, block_hash: str) -> Head:
+    """The header of the block with ``block_hash`` (``RpcError`` if the node lacks it)."""
+    block = await rpc.call("eth_getBlockByHash", [block_hash, False])
+    if block is None:
+        raise RpcError(f"eth_getBlockByHash: block {block_hash} unknown to the node")
+    return Head.from_json(block)
+
+
+async def ws_heads(ws: WsRpc) -> AsyncIterator[Head]:
+    """Raw heads from an ``eth_subscribe newHeads`` subscription (resubscribed on reconnect)."""
+    sub = await ws.subscribe("newHeads")
+    try:
+        async for item in sub:
+            if isinstance(item, Resubscribed):
+                continue  # whatever was missed shows up as a gap at the next head
+            yield Head.from_json(item)
+    finally:
+        await sub.unsubscribe()
+
+
+async def polled_heads(rpc: JsonRpc, interval: float = 1.0) -> AsyncIterator[Head]:
+    """Raw heads from polling the latest block every ``interval`` seconds.
+
+    Polls ``eth_getBlockByNumber("latest")`` rather than ``eth_blockNumber`` then the block:
+    one round trip instead of two, and a reorg that keeps the height (a new block 5 replacing
+    ours) changes the hash, which ``eth_blockNumber`` alone would not show.
+    """
+    loop = asyncio.get_running_loop()
+    last_hash: str | None = None
+    while True:
+        started = loop.time()
+        try:
+            block = await rpc.call("eth_getBlockByNumber", ["latest", False])
+        except RpcError as exc:
+            log.warning("polling heads: %s", exc)
+        else:
+            if block is not None:
+                head = Head.from_json(block)
+                if head.hash != last_hash:
+                    last_hash = head.hash
+                    yield head
+        # Keep the cadence: the time the call took counts against the interval.
+        await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
+
+
+class HeadFollower:
+    """Turns a raw head source into every canonical head, in order, with ``Reorg`` notices.
+
+    ``async for event in follower`` yields ``Head`` (the next block number) or ``Reorg``
+    (roll back to ``common_ancestor``; the next head is ``common_ancestor.number + 1``).
+    Transport errors while backfilling are retried after ``retry_delay``; a fork below the
+    tracked window raises ``ReorgTooDeep``, after which the consumer must rebuild its state.
+
+    ``known``: heads the consumer already processed (from a checkpoint), newest last; the
+    chain from there to now is backfilled first. ``start``: without ``known``, the first block
+    number to yield. With neither, the first head from the source comes first.
+    """
+
+    def __init__(
+        self,
+        rpc: JsonRpc,
+        source: AsyncIterable[Head],
+        *,
+        window: int = DEFAULT_WINDOW,
+        known: Sequence[Head] = (),
+        start: int | None = None,
+        fetch_batch: int = 100,
+        retry_delay: float = 0.5,
+    ) -> None:
+        self.rpc = rpc
+        self.source = source
+        self.tracker = ReorgTracker(window)
+        self.start = start
+        self.fetch_batch = fetch_batch
+        self.retry_delay = retry_delay
+        for head in known[-window:]:
+            self.tracker.push(head)
+        self._gen: AsyncGenerator[ChainEvent, None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[ChainEvent]:
+        if self._gen is None:
+            self._gen = self._run()
+        return self._gen
+
+    async def aclose(self) -> None:
+        """Stop following: closes the source (unsubscribes on a WebSocket)."""
+        if self._gen is not None:
+            await self._gen.aclose()
+
+    async def _run(self) -> AsyncGenerator[ChainEvent, None]:
+        iterator = aiter(self.source)
+        try:
+            if self.start is not None and self.tracker.tip is None:
+                first = await self._retrying_first()
+                self.tracker.push(first)
+                yield first
+            async for raw in iterator:
+                while True:
+                    try:
+                        async for event in self.ingest(raw):
+                            yield event
+                        break
+                    except RpcError as exc:
+                        # Progress so far is in the tracker; ingesting again resumes from there.
+                        log.warning("backfilling heads up to %d: %s", raw.number, exc)
+                        await asyncio.sleep(self.retry_delay)
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(RpcError):
+                    await aclose()
+
+    async def _retrying_first(self) -> Head:
+        assert self.start is not None
+        while True:
+            try:
+                return (await fetch_heads(self.rpc, [self.start]))[0]
+            except RpcError as exc:
+                log.warning("fetching start block %d: %s", self.start, exc)
+                await asyncio.sleep(self.retry_delay)
+
+    async def ingest(self, head: Head) -> AsyncIterator[ChainEvent]:
+        """The events that ``head`` implies, given what the tracker holds; updates the tracker."""
+        tip = self.tracker.tip
+        if tip is not None and self.tracker.fit(head) is Fit.GAP:
+            # Fill by number in ascending batches so a long gap streams out as it is fetched.
+            for lo in range(tip.number + 1, head.number, self.fetch_batch):
+                hi = min(lo + self.fetch_batch, head.number)
+                for block in await fetch_heads(self.rpc, range(lo, hi)):
+                    async for event in self._resolve(block):
+                        yield event
+        async for event in self._resolve(head):
+            yield event
+
+    async def _resolve(self, head: Head) -> AsyncIterator[ChainEvent]:
+        """Apply a head at most one above our tip: extend, ignore, or walk back a fork."""
+        fit = self.tracker.fit(head)
+        if fit is Fit.KNOWN:
+            return
+        if fit in (Fit.FIRST, Fit.EXTENDS):
+            self.tracker.push(head)
+            yield head
+            return
+        if fit is Fit.GAP:  # only when a fetched block raced ahead; go through ingest
+            async for event in self.ingest(head):
+                yield event
+            return
+        branch = await self._walk_back(head)
+        reorg = self.tracker.rewind(branch[0].number - 1)
+        if reorg is not None:
+            log.warning(
+                "reorg: %d blocks replaced above %d (old tip %s)",
+                reorg.depth, reorg.common_ancestor.number, reorg.old_tip.hash,
+            )
+            yield reorg
+        for h in branch:
+            self.tracker.push(h)
+            yield h
+
+    async def _walk_back(self, head: Head) -> list[Head]:
+        """The new branch, oldest first, from just above the common ancestor up to ``head``."""
+        branch = [head]  # newest first while walking
+        while not self.tracker.links(branch[-1]):
+            low = branch[-1]
+            if not self.tracker.can_walk_below(low.number - 2):
+                oldest = self.tracker.oldest
+                raise ReorgTooDeep(
+                    f"head {head.number} forks below block {oldest.number if oldest else '?'}, "
+                    f"the oldest of the last {self.tracker.window} we keep"
+                )
+            # By number in small batches (reorgs are usually shallow) ...
+            # (can_walk_below above guarantees this range is not empty)
+            lo = max(low.number - 4, (self.tracker.oldest or low).number + 1)
+            for parent in await fetch_heads(self.rpc, range(low.number - 1, lo - 1, -1)):
+                if parent.hash != branch[-1].parent_hash:
+                    # ... but the chain moved between our requests: follow the exact parent.
+                    parent = await fetch_head_by_hash(self.rpc, branch[-1].parent_hash)
+                    branch.append(parent)
+                    break
+                branch.append(parent)
+                if self.tracker.links(parent):
+                    break
+        branch.reverse()
+        return branch
+
+
+def follow_heads(
+    rpc: JsonRpc,
+    *,
+    ws: WsRpc | None = None,
+    poll_interval: float = 1.0,
+    window: int = DEFAULT_WINDOW,
+    known: Sequence[Head] = (),
+    start: int | None = None,
+) -> HeadFollower:
+    """Every canonical head in order (and ``Reorg`` notices), over ``ws`` if given, else by
+    polling ``rpc`` every ``poll_interval`` seconds. ``rpc`` serves backfills either way."""
+    source = ws_heads(ws) if ws is not None else polled_heads(rpc, poll_interval)
+    return HeadFollower(rpc, source, window=window, known=known, start=start)
