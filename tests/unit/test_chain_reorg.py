@@ -1,0 +1,229 @@
+"""ReorgTracker bookkeeping and HeadFollower's backfill / walk-back, against an in-memory chain."""
+
+# Fakes implement JsonRpc, whose per-call ``timeout`` keyword ASYNC109 dislikes.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keeper.chain.heads import HeadFollower
+from keeper.chain.reorg import Fit, ReorgTooDeep, ReorgTracker
+from keeper.chain.types import ChainEvent, Head, Reorg
+from keeper.errors import RpcError
+
+_salt = itertools.count(1)
+
+
+def make_head(number: int, parent: str, branch: int) -> Head:
+    return Head(number, f"0x{branch:08x}{number:056x}", parent, 1_700_000_000 + number, 7)
+
+
+def linear(n: int, branch: int = 0, start: Head | None = None) -> list[Head]:
+    heads = [start or make_head(0, "0x" + "00" * 32, branch)]
+    while len(heads) < n:
+        heads.append(make_head(heads[-1].number + 1, heads[-1].hash, branch))
+    return heads
+
+
+class FakeChain:
+    """Canonical blocks by number plus every block ever made by hash; answers like a node."""
+
+    def __init__(self, length: int = 1) -> None:
+        self.canonical = linear(length)
+        self.by_hash = {h.hash: h for h in self.canonical}
+        self.requests: list[str] = []
+        self.fail_next = 0
+
+    def mine(self, n: int = 1) -> None:
+        for _ in range(n):
+            tip = self.canonical[-1]
+            self._add(make_head(tip.number + 1, tip.hash, 0 if tip.hash[2:10] == "00000000" else int(tip.hash[2:10], 16)))
+
+    def reorg(self, depth: int) -> None:
+        """Replace the last ``depth`` blocks with a new branch of the same length."""
+        branch = next(_salt)
+        keep = self.canonical[: len(self.canonical) - depth]
+        self.canonical = keep
+        for _ in range(depth):
+            tip = self.canonical[-1]
+            self._add(make_head(tip.number + 1, tip.hash, branch))
+
+    def _add(self, head: Head) -> None:
+        self.canonical.append(head)
+        self.by_hash[head.hash] = head
+
+    @property
+    def tip(self) -> Head:
+        return self.canonical[-1]
+
+    @staticmethod
+    def as_json(h: Head | None) -> dict[str, str] | None:
+        if h is None:
+            return None
+        return {"number": hex(h.number), "hash": h.hash, "parentHash": h.parent_hash,
+                "timestamp": hex(h.timestamp), "baseFeePerGas": hex(h.base_fee or 0)}
+
+    async def call(self, method: str, params: Sequence[Any] = (), *, timeout: float | None = None) -> Any:
+        self.requests.append(method)
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RpcError("flaky")
+        if method == "eth_getBlockByNumber":
+            tag = params[0]
+            n = self.tip.number if tag == "latest" else int(tag, 16)
+            return self.as_json(self.canonical[n] if n < len(self.canonical) else None)
+        if method == "eth_getBlockByHash":
+            return self.as_json(self.by_hash.get(params[0]))
+        raise AssertionError(method)
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *, timeout: float | None = None,
+                    return_exceptions: bool = False) -> list[Any]:
+        return [await self.call(m, p) for m, p in calls]
+
+
+async def from_list(heads: Sequence[Head]) -> AsyncIterator[Head]:
+    for h in heads:
+        yield h
+
+
+async def collect(follower: HeadFollower) -> list[ChainEvent]:
+    return [e async for e in follower]
+
+
+# -- ReorgTracker -------------------------------------------------------------------------
+
+
+def test_tracker_classifies_heads() -> None:
+    chain = linear(6)
+    t = ReorgTracker(window=4)
+    assert t.fit(chain[0]) is Fit.FIRST
+    for h in chain[:4]:
+        t.push(h)
+    assert t.fit(chain[4]) is Fit.EXTENDS
+    assert t.fit(chain[2]) is Fit.KNOWN
+    assert t.fit(chain[5]) is Fit.GAP
+    other = make_head(4, "0x" + "ab" * 32, 9)
+    assert t.fit(other) is Fit.FORK
+    same_height = make_head(3, chain[2].hash, 9)
+    assert t.fit(same_height) is Fit.FORK and t.links(same_height)
+    with pytest.raises(ValueError):
+        t.push(chain[5])
+
+
+def test_tracker_keeps_a_window_and_rewinds() -> None:
+    chain = linear(10)
+    t = ReorgTracker(window=4)
+    for h in chain:
+        t.push(h)
+    assert len(t) == 4 and t.oldest == chain[6] and t.tip == chain[9]
+    assert t.hash_at(5) is None and t.hash_at(7) == chain[7].hash
+    reorg = t.rewind(7)
+    assert reorg == Reorg(common_ancestor=chain[7], depth=2, old_tip=chain[9])
+    assert t.tip == chain[7]
+    assert t.rewind(7) is None
+    with pytest.raises(ReorgTooDeep):
+        t.rewind(5)
+
+
+# -- HeadFollower -------------------------------------------------------------------------
+
+
+async def test_follower_backfills_a_gap_in_order() -> None:
+    chain = FakeChain(3)
+    chain.mine(7)  # 0..9
+    source = [chain.canonical[1], chain.canonical[2], chain.canonical[6], chain.canonical[9]]
+    events = await collect(HeadFollower(chain, from_list(source), fetch_batch=2))
+    assert events == chain.canonical[1:10]
+
+
+async def test_follower_reports_reorg_with_common_ancestor() -> None:
+    chain = FakeChain(6)  # 0..5
+    seen = list(chain.canonical[1:6])
+    chain.reorg(3)  # replaces 3, 4, 5
+    chain.mine(1)  # the next head, 6', is what tells us
+    events = await collect(HeadFollower(chain, from_list([*seen, chain.tip])))
+    assert events[:5] == seen
+    reorg = events[5]
+    assert isinstance(reorg, Reorg)
+    assert reorg.common_ancestor == seen[1] and reorg.depth == 3 and reorg.old_tip == seen[-1]
+    assert events[6:] == chain.canonical[3:7]
+
+
+async def test_follower_same_height_replacement() -> None:
+    chain = FakeChain(4)
+    seen = list(chain.canonical[:4])
+    chain.reorg(1)
+    events = await collect(HeadFollower(chain, from_list([*seen, chain.tip])))
+    assert events[4] == Reorg(common_ancestor=seen[2], depth=1, old_tip=seen[3])
+    assert events[5:] == [chain.tip]
+
+
+async def test_follower_start_and_known_checkpoint() -> None:
+    chain = FakeChain(12)
+    events = await collect(HeadFollower(chain, from_list([chain.tip]), start=8))
+    assert events == chain.canonical[8:12]
+    known = chain.canonical[2:5]
+    events = await collect(HeadFollower(chain, from_list([chain.tip]), known=known))
+    assert events == chain.canonical[5:12]
+
+
+async def test_follower_too_deep_reorg_raises() -> None:
+    chain = FakeChain(10)
+    seen = list(chain.canonical[1:10])
+    chain.reorg(6)
+    with pytest.raises(ReorgTooDeep):
+        await collect(HeadFollower(chain, from_list([*seen, chain.tip]), window=4))
+
+
+async def test_follower_retries_transport_errors_during_backfill() -> None:
+    chain = FakeChain(2)
+    chain.mine(5)
+    chain.fail_next = 2
+    follower = HeadFollower(chain, from_list([chain.canonical[1], chain.tip]), retry_delay=0.001)
+    assert await collect(follower) == chain.canonical[1:]
+
+
+def replay(events: Sequence[ChainEvent]) -> list[Head]:
+    """Apply events as a consumer would, checking the follower's promises on the way."""
+    out: list[Head] = []
+    for e in events:
+        if isinstance(e, Reorg):
+            assert out and out[-1] == e.old_tip
+            idx = next(i for i, h in enumerate(out) if h == e.common_ancestor)
+            assert len(out) - 1 - idx == e.depth
+            del out[idx + 1:]
+        else:
+            if out:
+                assert e.number == out[-1].number + 1 and e.parent_hash == out[-1].hash
+            out.append(e)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["mine", "reorg"]), st.integers(1, 5), st.booleans()),
+                min_size=1, max_size=25))
+async def test_follower_output_always_replays_to_the_canonical_chain(
+    ops: list[tuple[str, int, bool]],
+) -> None:
+    chain = FakeChain(2)
+    observed: list[Head] = [chain.tip]
+    for op, n, observe in ops:
+        if op == "mine":
+            chain.mine(n)
+        else:
+            # Never below the first head we saw: no follower can know what came before it.
+            depth = min(n, chain.tip.number - observed[0].number)
+            if depth:
+                chain.reorg(depth)
+        if observe:  # sources miss heads: only some states of the chain are seen
+            observed.append(chain.tip)
+    observed.append(chain.tip)
+    events = await collect(HeadFollower(chain, from_list(observed), window=64))
+    assert replay(events) == chain.canonical[observed[0].number:]
