@@ -250,13 +250,31 @@ def test_never_more_collateral_than_the_user_has(
         quote.user_collateral_balance
     )
     assert quote.debt_to_cover_actual <= min(cover, quote.max_liquidatable_debt, debt)
-    if quote.collateral_to_liquidator + quote.protocol_fee_collateral == (
-        quote.user_collateral_balance
-    ):
-        return  # capped by the balance: the debt needed is re-derived, rounded the other way
+    if quote.debt_to_cover_actual != min(cover, quote.max_liquidatable_debt):
+        # Capped by the balance: the debt needed is re-derived from it, rounded the other way
+        # (and the fee may be trimmed by a wei so that it fits what the user has left).
+        return
     # Otherwise the seized collateral is worth at most debt * bonus (rounding is in the pool's
     # favour except for percentMul's half-up: at most one wei).
     value_cap = Fraction(
         quote.debt_to_cover_actual * usd(1) * WEI * 10500, weth_price * 10**6 * 10**4
     )
     assert quote.collateral_to_liquidator + quote.protocol_fee_collateral <= value_cap + 1
+
+
+def test_protocol_fee_trimmed_to_the_scaled_balance_left() -> None:
+    # Found by hypothesis. Scaled 1e12 aWETH at index 1.1859523175265: balanceOf rounds half up
+    # to 1185952317527, so seizing it all (liquidator's part + fee) needs one scaled unit more
+    # than the user holds; the Pool then pays the treasury rayMul(scaled left, index) instead.
+    index = 1_185_952_317_526_500_000_000_000_000
+    reserves = dict(RESERVES)
+    reserves[0] = replace(RESERVES[0], liquidity_index=index)
+    user = account({WETH: 10**12}, {USDC: 10**6})
+    quote = quote_liquidation_call(user, market({WETH: usd(100)}, reserves), WETH, USDC, 113)
+    assert quote.user_collateral_balance == 1_185_952_317_527
+    seized = quote.collateral_to_liquidator
+    assert seized == 1_180_304_925_539
+    seized_scaled = (seized * RAY + index // 2) // index  # rayDiv
+    left_scaled = 10**12 - seized_scaled
+    assert quote.protocol_fee_collateral == (left_scaled * index + RAY // 2) // RAY  # rayMul
+    assert seized + quote.protocol_fee_collateral == quote.user_collateral_balance - 1
