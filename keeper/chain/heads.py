@@ -13,7 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Sequence,
+)
 
 from keeper.chain.reorg import DEFAULT_WINDOW, Fit, ReorgTooDeep, ReorgTracker
 from keeper.chain.rpc import JsonRpc
@@ -86,6 +93,40 @@ async def polled_heads(rpc: JsonRpc, interval: float = 1.0) -> AsyncIterator[Hea
         await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
 
 
+class _NewestHead:
+    """A one-slot mailbox between a head source and the follower: a newer head replaces an
+    older one that was not taken yet."""
+
+    def __init__(self) -> None:
+        self._head: Head | None = None
+        self._error: BaseException | None = None
+        self._done = False
+        self._ready = asyncio.Event()
+
+    async def pump(self, source: AsyncIterable[Head]) -> None:
+        try:
+            async for head in source:
+                self._head = head
+                self._ready.set()
+        except Exception as exc:  # handed to the consumer, which raises it in its own task
+            self._error = exc
+        self._done = True
+        self._ready.set()
+
+    async def get(self) -> Head | None:
+        """The newest head not taken yet; None when the source has ended."""
+        while True:
+            await self._ready.wait()
+            if self._head is not None:
+                head, self._head = self._head, None
+                return head
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                return None
+            self._ready.clear()
+
+
 class HeadFollower:
     """Turns a raw head source into every canonical head, in order, with ``Reorg`` notices.
 
@@ -131,36 +172,61 @@ class HeadFollower:
             await self._gen.aclose()
 
     async def _run(self) -> AsyncGenerator[ChainEvent, None]:
-        iterator = aiter(self.source)
+        newest = _NewestHead()
+        # The source runs in its own task from the start, so a subscription is live before we
+        # catch up, and a slow consumer only ever has the newest head waiting: ingesting it
+        # backfills whatever came between.
+        pump = asyncio.create_task(newest.pump(self.source), name="head source")
         try:
             if self.start is not None and self.tracker.tip is None:
-                first = await self._retrying_first()
+                first = await self._retrying(self._fetch_start)
                 self.tracker.push(first)
                 yield first
-            async for raw in iterator:
-                while True:
-                    try:
-                        async for event in self.ingest(raw):
-                            yield event
-                        break
-                    except RpcError as exc:
-                        # Progress so far is in the tracker; ingesting again resumes from there.
-                        log.warning("backfilling heads up to %d: %s", raw.number, exc)
-                        await asyncio.sleep(self.retry_delay)
+            if self.tracker.tip is not None:
+                # Backfill then follow: catch up to the chain's tip now rather than at the next
+                # block, which may be a while away (or never, on an idle devnet).
+                latest = await self._retrying(self._fetch_latest)
+                async for event in self._ingest_retrying(latest):
+                    yield event
+            while True:
+                raw = await newest.get()
+                if raw is None:
+                    return
+                async for event in self._ingest_retrying(raw):
+                    yield event
         finally:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(RpcError):
-                    await aclose()
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RpcError):
+                await pump
 
-    async def _retrying_first(self) -> Head:
-        assert self.start is not None
+    async def _ingest_retrying(self, head: Head) -> AsyncIterator[ChainEvent]:
         while True:
             try:
-                return (await fetch_heads(self.rpc, [self.start]))[0]
+                async for event in self.ingest(head):
+                    yield event
+                return
             except RpcError as exc:
-                log.warning("fetching start block %d: %s", self.start, exc)
+                # Progress so far is in the tracker; ingesting again resumes from there.
+                log.warning("backfilling heads up to %d: %s", head.number, exc)
                 await asyncio.sleep(self.retry_delay)
+
+    async def _retrying(self, fetch: Callable[[], Awaitable[Head]]) -> Head:
+        while True:
+            try:
+                return await fetch()
+            except RpcError as exc:
+                log.warning("fetching a head: %s", exc)
+                await asyncio.sleep(self.retry_delay)
+
+    async def _fetch_start(self) -> Head:
+        assert self.start is not None
+        return (await fetch_heads(self.rpc, [self.start]))[0]
+
+    async def _fetch_latest(self) -> Head:
+        block = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+        if block is None:
+            raise RpcError("eth_getBlockByNumber: no latest block")
+        return Head.from_json(block)
 
     async def ingest(self, head: Head) -> AsyncIterator[ChainEvent]:
         """The events that ``head`` implies, given what the tracker holds; updates the tracker."""

@@ -93,6 +93,12 @@ async def from_list(heads: Sequence[Head]) -> AsyncIterator[Head]:
         yield h
 
 
+async def feed(chain: FakeChain, heads: Sequence[Head], **kw: Any) -> list[ChainEvent]:
+    """Ingest each head in turn, as if the source delivered them one by one."""
+    follower = HeadFollower(chain, from_list(()), **kw)
+    return [e for h in heads async for e in follower.ingest(h)]
+
+
 async def collect(follower: HeadFollower) -> list[ChainEvent]:
     return [e async for e in follower]
 
@@ -139,7 +145,7 @@ async def test_follower_backfills_a_gap_in_order() -> None:
     chain = FakeChain(3)
     chain.mine(7)  # 0..9
     source = [chain.canonical[1], chain.canonical[2], chain.canonical[6], chain.canonical[9]]
-    events = await collect(HeadFollower(chain, from_list(source), fetch_batch=2))
+    events = await feed(chain, source, fetch_batch=2)
     assert events == chain.canonical[1:10]
 
 
@@ -148,7 +154,7 @@ async def test_follower_reports_reorg_with_common_ancestor() -> None:
     seen = list(chain.canonical[1:6])
     chain.reorg(3)  # replaces 3, 4, 5
     chain.mine(1)  # the next head, 6', is what tells us
-    events = await collect(HeadFollower(chain, from_list([*seen, chain.tip])))
+    events = await feed(chain, [*seen, chain.tip])
     assert events[:5] == seen
     reorg = events[5]
     assert isinstance(reorg, Reorg)
@@ -160,9 +166,15 @@ async def test_follower_same_height_replacement() -> None:
     chain = FakeChain(4)
     seen = list(chain.canonical[:4])
     chain.reorg(1)
-    events = await collect(HeadFollower(chain, from_list([*seen, chain.tip])))
+    events = await feed(chain, [*seen, chain.tip])
     assert events[4] == Reorg(common_ancestor=seen[2], depth=1, old_tip=seen[3])
     assert events[5:] == [chain.tip]
+
+
+async def test_follower_takes_only_the_newest_waiting_head() -> None:
+    chain = FakeChain(8)
+    # Without start/known the first head taken starts the chain; older queued heads are dropped.
+    assert await collect(HeadFollower(chain, from_list(chain.canonical[3:]))) == [chain.tip]
 
 
 async def test_follower_start_and_known_checkpoint() -> None:
@@ -179,14 +191,14 @@ async def test_follower_too_deep_reorg_raises() -> None:
     seen = list(chain.canonical[1:10])
     chain.reorg(6)
     with pytest.raises(ReorgTooDeep):
-        await collect(HeadFollower(chain, from_list([*seen, chain.tip]), window=4))
+        await feed(chain, [*seen, chain.tip], window=4)
 
 
 async def test_follower_retries_transport_errors_during_backfill() -> None:
     chain = FakeChain(2)
     chain.mine(5)
     chain.fail_next = 2
-    follower = HeadFollower(chain, from_list([chain.canonical[1], chain.tip]), retry_delay=0.001)
+    follower = HeadFollower(chain, from_list([chain.tip]), start=1, retry_delay=0.001)
     assert await collect(follower) == chain.canonical[1:]
 
 
@@ -225,5 +237,5 @@ async def test_follower_output_always_replays_to_the_canonical_chain(
         if observe:  # sources miss heads: only some states of the chain are seen
             observed.append(chain.tip)
     observed.append(chain.tip)
-    events = await collect(HeadFollower(chain, from_list(observed), window=64))
+    events = await feed(chain, observed, window=64)
     assert replay(events) == chain.canonical[observed[0].number:]
