@@ -1,12 +1,23 @@
-"""Shared fixtures: a plain anvil node on a free port, started and stopped by the test."""
+"""Shared fixtures: anvil nodes on free ports, started and stopped by the tests themselves.
+
+``devnet`` gives each test its own anvil running the real Aave V3 market: the market is deployed
+once per machine into ``build/test-devnet`` (keyed by every deploy input) and each test starts
+a fresh node from that saved state in about 0.1 s.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from keeper.chain.rpc import HttpRpc
+from keeper.devnet import lifecycle
 from keeper.devnet.anvil import Anvil, AnvilOptions
+from keeper.devnet.driver import Devnet
+
+TEST_STATE_DIR = Path(__file__).resolve().parents[1] / "build" / "test-devnet"
 
 
 @pytest.fixture
@@ -17,3 +28,19 @@ async def anvil() -> AsyncIterator[Anvil]:
         yield node
     finally:
         await node.stop()
+
+
+@pytest.fixture
+async def devnet_node() -> AsyncIterator[tuple[Anvil, Devnet]]:
+    """A fresh anvil with the deployed market, and a Devnet handle on it."""
+    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(TEST_STATE_DIR))
+    try:
+        async with HttpRpc(node.url, timeout=120) as rpc:
+            yield node, Devnet(rpc, manifest)
+    finally:
+        await node.stop()
+
+
+@pytest.fixture
+async def devnet(devnet_node: tuple[Anvil, Devnet]) -> Devnet:
+    return devnet_node[1]

@@ -198,10 +198,15 @@ class Devnet:
         return what + " reverted"
 
     async def _mine_until_empty(self) -> None:
+        # Full blocks raise the base fee 12.5% each; over hundreds of them it would outgrow any
+        # fee cap and anvil would drop the rest silently. Seeding holds the base fee still.
+        latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+        base_fee = latest.get("baseFeePerGas", "0x0")
         for _ in range(100_000):
             status = await self.rpc.call("txpool_status")
             if int(status["pending"], 16) == 0 and int(status["queued"], 16) == 0:
                 return
+            await self.rpc.call("anvil_setNextBlockBaseFeePerGas", [base_fee])
             await self.rpc.call("evm_mine")
         raise DevnetError("the mempool did not drain")
 
