@@ -21,6 +21,7 @@ from collections.abc import (
     Callable,
     Sequence,
 )
+from types import TracebackType
 
 from keeper.chain.reorg import DEFAULT_WINDOW, Fit, ReorgTooDeep, ReorgTracker
 from keeper.chain.rpc import JsonRpc
@@ -56,19 +57,29 @@ async def fetch_head_by_hash(rpc: JsonRpc, block_hash: str) -> Head:
     return Head.from_json(block)
 
 
-async def ws_heads(ws: WsRpc) -> AsyncIterator[Head]:
-    """Raw heads from an ``eth_subscribe newHeads`` subscription (resubscribed on reconnect)."""
+async def ws_heads(ws: WsRpc) -> AsyncGenerator[Head, None]:
+    """Raw heads from an ``eth_subscribe newHeads`` subscription, resubscribed on reconnect,
+    with the latest head fetched after each resubscription."""
     sub = await ws.subscribe("newHeads")
     try:
         async for item in sub:
             if isinstance(item, Resubscribed):
-                continue  # whatever was missed shows up as a gap at the next head
+                # Heads mined while we were away are never sent, and the next one may be a
+                # while off: yield the tip now, so the follower backfills the gap at once.
+                try:
+                    latest = await ws.call("eth_getBlockByNumber", ["latest", False])
+                except RpcError as exc:
+                    log.warning("latest head after resubscribing: %s", exc)
+                    continue  # the gap is then filled at the next head
+                if latest is not None:
+                    yield Head.from_json(latest)
+                continue
             yield Head.from_json(item)
     finally:
         await sub.unsubscribe()
 
 
-async def polled_heads(rpc: JsonRpc, interval: float = 1.0) -> AsyncIterator[Head]:
+async def polled_heads(rpc: JsonRpc, interval: float = 1.0) -> AsyncGenerator[Head, None]:
     """Raw heads from polling the latest block every ``interval`` seconds.
 
     Polls ``eth_getBlockByNumber("latest")`` rather than ``eth_blockNumber`` then the block:
@@ -170,6 +181,17 @@ class HeadFollower:
         """Stop following: closes the source (unsubscribes on a WebSocket)."""
         if self._gen is not None:
             await self._gen.aclose()
+
+    async def __aenter__(self) -> HeadFollower:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     async def _run(self) -> AsyncGenerator[ChainEvent, None]:
         newest = _NewestHead()

@@ -10,7 +10,7 @@ contiguous and never overlap, so every log is returned exactly once, in chain or
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from keeper.chain.rpc import JsonRpc
@@ -143,7 +143,7 @@ async def get_block_logs(rpc: JsonRpc, block_hash: str, address: Address, topics
 
 async def subscribe_logs(
     ws: WsRpc, address: Address, topics: Topics
-) -> AsyncIterator[Log | Resubscribed]:
+) -> AsyncGenerator[Log | Resubscribed, None]:
     """Live logs from ``eth_subscribe logs``, with ``RESUBSCRIBED`` after each reconnect.
 
     Logs emitted while disconnected are not replayed by the node: on ``RESUBSCRIBED`` fetch
