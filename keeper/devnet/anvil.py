@@ -169,9 +169,11 @@ class Anvil:
                 if opts.port is not None:
                     raise last
                 continue
-            out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+            # Popen (fork/exec, no waiting) rather than asyncio's subprocess: a detached devnet
+            # node must outlive this event loop, which asyncio's child transports do not allow.
+            out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115, ASYNC230
             try:
-                proc = subprocess.Popen(
+                proc = subprocess.Popen(  # noqa: ASYNC220
                     cls.command(opts, port), stdout=out, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, start_new_session=detach,
                 )
@@ -220,7 +222,7 @@ class Anvil:
             self.proc.send_signal(signal.SIGTERM)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
-            while self.proc.poll() is None and loop.time() < deadline:
+            while self.proc.poll() is None and loop.time() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             if self.proc.poll() is None:
                 self.proc.kill()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet import lifecycle
@@ -17,7 +18,7 @@ from keeper.errors import DevnetError, UsageError
 WAD = 10**18
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("devnet", help="a local Anvil chain running the real Aave V3")
     p.add_argument("--state-dir", help="where the devnet keeps its state (default .devnet)")
     dsub = p.add_subparsers(dest="devnet_cmd", required=True, metavar="COMMAND")
@@ -38,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     uw.add_argument("--json", action="store_true")
 
 
-def _int_in(lo: int, hi: int, what: str) -> object:
+def _int_in(lo: int, hi: int, what: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             v = int(text)

@@ -34,7 +34,7 @@ class RateModel:
 
 
 def _pct(x: float) -> int:
-    return int(round(x * 10_000)) * RAY // 10_000
+    return round(x * 10_000) * RAY // 10_000
 
 
 STABLE_RATES = RateModel(_pct(0.90), 0, _pct(0.04), _pct(0.60), _pct(0.005), _pct(0.60),
@@ -72,7 +72,7 @@ class EModeSpec:
 
 
 def usd(x: float) -> int:
-    return int(round(x * PRICE_UNIT))
+    return round(x * PRICE_UNIT)
 
 
 # ≈ 3.5% a year on a 1.15 rate: 1.15e18 × 0.035 / 31_536_000 s.

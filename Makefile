@@ -1,0 +1,61 @@
+# keeper — every target does its own set-up (venv, pip, npm ci) and is idempotent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KEEPER := $(BIN)/keeper
+PY_STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+BUILD_STAMP := build/contracts.json
+DEMO_DIR ?= .devnet/demo
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint unit integration bench contracts clean
+
+setup: $(PY_STAMP) $(NPM_STAMP) $(BUILD_STAMP)
+
+$(PY_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	touch $@
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(BUILD_STAMP): $(PY_STAMP) $(NPM_STAMP) $(shell find contracts -name '*.sol' 2>/dev/null)
+	$(BIN)/python -m keeper.solc
+
+contracts: $(PY_STAMP) $(NPM_STAMP)
+	$(BIN)/python -m keeper.solc
+
+# The main job on the local devnet: bring it up, seed borrowers, crash a price, show who is
+# under water, bring it down (also on failure or Ctrl-C).
+demo: setup
+	@set -euo pipefail; \
+	k="$(KEEPER) devnet --state-dir $(DEMO_DIR)"; \
+	trap "$$k down >/dev/null" EXIT; \
+	$$k up; \
+	$$k scenario --borrowers 200 --seed 1; \
+	$$k crash WETH=0.72 WBTC=0.85 --blocks 5; \
+	$$k underwater
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	$(BIN)/pytest -q tests/integration tests/e2e $(PYTEST_ARGS)
+
+test: lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf build .devnet .pytest_cache .mypy_cache .ruff_cache
