@@ -7,10 +7,6 @@ one endpoint and their failure surfaces to the caller: a timed-out send may stil
 the mempool, so only the caller, after checking nonce and receipt, may send again.
 """
 
-# The per-call ``timeout`` keyword is part of the JsonRpc interface (callers pick a deadline per
-# call); implementations enforce it with asyncio.timeout, which is what ASYNC109 asks for.
-# ruff: noqa: ASYNC109
-
 from __future__ import annotations
 
 import asyncio

@@ -7,10 +7,6 @@ objects from the node (a revert, a bad argument) are answers, not transport fail
 never retried either.
 """
 
-# The per-call ``timeout`` keyword is part of the JsonRpc interface (callers pick a deadline per
-# call); implementations enforce it with asyncio.timeout, which is what ASYNC109 asks for.
-# ruff: noqa: ASYNC109
-
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence

@@ -5,10 +5,6 @@ decoded JSON and raises ``RpcResponseError`` (or ``ExecutionReverted``) for erro
 ``RpcError``/``RpcTimeout`` for transport failures. It adds no middleware: a call is one request.
 """
 
-# The per-call ``timeout`` keyword is part of the JsonRpc interface (callers pick a deadline per
-# call); implementations enforce it with asyncio.timeout, which is what ASYNC109 asks for.
-# ruff: noqa: ASYNC109
-
 from __future__ import annotations
 
 import asyncio

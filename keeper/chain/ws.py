@@ -9,10 +9,6 @@ backoff and re-issues every live subscription; the node gives new subscription i
 it may have missed notifications. Heads never have that problem: ``heads.py`` backfills gaps.
 """
 
-# The per-call ``timeout`` keyword is part of the JsonRpc interface (callers pick a deadline per
-# call); implementations enforce it with asyncio.timeout, which is what ASYNC109 asks for.
-# ruff: noqa: ASYNC109
-
 from __future__ import annotations
 
 import asyncio
@@ -388,8 +384,14 @@ class WsRpc:
     ) -> Subscription:
         """``eth_subscribe`` (``"newHeads"``, or ``"logs", {"address": ..., "topics": ...}``)."""
         sub = Subscription(self, (kind, *params))
-        await self._subscribe_on_node(sub, resubscribe=False, timeout=timeout)
+        # Listed before the node answers, so a reconnect in between still resubscribes it.
         self._subs.append(sub)
+        try:
+            await self._subscribe_on_node(sub, resubscribe=False, timeout=timeout)
+        except BaseException:
+            if sub in self._subs:
+                self._subs.remove(sub)
+            raise
         return sub
 
     async def _subscribe_on_node(

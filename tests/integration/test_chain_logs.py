@@ -1,9 +1,6 @@
 """eth_getLogs in chunks against real anvil: every log once, in order, also when a (wrapped)
 node refuses large answers; and a live logs subscription."""
 
-# The capped wrapper implements JsonRpc, whose per-call ``timeout`` keyword ASYNC109 dislikes.
-# ruff: noqa: ASYNC109
-
 from __future__ import annotations
 
 import asyncio

@@ -1,8 +1,5 @@
 """Range chunking and adaptive splitting of eth_getLogs, against a fake node with a result cap."""
 
-# Fakes implement JsonRpc, whose per-call ``timeout`` keyword ASYNC109 dislikes.
-# ruff: noqa: ASYNC109
-
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,8 +1,5 @@
 """ReorgTracker bookkeeping and HeadFollower's backfill / walk-back, against an in-memory chain."""
 
-# Fakes implement JsonRpc, whose per-call ``timeout`` keyword ASYNC109 dislikes.
-# ruff: noqa: ASYNC109
-
 from __future__ import annotations
 
 import itertools

@@ -1,8 +1,5 @@
 """Retry allow-list and failover rules, with scripted fake endpoints (no network)."""
 
-# Fakes implement JsonRpc, whose per-call ``timeout`` keyword ASYNC109 dislikes.
-# ruff: noqa: ASYNC109
-
 from __future__ import annotations
 
 from collections.abc import Sequence
