@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import cast
 
 Row = tuple[str, str, str]
+HERE = Path(__file__).resolve().parent
 
 
 async def _run_all(only: set[str]) -> tuple[list[tuple[str, list[Row]]], bool]:
-    here = Path(__file__).resolve().parent
     results: list[tuple[str, list[Row]]] = []
     ok = True
-    for info in sorted(pkgutil.iter_modules([str(here)]), key=lambda i: i.name):
+    for info in sorted(pkgutil.iter_modules([str(HERE)]), key=lambda i: i.name):
         if not info.name.startswith("bench_"):
             continue
         name = info.name.removeprefix("bench_")
