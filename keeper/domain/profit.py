@@ -1,0 +1,322 @@
+"""The profit of one liquidation, and the ``debtToCover`` that maximises it. Pure: no IO.
+
+A liquidation through our liquidator contract, for a chosen (collateral, debt) pair and size:
+
+1. it repays ``debt_to_cover`` of the user's debt (borrowed in a flash loan, or from the
+   contract's own balance) and receives ``collateral_seized`` (``quote_liquidation_call``);
+2. it sells all the seized collateral for the debt asset (``swap``; nothing when both are the
+   same asset);
+3. it repays the flash loan plus its premium, ``percentMul(debt_to_cover, premiumTotal)``, as
+   FlashLoanLogic.executeFlashLoanSimple charges it.
+
+``gross_profit = swap_amount_out - debt_to_cover - flash_premium`` is exactly the rise of the
+contract's debt-asset balance, which is what the contract measures and pays to its owner; the
+gas, paid in the native coin, is valued in the debt asset and subtracted for ``net_profit``.
+
+The optimiser searches the integer ``debt_to_cover``. Swap slippage makes the profit concave
+in the size, so the best size can lie below the maximum the protocol allows; the search is a
+ternary search on exact integer evaluations, then a scan of the last few points and the ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from keeper.domain.account import Market, UserAccount
+from keeper.domain.amm import SwapRevert
+from keeper.domain.liquidation import (
+    AaveRules,
+    LiquidationQuote,
+    LiquidationRevert,
+    quote_liquidation_call,
+)
+from keeper.domain.wadray import UINT256_MAX, ArithmeticRevert, asset_unit, percent_mul
+
+SwapOut = Callable[[int], int]
+"""The debt asset received for an exact amount of collateral sold; raises SwapRevert."""
+
+NATIVE_DECIMALS = 18
+
+# Revert reasons that mean "this size is not executable", as opposed to "this pair is not".
+_SIZE_REVERTS = frozenset({"MUST_NOT_LEAVE_DUST", "INVALID_BURN_AMOUNT"})
+
+# Below this many candidate sizes the search scans every one instead of splitting further:
+# integer rounding makes the profit curve locally flat and a little noisy near its top.
+_SCAN_WIDTH = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One liquidation evaluated exactly, in the debt asset's units unless named otherwise."""
+
+    debt_to_cover: int
+    """The debt the Pool takes (and the flash loan's amount): the quote's actual amount."""
+    collateral_seized: int
+    """Collateral received by the liquidator (the protocol's fee already taken out)."""
+    protocol_fee_collateral: int
+    swap_amount_out: int
+    """The debt asset bought with all of ``collateral_seized`` (equal to it for one asset)."""
+    flash_premium: int
+    gas_cost: int
+    quote: LiquidationQuote
+
+    @property
+    def gross_profit(self) -> int:
+        """What the liquidator contract keeps (and sends its owner), before gas."""
+        return self.swap_amount_out - self.debt_to_cover - self.flash_premium
+
+    @property
+    def net_profit(self) -> int:
+        """Gross profit less the gas, both in the debt asset."""
+        return self.gross_profit - self.gas_cost
+
+
+def flash_loan_premium(amount: int, premium_total_bps: int) -> int:
+    """The premium flashLoanSimple charges: ``amount.percentMul(FLASHLOAN_PREMIUM_TOTAL)``."""
+    return percent_mul(amount, premium_total_bps)
+
+
+def native_to_asset(
+    amount_native: int,
+    *,
+    native_price: int,
+    asset_price: int,
+    asset_decimals: int,
+    native_decimals: int = NATIVE_DECIMALS,
+) -> int:
+    """Value an amount of the native coin (wei) in an asset's units, rounded UP.
+
+    Both prices are oracle prices in the same base currency. Rounding up keeps a cost estimate
+    on the safe side.
+    """
+    if asset_price <= 0:
+        raise ArithmeticRevert("asset price is zero")
+    numerator = amount_native * native_price * asset_unit(asset_decimals)
+    denominator = asset_price * asset_unit(native_decimals)
+    return -(-numerator // denominator)
+
+
+def asset_to_base(amount: int, *, price: int, decimals: int) -> int:
+    """An amount of an asset in the oracle's base currency (USD, 8 decimals), rounded toward 0."""
+    value: int = amount * price
+    unit = asset_unit(decimals)
+    return value // unit if value >= 0 else -(-value // unit)
+
+
+def evaluate_liquidation(
+    account: UserAccount,
+    market: Market,
+    collateral_asset: str,
+    debt_asset: str,
+    debt_to_cover: int,
+    *,
+    swap: SwapOut | None,
+    flash_premium_bps: int,
+    gas_cost: int,
+    rules: AaveRules = AaveRules.V3_0,
+) -> Outcome:
+    """Evaluate the liquidation of ``debt_to_cover`` exactly.
+
+    ``swap`` sells collateral for the debt asset (None when they are the same asset);
+    ``flash_premium_bps`` is 0 when the contract pays from its own balance. Raises
+    LiquidationRevert, SwapRevert or ArithmeticRevert where the transaction would revert.
+    """
+    quote = quote_liquidation_call(
+        account, market, collateral_asset, debt_asset, debt_to_cover, rules=rules
+    )
+    seized = quote.collateral_to_liquidator
+    if swap is None:
+        amount_out = seized
+    else:
+        if seized == 0:
+            # FlashLiquidator.NoCollateralSeized
+            raise SwapRevert("no collateral seized to sell")
+        amount_out = swap(seized)
+    actual = quote.debt_to_cover_actual
+    return Outcome(
+        debt_to_cover=actual,
+        collateral_seized=seized,
+        protocol_fee_collateral=quote.protocol_fee_collateral,
+        swap_amount_out=amount_out,
+        flash_premium=flash_loan_premium(actual, flash_premium_bps),
+        gas_cost=gas_cost,
+        quote=quote,
+    )
+
+
+def maximise_unimodal(
+    objective: Callable[[int], int | None], lo: int, hi: int
+) -> tuple[int, int] | None:
+    """The integer ``x`` in ``[lo, hi]`` with the largest ``objective(x)``, and that value.
+
+    ``objective`` is unimodal (up, then down; noisy by rounding near its top) and returns None
+    where ``x`` is not feasible; infeasible points may only form a prefix of the range. Ternary
+    search down to a handful of points, then every remaining point and both ends are evaluated.
+    Ties go to the smaller ``x`` (less capital, less flash premium). None if nothing is feasible.
+    """
+    if lo > hi:
+        return None
+    memo: dict[int, int | None] = {}
+
+    def f(x: int) -> int | None:
+        if x not in memo:
+            memo[x] = objective(x)
+        return memo[x]
+
+    a, b = lo, hi
+    while b - a > _SCAN_WIDTH:
+        third = (b - a) // 3
+        m1, m2 = a + third, b - third
+        v1, v2 = f(m1), f(m2)
+        if v1 is None:
+            # Infeasible points are a prefix: everything up to m1 is out.
+            a = m1 + 1
+        elif v2 is None or v1 > v2:
+            b = m2 - 1
+        elif v1 < v2:
+            a = m1 + 1
+        else:
+            # Equal values on a unimodal curve bracket its top.
+            a, b = m1, m2
+            if b - a <= _SCAN_WIDTH:
+                break
+            # Avoid a stall on a plateau wider than the scan: shrink from both sides.
+            a, b = a + 1, b - 1
+    candidates = [*range(a, b + 1), lo, hi]
+    best: tuple[int, int] | None = None
+    for x in sorted(set(candidates)):
+        v = f(x)
+        if v is not None and (best is None or v > best[1]):
+            best = (x, v)
+    return best
+
+
+def optimise_liquidation(
+    account: UserAccount,
+    market: Market,
+    collateral_asset: str,
+    debt_asset: str,
+    *,
+    swap: SwapOut | None,
+    flash_premium_bps: int,
+    gas_cost: int,
+    rules: AaveRules = AaveRules.V3_0,
+    max_debt_to_cover: int = UINT256_MAX,
+) -> Outcome:
+    """The liquidation of this pair with the largest gross (hence net) profit.
+
+    ``max_debt_to_cover`` caps the size (the contract's own balance, or the Pool's liquidity
+    for a flash loan). Raises LiquidationRevert when the pair cannot be liquidated at all
+    (healthy account, paused reserve, ...), or the last revert met when no size is executable.
+    The returned outcome may have a negative profit: deciding is the caller's job.
+    """
+    if max_debt_to_cover <= 0:
+        raise LiquidationRevert("INVALID_AMOUNT", "nothing available to repay with")
+
+    def outcome(debt_to_cover: int) -> Outcome:
+        return evaluate_liquidation(
+            account,
+            market,
+            collateral_asset,
+            debt_asset,
+            debt_to_cover,
+            swap=swap,
+            flash_premium_bps=flash_premium_bps,
+            gas_cost=gas_cost,
+            rules=rules,
+        )
+
+    # The largest size the protocol takes; pair-level reverts (HF, paused, not borrowed)
+    # surface here. A cap below the full size may leave dust under v3.3: that is a size revert.
+    full = quote_liquidation_call(
+        account, market, collateral_asset, debt_asset, UINT256_MAX, rules=rules
+    )
+    top = min(full.debt_to_cover_actual, max_debt_to_cover)
+    if top <= 0:
+        raise LiquidationRevert("INVALID_AMOUNT", "no debt can be covered")
+
+    to_debt, x_top = _search_space(full, market, collateral_asset, debt_asset, top)
+    outcomes: dict[int, Outcome] = {}
+    errors: list[Exception] = []
+
+    def at_debt(d: int) -> Outcome | None:
+        if d not in outcomes:
+            try:
+                outcomes[d] = outcome(d)
+            except LiquidationRevert as exc:
+                if exc.reason not in _SIZE_REVERTS:
+                    raise
+                errors.append(exc)
+                return None
+            except (SwapRevert, ArithmeticRevert) as exc:
+                errors.append(exc)
+                return None
+        return outcomes[d]
+
+    def at(x: int) -> Outcome | None:
+        return at_debt(to_debt(x))
+
+    def profit(x: int) -> int | None:
+        o = at(x)
+        return None if o is None else o.gross_profit
+
+    # v3.3 leaves no dust: sizes that leave less than MIN_LEFTOVER_BASE are refused, except
+    # the full size. The refused sizes form a band just below the top; search below it.
+    x_hi = x_top
+    if x_top > 1 and at(x_top - 1) is None and _is_dust(errors[-1]):
+        x_hi = _last_feasible(at, 1, x_top - 1)
+    best = maximise_unimodal(profit, 1, x_hi)
+    # The top itself, exactly (the search variable may not map onto it): the whole debt or
+    # the whole collateral, which v3.3 allows even where the sizes below it leave dust.
+    found = [at(best[0]) if best else None, at_debt(top)]
+    candidates = [o for o in found if o is not None]
+    if not candidates:
+        if errors:
+            raise errors[-1]
+        raise LiquidationRevert("INVALID_AMOUNT", "no executable size")
+    return max(candidates, key=lambda o: (o.gross_profit, -o.debt_to_cover))
+
+
+def _is_dust(error: Exception) -> bool:
+    return isinstance(error, LiquidationRevert) and error.reason == "MUST_NOT_LEAVE_DUST"
+
+
+def _last_feasible(at: Callable[[int], Outcome | None], lo: int, hi: int) -> int:
+    # Largest x in [lo, hi] that does not leave dust; 0 when even lo does. Leaving dust is
+    # monotone in the size (both leftovers shrink as it grows), so bisection finds the edge.
+    if at(lo) is None:
+        return 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if at(mid) is None:
+            hi = mid - 1
+        else:
+            lo = mid
+    return lo
+
+
+def _search_space(
+    full: LiquidationQuote, market: Market, collateral_asset: str, debt_asset: str, top: int
+) -> tuple[Callable[[int], int], int]:
+    """The variable to search, and how it maps to a ``debt_to_cover``.
+
+    The Pool turns a debt amount into collateral by flooring
+    ``base = debtPrice * debt * collateralUnit // (collateralPrice * debtUnit)``. When one unit
+    of collateral is worth more than one unit of debt (WBTC against DAI: 4e14 DAI wei per
+    satoshi) many debt amounts floor to the same collateral, and paying more for the same
+    collateral makes the profit a saw-tooth in the debt amount. Searching the collateral
+    ``base`` instead, mapped to the least debt that buys it, leaves a smooth curve.
+    """
+    c_unit = asset_unit(market.reserve_of(collateral_asset).configuration.decimals)
+    d_unit = asset_unit(market.reserve_of(debt_asset).configuration.decimals)
+    c_price, d_price = full.collateral_price, full.debt_price
+    debt_step, collateral_step = c_price * d_unit, d_price * c_unit
+    if collateral_step >= debt_step or c_price == 0 or d_price == 0:
+        # Each unit of debt buys at least one unit of collateral: search the debt directly.
+        return (lambda x: x), top
+
+    def least_debt_for(base: int) -> int:
+        return min(-(-base * debt_step // collateral_step), top)
+
+    return least_debt_for, top * collateral_step // debt_step

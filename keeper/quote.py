@@ -1,0 +1,197 @@
+"""Swap quotes for selling seized collateral: one small interface, Uniswap V2 behind it.
+
+``Quoter`` is what the planner needs: the routes from one token to another, and the exact
+output of selling an amount along one route. ``UniswapV2Quoter`` answers from a snapshot of pair
+reserves with UniswapV2Library's integer math (0.3% fee), so its quote equals what the
+liquidator contract's swap will get from the same reserves. Routes are the direct pair and,
+when both legs exist, a hop through each hub token (WETH by default): a thin or missing
+direct pool is then beaten by a deep two-hop one. A Uniswap V3 or aggregator quoter is another
+class with the same two methods.
+
+``load_pair_reserves`` reads the snapshot: pair addresses are derived (CREATE2, no lookup) and
+every ``getReserves`` goes in one JSON-RPC batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations, pairwise
+from typing import Protocol
+
+from eth_utils import keccak
+
+from keeper.chain.rpc import JsonRpc
+from keeper.domain.amm import PairReserves, SwapRevert, get_reserves, sort_tokens
+
+UNISWAP_V2_PAIR_INIT_CODE_HASH = bytes.fromhex(
+    "96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"
+)
+"""keccak256 of UniswapV2Pair's creation code, as UniswapV2Library.pairFor hard-codes it."""
+
+UINT112_MAX = (1 << 112) - 1
+_GET_RESERVES = keccak(text="getReserves()")[:4]
+UNISWAP_V2 = "uniswap_v2"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A path of tokens on one venue; every adjacent pair is a pool."""
+
+    path: tuple[str, ...]
+    venue: str = UNISWAP_V2
+
+    @property
+    def hops(self) -> int:
+        return len(self.path) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The exact result of selling ``amount_in`` along ``route``."""
+
+    amount_in: int
+    amount_out: int
+    route: Route
+    amounts: tuple[int, ...]
+    """The amount after each hop (first = ``amount_in``, last = ``amount_out``)."""
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self.route.path
+
+
+class Quoter(Protocol):
+    """Quotes for exact-input sells. Raises SwapRevert where the swap would revert."""
+
+    def routes(self, token_in: str, token_out: str) -> Sequence[Route]:
+        """Every route worth trying from ``token_in`` to ``token_out`` (may be empty)."""
+        ...
+
+    def quote_route(self, route: Route, amount_in: int) -> Quote:
+        """The output of selling exactly ``amount_in`` along ``route``."""
+        ...
+
+    def quote_exact_in(self, token_in: str, token_out: str, amount_in: int) -> Quote:
+        """The best quote over ``routes(token_in, token_out)``."""
+        ...
+
+
+class UniswapV2Quoter:
+    """Uniswap V2 quotes over a snapshot of pair reserves (keyed ``(token0, token1)``)."""
+
+    def __init__(self, reserves: PairReserves, hubs: Sequence[str] = ()) -> None:
+        self.reserves: Mapping[tuple[str, str], tuple[int, int]] = {
+            (a.lower(), b.lower()): r for (a, b), r in reserves.items()
+        }
+        self.hubs = tuple(h.lower() for h in hubs)
+
+    def _has_pair(self, a: str, b: str) -> bool:
+        if a == b:
+            return False
+        reserve = self.reserves.get(sort_tokens(a, b))
+        return reserve is not None and reserve[0] > 0 and reserve[1] > 0
+
+    def routes(self, token_in: str, token_out: str) -> list[Route]:
+        """The direct pair, then one hop through each hub, where the pools exist."""
+        a, b = token_in.lower(), token_out.lower()
+        if a == b:
+            return []
+        found = [Route((a, b))] if self._has_pair(a, b) else []
+        for hub in self.hubs:
+            if hub not in (a, b) and self._has_pair(a, hub) and self._has_pair(hub, b):
+                found.append(Route((a, hub, b)))
+        return found
+
+    def quote_route(self, route: Route, amount_in: int) -> Quote:
+        """UniswapV2Library.getAmountsOut along the route, plus the pair's own checks.
+
+        UniswapV2Pair.swap reverts on a zero output (INSUFFICIENT_OUTPUT_AMOUNT) and when a
+        balance would overflow uint112 (OVERFLOW); the router's math alone does not see either.
+        """
+        if route.venue != UNISWAP_V2:
+            raise SwapRevert(f"not a Uniswap V2 route: {route.venue}")
+        if amount_in <= 0:
+            raise SwapRevert("UniswapV2Library: INSUFFICIENT_INPUT_AMOUNT")
+        amounts = [amount_in]
+        for token_in, token_out in pairwise(route.path):
+            reserve_in, reserve_out = get_reserves(self.reserves, token_in, token_out)
+            if reserve_in + amounts[-1] > UINT112_MAX:
+                raise SwapRevert("UniswapV2: OVERFLOW")
+            # Same integers as amm.get_amount_out; inlined because this runs on every
+            # evaluation of the optimiser.
+            with_fee = amounts[-1] * 997
+            out = with_fee * reserve_out // (reserve_in * 1000 + with_fee)
+            if out == 0:
+                raise SwapRevert("UniswapV2: INSUFFICIENT_OUTPUT_AMOUNT")
+            amounts.append(out)
+        return Quote(amount_in, amounts[-1], route, tuple(amounts))
+
+    def quote_exact_in(self, token_in: str, token_out: str, amount_in: int) -> Quote:
+        """The route with the largest output for ``amount_in``."""
+        best: Quote | None = None
+        last: SwapRevert | None = None
+        for route in self.routes(token_in, token_out):
+            try:
+                quote = self.quote_route(route, amount_in)
+            except SwapRevert as exc:
+                last = exc
+                continue
+            if best is None or quote.amount_out > best.amount_out:
+                best = quote
+        if best is None:
+            raise last or SwapRevert(f"no route from {token_in} to {token_out}")
+        return best
+
+
+def pair_address(factory: str, token_a: str, token_b: str, init_code_hash: bytes) -> str:
+    """The CREATE2 address of a Uniswap V2 pair (UniswapV2Library.pairFor), lower case."""
+    token0, token1 = sort_tokens(token_a.lower(), token_b.lower())
+    salt = keccak(bytes.fromhex(token0[2:]) + bytes.fromhex(token1[2:]))
+    digest = keccak(b"\xff" + bytes.fromhex(factory.lower()[2:]) + salt + init_code_hash)
+    return "0x" + digest[-20:].hex()
+
+
+def needed_pairs(
+    collaterals: Iterable[str], debts: Iterable[str], hubs: Sequence[str] = ()
+) -> set[tuple[str, str]]:
+    """The (sorted) pairs the routes from any collateral to any debt asset can use."""
+    tokens = {t.lower() for t in (*collaterals, *debts)}
+    pairs: set[tuple[str, str]] = set()
+    for a, b in combinations(sorted(tokens), 2):
+        pairs.add(sort_tokens(a, b))
+    for hub in (h.lower() for h in hubs):
+        pairs.update(sort_tokens(t, hub) for t in tokens if t != hub)
+    return pairs
+
+
+async def load_pair_reserves(
+    rpc: JsonRpc,
+    factory: str,
+    pairs: Iterable[tuple[str, str]],
+    *,
+    init_code_hash: bytes = UNISWAP_V2_PAIR_INIT_CODE_HASH,
+    block: str = "latest",
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """``getReserves`` of every pair that exists, in one JSON-RPC batch, keyed sorted.
+
+    A pair that was never created has no code, so its eth_call returns empty data: it is left
+    out (the quoter then has no route through it).
+    """
+    keys = sorted({sort_tokens(a.lower(), b.lower()) for a, b in pairs})
+    calls = [
+        (
+            "eth_call",
+            [{"to": pair_address(factory, a, b, init_code_hash), "data": "0x" + _GET_RESERVES.hex()},
+             block],
+        )
+        for a, b in keys
+    ]
+    results = await rpc.batch(calls)
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for key, raw in zip(keys, results, strict=True):
+        data = bytes.fromhex(str(raw).removeprefix("0x"))
+        if len(data) < 64:
+            continue
+        out[key] = (int.from_bytes(data[0:32], "big"), int.from_bytes(data[32:64], "big"))
+    return out
