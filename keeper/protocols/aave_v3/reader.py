@@ -1,0 +1,369 @@
+"""Read an Aave V3.0 market at one block in one Multicall3 ``aggregate3``.
+
+One ``eth_call`` carries, for every listed reserve, ``Pool.getReserveData`` (configuration word,
+indexes, rates, last update, id, token addresses) and ``AaveOracle.getSourceOfAsset``, plus
+``Pool.getReservesList``, ``AaveOracle.getAssetsPrices`` of every reserve, the eMode categories
+and the prices of their price sources. The oracle read every block is the truth for prices:
+many feeds move without an event.
+
+A request is built from *hints* (the reserves, eMode ids and sources known before); when the
+answer shows more (a new reserve, a category first used), the read is repeated with the
+larger hints, which happens only when the market changed shape. ``MarketReader.request`` and
+``MarketReader.decode`` are separate so that the caller can put the read in the same JSON-RPC
+batch as that block's ``eth_getLogs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_abi.exceptions import DecodingError
+
+from keeper.chain.abi import Function, hexstr_to_bytes
+from keeper.chain.rpc import JsonParams, JsonRpc
+from keeper.domain.account import ZERO_ADDRESS, EModeCategory, ReserveState, UserReserve
+from keeper.domain.reserve_config import UserConfiguration, decode_reserve_configuration
+from keeper.errors import KeeperError
+from keeper.protocols.aave_v3 import abis
+
+BlockRef = str | int
+"""A block to read at: a number, a ``0x`` block hash (reorg-safe), or a tag such as "latest"."""
+
+
+class ReadError(KeeperError, RuntimeError):
+    """A market read failed as a whole (Multicall3 reverted, or its answer is malformed)."""
+
+
+def block_param(block: BlockRef) -> Any:
+    """The JSON-RPC block parameter for ``block``: an EIP-1898 object for a hash, so that a
+    read of a block that was reorged out fails instead of answering for another block."""
+    if isinstance(block, int):
+        return hex(block)
+    if block.startswith("0x") and len(block) == 66:
+        return {"blockHash": block}
+    return block
+
+
+@dataclass(frozen=True, slots=True)
+class AaveV3Contracts:
+    """The market's entry points. ``resolve`` finds them from the PoolAddressesProvider."""
+
+    pool: str
+    oracle: str
+    pool_configurator: str
+    addresses_provider: str
+    multicall3: str = abis.MULTICALL3
+
+    @classmethod
+    async def resolve(
+        cls, rpc: JsonRpc, addresses_provider: str, multicall3: str = abis.MULTICALL3
+    ) -> AaveV3Contracts:
+        """Look the Pool, oracle and configurator up on the addresses provider (one batch)."""
+        provider = addresses_provider.lower()
+        ap = abis.addresses_provider()
+        fns = [ap["getPool"], ap["getPriceOracle"], ap["getPoolConfigurator"]]
+        raw = await rpc.batch(
+            [("eth_call", [{"to": provider, "data": f.encode_hex()}, "latest"]) for f in fns]
+        )
+        pool, oracle, configurator = (
+            str(Function(f.name, (), ("address",)).decode_output(r)[0]).lower()
+            for f, r in zip(fns, raw, strict=True)
+        )
+        return cls(pool, oracle, configurator, provider, multicall3.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveTokens:
+    """A reserve's tokens: the addresses whose events move positions in it."""
+
+    asset: str
+    a_token: str
+    stable_debt_token: str
+    variable_debt_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarketHints:
+    """What a market read asks for: reserves, eMode categories and eMode price sources."""
+
+    assets: tuple[str, ...] = ()
+    emode_ids: frozenset[int] = frozenset()
+    emode_sources: frozenset[str] = frozenset()
+
+    def covers(self, other: MarketHints) -> bool:
+        return (
+            set(other.assets) <= set(self.assets)
+            and other.emode_ids <= self.emode_ids
+            and other.emode_sources <= self.emode_sources
+        )
+
+    def union(self, other: MarketHints) -> MarketHints:
+        assets = list(self.assets) + [a for a in other.assets if a not in self.assets]
+        return MarketHints(
+            tuple(assets), self.emode_ids | other.emode_ids, self.emode_sources | other.emode_sources
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRead:
+    """A market at one block, as read from the chain.
+
+    ``reserves`` and ``tokens`` are keyed by asset; ``prices`` by asset and eMode price source
+    (an asset whose price could not be read is absent); ``sources`` is the oracle's source of
+    each asset; ``reserves_list`` is Pool.getReservesList in order.
+    """
+
+    reserves_list: tuple[str, ...]
+    reserves: Mapping[str, ReserveState]
+    tokens: Mapping[str, ReserveTokens]
+    prices: Mapping[str, int]
+    sources: Mapping[str, str]
+    emode_categories: Mapping[int, EModeCategory] = field(default_factory=dict)
+
+    def needs(self) -> MarketHints:
+        """The hints a complete read of this market takes."""
+        ids = {r.configuration.emode_category for r in self.reserves.values()}
+        ids |= set(self.emode_categories)
+        ids.discard(0)
+        sources = {
+            c.price_source for c in self.emode_categories.values() if c.has_price_source
+        }
+        return MarketHints(self.reserves_list, frozenset(ids), frozenset(sources))
+
+
+_Call = tuple[str, Function, tuple[Any, ...]]
+
+
+class MarketReader:
+    """Builds and decodes the one-``eth_call`` market read of ``contracts``."""
+
+    def __init__(self, contracts: AaveV3Contracts) -> None:
+        self.contracts = contracts
+        pool, oracle = abis.pool(), abis.oracle()
+        self._reserves_list = pool["getReservesList"]
+        self._reserve_data = pool["getReserveData"]
+        self._emode = pool["getEModeCategoryData"]
+        self._prices = oracle["getAssetsPrices"]
+        self._price = oracle["getAssetPrice"]
+        self._source = oracle["getSourceOfAsset"]
+
+    def _calls(self, hints: MarketHints) -> list[_Call]:
+        c = self.contracts
+        calls: list[_Call] = [(c.pool, self._reserves_list, ())]
+        calls += [(c.pool, self._reserve_data, (a,)) for a in hints.assets]
+        calls += [(c.oracle, self._source, (a,)) for a in hints.assets]
+        calls.append((c.oracle, self._prices, (list(hints.assets),)))
+        calls += [(c.pool, self._emode, (i,)) for i in sorted(hints.emode_ids)]
+        calls += [(c.oracle, self._price, (s,)) for s in sorted(hints.emode_sources)]
+        return calls
+
+    def request(self, hints: MarketHints, block: BlockRef) -> tuple[str, JsonParams]:
+        """The ``eth_call`` (method, params) reading the market with ``hints`` at ``block``."""
+        return aggregate3_request(self.contracts.multicall3, self._calls(hints), block)
+
+    def decode(self, hints: MarketHints, raw: Any) -> MarketRead:
+        """The MarketRead of the answer to ``request(hints, ...)``."""
+        results = decode_aggregate3(self._calls(hints), raw)
+        it = iter(results)
+        listed = next(it)
+        if listed is None:
+            raise ReadError("Pool.getReservesList failed")
+        reserves_list = tuple(str(a).lower() for a in listed[0])
+        n = len(hints.assets)
+        data = [next(it) for _ in range(n)]
+        sources = [next(it) for _ in range(n)]
+        prices_raw = next(it)
+        emodes = [next(it) for _ in range(len(hints.emode_ids))]
+        emode_prices = [next(it) for _ in range(len(hints.emode_sources))]
+
+        reserves: dict[str, ReserveState] = {}
+        tokens: dict[str, ReserveTokens] = {}
+        for asset, row in zip(hints.assets, data, strict=True):
+            if row is None or asset not in reserves_list:
+                continue  # dropped, or not a reserve (yet)
+            (d,) = row
+            reserves[asset] = ReserveState(
+                asset=asset,
+                id=int(d[7]),
+                configuration=decode_reserve_configuration(int(d[0][0])),
+                liquidity_index=int(d[1]),
+                current_liquidity_rate=int(d[2]),
+                variable_borrow_index=int(d[3]),
+                current_variable_borrow_rate=int(d[4]),
+                last_update_timestamp=int(d[6]),
+            )
+            tokens[asset] = ReserveTokens(
+                asset, str(d[8]).lower(), str(d[9]).lower(), str(d[10]).lower()
+            )
+        prices: dict[str, int] = {}
+        if prices_raw is not None:
+            for asset, price in zip(hints.assets, prices_raw[0], strict=True):
+                prices[asset] = int(price)
+        for source, row in zip(sorted(hints.emode_sources), emode_prices, strict=True):
+            if row is not None:
+                prices[source] = int(row[0])
+        categories: dict[int, EModeCategory] = {}
+        for cid, row in zip(sorted(hints.emode_ids), emodes, strict=True):
+            if row is None:
+                continue
+            (e,) = row
+            categories[cid] = EModeCategory(
+                ltv=int(e[0]), liquidation_threshold=int(e[1]), liquidation_bonus=int(e[2]),
+                price_source=str(e[3]).lower(), label=str(e[4]),
+            )
+        return MarketRead(
+            reserves_list=reserves_list,
+            reserves=reserves,
+            tokens=tokens,
+            prices=prices,
+            sources={
+                a: str(s[0]).lower()
+                for a, s in zip(hints.assets, sources, strict=True)
+                if s is not None and a in reserves
+            },
+            emode_categories=categories,
+        )
+
+    async def read(
+        self, rpc: JsonRpc, block: BlockRef, hints: MarketHints = MarketHints()
+    ) -> tuple[MarketRead, MarketHints]:
+        """Read the market at ``block``; returns it and the hints that read it completely.
+
+        Repeats the read (rarely) until the hints cover what the answer shows is needed.
+        """
+        for _ in range(4):
+            method, params = self.request(hints, block)
+            market = self.decode(hints, await rpc.call(method, params))
+            needed = market.needs()
+            if hints.covers(needed):
+                return market, hints
+            hints = hints.union(needed)
+        raise ReadError("the market kept changing shape between reads")
+
+    async def resolve_aggregators(
+        self, rpc: JsonRpc, sources: Iterable[str], block: BlockRef
+    ) -> dict[str, str]:
+        """The contract that emits ``AnswerUpdated`` behind each oracle source.
+
+        A Chainlink-style proxy answers ``aggregator()``; a wrapper that prices off another
+        feed (a rate adapter) answers ``baseFeed()``, whose aggregator is followed in turn.
+        Sources that are neither (a fixed-price contract) are left out: the per-block oracle
+        read still sees their moves, just not earlier.
+        """
+        out: dict[str, str] = {}
+        todo = {s: s for s in set(sources) if s != ZERO_ADDRESS}
+        for _ in range(3):  # proxy → aggregator, or adapter → proxy → aggregator
+            if not todo:
+                break
+            keys = sorted(todo)
+            calls: list[_Call] = []
+            for k in keys:
+                calls += [(todo[k], abis.AGGREGATOR, ()), (todo[k], abis.BASE_FEED, ())]
+            method, params = aggregate3_request(self.contracts.multicall3, calls, block)
+            results = decode_aggregate3(calls, await rpc.call(method, params))
+            nxt: dict[str, str] = {}
+            for i, k in enumerate(keys):
+                agg, base = results[2 * i], results[2 * i + 1]
+                if agg is not None and str(agg[0]).lower() != ZERO_ADDRESS:
+                    out[k] = str(agg[0]).lower()
+                elif base is not None and str(base[0]).lower() != ZERO_ADDRESS:
+                    nxt[k] = str(base[0]).lower()
+                else:
+                    # A source that is its own aggregator (emits AnswerUpdated itself).
+                    out[k] = todo[k]
+            todo = nxt
+        return out
+
+    async def read_users(
+        self,
+        rpc: JsonRpc,
+        users: Sequence[str],
+        tokens: Mapping[str, ReserveTokens],
+        block: BlockRef,
+        *,
+        chunk: int = 400,
+    ) -> dict[str, UserSnapshot]:
+        """Users' state straight from the contracts: configuration, eMode and scaled balances.
+
+        The slow, certain way (one call per user and token); the book uses it to check itself,
+        and the sync as a fallback for users touched in a block when asked to.
+        """
+        pool, stable = abis.pool(), abis.stable_debt_token()
+        config_fn, emode_fn = pool["getUserConfiguration"], pool["getUserEMode"]
+        principal_fn, rate_fn = stable["principalBalanceOf"], stable["getUserStableRate"]
+        updated_fn = stable["getUserLastUpdated"]
+        assets = sorted(tokens)
+        per_user = 2 + 5 * len(assets)
+        out: dict[str, UserSnapshot] = {}
+        step = max(1, chunk // per_user)
+        for lo in range(0, len(users), step):
+            part = users[lo:lo + step]
+            calls: list[_Call] = []
+            for u in part:
+                calls += [(self.contracts.pool, config_fn, (u,)), (self.contracts.pool, emode_fn, (u,))]
+                for a in assets:
+                    t = tokens[a]
+                    calls += [
+                        (t.a_token, abis.SCALED_BALANCE_OF, (u,)),
+                        (t.variable_debt_token, abis.SCALED_BALANCE_OF, (u,)),
+                        (t.stable_debt_token, principal_fn, (u,)),
+                        (t.stable_debt_token, rate_fn, (u,)),
+                        (t.stable_debt_token, updated_fn, (u,)),
+                    ]
+            method, params = aggregate3_request(self.contracts.multicall3, calls, block)
+            results = decode_aggregate3(calls, await rpc.call(method, params))
+            for j, u in enumerate(part):
+                row = results[j * per_user:(j + 1) * per_user]
+                if any(r is None for r in row):
+                    raise ReadError(f"reading user {u} failed")
+                positions: dict[str, UserReserve] = {}
+                for k, a in enumerate(assets):
+                    s_a, s_v, p, r, ts = (int(x[0]) for x in row[2 + 5 * k: 7 + 5 * k])  # type: ignore[index]
+                    if s_a or s_v or p:
+                        positions[a] = UserReserve(s_a, s_v, p, r, ts)
+                cfg, emode = row[0], row[1]
+                assert cfg is not None and emode is not None
+                out[u] = UserSnapshot(
+                    UserConfiguration(int(cfg[0][0])), int(emode[0]), positions
+                )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class UserSnapshot:
+    """A user's state as the contracts hold it (see ``MarketReader.read_users``)."""
+
+    configuration: UserConfiguration
+    emode_category: int
+    positions: Mapping[str, UserReserve]
+
+
+def aggregate3_request(
+    multicall3: str, calls: Sequence[_Call], block: BlockRef
+) -> tuple[str, JsonParams]:
+    """``eth_call`` of Multicall3 ``aggregate3`` with ``allowFailure`` on every call: one
+    failing read (a broken feed) must not hide the others."""
+    encoded = [(to, True, fn.encode(*args)) for to, fn, args in calls]
+    data = abis.AGGREGATE3.encode_hex(encoded)
+    return "eth_call", [{"to": multicall3, "data": data}, block_param(block)]
+
+
+def decode_aggregate3(calls: Sequence[_Call], raw: Any) -> list[tuple[Any, ...] | None]:
+    """Each call's decoded output, or None where it failed (or answered garbage)."""
+    if not isinstance(raw, str):
+        raise ReadError(f"aggregate3: unexpected answer {raw!r:.80}")
+    (rows,) = abis.AGGREGATE3.decode_output(hexstr_to_bytes(raw))
+    if len(rows) != len(calls):
+        raise ReadError(f"aggregate3: {len(rows)} results for {len(calls)} calls")
+    out: list[tuple[Any, ...] | None] = []
+    for (_, fn, _), (ok, data) in zip(calls, rows, strict=True):
+        if not ok:
+            out.append(None)
+            continue
+        try:
+            out.append(fn.decode_output(bytes(data)))
+        except DecodingError:  # short or odd data (a call to a non-contract): treat as failed
+            out.append(None)
+    return out
