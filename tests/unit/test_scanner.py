@@ -1,0 +1,475 @@
+"""The health scanner on hand-built books: no misses, incremental == full, ranking, confirmation.
+
+The books here are small dict-backed ``BookView``s over the devnet-like market of
+``tests.unit.test_account``, with interest accrued, stable debt, eMode (with and without a live
+price source) and dust accounts. The chain is a fake JSON-RPC endpoint that decodes Multicall3
+calldata with eth-abi (independently of ``keeper.multicall``) and answers getUserAccountData
+with the exact math over its *own* book, so a book that disagrees with it can be staged.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+from keeper.domain.account import (
+    EModeCategory,
+    Market,
+    ReserveState,
+    UserAccount,
+    UserReserve,
+    calculate_user_account_data,
+)
+from keeper.domain.interest import SECONDS_PER_YEAR
+from keeper.domain.reserve_config import UserConfiguration
+from keeper.domain.wadray import RAY, WAD
+from keeper.errors import RpcResponseError
+from keeper.multicall import (
+    AGGREGATE3_SELECTOR,
+    MULTICALL3,
+    MulticallError,
+    aggregate3,
+    decode_aggregate3,
+    encode_aggregate3,
+)
+from keeper.scanner import (
+    GET_USER_ACCOUNT_DATA_SELECTOR,
+    BookView,
+    Candidate,
+    HealthScanner,
+    decode_account_data,
+    get_user_account_data_calldata,
+    rank,
+)
+from tests.unit.test_account import EMODES, ETH_SOURCE, PRICES, RESERVES, T0, usd
+
+POOL = "0x00000000000000000000000000000000000000aa"
+YEAR = SECONDS_PER_YEAR
+
+
+class DictBook:
+    """A BookView over plain dicts; ``accounts`` and ``market_`` are edited by the tests."""
+
+    def __init__(self, market: Market, accounts: Mapping[str, UserAccount], block: int = 100):
+        self.market_ = market
+        self.accounts: dict[str, UserAccount] = dict(accounts)
+        self.block_number = block
+        self.block_timestamp = market.timestamp
+
+    def market(self) -> Market:
+        return self.market_
+
+    def account(self, user: str) -> UserAccount:
+        return self.accounts.get(user, UserAccount(UserConfiguration()))
+
+    def users(self) -> Iterable[str]:
+        return list(self.accounts)
+
+    def holders(self, asset: str) -> set[str]:
+        return {u for u, a in self.accounts.items() if asset in a.reserves}
+
+    def health_factor(self, user: str) -> int:
+        return calculate_user_account_data(self.account(user), self.market_).health_factor
+
+    def set_prices(self, prices: Mapping[str, int], *, seconds: int = 0) -> None:
+        m = self.market_
+        self.market_ = replace(m, prices={**m.prices, **prices}, timestamp=m.timestamp + seconds)
+        self.block_timestamp = self.market_.timestamp
+        self.block_number += 1
+
+
+def _as_book(book: DictBook) -> BookView:
+    return book  # mypy checks DictBook against the protocol here
+
+
+def interest_reserves() -> dict[int, ReserveState]:
+    """The test market with indexes away from 1 and non-zero rates (interest accrues)."""
+    out = {}
+    for rid, r in RESERVES.items():
+        out[rid] = replace(
+            r,
+            liquidity_index=RAY + RAY * (rid + 1) // 40,
+            current_liquidity_rate=RAY * (rid + 1) // 50,
+            variable_borrow_index=RAY + RAY * (rid + 2) // 25,
+            current_variable_borrow_rate=RAY * (rid + 2) // 20,
+            last_update_timestamp=T0,
+        )
+    return out
+
+
+def make_market(*, timestamp: int = T0 + 30 * 86_400, source_price: int = 0) -> Market:
+    return Market(
+        reserves=interest_reserves(),
+        prices={**PRICES, ETH_SOURCE: source_price},
+        timestamp=timestamp,
+        emode_categories=EMODES,
+    )
+
+
+def user_address(i: int) -> str:
+    return "0x" + keccak(text=f"scanner-test:{i}")[12:].hex()
+
+
+def _account(
+    market: Market,
+    emode: int,
+    collateral: Mapping[int, int],
+    variable: Mapping[int, int],
+    stable: Mapping[int, tuple[int, int, int]],
+) -> UserAccount:
+    config = UserConfiguration()
+    positions: dict[str, UserReserve] = {}
+    for rid in {*collateral, *variable, *stable}:
+        principal, rate, ts = stable.get(rid, (0, 0, 0))
+        positions[market.reserves[rid].asset] = UserReserve(
+            scaled_a_token_balance=collateral.get(rid, 0),
+            scaled_variable_debt=variable.get(rid, 0),
+            stable_debt_principal=principal,
+            stable_borrow_rate=rate,
+            stable_last_update_timestamp=ts,
+        )
+        if rid in collateral:
+            config = config.with_collateral(rid, True)
+        if rid in variable or rid in stable:
+            config = config.with_borrowing(rid, True)
+    return UserAccount(configuration=config, emode_category=emode, reserves=positions)
+
+
+def random_account(rng: random.Random, market: Market) -> UserAccount:
+    """Collateral of $0.0001..$10M (dust included), debt set for an HF near 1 (0.9..1.3)."""
+    ids = sorted(market.reserves)
+    emode = rng.choice((0, 0, 0, 1, 2))
+    if emode == 2:
+        coll_ids = rng.sample([0, 3], rng.choice((1, 2)))
+        debt_ids = [0]
+    elif emode == 1:
+        coll_ids, debt_ids = [2], [2]
+    else:
+        coll_ids = rng.sample(ids, rng.choice((1, 1, 2, 3)))
+        debt_ids = rng.sample(ids, rng.choice((1, 2)))
+    usd_total = 10 ** rng.uniform(-4, 7)
+    collateral: dict[int, int] = {}
+    for rid in coll_ids:
+        r = market.reserves[rid]
+        value = usd_total / len(coll_ids)
+        tokens = value * 10**8 / market.prices[r.asset]
+        collateral[rid] = max(1, int(tokens * 10**r.configuration.decimals))
+    probe = calculate_user_account_data(_account(market, emode, collateral, {}, {}), market)
+    target = rng.choice((rng.uniform(0.9, 1.3), rng.uniform(0.995, 1.005)))
+    debt_base = probe.total_collateral_base * probe.current_liquidation_threshold / 1e4 / target
+    variable: dict[int, int] = {}
+    stable: dict[int, tuple[int, int, int]] = {}
+    for rid in debt_ids:
+        r = market.reserves[rid]
+        amount = int(debt_base / len(debt_ids) * 10**r.configuration.decimals
+                     / market.prices[r.asset])
+        if rng.random() < 0.2:
+            stable[rid] = (amount, RAY * rng.randint(5, 30) // 100, market.timestamp - 86_400)
+        else:
+            # Scaled: the balance the token reports is scaled x index.
+            index = r.normalized_debt(market.timestamp)
+            variable[rid] = amount * RAY // index
+    return _account(market, emode, collateral, variable, stable)
+
+
+def random_book(n: int, seed: int, **market_kw: Any) -> DictBook:
+    rng = random.Random(seed)
+    market = make_market(**market_kw)
+    accounts = {user_address(seed * 1_000_000 + i): random_account(rng, market) for i in range(n)}
+    accounts[user_address(-1)] = UserAccount(UserConfiguration())  # an empty account
+    return DictBook(market, accounts)
+
+
+def liquidatable(book: DictBook) -> set[str]:
+    m = book.market()
+    return {
+        u for u, a in book.accounts.items()
+        if calculate_user_account_data(a, m).health_factor < WAD
+    }
+
+
+# ---- the prefilter never misses ------------------------------------------------------------
+@pytest.mark.parametrize("source_price", [0, usd(2000)])
+def test_prefilter_never_misses_an_exactly_liquidatable_account(source_price: int) -> None:
+    book = random_book(1_500, seed=3, source_price=source_price)
+    scanner = HealthScanner(_as_book(book))
+    rng = random.Random(5)
+    under = liquidatable(book)
+    assert 50 < len(under) < 1_400  # the book really straddles the line
+    for step in range(12):
+        picked = set(scanner.prefilter_candidates())
+        assert under <= picked, f"step {step}: missed {sorted(under - picked)[:3]}"
+        # Not a trivial "everyone is a candidate": the band is narrow.
+        assert len(picked) < len(book.accounts) * 0.8
+        moves = {a: int(p * rng.uniform(0.96, 1.04)) for a, p in book.market().prices.items()
+                 if p and rng.random() < 0.5}
+        book.set_prices(moves, seconds=rng.randint(1, 3_600))
+        scanner.sync()
+        under = liquidatable(book)
+
+
+def test_float_health_factors_agree_with_exact_math() -> None:
+    book = random_book(600, seed=11, source_price=usd(2100))
+    scanner = HealthScanner(_as_book(book))
+    hf = scanner.prefilter.health_factors
+    m = book.market()
+    for i, user in enumerate(scanner.users):
+        data = calculate_user_account_data(book.account(user), m)
+        if data.total_debt_base == 0:
+            assert hf[i] == np.inf
+        elif data.total_collateral_base > 10**9:  # above $10: per-asset rounding negligible
+            assert abs(hf[i] - data.health_factor / WAD) <= 2e-4 * data.health_factor / WAD
+
+
+def test_interest_over_a_year_is_followed() -> None:
+    book = random_book(800, seed=17)
+    scanner = HealthScanner(_as_book(book))
+    before = liquidatable(book)
+    # A year of interest at 10-25% variable rates, without any event: debts grow, HFs fall.
+    book.set_prices({}, seconds=YEAR)
+    assert scanner.drift() > 0.05
+    after = liquidatable(book)
+    assert len(after) > len(before)
+    # Even before a sync re-sets anything, the widened band keeps every one of them.
+    assert after <= set(scanner.prefilter_candidates())
+    scanner.sync()
+    assert scanner.drift() < scanner.refresh_drift
+    assert after <= set(scanner.prefilter_candidates())
+
+
+def test_dust_accounts_always_go_to_exact_math() -> None:
+    market = make_market()
+    weth, usdc = 0, 2
+    # $0.001 of WETH against $0.0006 of USDC: HF 1.3, but at this size the contract's
+    # per-asset rounding (1e-8 USD) is 1e-5 relative, so the float is not trusted.
+    dust = _account(market, 0, {weth: 5 * 10**11}, {usdc: 600}, {})
+    small = _account(market, 0, {weth: 5 * 10**13}, {usdc: 60_000}, {})  # $0.1, trusted
+    book = DictBook(market, {user_address(1): dust, user_address(2): small})
+    scanner = HealthScanner(_as_book(book))
+    assert scanner.prefilter_candidates() == [user_address(1)]
+    # WETH falls 95%: the $0.1 account may now be worth under the trust limit.
+    book.set_prices({RESERVES[weth].asset: usd(100)})
+    scanner.sync()
+    assert liquidatable(book) <= set(scanner.prefilter_candidates()) == {
+        user_address(1), user_address(2)}
+
+
+# ---- incremental == full ---------------------------------------------------------------------
+def test_incremental_updates_equal_a_full_rebuild() -> None:
+    book = random_book(2_000, seed=23, source_price=usd(1990))
+    scanner = HealthScanner(_as_book(book))
+    rng = random.Random(29)
+    market = book.market()
+    users = list(book.accounts)
+    for _ in range(20):
+        moves = {a: int(p * rng.uniform(0.97, 1.03)) for a, p in book.market().prices.items()
+                 if p and rng.random() < 0.4}
+        # Same timestamp: rows set at different times differ by the interest in between (the
+        # band covers that, see test_interest_over_a_year_is_followed); here they must agree.
+        book.set_prices(moves)
+        # Events: some accounts change, some appear.
+        touched = rng.sample(users, 10)
+        for u in touched:
+            book.accounts[u] = random_account(rng, market)
+        for k in range(3):
+            u = user_address(10**7 + len(users) + k)
+            book.accounts[u] = random_account(rng, market)
+            touched.append(u)
+        users = list(book.accounts)
+        scanner.sync(touched)
+    fresh = HealthScanner(_as_book(book))
+    assert set(scanner.users) == set(fresh.users)
+    row = {u: i for i, u in enumerate(fresh.users)}
+    order = np.array([row[u] for u in scanner.users])
+    got = scanner.prefilter.health_factors[: scanner.size]
+    want = fresh.prefilter.health_factors[order]
+    finite = np.isfinite(want)
+    assert np.array_equal(finite, np.isfinite(got))
+    assert np.allclose(got[finite], want[finite], rtol=1e-9)
+    def band(s: HealthScanner) -> set[str]:
+        return {s.users[i] for i in s.prefilter.candidates(s.margin).tolist()}
+
+    assert band(scanner) == band(fresh)
+    # The incremental scanner may also send more possibly-dust accounts to exact math (its
+    # reference prices are older); never fewer.
+    assert set(scanner.prefilter_candidates()) >= set(fresh.prefilter_candidates())
+
+
+def test_a_price_move_re_evaluates_only_that_assets_holders() -> None:
+    book = random_book(1_000, seed=31)
+    scanner = HealthScanner(_as_book(book))
+    wbtc = RESERVES[1].asset
+    holders = {u for u, a in book.accounts.items() if wbtc in a.reserves
+               and (a.reserves[wbtc].scaled_a_token_balance or a.reserves[wbtc].scaled_variable_debt
+                    or a.reserves[wbtc].stable_debt_principal)}
+    book.set_prices({wbtc: usd(30_000)})
+    moved = scanner.update_prices()
+    assert 0 < moved == len(holders) < len(book.accounts)
+
+
+def test_new_users_beyond_capacity_trigger_one_rebuild() -> None:
+    book = random_book(10, seed=37)
+    scanner = HealthScanner(_as_book(book))
+    rng = random.Random(1)
+    fresh = {user_address(5_000_000 + i): random_account(rng, book.market()) for i in range(1_100)}
+    book.accounts.update(fresh)
+    scanner.sync(fresh)
+    assert scanner.stats.rebuilds == 2
+    assert liquidatable(book) <= set(scanner.prefilter_candidates())
+
+
+def test_a_threshold_change_re_sets_the_reserves_holders() -> None:
+    book = random_book(500, seed=41)
+    scanner = HealthScanner(_as_book(book))
+    m = book.market()
+    weth = m.reserves[0]
+    lowered = replace(weth, configuration=replace(weth.configuration, liquidation_threshold=7000))
+    book.market_ = replace(m, reserves={**m.reserves, 0: lowered})
+    scanner.sync()
+    assert liquidatable(book) <= set(scanner.prefilter_candidates())
+    # A new eMode category changes the layout: full rebuild.
+    book.market_ = replace(book.market_, emode_categories={
+        **EMODES, 3: EModeCategory(9000, 9100, 10100, label="new")})
+    scanner.sync()
+    assert scanner.stats.rebuilds == 2
+
+
+# ---- ranking -------------------------------------------------------------------------------
+def test_rank_by_repayable_debt_then_health_factor() -> None:
+    def cand(user: str, hf: float, coll: int, debt: int) -> Candidate:
+        return Candidate(user, int(hf * WAD), coll, debt, True, 1)
+
+    big_healthy = cand("0xa", 0.99, 10**14, 10**14)  # close factor 50%: repays 5e13
+    small_deep = cand("0xb", 0.5, 6 * 10**13, 6 * 10**13)  # 100%: 6e13
+    capped = cand("0xc", 0.2, 10**12, 10**15)  # 100% of debt, capped by collateral 1e12
+    tie = cand("0xd", 0.98, 10**14, 10**14)
+    assert small_deep.max_repay_base == 6 * 10**13
+    assert big_healthy.max_repay_base == 5 * 10**13
+    assert capped.max_repay_base == 10**12
+    assert rank([capped, big_healthy, tie, small_deep]) == [small_deep, tie, big_healthy, capped]
+
+
+# ---- multicall encoding and the confirmation -------------------------------------------------
+def test_aggregate3_encoding_matches_eth_abi() -> None:
+    calls = [(user_address(i), bytes(range(i % 70))) for i in range(40)]
+    for allow in (True, False):
+        ours = encode_aggregate3(calls, allow_failure=allow)
+        theirs = AGGREGATE3_SELECTOR + abi_encode(
+            ["(address,bool,bytes)[]"], [[(t, allow, d) for t, d in calls]])
+        assert ours == theirs
+    results = [(i % 3 != 0, bytes(range(i % 50))) for i in range(40)]
+    assert decode_aggregate3(abi_encode(["(bool,bytes)[]"], [results])) == results
+    assert decode_aggregate3(abi_encode(["(bool,bytes)[]"], [[]])) == []
+    with pytest.raises(MulticallError):
+        decode_aggregate3(abi_encode(["(bool,bytes)[]"], [results])[:-40])
+
+
+def test_get_user_account_data_encoding() -> None:
+    assert keccak(text="getUserAccountData(address)")[:4] == GET_USER_ACCOUNT_DATA_SELECTOR
+    user = user_address(7)
+    assert get_user_account_data_calldata(user) == (
+        GET_USER_ACCOUNT_DATA_SELECTOR + abi_encode(["address"], [user]))
+    words = (1, 2, 3, 4, 5, 6)
+    data = decode_account_data(abi_encode(["uint256"] * 6, list(words)))
+    assert (data.total_collateral_base, data.health_factor) == (1, 6)
+
+
+class FakeChain:
+    """JSON-RPC that runs aggregate3 of getUserAccountData against its own book."""
+
+    def __init__(self, book: DictBook, *, revert_for: frozenset[str] = frozenset()) -> None:
+        self.book = book
+        self.revert_for = revert_for
+        self.requests: list[int] = []  # eth_calls per JSON-RPC batch
+        self.blocks: list[str] = []
+
+    async def call(self, method: str, params: Sequence[Any] = (), *,
+                   timeout: float | None = None) -> Any:
+        return (await self.batch([(method, params)]))[0]
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *,
+                    timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
+        self.requests.append(len(calls))
+        out: list[Any] = []
+        for method, params in calls:
+            assert method == "eth_call"
+            tx, block = params
+            self.blocks.append(block)
+            assert tx["to"] == MULTICALL3
+            raw = bytes.fromhex(tx["data"][2:])
+            assert raw[:4] == AGGREGATE3_SELECTOR
+            (inner,) = abi_decode(["(address,bool,bytes)[]"], raw[4:])
+            results = []
+            failed = False
+            for target, allow, data in inner:
+                assert target.lower() == POOL and data[:4] == GET_USER_ACCOUNT_DATA_SELECTOR
+                user = "0x" + data[16:36].hex()
+                if user in self.revert_for:
+                    results.append((False, b"\x08\xc3\x79\xa0"))
+                    failed = failed or not allow
+                    continue
+                d = calculate_user_account_data(self.book.account(user), self.book.market())
+                results.append((True, abi_encode(["uint256"] * 6, [
+                    d.total_collateral_base, d.total_debt_base, d.available_borrows_base,
+                    d.current_liquidation_threshold, d.ltv, d.health_factor])))
+            if failed:
+                err = RpcResponseError("eth_call", 3, "execution reverted")
+                if not return_exceptions:
+                    raise err
+                out.append(err)
+            else:
+                out.append("0x" + abi_encode(["(bool,bytes)[]"], [results]).hex())
+        return out
+
+
+async def test_scan_confirms_on_chain_and_counts_mismatches() -> None:
+    book = random_book(1_200, seed=43)
+    chain_book = DictBook(book.market(), dict(book.accounts))
+    under = sorted(liquidatable(book))
+    # The chain knows better about two accounts: one is healthy there (repaid), one is not in
+    # our book's liquidatable set at all (it borrowed more than we saw).
+    repaid, wrong = under[0], next(u for u in book.accounts if u not in under
+                                   and book.health_factor(u) < 2 * WAD)
+    chain_book.accounts[repaid] = UserAccount(UserConfiguration())
+    more_debt = {**book.accounts[wrong].reserves}
+    asset, pos = next((a, p) for a, p in more_debt.items() if p.scaled_variable_debt)
+    more_debt[asset] = replace(pos, scaled_variable_debt=pos.scaled_variable_debt * 3)
+    chain_book.accounts[wrong] = replace(book.accounts[wrong], reserves=more_debt)
+    chain = FakeChain(chain_book, revert_for=frozenset({under[1]}))
+    scanner = HealthScanner(_as_book(book))
+    found = await scanner.scan(chain, POOL, chunk=50)
+    confirmed = {c.user for c in found if c.confirmed_on_chain}
+    unconfirmed = {c.user for c in found if not c.confirmed_on_chain}
+    assert unconfirmed == {under[1]}  # the chain call reverted: kept, flagged
+    expected = {u for u in under if u not in (repaid, under[1])}
+    if chain_book.health_factor(wrong) < WAD:
+        # Only found when it was near the line in our book; then the mismatch is counted too.
+        expected |= {wrong} & confirmed
+    assert confirmed == expected
+    assert scanner.stats.mismatches >= 1
+    assert scanner.stats.chain_failures == 1
+    assert found == rank(found)
+    assert all(c.block == book.block_number for c in found)
+    assert set(chain.blocks) == {hex(book.block_number)}
+    # One aggregate3 per 50 calls, several of them per JSON-RPC batch.
+    assert len(chain.requests) < sum(chain.requests)
+
+
+async def test_aggregate3_allow_failure_and_strict() -> None:
+    book = random_book(30, seed=47)
+    users = list(book.accounts)
+    chain = FakeChain(book, revert_for=frozenset({users[3]}))
+    calls = [(POOL, get_user_account_data_calldata(u)) for u in users]
+    results = await aggregate3(chain, calls, chunk=7)
+    assert [ok for ok, _ in results] == [u != users[3] for u in users]
+    with pytest.raises(MulticallError, match=r"calls 0\.\.6"):
+        await aggregate3(chain, calls, chunk=7, allow_failure=False)
+    assert await aggregate3(chain, []) == []
