@@ -103,6 +103,17 @@ class KillSwitch:
         self.reason = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a guard refused: ``code`` is a short metric label, ``message`` the detail."""
+
+    code: str  # "kill_switch" | "circuit_breaker" | "gas_budget"
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass(slots=True)
 class Guards:
     """The three guards together; ``refusal`` answers "may we send this?"."""
@@ -121,14 +132,17 @@ class Guards:
             kill=KillSwitch(kill_switch, "executor.kill_switch" if kill_switch else ""),
         )
 
-    def refusal(self, cost_wei: int, now: float) -> str | None:
+    def refusal(self, cost_wei: int, now: float) -> Refusal | None:
         """Why sending a transaction expected to cost ``cost_wei`` is refused, or None."""
         if self.kill.engaged:
-            return f"kill switch engaged ({self.kill.reason or 'no reason given'})"
+            return Refusal("kill_switch",
+                           f"kill switch engaged ({self.kill.reason or 'no reason given'})")
         if self.breaker.is_open:
-            return (f"circuit breaker open after {self.breaker.consecutive} consecutive "
-                    f"failures (last: {self.breaker.last_reason})")
+            return Refusal("circuit_breaker",
+                           f"circuit breaker open after {self.breaker.consecutive} consecutive "
+                           f"failures (last: {self.breaker.last_reason})")
         if not self.budget.allows(cost_wei, now):
-            return (f"gas budget exhausted: {self.budget.spent(now)} wei spent in the last "
-                    f"{self.budget.window:g}s, limit {self.budget.limit_wei}")
+            return Refusal("gas_budget",
+                           f"gas budget exhausted: {self.budget.spent(now)} wei spent in the "
+                           f"last {self.budget.window:g}s, limit {self.budget.limit_wei}")
         return None

@@ -79,9 +79,10 @@ class NonceManager:
             except BaseException:
                 self._next = None
                 raise
+            # The holder may have moved the lease to the node's nonce after a nonce error.
             if lease.used:
-                self._next = nonce + 1
+                self._next = lease.nonce + 1
             elif lease.sent:
                 self._next = None
             else:
-                self._next = nonce
+                self._next = lease.nonce
