@@ -1,0 +1,98 @@
+"""Gas of each FlashLiquidator path, on a devnet this bench starts and stops itself.
+
+Every path liquidates its own borrower, all made alike and liquidatable by one price move
+(WETH collateral / USDC debt, or USDC / USDC), so the numbers compare; a bare
+``Pool.liquidationCall`` from an account that holds the debt asset is the baseline. (Replaying
+one borrower from an ``evm_snapshot`` was tried: anvil's ``evm_revert`` answered true but left
+the liquidation in place now and then.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from keeper import artifacts
+from keeper.chain.rpc import HttpRpc
+from keeper.devnet import lifecycle
+from keeper.devnet.driver import Devnet
+from keeper.exec.liquidator_contract import (
+    LiquidationParams,
+    LiquidatorConfig,
+    deploy_liquidator,
+    encode_liquidate,
+)
+
+STATE_DIR = Path(__file__).resolve().parents[1] / "build" / "bench-devnet"
+GAS_LIMIT = 3_000_000
+WETH_USERS = tuple(f"0x{i:02x}" + "b0" * 19 for i in range(4))
+USDC_USERS = tuple(f"0x{i:02x}" + "b1" * 19 for i in range(2))
+
+_ERC20 = artifacts.aave("MintableERC20").abi
+_POOL = artifacts.aave("Pool").abi
+
+
+async def _setup(devnet: Devnet) -> str:
+    m = devnet.m
+    await devnet.fund([*WETH_USERS, *USDC_USERS])
+    txs = [*devnet.deposit_txs(m.deployer, "USDC", 1_000_000 * 10**6),
+           *devnet.deposit_txs(m.deployer, "WETH", 1_000 * 10**18),
+           # The baseline liquidator (the keeper account itself) holds USDC, approved the Pool.
+           devnet.tx_mint(m.keeper, "USDC", 100_000 * 10**6),
+           devnet.tx_approve(m.keeper, "USDC")]
+    for user in WETH_USERS:  # 10 WETH, 15,000 USDC borrowed: HF 1.10, 0.99 at $1,800
+        txs += [*devnet.deposit_txs(user, "WETH", 10 * 10**18),
+                devnet.tx_borrow(user, "USDC", 15_000 * 10**6)]
+    for user in USDC_USERS:  # 10 WETH + 10,000 USDC, 23,000 USDC borrowed
+        txs += [*devnet.deposit_txs(user, "WETH", 10 * 10**18),
+                *devnet.deposit_txs(user, "USDC", 10_000 * 10**6),
+                devnet.tx_borrow(user, "USDC", 23_000 * 10**6)]
+    await devnet.send_many(txs)
+    await devnet.set_price("WETH", 1800 * 10**8)
+    await devnet.arbitrage(["WETH"])
+    liquidator = await deploy_liquidator(devnet.tx, LiquidatorConfig(
+        addresses_provider=m.pool_addresses_provider, uniswap_v2_factory=m.uniswap_factory,
+        owner=m.keeper))
+    # Own funds for the own-balance paths (the flash-loan paths do not touch them).
+    await devnet.tx.transact(m.reserve("USDC").address, _ERC20["mint(address,uint256)"],
+                             liquidator, 100_000 * 10**6)
+    return liquidator
+
+
+async def _gas(devnet: Devnet, to: str, data: bytes) -> int:
+    receipt = await devnet.tx.send(to, data, sender=devnet.m.keeper, gas=GAS_LIMIT)
+    return int(receipt["gasUsed"], 16)
+
+
+async def run() -> list[tuple[str, str, str]]:
+    """Rows of (path, gas used, note)."""
+    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(STATE_DIR))
+    try:
+        async with HttpRpc(node.url, timeout=120) as rpc:
+            devnet = Devnet(rpc, manifest)
+            liquidator = await _setup(devnet)
+            weth, usdc, dai = (manifest.reserve(s).address for s in ("WETH", "USDC", "DAI"))
+            half = 7_500 * 10**6  # the close factor's half of 15,000 USDC, before interest
+            cases: list[tuple[str, str, bytes, str]] = [
+                ("Pool.liquidationCall from an EOA (baseline)", manifest.pool,
+                 _POOL["liquidationCall"].encode(weth, usdc, WETH_USERS[0], half, False),
+                 "no swap, needs capital"),
+                ("flash loan + swap (1 hop)", liquidator, encode_liquidate(LiquidationParams(
+                    weth, usdc, WETH_USERS[1], half, (weth, usdc))), "WETH→USDC"),
+                ("flash loan + swap (2 hops)", liquidator, encode_liquidate(LiquidationParams(
+                    weth, usdc, WETH_USERS[2], half, (weth, dai, usdc))), "WETH→DAI→USDC"),
+                ("own balance + swap (1 hop)", liquidator, encode_liquidate(LiquidationParams(
+                    weth, usdc, WETH_USERS[3], half, (weth, usdc), flash_loan=False)),
+                 "WETH→USDC"),
+                ("flash loan, same asset", liquidator, encode_liquidate(LiquidationParams(
+                    usdc, usdc, USDC_USERS[0], 9_000 * 10**6)), "USDC/USDC, no swap"),
+                ("own balance, same asset", liquidator, encode_liquidate(LiquidationParams(
+                    usdc, usdc, USDC_USERS[1], 9_000 * 10**6, flash_loan=False)),
+                 "USDC/USDC, no swap"),
+            ]
+            rows: list[tuple[str, str, str]] = []
+            for label, to, data, note in cases:
+                gas = await _gas(devnet, to, data)
+                rows.append((f"liquidator gas: {label}", f"{gas:,}", note))
+            return rows
+    finally:
+        await node.stop()
