@@ -133,6 +133,9 @@ def evaluate_liquidation(
             # FlashLiquidator.NoCollateralSeized
             raise SwapRevert("no collateral seized to sell")
         amount_out = swap(seized)
+        if amount_out <= 0:
+            # A pool pays at least one unit or its swap reverts (INSUFFICIENT_OUTPUT_AMOUNT).
+            raise SwapRevert("swap pays nothing")
     actual = quote.debt_to_cover_actual
     return Outcome(
         debt_to_cover=actual,
@@ -177,12 +180,9 @@ def maximise_unimodal(
         elif v1 < v2:
             a = m1 + 1
         else:
-            # Equal values on a unimodal curve bracket its top.
-            a, b = m1, m2
-            if b - a <= _SCAN_WIDTH:
-                break
-            # Avoid a stall on a plateau wider than the scan: shrink from both sides.
-            a, b = a + 1, b - 1
+            # Equal values: the top lies between them, or (a flat top) reaches left of m1;
+            # keep the left part so that ties go to the smaller x.
+            b = m2
     candidates = [*range(a, b + 1), lo, hi]
     best: tuple[int, int] | None = None
     for x in sorted(set(candidates)):
