@@ -373,7 +373,6 @@ async def test_min_profit_above_the_trade_reverts_and_changes_nothing(
     (hf_after,) = await devnet.account_data([s.user])
     assert hf_after.health_factor < 10**18  # still liquidatable: nothing happened
     # And with the exact profit as the floor, the same liquidation goes through.
-    await next_timestamp(devnet, 0)
     exact = await plan(devnet, s, "WETH", "USDC", ("WETH", "USDC"), flash_loan=flash_loan)
     await devnet.tx.send(s.liquidator, encode_liquidate(exact[0]), sender=s.owner, gas=GAS)
 
