@@ -284,6 +284,29 @@ class PositionBook:
             self._sources_changed,
         )
 
+    def abort_block(self) -> None:
+        """Undo the open block's changes (after an error while applying it).
+
+        Only a journaled block can be undone; otherwise the book is unusable
+        (``BookRollbackError``) and must be re-indexed.
+        """
+        block, j = self._open_block, self._open
+        self._open_block = self._open = None
+        if block is None:
+            return
+        if j is None:
+            raise BookRollbackError(f"block {block.number} failed half-applied without a journal")
+        for user, rec in j.users.items():
+            self._store_user(user, rec)
+        self._set_state(j.previous_state)
+
+    def register_reserves(self, tokens: Iterable[ReserveTokens]) -> None:
+        """Make reserves' tokens known before their events are applied (before a backfill)."""
+        if self._open_block is not None:
+            raise BookError("register_reserves() inside a block")
+        for t in tokens:
+            self._register_reserve(t)
+
     def apply_all(self, events: Iterable[ev.AaveEvent]) -> None:
         for e in events:
             self.apply(e)

@@ -1,0 +1,368 @@
+"""Fill the position book from the chain: backfill, then follow heads; reorgs; checkpoints.
+
+``BookSync.run()`` brings the book to the chain's tip and keeps it there:
+
+1. **Resume or backfill.** With a checkpoint in the store, the book is loaded and the
+   checkpoint's block hash is checked against the chain; if it was reorged out, the book is
+   rolled back with the saved journal to the newest block still canonical, or re-indexed when
+   none is. Without one, logs of ``[start_block, tip - follow_depth]`` are fetched in chunks
+   (``keeper.chain.logs.iter_logs``) and applied without journal, with a progress bar; the
+   market is read once at the end.
+2. **Follow.** ``keeper.chain.heads.follow_heads`` yields every block after that, in order,
+   and a ``Reorg`` before a new branch (header-based: anvil sends no ``removed`` logs). Per
+   block, *one* JSON-RPC batch carries the block's ``eth_getLogs`` (by block hash) and the
+   market read (one Multicall3 ``aggregate3``, also by block hash). The block is applied with
+   an undo journal; a ``Reorg`` rolls the book back to the common ancestor first.
+3. **Checkpoint** to SQLite at most every ``checkpoint_every`` seconds, at the end of a
+   backfill and on the way out (shielded from cancellation).
+
+After each block the sync publishes a ``BlockUpdate`` (touched users, assets whose price
+moved, whether the market's parameters changed) to every ``subscribe()`` queue: the scanner
+re-checks only holders of moved assets.
+
+IO happens before a block is applied, never during: applying is synchronous, so the book is
+consistent at every ``await`` (a cancellation cannot leave half a block).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from keeper.book import BlockRef, BlockUpdate, BookRollbackError, MarketState, PositionBook
+from keeper.chain.heads import fetch_heads, follow_heads
+from keeper.chain.logs import chunk_ranges, get_logs, log_filter, parse_logs
+from keeper.chain.reorg import ReorgTooDeep
+from keeper.chain.rpc import JsonRpc
+from keeper.chain.types import Head, Log, Reorg
+from keeper.chain.ws import WsRpc
+from keeper.errors import KeeperError
+from keeper.progress import BackfillProgress
+from keeper.protocols.aave_v3 import events as ev
+from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketHints, MarketReader
+from keeper.store import BookStore
+
+log = structlog.get_logger(__name__)
+
+
+class SyncError(KeeperError, RuntimeError):
+    """The sync cannot go on (the chain is behind the checkpoint, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """How to sync. ``start_block``: the block the market was deployed in (the book is built
+    from events, so it must see every one of them)."""
+
+    start_block: int
+    chunk: int = 2_000
+    window: int = 64  # blocks of undo journal = the head follower's reorg window
+    follow_depth: int = 32  # the backfill stops this far below the tip; the rest is journaled
+    poll_interval: float = 1.0
+    checkpoint_every: float = 1.0
+    progress: bool = True
+
+
+def head_ref(head: Head) -> BlockRef:
+    return BlockRef(head.number, head.hash, head.parent_hash, head.timestamp)
+
+
+def ref_head(ref: BlockRef) -> Head:
+    return Head(ref.number, ref.hash, ref.parent_hash, ref.timestamp, None)
+
+
+def decode_logs(logs: Iterable[Log]) -> list[ev.AaveEvent]:
+    """The typed events among ``logs``, in chain order."""
+    out = []
+    for lg in logs:
+        e = ev.decode_log(lg)
+        if e is not None:
+            out.append(e)
+    return out
+
+
+def hints_after(hints: MarketHints, events: Sequence[ev.AaveEvent]) -> MarketHints:
+    """``hints`` grown by what ``events`` introduce (a new reserve, an eMode category used)."""
+    assets = list(hints.assets)
+    ids = set(hints.emode_ids)
+    for e in events:
+        if isinstance(e, ev.ReserveInitialized) and e.asset not in assets:
+            assets.append(e.asset)
+        elif isinstance(e, ev.EModeCategoryAdded | ev.UserEModeSet) and e.category_id:
+            ids.add(e.category_id)
+    return MarketHints(tuple(assets), frozenset(ids), hints.emode_sources)
+
+
+class BookSync:
+    """Keeps a ``PositionBook`` in step with the chain; see the module docstring.
+
+    ``rpc`` serves reads and backfills (an ``HttpRpc`` or ``RpcPool``); ``ws``, when given,
+    carries the new-heads subscription (else heads are polled every ``poll_interval``).
+    """
+
+    def __init__(
+        self,
+        rpc: JsonRpc,
+        contracts: AaveV3Contracts,
+        config: SyncConfig,
+        *,
+        book: PositionBook | None = None,
+        store: BookStore | None = None,
+        ws: WsRpc | None = None,
+    ) -> None:
+        self.rpc = rpc
+        self.contracts = contracts
+        self.config = config
+        self.book = book if book is not None else PositionBook(window=config.window)
+        self.store = store
+        self.ws = ws
+        self.reader = MarketReader(contracts)
+        self._subscribers: list[asyncio.Queue[BlockUpdate]] = []
+        self._callbacks: list[Callable[[BlockUpdate], None]] = []
+        self._prepared = False
+        self._last_checkpoint = 0.0
+        self.blocks_applied = 0
+        self.reorgs = 0
+
+    # ---- consumers -------------------------------------------------------------------------
+    def subscribe(self) -> asyncio.Queue[BlockUpdate]:
+        """A queue that receives every ``BlockUpdate`` from now on (unbounded: drain it)."""
+        q: asyncio.Queue[BlockUpdate] = asyncio.Queue()
+        self._subscribers.append(q)
+        return q
+
+    def on_update(self, callback: Callable[[BlockUpdate], None]) -> None:
+        """Call ``callback`` (synchronously, on the loop) after each applied block."""
+        self._callbacks.append(callback)
+
+    def _publish(self, update: BlockUpdate) -> None:
+        for q in self._subscribers:
+            q.put_nowait(update)
+        for cb in self._callbacks:
+            cb(update)
+
+    # ---- the main loop ---------------------------------------------------------------------
+    async def run(self, *, until: int | None = None) -> None:
+        """Resume or backfill, then follow the chain; returns once the book has applied block
+        ``until`` (never without it). Cancel it to stop; it checkpoints on the way out."""
+        try:
+            while True:
+                await self.prepare()
+                if until is not None and self.book.block_number >= until:
+                    return
+                try:
+                    await self._follow(until)
+                    return
+                except (ReorgTooDeep, BookRollbackError) as exc:
+                    log.warning("reorg below the journal: re-indexing", error=str(exc))
+                    await self.reindex()
+        finally:
+            # Shielded: a cancelled run still records how far it got.
+            await asyncio.shield(self.checkpoint())
+
+    async def catch_up(self) -> int:
+        """Bring the book to the chain's current tip and return that block number (one-shot
+        use, e.g. ``keeper scan``)."""
+        tip = int(await self.rpc.call("eth_blockNumber"), 16)
+        await self.run(until=tip)
+        return tip
+
+    async def prepare(self) -> None:
+        """Load and verify the checkpoint, or backfill: the book is then at a recent block."""
+        if self._prepared:
+            return
+        loaded = await self.store.load() if self.store is not None else None
+        if loaded is not None:
+            self.book.load(loaded.block, loaded.state, loaded.users, loaded.journal)
+            log.info("book loaded from checkpoint", block=loaded.block.number,
+                     users=len(loaded.users), journal=len(loaded.journal))
+            if not await self._verify_checkpoint():
+                await self.reindex(prepare=False)
+                await self.backfill()
+        else:
+            await self.backfill()
+        self._prepared = True
+
+    async def reindex(self, *, prepare: bool = True) -> None:
+        """Throw the book away and rebuild it from ``start_block``."""
+        self.book.load(BlockRef(-1, "", "", 0), MarketState(), {}, ())
+        if self.store is not None:
+            await self.store.clear()
+        self._prepared = False
+        if prepare:
+            await self.prepare()
+
+    async def _verify_checkpoint(self) -> bool:
+        """True when the book's block is canonical, after rolling back if need be."""
+        refs = [*self.book.recent_blocks()]
+        if not refs or refs[-1] != self.book.block:
+            refs.append(self.book.block)
+        latest = int(await self.rpc.call("eth_blockNumber"), 16)
+        candidates = [r for r in refs if r.number <= latest]
+        if not candidates:
+            raise SyncError(f"the chain (tip {latest}) is behind the checkpoint "
+                            f"{self.book.block_number}: wrong node?")
+        heads = await fetch_heads(self.rpc, [r.number for r in candidates])
+        for ref, head in zip(reversed(candidates), reversed(heads), strict=True):
+            if ref.hash == head.hash:
+                if ref.number != self.book.block_number:
+                    log.warning("checkpoint was reorged out; rolling back",
+                                checkpoint=self.book.block_number, to=ref.number)
+                    try:
+                        self.book.rollback(ref.number)
+                    except BookRollbackError:
+                        return False
+                return True
+        log.warning("no block of the checkpoint is canonical any more: re-indexing",
+                    checkpoint=self.book.block_number)
+        return False
+
+    # ---- backfill --------------------------------------------------------------------------
+    async def backfill(self, to_block: int | None = None) -> None:
+        """Apply every event of ``[start_block, to_block]`` (default: ``follow_depth`` below
+        the tip), then read the market at ``to_block``."""
+        cfg = self.config
+        if to_block is None:
+            tip = int(await self.rpc.call("eth_blockNumber"), 16)
+            to_block = max(cfg.start_block, tip - cfg.follow_depth)
+        (target,) = await fetch_heads(self.rpc, [to_block])
+        # The reserves listed at the target: their tokens are the addresses to ask logs of
+        # (a reserve added within the range is listed there too).
+        read, hints = await self.reader.read(self.rpc, target.hash, self.book.state.hints)
+        self.book.register_reserves(read.tokens.values())
+        first = max(cfg.start_block, self.book.block_number + 1)
+        progress = BackfillProgress(to_block - first + 1, tty=None if cfg.progress else False)
+        addresses = self._addresses(feeds=False)
+        topics = [list(ev.topics().positions)]
+        pending: list[ev.AaveEvent] = []  # the target block's own events
+        for lo, hi in chunk_ranges(first, to_block, cfg.chunk):
+            # get_logs halves a range the node finds too large and grows back after.
+            events = decode_logs(await get_logs(self.rpc, addresses, topics, lo, hi,
+                                                chunk=cfg.chunk))
+            await self._apply_backfill(events, to_block, pending)
+            progress.update(hi - lo + 1, len(events))
+        progress.finish()
+        if not hints.covers(hints_after(hints, pending)):
+            read, hints = await self.reader.read(self.rpc, target.hash, hints_after(hints, pending))
+        feeds = await self.reader.resolve_aggregators(self.rpc, read.sources.values(), target.hash)
+        self.book.begin_block(head_ref(target), journal=True)
+        try:
+            self.book.apply_all(pending)
+            self.book.set_market(read, hints)
+            self.book.set_feeds(feeds)
+        except BaseException:
+            self.book.abort_block()
+            raise
+        self._publish(self.book.end_block())
+        log.info("backfill done", to_block=to_block, users=len(self.book),
+                 seconds=round(progress.elapsed, 2))
+        await self.checkpoint(force=True)
+
+    async def _apply_backfill(
+        self, events: list[ev.AaveEvent], target: int, pending: list[ev.AaveEvent]
+    ) -> None:
+        by_block: dict[int, list[ev.AaveEvent]] = {}
+        for e in events:
+            if e.block_number >= target:
+                pending.append(e)
+            else:
+                by_block.setdefault(e.block_number, []).append(e)
+        # Stable debt keeps the block timestamp per user: fetch the headers where it moves.
+        stable = sorted({n for n, es in by_block.items()
+                         if any(isinstance(e, ev.StableDebtMint | ev.StableDebtBurn) for e in es)})
+        stamps = {h.number: h.timestamp for h in await fetch_heads(self.rpc, stable)}
+        for n in sorted(by_block):
+            es = by_block[n]
+            if n <= self.book.block_number:
+                continue
+            # Far below the tip, never rolled back: the hash is not needed.
+            ref = BlockRef(n, "", "", stamps.get(n, 0))
+            self.book.begin_block(ref, journal=False)
+            self.book.apply_all(es)
+            self.book.end_block()
+
+    # ---- following -------------------------------------------------------------------------
+    async def _follow(self, until: int | None) -> None:
+        known = [ref_head(r) for r in self.book.recent_blocks()] or [ref_head(self.book.block)]
+        follower = follow_heads(self.rpc, ws=self.ws, poll_interval=self.config.poll_interval,
+                                window=self.config.window, known=known)
+        async with follower:
+            async for event in follower:
+                if isinstance(event, Reorg):
+                    self.reorgs += 1
+                    log.warning("reorg: rolling the book back", depth=event.depth,
+                                to=event.common_ancestor.number)
+                    self.book.rollback(event.common_ancestor.number)
+                    continue
+                if event.number <= self.book.block_number:
+                    continue  # already applied (the follower restarts from the journal)
+                await self.apply_head(event)
+                await self.checkpoint(force=False)
+                if until is not None and self.book.block_number >= until:
+                    return
+
+    async def apply_head(self, head: Head) -> BlockUpdate:
+        """Fetch one block's logs and market (one batch), then apply it with a journal."""
+        if head.parent_hash != self.book.block_hash:
+            raise SyncError(f"block {head.number} does not build on the book's "
+                            f"{self.book.block_number} {self.book.block_hash}")
+        hints = self.book.state.hints
+        flt = log_filter(self._addresses(feeds=True), [list(ev.topics().all)],
+                         block_hash=head.hash)
+        method, params = self.reader.request(hints, head.hash)
+        raw_logs, raw_market = await self.rpc.batch([("eth_getLogs", [flt]), (method, params)])
+        events = decode_logs(parse_logs(raw_logs))
+        read = self.reader.decode(hints, raw_market)
+        needed = hints_after(hints, events).union(read.needs())
+        if not hints.covers(needed):
+            # The market changed shape in this block: read it again with the new hints.
+            read, hints = await self.reader.read(self.rpc, head.hash, needed)
+        old = self.book.state
+        sources_moved = (
+            old.read is None
+            or old.read.sources != read.sources
+            or any(isinstance(e, ev.AssetSourceUpdated | ev.AggregatorConfirmed) for e in events)
+        )
+        feeds = None
+        if sources_moved:
+            feeds = await self.reader.resolve_aggregators(self.rpc, read.sources.values(), head.hash)
+        self.book.begin_block(head_ref(head), journal=True)
+        try:
+            self.book.apply_all(events)
+            self.book.set_market(read, hints)
+            if feeds is not None:
+                self.book.set_feeds(feeds)
+        except BaseException:
+            self.book.abort_block()
+            raise
+        update = self.book.end_block()
+        self.blocks_applied += 1
+        self._publish(update)
+        return update
+
+    def _addresses(self, *, feeds: bool) -> list[str]:
+        c = self.contracts
+        return [c.pool, c.pool_configurator, c.oracle, *self.book.watched_addresses(feeds=feeds)]
+
+    # ---- persistence -----------------------------------------------------------------------
+    async def checkpoint(self, *, force: bool = True) -> None:
+        """Write the book to the store (if any); without ``force`` at most every
+        ``checkpoint_every`` seconds."""
+        if self.store is None or self.book.block_number < 0:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if not force and now - self._last_checkpoint < self.config.checkpoint_every:
+            return
+        self._last_checkpoint = now
+        await self.store.checkpoint(self.book)
+
+    async def close(self) -> None:
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.close()
+
