@@ -120,9 +120,9 @@ def replacement_fees(
     """Fees for a same-nonce replacement: at least ``bump(old)`` and at least what a first
     send would bid now (the base fee may have run away from the old cap)."""
     bumped = bump(old)
-    fresh = initial_fees(policy, base_fee, expected_profit, gas)
-    tip = max(bumped.max_priority_fee_per_gas, fresh.max_priority_fee_per_gas)
-    cap = max(bumped.max_fee_per_gas, fresh.max_fee_per_gas, tip)
+    tip = max(bumped.max_priority_fee_per_gas, priority_fee(policy, expected_profit, gas))
+    # Above the policy cap only when the bump itself is; the caller checks policy.allows().
+    cap = max(bumped.max_fee_per_gas, min(2 * base_fee + tip, policy.max_fee), tip)
     return Fees(max_fee_per_gas=cap, max_priority_fee_per_gas=tip)
 
 
