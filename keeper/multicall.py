@@ -24,8 +24,9 @@ MULTICALL3 = "0xca11bde05977b3631167028862be2a173976ca11"
 
 AGGREGATE3_SELECTOR = keccak(text="aggregate3((address,bool,bytes)[])")[:4]
 
-MAX_BATCH_BODY = 1_000_000
-"""Bytes of calldata per JSON-RPC batch (hex doubles it): half the 2 MB many nodes accept."""
+MAX_BATCH_BODY = 500_000
+"""Calldata bytes per JSON-RPC batch: hex doubles it, so the body stays near 1 MB, half the
+2 MB that anvil and many other nodes accept."""
 
 MAX_CONCURRENT_BATCHES = 4
 
