@@ -22,6 +22,7 @@ from keeper.devnet.manifest import Manifest
 from keeper.domain.account import AccountData
 from keeper.domain.wadray import UINT256_MAX, WAD
 from keeper.errors import ConfigError
+from keeper.obs.logging import configure_logging
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
 from keeper.scanner import Candidate, HealthScanner
 from keeper.sync import BookSync, SyncConfig
@@ -185,7 +186,13 @@ def report_json(report: Report) -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> int:
     """``keeper scan``: 0 when it ran (whether or not anything is liquidatable)."""
     cfg = load_config(args.config)
-    report = await scan(cfg, progress=not args.json and sys.stderr.isatty())
+    # Logs are JSON lines on stderr, warnings only (a book/chain mismatch, a failed read):
+    # stdout carries the report alone, so that ``--json`` output parses.
+    logs = configure_logging("WARNING")
+    try:
+        report = await scan(cfg, progress=not args.json and sys.stderr.isatty())
+    finally:
+        logs.stop()
     if args.json:
         print(json.dumps(report_json(report)))
     else:

@@ -8,13 +8,16 @@ test checks the scanner and the exact math against the chain, not the event-driv
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from keeper import artifacts
+from keeper import artifacts, scan_cmd
 from keeper.chain.abi import Function
 from keeper.chain.rpc import JsonRpc
 from keeper.devnet.driver import Devnet
@@ -180,3 +183,29 @@ async def test_aggregate3_allow_failure_reports_a_reverting_call(devnet: Devnet)
     assert int(prices[0]) > 0
     with pytest.raises(MulticallError):
         await aggregate3(devnet.rpc, calls, allow_failure=False)
+
+
+async def test_keeper_scan_reports_the_chains_liquidatable_accounts(
+    devnet: Devnet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plans = plan_population(42, 120, devnet.m, await devnet.prices())
+    await seed_population(devnet, plans)
+    await crash(devnet, {"WETH": 0.7}, blocks=2)
+    devnet.m.save(tmp_path / "manifest.json")
+    config = tmp_path / "keeper.toml"
+    config.write_text(f'[network]\ndevnet_manifest = "{tmp_path / "manifest.json"}"\n')
+    args = argparse.Namespace(config=config, json=True, limit=0)
+
+    assert await scan_cmd.run(args) == 0
+    report = json.loads(capsys.readouterr().out)
+
+    users = [p.address for p in plans]
+    block = report["block"]
+    truth = {d.user for d in await devnet.account_data(users, block=hex(block))
+             if d.health_factor < WAD}
+    assert truth and {c["user"] for c in report["liquidatable"]} == truth
+    assert all(c["confirmed_on_chain"] for c in report["liquidatable"])
+    assert report["mismatches"] == 0
+    assert {r["user"] for r in report["rows"] if r["liquidatable"]} == truth
+    hfs = [int(r["health_factor"]) for r in report["rows"]]
+    assert hfs == sorted(hfs)
