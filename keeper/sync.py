@@ -127,6 +127,8 @@ class BookSync:
         self._last_checkpoint = 0.0
         self.blocks_applied = 0
         self.reorgs = 0
+        # The checkpoint's block when the book was resumed from the store (None: backfilled).
+        self.resumed_from: int | None = None
 
     # ---- consumers -------------------------------------------------------------------------
     def subscribe(self) -> asyncio.Queue[BlockUpdate]:
@@ -180,7 +182,9 @@ class BookSync:
             self.book.load(loaded.block, loaded.state, loaded.users, loaded.journal)
             log.info("book loaded from checkpoint", block=loaded.block.number,
                      users=len(loaded.users), journal=len(loaded.journal))
-            if not await self._verify_checkpoint():
+            if await self._verify_checkpoint():
+                self.resumed_from = loaded.block.number
+            else:
                 await self.reindex(prepare=False)
                 await self.backfill()
         else:
