@@ -16,6 +16,7 @@ SQLite INTEGER columns (64-bit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import Mapping
@@ -184,6 +185,7 @@ class BookStore:
         self.identity = dict(identity)
         self._conn: sqlite3.Connection | None = None
         self._written: dict[int, str] = {}  # journal rows on disk: number -> block hash
+        self._lock = asyncio.Lock()
 
     # The synchronous halves run in a worker thread; only one runs at a time because every
     # caller awaits the previous operation (the sync owns the store).
@@ -280,8 +282,25 @@ class BookStore:
         )
 
     async def write(self, cp: Checkpoint) -> None:
-        """Write a checkpoint in one transaction (in a worker thread)."""
-        await asyncio.to_thread(self._write, cp)
+        """Write a checkpoint in one transaction (in a worker thread).
+
+        A cancelled caller still waits for a write already in the thread to finish: the
+        connection serves one thread at a time, and the next write (the final checkpoint of
+        a cancelled sync) must not start beside it.
+        """
+        async with self._lock:
+            task = asyncio.ensure_future(asyncio.to_thread(self._write, cp))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await task
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    self._written_ok(cp)
+                raise
+            self._written_ok(cp)
+
+    def _written_ok(self, cp: Checkpoint) -> None:
         # Only after the commit: a failed write must be retried in full next time.
         keep = set(cp.keep_journal)
         self._written = {n: h for n, h in self._written.items() if n in keep}

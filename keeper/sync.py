@@ -127,7 +127,7 @@ class BookSync:
         self._last_checkpoint = 0.0
         self.blocks_applied = 0
         self.reorgs = 0
-        # The checkpoint's block when the book was resumed from the store (None: backfilled).
+        # The block the book resumed from after loading the store (None: it was backfilled).
         self.resumed_from: int | None = None
 
     # ---- consumers -------------------------------------------------------------------------
@@ -183,7 +183,7 @@ class BookSync:
             log.info("book loaded from checkpoint", block=loaded.block.number,
                      users=len(loaded.users), journal=len(loaded.journal))
             if await self._verify_checkpoint():
-                self.resumed_from = loaded.block.number
+                self.resumed_from = self.book.block_number
             else:
                 await self.reindex(prepare=False)
                 await self.backfill()
