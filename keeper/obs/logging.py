@@ -84,10 +84,15 @@ class LogHandle:
 
     listener: logging.handlers.QueueListener
     handler: logging.Handler
+    stopped: bool = False
 
     def stop(self) -> None:
-        self.listener.stop()
+        """Flush what is queued and detach; safe to call more than once."""
+        if self.stopped:
+            return
+        self.stopped = True
         logging.getLogger().removeHandler(self.handler)
+        self.listener.stop()
 
 
 _current: LogHandle | None = None
@@ -137,6 +142,9 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
             structlog.stdlib.filter_by_level,
             *pre_chain,
             structlog.processors.StackInfoRenderer(),
+            # Redact here too, so that any other handler on the root logger (pytest's capture,
+            # a library's) only ever sees the redacted event.
+            redact_secrets,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -29,8 +29,7 @@ def captured() -> Iterator[tuple[io.StringIO, LogHandle]]:
 
 
 def lines(out: io.StringIO, handle: LogHandle) -> list[dict[str, object]]:
-    handle.listener.stop()  # flush the background writer
-    handle.listener.start()
+    handle.stop()  # flush the background writer
     return [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
 
 
