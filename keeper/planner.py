@@ -35,6 +35,7 @@ from keeper.domain.liquidation import (
 )
 from keeper.domain.profit import (
     Outcome,
+    PairQuotes,
     SwapOut,
     asset_to_base,
     native_to_asset,
@@ -267,6 +268,7 @@ def plan_liquidation(
             continue
         for collateral_asset in collaterals:
             pair = f"{collateral_asset}->{debt_asset}"
+            quotes = PairQuotes(account, market, collateral_asset, debt_asset, config.rules)
             routes: Sequence[Route | None]
             if collateral_asset == debt_asset:
                 routes = [None]
@@ -296,6 +298,7 @@ def plan_liquidation(
                             gas_cost=gas_cost,
                             rules=config.rules,
                             max_debt_to_cover=cap,
+                            quotes=quotes,
                         )
                     except LiquidationRevert as exc:
                         reason = _REVERT_REASONS.get(exc.reason, RejectionReason.WOULD_REVERT)

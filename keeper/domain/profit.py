@@ -72,6 +72,49 @@ class Outcome:
         return self.gross_profit - self.gas_cost
 
 
+class PairQuotes:
+    """``quote_liquidation_call`` for one (account, market, collateral, debt, rules), memoised.
+
+    The planner tries several routes and fundings per pair; the liquidation itself does not
+    depend on either, so they share these quotes (reverts are remembered too).
+    """
+
+    def __init__(
+        self,
+        account: UserAccount,
+        market: Market,
+        collateral_asset: str,
+        debt_asset: str,
+        rules: AaveRules = AaveRules.V3_0,
+    ) -> None:
+        self.account = account
+        self.market = market
+        self.collateral_asset = collateral_asset
+        self.debt_asset = debt_asset
+        self.rules = rules
+        self._memo: dict[int, LiquidationQuote | LiquidationRevert | ArithmeticRevert] = {}
+
+    def __call__(self, debt_to_cover: int) -> LiquidationQuote:
+        """The quote for ``debt_to_cover``; raises as ``quote_liquidation_call`` does."""
+        found = self._memo.get(debt_to_cover)
+        if found is None:
+            try:
+                found = quote_liquidation_call(
+                    self.account,
+                    self.market,
+                    self.collateral_asset,
+                    self.debt_asset,
+                    debt_to_cover,
+                    rules=self.rules,
+                )
+            except (LiquidationRevert, ArithmeticRevert) as exc:
+                found = exc
+            self._memo[debt_to_cover] = found
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
 def flash_loan_premium(amount: int, premium_total_bps: int) -> int:
     """The premium flashLoanSimple charges: ``amount.percentMul(FLASHLOAN_PREMIUM_TOTAL)``."""
     return percent_mul(amount, premium_total_bps)
@@ -115,16 +158,18 @@ def evaluate_liquidation(
     flash_premium_bps: int,
     gas_cost: int,
     rules: AaveRules = AaveRules.V3_0,
+    quotes: PairQuotes | None = None,
 ) -> Outcome:
     """Evaluate the liquidation of ``debt_to_cover`` exactly.
 
     ``swap`` sells collateral for the debt asset (None when they are the same asset);
-    ``flash_premium_bps`` is 0 when the contract pays from its own balance. Raises
-    LiquidationRevert, SwapRevert or ArithmeticRevert where the transaction would revert.
+    ``flash_premium_bps`` is 0 when the contract pays from its own balance; ``quotes``, if
+    given, must be for the same account, market, pair and rules. Raises LiquidationRevert,
+    SwapRevert or ArithmeticRevert where the transaction would revert.
     """
-    quote = quote_liquidation_call(
-        account, market, collateral_asset, debt_asset, debt_to_cover, rules=rules
-    )
+    if quotes is None:
+        quotes = PairQuotes(account, market, collateral_asset, debt_asset, rules)
+    quote = quotes(debt_to_cover)
     seized = quote.collateral_to_liquidator
     if swap is None:
         amount_out = seized
@@ -203,6 +248,7 @@ def optimise_liquidation(
     gas_cost: int,
     rules: AaveRules = AaveRules.V3_0,
     max_debt_to_cover: int = UINT256_MAX,
+    quotes: PairQuotes | None = None,
 ) -> Outcome:
     """The liquidation of this pair with the largest gross (hence net) profit.
 
@@ -213,6 +259,8 @@ def optimise_liquidation(
     """
     if max_debt_to_cover <= 0:
         raise LiquidationRevert("INVALID_AMOUNT", "nothing available to repay with")
+    if quotes is None:
+        quotes = PairQuotes(account, market, collateral_asset, debt_asset, rules)
 
     def outcome(debt_to_cover: int) -> Outcome:
         return evaluate_liquidation(
@@ -225,13 +273,12 @@ def optimise_liquidation(
             flash_premium_bps=flash_premium_bps,
             gas_cost=gas_cost,
             rules=rules,
+            quotes=quotes,
         )
 
     # The largest size the protocol takes; pair-level reverts (HF, paused, not borrowed)
     # surface here. A cap below the full size may leave dust under v3.3: that is a size revert.
-    full = quote_liquidation_call(
-        account, market, collateral_asset, debt_asset, UINT256_MAX, rules=rules
-    )
+    full = quotes(UINT256_MAX)
     top = min(full.debt_to_cover_actual, max_debt_to_cover)
     if top <= 0:
         raise LiquidationRevert("INVALID_AMOUNT", "no debt can be covered")
