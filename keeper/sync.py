@@ -137,6 +137,11 @@ class BookSync:
         self._subscribers.append(q)
         return q
 
+    def unsubscribe(self, queue: asyncio.Queue[BlockUpdate]) -> None:
+        """Stop feeding a queue from ``subscribe``."""
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(queue)
+
     def on_update(self, callback: Callable[[BlockUpdate], None]) -> None:
         """Call ``callback`` (synchronously, on the loop) after each applied block."""
         self._callbacks.append(callback)

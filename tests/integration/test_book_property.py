@@ -49,10 +49,15 @@ def fast_config(devnet: Devnet, **kw: object) -> SyncConfig:
     return SyncConfig(**args)  # type: ignore[arg-type]
 
 
-async def wait_for_block(book: PositionBook, number: int, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while book.block_number < number:
-            await asyncio.sleep(0.01)
+async def wait_for_block(sync: BookSync, number: int, timeout: float = 20.0) -> None:
+    """Wait until the running ``sync`` has applied block ``number``."""
+    updates = sync.subscribe()  # before looking, so no block slips between
+    try:
+        async with asyncio.timeout(timeout):
+            while sync.book.block_number < number:
+                await updates.get()
+    finally:
+        sync.unsubscribe(updates)
 
 
 async def tip(devnet: Devnet) -> int:
@@ -271,9 +276,9 @@ async def test_book_equals_chain_after_random_history(devnet: Devnet) -> None:
             await history.step()
             if i % 40 == 39:
                 # Mid-way checks against the chain, at whatever block the book is at.
-                await wait_for_block(sync.book, await tip(devnet))
+                await wait_for_block(sync, await tip(devnet))
                 await assert_book_matches_chain(sync.book, devnet, users)
-        await wait_for_block(sync.book, await tip(devnet))
+        await wait_for_block(sync, await tip(devnet))
         liquidatable = await assert_book_matches_chain(sync.book, devnet, users)
     finally:
         runner.cancel()

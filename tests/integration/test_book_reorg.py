@@ -67,7 +67,7 @@ async def test_reorg_rolls_back_and_equals_a_fresh_index(devnet: Devnet) -> None
         await d.send(d.tx_repay(users[1], debt_symbol, 1000))
         await d.tx.transact(weth.aggregator, _FEED["updateAnswer"], 1_700 * 10**8)
         before = await tip(d)
-        await wait_for_block(sync.book, before)
+        await wait_for_block(sync, before)
         removed_hash = sync.book.block_hash
 
         # The new branch: 3 blocks with other transactions (another price, from the deployer,
@@ -79,7 +79,7 @@ async def test_reorg_rolls_back_and_equals_a_fresh_index(devnet: Devnet) -> None
         await d.mine(1)
         after = await tip(d)
         assert after == before + 1
-        await wait_for_block(sync.book, after)
+        await wait_for_block(sync, after)
         assert sync.reorgs == 1
         assert sync.book.block_hash != removed_hash
         assert sync.book.market().prices[weth.address] == 2_300 * 10**8

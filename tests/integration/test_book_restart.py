@@ -54,7 +54,7 @@ async def test_restart_resumes_from_the_checkpoint(devnet: Devnet, tmp_path: Pat
                      store=store_for(devnet, db))
     runner = asyncio.create_task(first.run())
     await some_activity(devnet, users, rng, 5)
-    await wait_for_block(first.book, await tip(devnet))
+    await wait_for_block(first, await tip(devnet))
     await some_activity(devnet, users, rng, 3)
     runner.cancel()  # mid-stream: wherever it is
     with pytest.raises(asyncio.CancelledError):
