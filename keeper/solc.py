@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -79,16 +80,24 @@ def compile_contracts(
         "sources": {name: {"content": text} for name, text in sources.items()},
         "settings": SETTINGS,
     }
-    proc = subprocess.run(
-        ["node", str(solcjs), "--standard-json", "--base-path", str(root),
-         "--include-path", str(node_modules)],
-        input=json.dumps(std_in).encode(), capture_output=True, cwd=root, check=False,
-    )
+    # Output to a file, not a pipe: solc-js exits as soon as it has written, and node cuts a
+    # large piped write (> 64 KiB) short.
+    with tempfile.TemporaryFile() as stdout:
+        proc = subprocess.run(
+            ["node", str(solcjs), "--standard-json", "--base-path", str(root),
+             "--include-path", str(node_modules)],
+            input=json.dumps(std_in).encode(), stdout=stdout, stderr=subprocess.PIPE, cwd=root,
+            check=False,
+        )
+        stdout.seek(0)
+        text = stdout.read().decode()
     if proc.returncode != 0:
         raise CompileError(f"solc-js failed: {proc.stderr.decode(errors='replace')[:500]}")
-    text = proc.stdout.decode()
     # solc-js may print warnings before the JSON document.
-    result = json.loads(text[text.index("{"):])
+    try:
+        result = json.loads(text[text.index("{"):])
+    except ValueError as exc:
+        raise CompileError(f"solc-js printed no valid JSON ({len(text)} bytes): {exc}") from None
     errors = [e for e in result.get("errors", []) if e.get("severity") == "error"]
     if errors:
         raise CompileError("; ".join(e.get("formattedMessage", e.get("message", "")).strip()

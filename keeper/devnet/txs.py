@@ -48,16 +48,34 @@ class TxSender:
             tx["to"] = to
         if value:
             tx["value"] = to_hex(value)
-        if gas is not None:
-            tx["gas"] = to_hex(gas)
+        if gas is None:
+            # anvil estimates against the current second; a tx mined in the next second can
+            # cost more (e.g. Uniswap's cumulative-price update once time has passed), so a
+            # bare estimate runs out of gas now and then. Leave a margin.
+            try:
+                estimate = int(await self.rpc.call("eth_estimateGas", [tx]), 16)
+            except RpcResponseError as exc:
+                raise DevnetError(f"{what or 'transaction'} would revert: {exc.rpc_message}") from exc
+            gas = estimate * 5 // 4 + 50_000
+        tx["gas"] = to_hex(gas)
         try:
             tx_hash = await self.rpc.call("eth_sendTransaction", [tx], timeout=60)
         except RpcResponseError as exc:
             raise DevnetError(f"{what or 'transaction'} rejected: {exc.rpc_message}") from exc
         receipt = await self.wait_receipt(tx_hash, what=what)
         if int(receipt["status"], 16) != 1:
-            raise DevnetError(f"{what or 'transaction'} {tx_hash} reverted")
+            reason = await self._replay(tx, int(receipt["blockNumber"], 16) - 1)
+            raise DevnetError(f"{what or 'transaction'} {tx_hash} reverted{reason}")
         return dict(receipt)
+
+    async def _replay(self, tx: dict[str, Any], block: int) -> str:
+        """The revert reason, by replaying the call on the state before its block."""
+        call = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value")}
+        try:
+            await self.rpc.call("eth_call", [call, hex(block)])
+        except RpcResponseError as exc:
+            return f": {exc.rpc_message}"
+        return ""
 
     async def wait_receipt(self, tx_hash: str, *, what: str = "", timeout: float = 30.0) -> dict[str, Any]:
         """Poll for a receipt: anvil's automine answers the send before the block is sealed."""
