@@ -540,7 +540,14 @@ class Sender:
             return None
 
         if still_wanted is not None and flight.cancel_hash is None:
-            wanted = await still_wanted(flight.req, head)
+            try:
+                wanted = await still_wanted(flight.req, head)
+            except Exception:
+                # The caller's hook failing must not strand a transaction in flight: keep it,
+                # the chain (simulation before any replacement) still guards it.
+                log.exception("still_wanted hook failed; keeping the request",
+                              label=flight.req.label)
+                wanted = True
             if not wanted:
                 await self._cancel(flight, head, "no longer wanted")
                 return None
