@@ -14,10 +14,13 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from eth_utils import keccak
 
 from keeper.chain.rpc import JsonRpc
-from keeper.errors import KeeperError
+from keeper.errors import KeeperError, RpcResponseError
+
+log = structlog.get_logger(__name__)
 
 MULTICALL3 = "0xca11bde05977b3631167028862be2a173976ca11"
 """The address Multicall3 has on every EVM chain (and on our devnet)."""
@@ -115,6 +118,10 @@ def _batches(chunks: Sequence[Sequence[Call]]) -> list[list[int]]:
     return groups
 
 
+def _out_of_gas(error: Exception) -> bool:
+    return isinstance(error, RpcResponseError) and "gas" in error.rpc_message.lower()
+
+
 def block_param(block: int | str) -> str:
     """A JSON-RPC block parameter: a tag such as ``"latest"`` or a number."""
     return hex(block) if isinstance(block, int) else block
@@ -169,6 +176,14 @@ async def aggregate3(
 
     out: list[Result] = []
     for i, (part, answer) in enumerate(zip(chunks, answers, strict=True)):
+        if isinstance(answer, Exception) and len(part) > 1 and _out_of_gas(answer):
+            # The whole chunk hit the node's eth_call gas cap (heavier calls than expected):
+            # the reads are idempotent, so split it in halves and try again.
+            log.warning("aggregate3_out_of_gas", calls=len(part), retry_chunk=len(part) // 2)
+            out.extend(await aggregate3(
+                rpc, part, allow_failure=allow_failure, block=block, chunk=len(part) // 2,
+                address=address, timeout=timeout))
+            continue
         if isinstance(answer, Exception):
             first = i * chunk
             raise MulticallError(

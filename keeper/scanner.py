@@ -255,7 +255,7 @@ class HealthScanner:
         self._layout = _Layout.of(market)
         self._risk = {rid: _risk_fields(r) for rid, r in market.reserves.items()}
         users = list(self.book.users())
-        capacity = len(users) + max(_SPARE_ROWS, len(users) // 4)
+        capacity = len(users) + max(_SPARE_ROWS, len(users) // 8)
         width = self._layout.width
         collateral = np.zeros((capacity, width))
         thresholds = np.zeros((capacity, width))
@@ -285,7 +285,7 @@ class HealthScanner:
             return
         capacity = self._pf.health_factors.shape[0]
         if len(self._users) + sum(u not in self._row for u in users) > capacity:
-            self.rebuild()  # grows by a quarter: amortised, like a list
+            self.rebuild()  # grows by an eighth: amortised, like a list
             return
         market = self.book.market()
         terms = self._terms(market)

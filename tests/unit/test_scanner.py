@@ -385,9 +385,11 @@ def test_get_user_account_data_encoding() -> None:
 class FakeChain:
     """JSON-RPC that runs aggregate3 of getUserAccountData against its own book."""
 
-    def __init__(self, book: DictBook, *, revert_for: frozenset[str] = frozenset()) -> None:
+    def __init__(self, book: DictBook, *, revert_for: frozenset[str] = frozenset(),
+                 max_calls: int = 10**9) -> None:
         self.book = book
         self.revert_for = revert_for
+        self.max_calls = max_calls  # more calls in one aggregate3 run out of gas
         self.requests: list[int] = []  # eth_calls per JSON-RPC batch
         self.blocks: list[str] = []
 
@@ -407,6 +409,12 @@ class FakeChain:
             raw = bytes.fromhex(tx["data"][2:])
             assert raw[:4] == AGGREGATE3_SELECTOR
             (inner,) = abi_decode(["(address,bool,bytes)[]"], raw[4:])
+            if len(inner) > self.max_calls:
+                gas = RpcResponseError("eth_call", -32603, "EVM error OutOfGas")
+                if not return_exceptions:
+                    raise gas
+                out.append(gas)
+                continue
             results = []
             failed = False
             for target, allow, data in inner:
@@ -473,3 +481,15 @@ async def test_aggregate3_allow_failure_and_strict() -> None:
     with pytest.raises(MulticallError, match=r"calls 0\.\.6"):
         await aggregate3(chain, calls, chunk=7, allow_failure=False)
     assert await aggregate3(chain, []) == []
+
+
+async def test_aggregate3_splits_a_chunk_that_runs_out_of_gas() -> None:
+    book = random_book(40, seed=53)
+    users = list(book.accounts)
+    chain = FakeChain(book, max_calls=6)
+    calls = [(POOL, get_user_account_data_calldata(u)) for u in users]
+    results = await aggregate3(chain, calls, chunk=25)
+    assert len(results) == len(users) and all(ok for ok, _ in results)
+    expected = [calculate_user_account_data(book.account(u), book.market()).health_factor
+                for u in users]
+    assert [decode_account_data(d).health_factor for _, d in results] == expected
