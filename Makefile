@@ -7,7 +7,7 @@ KEEPER := $(BIN)/keeper
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 BUILD_STAMP := build/contracts.json
-DEMO_DIR ?= .devnet/demo
+DEMO_DIR ?= .devnet
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test lint unit integration bench contracts clean

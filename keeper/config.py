@@ -65,6 +65,18 @@ class AaveConfig(_Section):
     rules: Literal["v3.0", "v3.3"] = "v3.0"
 
 
+class DexConfig(_Section):
+    """Where liquidated collateral is swapped: a Uniswap V2-style factory (or a fork's)."""
+
+    uniswap_v2_factory: Address | None = None
+    # The factory's pair init-code hash (Uniswap V2's by default; forks differ).
+    pair_init_code_hash: str = "0x96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"
+    # Intermediate tokens for two-hop routes (e.g. WETH, USDC).
+    hubs: list[Address] = Field(default_factory=list)
+    # The reserve whose oracle price prices the native coin (WETH on Ethereum).
+    native_asset: Address | None = None
+
+
 class ScannerConfig(_Section):
     backfill_chunk_blocks: int = Field(5_000, gt=0, le=1_000_000)
     poll_interval: float = Field(1.0, gt=0, le=60)
@@ -76,6 +88,8 @@ class ExecutorConfig(_Section):
     kill_switch: bool = False
     liquidator: Address | None = None
     min_profit_usd: float = Field(1.0, ge=0)
+    # How much worse than planned the on-chain profit may come out before the contract reverts.
+    profit_tolerance_bps: int = Field(100, ge=0, le=10_000)
     priority_fee_share: float = Field(0.1, ge=0, le=1)
     max_priority_fee_gwei: float = Field(50.0, ge=0)
     max_fee_gwei: float = Field(500.0, gt=0)
@@ -83,6 +97,11 @@ class ExecutorConfig(_Section):
     max_consecutive_failures: int = Field(5, gt=0)
     receipt_timeout: float = Field(60.0, gt=0)
     replace_after_blocks: int = Field(3, gt=0)
+    # Blocks on top of the receipt before a transaction counts as mined (1: no reorg check).
+    confirmations: int = Field(2, ge=1, le=64)
+    poll_interval: float = Field(0.5, gt=0, le=60)
+    gas_margin_percent: int = Field(20, ge=0, le=200)
+    relay_blocks_ahead: int = Field(1, ge=1, le=25)
     private_relay_url: Url | None = None
 
 
@@ -109,6 +128,7 @@ class Secrets(_Section):
 class KeeperConfig(_Section):
     network: NetworkConfig = NetworkConfig()
     aave: AaveConfig = AaveConfig()
+    dex: DexConfig = DexConfig()
     scanner: ScannerConfig = ScannerConfig()
     executor: ExecutorConfig = ExecutorConfig()
     account: AccountConfig = AccountConfig()
@@ -127,7 +147,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         if section == "secrets":
             continue
         parsed: Any = value
-        if field in ("rpc_urls",):
+        if field in ("rpc_urls", "hubs"):
             parsed = [v.strip() for v in value.split(",") if v.strip()]
         out.setdefault(section, {})[field] = parsed
     return out

@@ -19,6 +19,7 @@ from keeper.chain.rpc import HttpRpc
 from keeper.devnet import market
 from keeper.devnet.manifest import MULTICALL3, EModeInfo, Manifest, ReserveInfo
 from keeper.devnet.txs import TxSender
+from keeper.exec.liquidator_contract import LiquidatorConfig, deploy_liquidator
 
 ZERO = "0x" + "00" * 20
 DEV_ACCOUNTS = (
@@ -201,6 +202,9 @@ async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
             await ctx.do(pair, pair_art, "mint", deployer)
             pairs["/".join(sorted((a_sym, b_sym)))] = pair
 
+    # 10. Our flash-loan liquidator, owned by the devnet's keeper account.
+    liquidator = await deploy_liquidator(ctx.tx, LiquidatorConfig(provider, factory, keeper_account))
+
     reserves = tuple(
         ReserveInfo(
             symbol=spec.symbol, address=tokens[spec.symbol], decimals=spec.decimals,
@@ -223,4 +227,5 @@ async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
         pool_configurator=configurator, acl_manager=acl, oracle=oracle, data_provider=data_provider,
         treasury=treasury, uniswap_factory=factory, uniswap_router=router, weth9=weth9,
         multicall3=MULTICALL3, reserves=reserves, emodes=emodes, pairs=pairs,
+        liquidator=liquidator.lower(),
     )

@@ -68,6 +68,7 @@ class Manifest:
     reserves: tuple[ReserveInfo, ...]
     emodes: tuple[EModeInfo, ...]
     pairs: dict[str, str] = field(default_factory=dict)  # "A/B" (sorted symbols) -> pair
+    liquidator: str = ""  # our FlashLiquidator, owned by ``keeper``
 
     def reserve(self, symbol: str) -> ReserveInfo:
         for r in self.reserves:

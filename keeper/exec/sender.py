@@ -190,6 +190,9 @@ class SenderSettings:
             "replace_after_blocks": ex.replace_after_blocks,
             "receipt_timeout": ex.receipt_timeout,
             "rpc_timeout": cfg.network.request_timeout,
+            "confirmations": ex.confirmations,
+            "poll_interval": ex.poll_interval,
+            "gas_margin_percent": ex.gas_margin_percent,
         }
         return cls(**(base | overrides))
 
