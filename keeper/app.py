@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from keeper import artifacts
+from keeper.book import BlockUpdate
 from keeper.chain.pool import RpcPool
 from keeper.chain.rpc import JsonRpc
 from keeper.config import KeeperConfig
@@ -36,7 +37,6 @@ from keeper.obs.server import ObsServer, Readiness
 from keeper.planner import PlannerConfig
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
 from keeper.scanner import Candidate, HealthScanner
-from keeper.book import BlockUpdate
 from keeper.store import BookStore
 from keeper.sync import BookSync, SyncConfig
 
