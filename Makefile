@@ -30,16 +30,24 @@ $(BUILD_STAMP): $(PY_STAMP) $(NPM_STAMP) $(shell find contracts -name '*.sol' 2>
 contracts: $(PY_STAMP) $(NPM_STAMP)
 	$(BIN)/python -m keeper.solc
 
-# The main job on the local devnet: bring it up, seed borrowers, crash a price, show who is
-# under water, bring it down (also on failure or Ctrl-C).
+# The main job on the local devnet: bring it up, seed borrowers, crash prices, show who is
+# under water, liquidate them all in one pass, bring it down (also on failure or Ctrl-C).
+# The key is anvil's public dev account 1, which owns the devnet's liquidator contract.
+DEVNET_KEY := 0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d
 demo: setup
 	@set -euo pipefail; \
 	k="$(KEEPER) devnet --state-dir $(DEMO_DIR)"; \
 	trap "$$k down >/dev/null" EXIT; \
+	rm -f $(DEMO_DIR)/keeper.sqlite*; \
 	$$k up; \
 	$$k scenario --borrowers 200 --seed 1; \
 	$$k crash WETH=0.72 WBTC=0.85 --blocks 5; \
-	$$k underwater
+	echo; echo "== keeper scan"; \
+	$(KEEPER) scan -c config/devnet.toml --limit 15; \
+	echo; echo "== keeper run --once"; \
+	KEEPER_PRIVATE_KEY=$(DEVNET_KEY) $(KEEPER) run -c config/devnet.toml --once; \
+	echo; echo "== after"; \
+	$(KEEPER) scan -c config/devnet.toml --limit 5
 
 lint: setup
 	$(BIN)/ruff check .

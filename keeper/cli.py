@@ -66,4 +66,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         code = 1
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # `keeper ... | head`: the reader left; not an error worth a traceback.
+        sys.stderr.close()
+        code = 0
     sys.exit(code)
