@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from keeper import __version__, run_cmd, scan_cmd
+from keeper import __version__, deploy_cmd, run_cmd, scan_cmd
 from keeper.config import load_config
 from keeper.devnet import commands as devnet_commands
 from keeper.errors import ConfigError, KeeperError, UsageError
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     devnet_commands.add_parser(sub)
     scan_cmd.add_parser(sub)
     run_cmd.add_parser(sub)
+    deploy_cmd.add_parser(sub)
     cfg = sub.add_parser("config", help="validate a configuration file and print it (no secrets)")
     cfg.add_argument("-c", "--config", type=Path, required=True)
     return parser
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.cmd == "devnet":
         return await devnet_commands.run(args)
+    if args.cmd == "deploy-liquidator":
+        return await deploy_cmd.run(args)
     if args.cmd == "run":
         return await run_cmd.run(args)
     if args.cmd == "scan":
