@@ -167,15 +167,24 @@ class LiquidationExecutor:
     async def _predict_gas(self, plan: Plan) -> int:
         """Gas the transaction will use, from a traced call when the node offers tracing
         (anvil, geth, erigon); ``eth_estimateGas`` overshoots it by the 63/64 reserve of the
-        flash-loan callback. Falls back to the planner's model."""
+        flash-loan callback. Falls back to the planner's model.
+
+        The trace runs at the plan's timestamp, as the including block will: at the head's
+        own timestamp a reserve already touched in that block skips its index update
+        (``updateState`` returns early), and the trace came out ~20-40k gas short of the
+        receipt. A node that refuses block overrides gets the plain trace.
+        """
         tx = {"from": self.venue.owner, "to": self.venue.liquidator,
               "data": "0x" + plan.calldata.hex()}
-        try:
-            trace = await self.rpc.call("debug_traceCall", [tx, "latest", {"tracer": "callTracer"}])
+        at_plan_time = {"tracer": "callTracer", "blockOverrides": {"time": hex(plan.timestamp)}}
+        for options in (at_plan_time, {"tracer": "callTracer"}):
+            try:
+                trace = await self.rpc.call("debug_traceCall", [tx, "latest", options])
+            except Exception as exc:  # tracing is optional on real nodes
+                log.debug("debug_traceCall unavailable", error=str(exc), options=list(options))
+                continue
             if isinstance(trace, dict) and "gasUsed" in trace and not trace.get("error"):
                 return int(trace["gasUsed"], 16)
-        except Exception as exc:  # tracing is optional on real nodes
-            log.debug("debug_traceCall unavailable", error=str(exc))
         return plan.gas_estimate
 
     async def _account_for(self, user: str, plan: Plan, outcome: Outcome, predicted_gas: int,
@@ -199,7 +208,7 @@ class LiquidationExecutor:
         predicted_net = plan.gross_profit_usd - predicted_gas * price_paid * native_price // native_unit
         self.metrics.profit_realised_eth.inc(max(0, to_native(realised * debt_price // unit,
                                                                native_price)) / 1e18)
-        log.info("liquidation mined", user=user, tx=outcome.tx_hash, block=block,
+        log.info("liquidation mined", user=user, tx_hash=outcome.tx_hash, block=block,
                  realised_profit=realised, planned_profit=plan.gross_profit,
                  gas_used=outcome.gas_used, predicted_gas=predicted_gas,
                  realised_net_usd=realised_net / BASE_UNIT, predicted_net_usd=predicted_net / BASE_UNIT)
