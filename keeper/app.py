@@ -524,7 +524,7 @@ class Daemon:
                 touched |= update.touched_users
                 rebuild |= update.market_changed
             try:
-                scanner = await self._scan(None if rebuild else scanner, touched)
+                scanner = await self._scan(scanner, touched, rebuild)
                 rebuild = False
                 retry = None
                 self.breakers["scan"].record_success()
@@ -534,15 +534,21 @@ class Daemon:
                 retry = self.settings.retry_max
             except Exception as exc:  # a task boundary: start afresh from the book next time
                 self._task_failed("scan", exc)
-                rebuild, touched, retry = True, set(), self.settings.retry_max
+                scanner, touched, retry = None, set(), self.settings.retry_max
 
-    async def _scan(self, scanner: HealthScanner | None, touched: set[str]) -> HealthScanner:
+    async def _scan(self, scanner: HealthScanner | None, touched: set[str],
+                    rebuild: bool) -> HealthScanner:
         book = self.keeper.sync.book
+        # Built on the loop, not in a thread as ``run_once`` may: here the sync applies blocks
+        # concurrently, and a thread reading the book in the middle of one would see (and
+        # cache, in ``book.market()``) a market that mixes two blocks. A build blocks the loop
+        # for as long as it takes (seconds at a million accounts): at start-up, and when the
+        # market's parameters change.
         if scanner is None:
-            # Proportional to the book: off the loop. Blocks applied meanwhile come through
-            # the queue with their touched accounts, which the next sync re-sets.
-            scanner = await asyncio.to_thread(HealthScanner, book)
+            scanner = HealthScanner(book)
             self._mismatches_seen = 0
+        elif rebuild:
+            scanner.rebuild()
         scanner.sync(touched)
         touched.clear()
         block = book.block_number  # the scan reads the book before its first await

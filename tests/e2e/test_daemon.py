@@ -322,6 +322,11 @@ async def test_daemon_liquidates_drains_resumes_and_survives_the_node(
             t0 = time.monotonic()
             async with HttpRpc(revived.url, timeout=30) as rpc:
                 assert await block_number(rpc) == synced_before, "the dump is the chain we left"
+                # Blocks mined back to back run the chain's clock ahead of the wall clock; a
+                # node loaded from a dump starts again from the wall clock, which would put
+                # its next block before its parent. Keep time monotonic, as a real chain does.
+                latest = await rpc.call("eth_getBlockByNumber", ["latest", False])
+                await rpc.call("evm_setNextBlockTimestamp", [hex(int(latest["timestamp"], 16) + 1)])
                 await rpc.call("anvil_mine", [hex(3)])
                 head = await block_number(rpc)
 
