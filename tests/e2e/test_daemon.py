@@ -242,6 +242,8 @@ async def test_daemon_liquidates_drains_resumes_and_survives_the_node(
         assert await keeper.metric("keeper_circuit_breaker_open") == 0
         # Exported as counted (the book's accuracy itself is the book's tests' business).
         mismatches = len(keeper.named("book_mismatch"))
+        for e in keeper.named("book_mismatch")[:3]:
+            print("book_mismatch:", {k: v for k, v in e.items() if k not in ("ts", "logger")})
         assert await keeper.metric("keeper_book_mismatches_total") == mismatches
         assert not keeper.named("task failed")
         assert len(done) >= len(crashed) // 2, "most of the crash's accounts were worth it"
