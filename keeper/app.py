@@ -198,7 +198,8 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
         liquidator=venue.liquidator, native_asset=target.native_asset.lower(),
         rules=AaveRules(cfg.aave.rules), min_profit_base=round(ex.min_profit_usd * 10**8),
         profit_tolerance_bps=ex.profit_tolerance_bps)
-    return LiquidationExecutor(rpc, sender, venue, planner, policy, metrics)
+    return LiquidationExecutor(rpc, sender, venue, planner, policy, metrics,
+                               block_time=cfg.network.block_time)
 
 
 async def _a_tokens(rpc: JsonRpc, contracts: AaveV3Contracts) -> dict[str, str]:

@@ -55,6 +55,8 @@ class NetworkConfig(_Section):
     rpc_urls: list[Url] = Field(default_factory=list)
     ws_url: Url | None = None
     request_timeout: float = Field(10.0, gt=0, le=300)
+    # Seconds between blocks: plans are computed for the next block's timestamp.
+    block_time: int = Field(12, ge=1, le=600)
     # devnet only: read the RPC URL and every address from `keeper devnet up`'s manifest
     devnet_manifest: Path | None = None
 

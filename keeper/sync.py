@@ -43,10 +43,18 @@ from keeper.chain.ws import WsRpc
 from keeper.errors import KeeperError
 from keeper.progress import BackfillProgress
 from keeper.protocols.aave_v3 import events as ev
-from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketHints, MarketReader
+from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketHints, MarketRead, MarketReader
 from keeper.store import BookStore
 
 log = structlog.get_logger(__name__)
+
+
+_STALE_READ_RETRIES = 5
+
+
+def _from_the_future(read: MarketRead, head: Head) -> bool:
+    """True when the read cannot be the state at ``head``: some reserve was updated later."""
+    return any(r.last_update_timestamp > head.timestamp for r in read.reserves.values())
 
 
 class SyncError(KeeperError, RuntimeError):
@@ -330,6 +338,16 @@ class BookSync:
         if not hints.covers(needed):
             # The market changed shape in this block: read it again with the new hints.
             read, hints = await self.reader.read(self.rpc, head.hash, needed)
+        for attempt in range(_STALE_READ_RETRIES):
+            if not _from_the_future(read, head):
+                break
+            # A reserve updated after this block's timestamp: the node answered for a later
+            # state (anvil does, for the newest block while it mines the next one). The block
+            # is sealed a moment later; read it again rather than book a future state.
+            await asyncio.sleep(0.01 * (attempt + 1))
+            read, hints = await self.reader.read(self.rpc, head.hash, needed)
+        else:
+            raise SyncError(f"block {head.number}: the node keeps answering for a later state")
         old = self.book.state
         sources_moved = (
             old.read is None

@@ -280,8 +280,9 @@ class HeadFollower:
         reorg = self.tracker.rewind(branch[0].number - 1)
         if reorg is not None:
             log.warning(
-                "reorg: %d blocks replaced above %d (old tip %s)",
-                reorg.depth, reorg.common_ancestor.number, reorg.old_tip.hash,
+                # Numbers, not hashes: the log redactor hides any 32-byte hex as a possible key.
+                "reorg: %d blocks replaced above %d (old tip %d)",
+                reorg.depth, reorg.common_ancestor.number, reorg.old_tip.number,
             )
             yield reorg
         for h in branch:

@@ -106,9 +106,13 @@ class RpcPool:
     def _mark_down(self, ep: Endpoint, exc: RpcError) -> None:
         ep.failures += 1
         ep.unhealthy_until = self._now() + self.cooldown
-        log.warning("rpc endpoint %s unhealthy for %.1fs: %s", ep.name, self.cooldown, exc)
+        # Log the transition, not every failed retry while it stays down.
+        if ep.failures == 1:
+            log.warning("rpc endpoint %s unhealthy for %.1fs: %s", ep.name, self.cooldown, exc)
 
     def _mark_up(self, ep: Endpoint) -> None:
+        if ep.failures:
+            log.info("rpc endpoint %s healthy again after %d failures", ep.name, ep.failures)
         ep.failures = 0
         ep.unhealthy_until = 0.0
 

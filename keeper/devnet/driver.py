@@ -276,7 +276,10 @@ class Devnet:
         await self.rpc.call("anvil_mine", [hex(blocks)])
 
     async def increase_time(self, seconds: int) -> None:
-        await self.rpc.call("evm_increaseTime", [hex(seconds)])
+        """Mine a block ``seconds`` after the latest one (the devnet stamps blocks at a fixed
+        interval, which ``evm_increaseTime`` does not move)."""
+        latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+        await self.rpc.call("evm_setNextBlockTimestamp", [int(latest["timestamp"], 16) + seconds])
         await self.rpc.call("evm_mine")
 
 

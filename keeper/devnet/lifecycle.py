@@ -24,6 +24,7 @@ from keeper.errors import DevnetError
 from keeper.solc import compile_contracts
 
 DEFAULT_STATE_DIR = Path(".devnet")
+RECENT_BLOCKS = 64  # the book's reorg window
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +102,17 @@ async def start(
     node = await Anvil.start(opts, log_path=sd.log if detach else None, detach=detach)
     try:
         async with HttpRpc(node.url, timeout=60) as rpc:
-            # Scenario users are impersonated; the flag is node config, not chain state.
+            # Node config, not chain state, so set on every start: scenario users are
+            # impersonated; each block is one second after the last, as on a chain with a
+            # fixed slot time (wall-clock stamps put several blocks in one second, and which
+            # second a liquidation lands in changes its interest and its gas).
             await rpc.call("anvil_autoImpersonateAccount", [True])
+            await rpc.call("anvil_setBlockTimestampInterval", [1])
             if saved:
                 manifest = Manifest.load(sd.saved_manifest).with_urls(node.url, node.ws_url)
+                # A loaded node keeps the old blocks but not their state: put a reorg window
+                # of fresh blocks on top so a keeper's first reads near the tip have state.
+                await rpc.call("anvil_mine", [hex(RECENT_BLOCKS)])
             else:
                 manifest = await deploy_module.deploy_all(rpc, node.url, node.ws_url)
                 dump = await rpc.call("anvil_dumpState")

@@ -99,7 +99,10 @@ class LiquidationExecutor:
         planner: PlannerConfig,
         fee_policy: FeePolicy,
         metrics: Metrics,
+        *,
+        block_time: int | None = None,
     ) -> None:
+        self.block_time = block_time
         self.rpc = rpc
         self.sender = sender
         self.venue = venue
@@ -115,7 +118,11 @@ class LiquidationExecutor:
         base_fee = next_base_fee(int(head.get("baseFeePerGas", "0x0"), 16),
                                  int(head["gasUsed"], 16), int(head["gasLimit"], 16))
         # Interest accrues to the second: plan for the block that will include us.
-        planned_market = replace(market, timestamp=max(int(time.time()), head_ts + 1))
+        # With a known slot time the next block's stamp is exact; without one, anvil-style
+        # wall-clock stamps are the best guess.
+        next_ts = (head_ts + self.block_time if self.block_time is not None
+                   else max(int(time.time()), head_ts + 1))
+        planned_market = replace(market, timestamp=next_ts)
         plan_or_reject = await self._plan(user, account, planned_market, base_fee)
         if isinstance(plan_or_reject, Rejection):
             self.metrics.rejections.labels(reason=plan_or_reject.reason.value).inc()

@@ -609,6 +609,24 @@ class Sender:
         fees = replacement_fees(self.policy, flight.current_fees, sim.base_fee,
                                 flight.req.expected_profit_native, flight.gas)
         if not self.policy.allows(fees):
+            # We may not bid more. If the node has lost our transaction (evicted from its
+            # mempool, a restart), hand the same signed bytes out again: same nonce, same
+            # hash, nothing new is spent; otherwise it is merely waiting for its price.
+            assert flight.current is not None
+            known = await self.rpc.call("eth_getTransactionByHash", [flight.current.tx_hash],
+                                        timeout=self.settings.rpc_timeout)
+            if known is None:
+                log.warning("our tx is unknown to the node and the caps allow no bump: "
+                            "broadcasting it again", label=flight.req.label,
+                            tx_hash=flight.current.tx_hash)
+                try:
+                    await self._submit(flight, "resend", flight.current, flight.current_fees,
+                                       flight.gas_limit, head)
+                except RpcResponseError as exc:
+                    log.warning("rebroadcast refused", error=exc.rpc_message,
+                                label=flight.req.label)
+                    flight.sent_block = head
+                return
             log.warning("replacement would exceed the fee caps; waiting", label=flight.req.label,
                         max_fee=fees.max_fee_per_gas, tip=fees.max_priority_fee_per_gas)
             flight.sent_block = head
