@@ -42,8 +42,10 @@ demo: setup
 	$$k up; \
 	$$k scenario --borrowers 200 --seed 1; \
 	$$k crash WETH=0.72 WBTC=0.85 --blocks 5; \
-	echo; echo "== keeper scan"; \
-	$(KEEPER) scan -c config/devnet.toml --limit 15; \
+	echo; echo "== under water (Pool.getUserAccountData)"; \
+	$$k underwater | head -n 12; \
+	echo; echo "== keeper scan (the keeper's own book, confirmed on chain)"; \
+	$(KEEPER) scan -c config/devnet.toml --limit 10; \
 	echo; echo "== keeper run --once"; \
 	KEEPER_PRIVATE_KEY=$(DEVNET_KEY) $(KEEPER) run -c config/devnet.toml --once; \
 	echo; echo "== after"; \
