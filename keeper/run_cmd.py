@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from keeper import app
+from keeper import app, daemon
 from keeper.config import load_config
 from keeper.obs.logging import configure_logging
 
@@ -36,7 +36,7 @@ async def run(args: argparse.Namespace) -> int:
                 print(app.format_executions(keeper, results, dry_run=dry_run))
                 sys.stdout.flush()
                 return 0
-            await app.run_daemon(keeper)
+            await daemon.run_daemon(keeper)
             return 0
     finally:
         handle.stop()
