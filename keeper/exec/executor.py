@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 from keeper.chain.rpc import JsonRpc
 from keeper.domain.account import Market, UserAccount
 from keeper.domain.fees import FeePolicy
+from keeper.errors import ExecutionReverted, RpcError
 from keeper.exec.sender import Outcome, Sender, Status, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
@@ -146,10 +148,34 @@ class LiquidationExecutor:
                  gross_profit=plan.gross_profit, net_profit_usd=plan.net_profit_usd / BASE_UNIT,
                  predicted_gas=predicted_gas, flash_loan=plan.use_flash_loan,
                  dry_run=self.sender.settings.dry_run)
-        outcome = await self.sender.execute(request)
+        outcome = await self.sender.execute(request, still_wanted=self._still_wanted)
         if outcome.status is not Status.MINED:
             return Execution(user, plan=plan, outcome=outcome, predicted_gas=predicted_gas)
         return await self._account_for(user, plan, outcome, predicted_gas, market)
+
+    async def _still_wanted(self, request: TxRequest, head: int) -> bool:
+        """Asked on every block while our liquidation is in flight: would it still succeed?
+
+        Another keeper may have liquidated the account, the price may have recovered, or the
+        pool moved so the profit floor is no longer met: the contract would revert, so the
+        sender cancels rather than paying for a revert. A read that fails says nothing: keep.
+        """
+        call = {"from": self.venue.owner, "to": request.to, "data": "0x" + request.data.hex()}
+        # At the state of the head but the timestamp of the block that would include us: the
+        # plan's debt amounts are exact for that second, not for the head's.
+        params: list[Any] = [call, "latest"]
+        if self.block_time is not None:
+            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+            params += [{}, {"time": hex(int(latest["timestamp"], 16) + self.block_time)}]
+        try:
+            await self.rpc.call("eth_call", params)
+        except ExecutionReverted as exc:
+            log.info("in-flight liquidation no longer valid; cancelling", label=request.label,
+                     head=head, reason=exc.rpc_message)
+            return False
+        except RpcError:
+            return True
+        return True
 
     async def _plan(self, user: str, account: UserAccount, market: Market,
                     base_fee: int) -> Plan | Rejection:

@@ -224,6 +224,7 @@ class _Flight:
     receipt: dict[str, Any] | None = None
     reorgs: int = 0
     foreign_nonce_strikes: int = 0
+    abandoned: str = ""  # why a lost transaction was given up instead of cancelled
 
     @property
     def replacements(self) -> int:
@@ -553,6 +554,9 @@ class Sender:
                 wanted = True
             if not wanted:
                 await self._cancel(flight, head, "no longer wanted")
+                if flight.abandoned:
+                    return self._fail(flight, Status.CANCELLED,
+                                      f"lost by the node and {flight.abandoned}", failure=False)
                 return None
 
         assert flight.current is not None
@@ -650,9 +654,18 @@ class Sender:
             return
         fees = bump(flight.current_fees)
         if not self.policy.allows(fees):
-            log.warning("cannot cancel within the fee caps", label=flight.req.label, why=why)
-            flight.sent_block = head
-            return
+            assert flight.current is not None
+            known = await self.rpc.call("eth_getTransactionByHash", [flight.current.tx_hash],
+                                        timeout=self.settings.rpc_timeout)
+            if known is None:
+                # The node lost our transaction: nothing will spend the nonce, so there is
+                # nothing to cancel. Abandon it; the nonce is re-read before the next send.
+                flight.abandoned = why
+                return
+            # A cancel is a 21,000-gas self-transfer: even 10% above the caps it costs a small
+            # fraction of letting a ~500k-gas liquidation revert.
+            log.warning("cancelling above the fee caps", label=flight.req.label, why=why,
+                        max_fee=fees.max_fee_per_gas, tip=fees.max_priority_fee_per_gas)
         log.info("cancelling", label=flight.req.label, nonce=flight.lease.nonce, why=why)
         signed = self._sign(self.address, b"", 0, flight.lease.nonce, CANCEL_GAS, fees)
         try:
