@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from keeper import artifacts
 from keeper.chain.pool import RpcPool
 from keeper.chain.rpc import JsonRpc
+from keeper.chain.ws import WsRpc
 from keeper.config import KeeperConfig
 from keeper.devnet.manifest import Manifest
 from keeper.domain.fees import FeePolicy, gwei_to_wei
 from keeper.domain.liquidation import AaveRules
-from keeper.errors import ConfigError
+from keeper.errors import ConfigError, RpcError
 from keeper.exec.executor import Execution, LiquidationExecutor, Venue
 from keeper.exec.guards import Guards
 from keeper.exec.keys import load_signer
@@ -69,7 +70,7 @@ def resolve_target(cfg: KeeperConfig) -> Target:
         m = Manifest.load(cfg.network.devnet_manifest)
         weth = m.reserve("WETH").address
         return Target(
-            rpc_urls=(m.rpc_url,), ws_url=cfg.network.ws_url,
+            rpc_urls=(m.rpc_url,), ws_url=cfg.network.ws_url or m.ws_url,
             contracts=AaveV3Contracts(m.pool, m.oracle, m.pool_configurator,
                                       m.pool_addresses_provider, m.multicall3),
             addresses_provider=m.pool_addresses_provider, start_block=m.deploy_block,
@@ -142,9 +143,10 @@ async def build(cfg: KeeperConfig, *, dry_run: bool, execute: bool = True,
         contracts = target.contracts or await AaveV3Contracts.resolve(rpc, target.addresses_provider)
         store = BookStore(cfg.state.sqlite, identity={"pool": contracts.pool,
                                                        "start_block": target.start_block})
+        ws = await _connect_ws(target.ws_url, cfg.network.request_timeout)
         sync = BookSync(rpc, contracts, SyncConfig(
             start_block=target.start_block, chunk=cfg.scanner.backfill_chunk_blocks,
-            poll_interval=cfg.scanner.poll_interval, progress=progress), store=store)
+            poll_interval=cfg.scanner.poll_interval, progress=progress), store=store, ws=ws)
         try:
             executor = await _build_executor(cfg, target, rpc, contracts, metrics,
                                              dry_run=dry_run) if execute else None
@@ -153,6 +155,24 @@ async def build(cfg: KeeperConfig, *, dry_run: bool, execute: bool = True,
             # Final checkpoint even when cancelled: losing it only costs a longer catch-up,
             # but a half-written one must never happen (the store writes in one transaction).
             await asyncio.shield(sync.close())
+            if ws is not None:
+                await ws.close()
+
+
+async def _connect_ws(url: str | None, timeout: float) -> WsRpc | None:
+    """New heads pushed over WebSocket (reacting within milliseconds of a block), or None to
+    poll over HTTP when no URL is configured or it does not answer at start-up."""
+    if url is None:
+        return None
+    ws = WsRpc(url, timeout=timeout)
+    try:
+        await ws.connect()
+    except (RpcError, OSError) as exc:
+        log.warning("websocket unavailable; following heads by HTTP polling", url=url,
+                    error=str(exc))
+        await ws.close()
+        return None
+    return ws
 
 
 async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
