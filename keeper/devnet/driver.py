@@ -28,6 +28,7 @@ _POOL = artifacts.aave("Pool").abi
 _ORACLE = artifacts.aave("AaveOracle").abi
 _FEED = artifacts.ours("PriceFeed").abi
 _PAIR = artifacts.uniswap("UniswapV2Pair").abi
+_ROUTER = artifacts.uniswap("UniswapV2Router02").abi
 
 # Fixed gas limits for batched sends: estimation cannot see the effects of earlier pending txs.
 GAS = {"mint": 120_000, "approve": 80_000, "supply": 350_000, "borrow": 500_000,
@@ -63,6 +64,7 @@ class Devnet:
         self.rpc = rpc
         self.m = manifest
         self.tx = TxSender(rpc, manifest.deployer)
+        self._router_approved: set[str] = set()
 
     # ---- reads -------------------------------------------------------------------------
     async def prices(self) -> dict[str, int]:
@@ -248,20 +250,22 @@ class Devnet:
         target0 = math.isqrt(k * den // num)
         if target0 == 0 or abs(target0 - r0) * 10_000 < r0 * 5:  # within 5 bp: leave it
             return False
-        swap = _PAIR["swap"]
-        mint = _ERC20["mint(address,uint256)"]
+        # Through the router, so the output is computed on chain at execution time: a keeper
+        # liquidating into the same pool between our read and our swap cannot break K.
         if target0 > r0:  # pool needs more token0: sell token0 for token1
-            amount_in = (target0 - r0) * 1000 // 997
-            out1 = amount_in * 997 * r1 // (r0 * 1000 + amount_in * 997)
-            await self.tx.transact(s0.address, mint, pair, amount_in)
-            await self.tx.transact(pair, swap, 0, out1, self.m.deployer, b"")
+            await self._swap_in(s0.address, s1.address, (target0 - r0) * 1000 // 997)
         else:
-            target1 = k // target0
-            amount_in = (target1 - r1) * 1000 // 997
-            out0 = amount_in * 997 * r0 // (r1 * 1000 + amount_in * 997)
-            await self.tx.transact(s1.address, mint, pair, amount_in)
-            await self.tx.transact(pair, swap, out0, 0, self.m.deployer, b"")
+            await self._swap_in(s1.address, s0.address, (k // target0 - r1) * 1000 // 997)
         return True
+
+    async def _swap_in(self, token_in: str, token_out: str, amount_in: int) -> None:
+        arb = self.m.deployer
+        await self.tx.transact(token_in, _ERC20["mint(address,uint256)"], arb, amount_in)
+        if token_in not in self._router_approved:
+            await self.tx.transact(token_in, _ERC20["approve"], self.m.uniswap_router, MAX_UINT)
+            self._router_approved.add(token_in)
+        await self.tx.transact(self.m.uniswap_router, _ROUTER["swapExactTokensForTokens"],
+                               amount_in, 0, [token_in, token_out], arb, 2**255)
 
     async def pair_reserves(self, a: str, b: str) -> tuple[int, int]:
         """Reserves of the a/b pool as (reserve of a, reserve of b)."""

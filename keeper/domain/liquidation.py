@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from keeper.domain.account import (
+    AccountData,
     Market,
     ReserveState,
     UserAccount,
@@ -216,16 +217,20 @@ def quote_liquidation_call(
     *,
     rules: AaveRules = AaveRules.V3_0,
     receive_a_token: bool = False,
+    account_data: AccountData | None = None,
 ) -> LiquidationQuote:
     """What ``Pool.liquidationCall(collateral, debt, user, debtToCover, receiveAToken)`` does.
 
     Pass ``debt_to_cover = UINT256_MAX`` for "as much as allowed". Raises LiquidationRevert
     (with Aave's error name) or ArithmeticRevert where the transaction would revert.
+    ``account_data`` is ``calculate_user_account_data(account, market)`` when the caller has
+    it already (a size search quotes the same account dozens of times).
     """
     now = market.timestamp
     collateral = market.reserve_of(collateral_asset)
     debt = market.reserve_of(debt_asset)
-    account_data = calculate_user_account_data(account, market)
+    if account_data is None:
+        account_data = calculate_user_account_data(account, market)
     health_factor = account_data.health_factor
     debt_position = account.position(debt_asset)
     current_debt = user_debt(debt, debt_position, now)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from keeper.domain.account import Market, UserAccount
+from keeper.domain.account import Market, UserAccount, calculate_user_account_data
 from keeper.domain.amm import SwapRevert
 from keeper.domain.liquidation import (
     AaveRules,
@@ -92,6 +92,8 @@ class PairQuotes:
         self.collateral_asset = collateral_asset
         self.debt_asset = debt_asset
         self.rules = rules
+        # The account's data does not depend on the size: compute it once for every quote.
+        self.account_data = calculate_user_account_data(account, market)
         self._memo: dict[int, LiquidationQuote | LiquidationRevert | ArithmeticRevert] = {}
 
     def __call__(self, debt_to_cover: int) -> LiquidationQuote:
@@ -106,6 +108,7 @@ class PairQuotes:
                     self.debt_asset,
                     debt_to_cover,
                     rules=self.rules,
+                    account_data=self.account_data,
                 )
             except (LiquidationRevert, ArithmeticRevert) as exc:
                 found = exc

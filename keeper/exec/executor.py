@@ -37,6 +37,7 @@ log = get_logger(__name__)
 
 _BALANCE_OF = bytes.fromhex("70a08231")
 BASE_UNIT = 10**8
+TRACED_GAS_LIMIT_PERCENT = 130
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +134,16 @@ class LiquidationExecutor:
             return Execution(user, rejection=plan_or_reject)
         plan = plan_or_reject
         self.metrics.plans.inc()
-        predicted_gas = await self._predict_gas(plan)
+        predicted_gas, traced = await self._predict_gas(plan)
         native_price = market.prices.get(self.planner.native_asset, 0)
         request = TxRequest(
             to=self.venue.liquidator,
             data=plan.calldata,
             expected_profit_native=to_native(plan.gross_profit_usd, native_price),
-            gas_limit=plan.gas_estimate,
+            # A traced figure is exact; the limit leaves room for the 63/64 gas a flash-loan
+            # callback must be able to forward (the sender checks the call at this limit).
+            gas_limit=predicted_gas * TRACED_GAS_LIMIT_PERCENT // 100 if traced else plan.gas_estimate,
+            known_gas=predicted_gas if traced else None,
             label=f"liquidate {user}",
             detected_at=detected,
         )
@@ -197,10 +201,10 @@ class LiquidationExecutor:
             log.error("planning failed", user=user, error=f"{type(exc).__name__}: {exc}")
             return Rejection(user, RejectionReason.MISSING_DATA, f"{type(exc).__name__}: {exc}")
 
-    async def _predict_gas(self, plan: Plan) -> int:
+    async def _predict_gas(self, plan: Plan) -> tuple[int, bool]:
         """Gas the transaction will use, from a traced call when the node offers tracing
         (anvil, geth, erigon); ``eth_estimateGas`` overshoots it by the 63/64 reserve of the
-        flash-loan callback. Falls back to the planner's model.
+        flash-loan callback. Falls back to the planner's model (then not exact: False).
 
         The trace runs at the plan's timestamp, as the including block will: at the head's
         own timestamp a reserve already touched in that block skips its index update
@@ -217,8 +221,8 @@ class LiquidationExecutor:
                 log.debug("debug_traceCall unavailable", error=str(exc), options=list(options))
                 continue
             if isinstance(trace, dict) and "gasUsed" in trace and not trace.get("error"):
-                return int(trace["gasUsed"], 16)
-        return plan.gas_estimate
+                return int(trace["gasUsed"], 16), True
+        return plan.gas_estimate, False
 
     async def _account_for(self, user: str, plan: Plan, outcome: Outcome, predicted_gas: int,
                            market: Market) -> Execution:

@@ -1,0 +1,112 @@
+"""Reaction: from an oracle price update on chain to the daemon's liquidation being mined.
+
+The daemon runs in-process against its own devnet node (heads over WebSocket, as configured
+from the devnet manifest). Each round opens a fresh position just above health factor 1,
+moves WETH down with one aggregator update (one block), and measures the wall time from that
+transaction's receipt until the keeper's LiquidationCall is in a block, by polling the chain
+every millisecond. The sender's own detection→send histogram is reported next to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from keeper import app, artifacts
+from keeper.chain.rpc import HttpRpc
+from keeper.config import load_config
+from keeper.daemon import Daemon
+from keeper.devnet import lifecycle
+from keeper.devnet.driver import Devnet
+from keeper.obs.logging import configure_logging
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # anvil account 1
+ROUNDS = 15
+_LIQUIDATION_CALL = artifacts.aave("Pool").abi.event("LiquidationCall").topic0
+
+
+async def _liquidated(rpc: HttpRpc, pool: str, user: str, from_block: int) -> bool:
+    topic_user = "0x" + "00" * 12 + user[2:]
+    logs = await rpc.call("eth_getLogs", [{"address": pool, "fromBlock": hex(from_block),
+                                           "toBlock": "latest",
+                                           "topics": [_LIQUIDATION_CALL, None, None, topic_user]}])
+    return bool(logs)
+
+
+async def run() -> list[tuple[str, str, str]]:
+    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(ROOT / "build" / "bench-devnet"))
+    handle = configure_logging("ERROR")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            manifest_path = Path(tmp) / "manifest.json"
+            manifest.save(manifest_path)
+            cfg = load_config(ROOT / "config" / "devnet.toml", {
+                "KEEPER_NETWORK__DEVNET_MANIFEST": str(manifest_path),
+                "KEEPER_STATE__SQLITE": str(Path(tmp) / "keeper.sqlite"),
+                "KEEPER_METRICS__PORT": "0",
+                "KEEPER_PRIVATE_KEY": KEY,
+            })
+            async with HttpRpc(node.url, timeout=60) as rpc:
+                devnet = Devnet(rpc, manifest)
+                await devnet.send_many(devnet.deposit_txs(manifest.deployer, "USDC",
+                                                          50_000_000 * 10**6))
+                async with app.build(cfg, dry_run=False) as keeper:
+                    daemon = Daemon(keeper)
+                    task = asyncio.create_task(daemon.run())
+                    try:
+                        latencies = await _rounds(devnet)
+                    finally:
+                        daemon.stop.set()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                    hist = keeper.metrics.registry.get_sample_value
+                    count = hist("keeper_detection_to_send_seconds_count") or 0
+                    total = hist("keeper_detection_to_send_seconds_sum") or 0
+    finally:
+        handle.stop()
+        await node.stop()
+    ms = sorted(x * 1000 for x in latencies)
+    p90 = ms[int(len(ms) * 0.9) - 1] if ms else float("nan")
+    return [
+        ("price update → liquidation mined, median", f"{statistics.median(ms):.1f} ms",
+         f"{len(ms)} rounds, one block after the update (anvil automine)"),
+        ("price update → liquidation mined, p90", f"{p90:.1f} ms", ""),
+        ("detection → tx sent (sender histogram), mean",
+         f"{total / count * 1000:.1f} ms" if count else "-", "simulate, sign, send"),
+    ]
+
+
+async def _rounds(devnet: Devnet) -> list[float]:
+    m = devnet.m
+    out: list[float] = []
+    for i in range(ROUNDS):
+        user = f"0x{0xbe0000 + i:040x}"
+        await devnet.fund([user])
+        prices = await devnet.prices()
+        # 10 WETH borrowed against up to the 80% LTV: HF = 82.5% / 79.9% ≈ 1.03.
+        weth_usd = 10 * prices["WETH"] // 10**8
+        debt = int(weth_usd * 0.799) * 10**6
+        await devnet.send_many([*devnet.deposit_txs(user, "WETH", 10 * 10**18),
+                                devnet.tx_borrow(user, "USDC", debt)])
+        await asyncio.sleep(0.3)  # let the daemon settle on the new block
+        start_block = int(await devnet.rpc.call("eth_blockNumber"), 16)
+        t0 = time.perf_counter()
+        await devnet.set_price("WETH", prices["WETH"] * 95 // 100)
+        t_update = time.perf_counter()
+        deadline = t_update + 10
+        while not await _liquidated(devnet.rpc, m.pool, user, start_block):
+            if time.perf_counter() > deadline:
+                break
+            await asyncio.sleep(0.001)
+        else:
+            out.append(time.perf_counter() - t_update)
+        del t0
+        # Restore the price and the AMM for the next round.
+        await devnet.set_price("WETH", prices["WETH"])
+        await devnet.arbitrage(["WETH"])
+    return out
