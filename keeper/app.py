@@ -70,7 +70,9 @@ def resolve_target(cfg: KeeperConfig) -> Target:
         m = Manifest.load(cfg.network.devnet_manifest)
         weth = m.reserve("WETH").address
         return Target(
-            rpc_urls=(m.rpc_url,), ws_url=cfg.network.ws_url or m.ws_url,
+            # Configured endpoints win (e.g. a fork of the devnet); else the manifest's node.
+            rpc_urls=tuple(cfg.network.rpc_urls) or (m.rpc_url,),
+            ws_url=cfg.network.ws_url or (None if cfg.network.rpc_urls else m.ws_url),
             contracts=AaveV3Contracts(m.pool, m.oracle, m.pool_configurator,
                                       m.pool_addresses_provider, m.multicall3),
             addresses_provider=m.pool_addresses_provider, start_block=m.deploy_block,

@@ -1,15 +1,21 @@
-"""``keeper run``: the daemon, or one pass with ``--once``; ``--dry-run`` signs nothing."""
+"""``keeper run``: the daemon, or one pass with ``--once``; ``--dry-run`` signs nothing;
+``--fork-url URL`` runs against an Anvil fork of that chain (nothing reaches the real one)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from keeper import app, daemon
-from keeper.config import load_config
-from keeper.obs.logging import configure_logging
+from keeper.config import KeeperConfig, load_config
+from keeper.devnet.anvil import Anvil, AnvilOptions
+from keeper.obs.logging import configure_logging, get_logger
 
 
 def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
@@ -19,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
                    help="one pass: sync, scan, liquidate, wait for receipts, print a table, exit")
     p.add_argument("--dry-run", action="store_true",
                    help="simulate everything; never sign or send (also executor.dry_run)")
+    p.add_argument("--fork-url", metavar="URL",
+                   help="start an Anvil fork of this chain and run against the fork")
+    p.add_argument("--fork-block", type=int, metavar="N", help="fork at this block (default: tip)")
     p.add_argument("--log-level", default=None,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="default INFO for the daemon, WARNING with --once")
@@ -30,13 +39,43 @@ async def run(args: argparse.Namespace) -> int:
     level = args.log_level or ("WARNING" if args.once else "INFO")
     handle = configure_logging(level)
     try:
-        async with app.build(cfg, dry_run=dry_run, progress=app.is_tty()) as keeper:
-            if args.once:
-                results = await app.run_once(keeper)
-                print(app.format_executions(keeper, results, dry_run=dry_run))
-                sys.stdout.flush()
+        async with contextlib.AsyncExitStack() as stack:
+            if args.fork_url:
+                cfg = await stack.enter_async_context(_forked(cfg, args.fork_url, args.fork_block))
+            async with app.build(cfg, dry_run=dry_run, progress=app.is_tty()) as keeper:
+                if args.once:
+                    results = await app.run_once(keeper)
+                    print(app.format_executions(keeper, results, dry_run=dry_run))
+                    sys.stdout.flush()
+                    return 0
+                await daemon.run_daemon(keeper)
                 return 0
-            await daemon.run_daemon(keeper)
-            return 0
     finally:
         handle.stop()
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _forked(cfg: KeeperConfig, url: str, block: int | None) -> AsyncIterator[KeeperConfig]:
+    """An Anvil fork of ``url`` for the run, and the config pointed at it.
+
+    The fork keeps the chain's id (so keys and guards behave as on that chain) and gets its own
+    state file: a fork's book must never become the real chain's checkpoint.
+    """
+    node = await Anvil.start(AnvilOptions(chain_id=cfg.network.chain_id, fork_url=url,
+                                          fork_block=block), ready_timeout=60)
+    log = get_logger(__name__)
+    log.info("forked", fork_url=_without_credentials(url), fork_block=block, rpc_url=node.url)
+    try:
+        with tempfile.TemporaryDirectory(prefix="keeper-fork-") as tmp:
+            network = cfg.network.model_copy(update={"rpc_urls": [node.url], "ws_url": node.ws_url})
+            state = cfg.state.model_copy(update={"sqlite": Path(tmp) / "fork.sqlite"})
+            yield cfg.model_copy(update={"network": network, "state": state})
+    finally:
+        await node.stop()
+
+
+def _without_credentials(url: str) -> str:
+    """Node URLs often carry an API key in the path or userinfo: log the host only."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
