@@ -48,7 +48,9 @@ demo: setup
 	$(KEEPER) scan -c config/devnet.toml --limit 10; \
 	echo; echo "== keeper run --once"; \
 	KEEPER_PRIVATE_KEY=$(DEVNET_KEY) $(KEEPER) run -c config/devnet.toml --once; \
-	echo; echo "== after"; \
+	echo; echo "== after: one pass liquidates each account once (50% close factor); what is left"; \
+	echo "   is bad debt with no collateral (v3.0 has no clean-up) or a second round, which the"; \
+	echo "   daemon (keeper run) takes on the following blocks while it pays"; \
 	$(KEEPER) scan -c config/devnet.toml --limit 5
 
 lint: setup
