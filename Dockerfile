@@ -18,6 +18,10 @@ COPY keeper ./keeper
 COPY contracts ./contracts
 COPY config ./config
 COPY --from=contracts /src/build/contracts.json ./build/contracts.json
+# The protocol ABIs the keeper encodes with (no node at run time, only the JSON artifacts).
+COPY --from=contracts /src/node_modules/@aave/core-v3/artifacts ./node_modules/@aave/core-v3/artifacts
+COPY --from=contracts /src/node_modules/@uniswap/v2-core/build ./node_modules/@uniswap/v2-core/build
+COPY --from=contracts /src/node_modules/@uniswap/v2-periphery/build ./node_modules/@uniswap/v2-periphery/build
 # Editable: the package finds contracts/ and build/ beside it, as in a checkout.
 RUN pip install --no-cache-dir -e . && chown -R keeper /app
 USER keeper
