@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from keeper import artifacts
 from keeper.chain.pool import RpcPool
-from keeper.chain.rpc import JsonRpc
+from keeper.chain.rpc import JsonRpc, public_url
 from keeper.chain.ws import WsRpc
 from keeper.config import KeeperConfig
 from keeper.devnet.manifest import Manifest
@@ -170,7 +170,7 @@ async def _connect_ws(url: str | None, timeout: float) -> WsRpc | None:
     try:
         await ws.connect()
     except (RpcError, OSError) as exc:
-        log.warning("websocket unavailable; following heads by HTTP polling", url=url,
+        log.warning("websocket unavailable; following heads by HTTP polling", url=public_url(url),
                     error=str(exc))
         await ws.close()
         return None

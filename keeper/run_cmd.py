@@ -10,9 +10,9 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from keeper import app, daemon
+from keeper.chain.rpc import public_url
 from keeper.config import KeeperConfig, load_config
 from keeper.devnet.anvil import Anvil, AnvilOptions
 from keeper.obs.logging import configure_logging, get_logger
@@ -65,7 +65,7 @@ async def _forked(cfg: KeeperConfig, url: str, block: int | None) -> AsyncIterat
     node = await Anvil.start(AnvilOptions(chain_id=cfg.network.chain_id, fork_url=url,
                                           fork_block=block), ready_timeout=60)
     log = get_logger(__name__)
-    log.info("forked", fork_url=_without_credentials(url), fork_block=block, rpc_url=node.url)
+    log.info("forked", fork_url=public_url(url), fork_block=block, rpc_url=node.url)
     try:
         with tempfile.TemporaryDirectory(prefix="keeper-fork-") as tmp:
             network = cfg.network.model_copy(update={"rpc_urls": [node.url], "ws_url": node.ws_url})
@@ -74,8 +74,3 @@ async def _forked(cfg: KeeperConfig, url: str, block: int | None) -> AsyncIterat
     finally:
         await node.stop()
 
-
-def _without_credentials(url: str) -> str:
-    """Node URLs often carry an API key in the path or userinfo: log the host only."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"

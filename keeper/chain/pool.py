@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from keeper.chain.retry import DEFAULT_RETRY, RetryPolicy, all_idempotent, retry_read
-from keeper.chain.rpc import HttpRpc, JsonParams, JsonRpc
+from keeper.chain.rpc import HttpRpc, JsonParams, JsonRpc, public_url
 from keeper.errors import ConfigError, RpcError
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class RpcPool:
     ) -> None:
         if not urls:
             raise ConfigError("RpcPool needs at least one RPC URL")
-        self._init([Endpoint(u, HttpRpc(u, timeout=timeout)) for u in urls], cooldown, retry)
+        self._init([Endpoint(public_url(u), HttpRpc(u, timeout=timeout)) for u in urls],
+                   cooldown, retry)
 
     @classmethod
     def of(

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -43,6 +44,21 @@ class JsonRpc(Protocol):
     ) -> list[Any]: ...
 
 
+def public_url(url: str) -> str:
+    """``scheme://host[:port]`` of an endpoint, for logs and errors.
+
+    Node URLs often carry an API key in the path, the query or the userinfo
+    (``https://eth.example/v3/<key>``); those parts never go into a log line or a message.
+    """
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    hidden = "/…" if parts.path not in ("", "/") or parts.query or parts.username else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{hidden}"
+
+
 def response_error(method: str, error: dict[str, Any]) -> RpcResponseError:
     """Build the typed exception for a JSON-RPC error object."""
     code = int(error.get("code", 0))
@@ -58,6 +74,7 @@ class HttpRpc:
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = url
+        self.label = public_url(url)
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
@@ -95,22 +112,22 @@ class HttpRpc:
                 ) as resp:
                     if resp.status != 200:
                         text = (await resp.text())[:200]
-                        raise RpcError(f"{what}: HTTP {resp.status} from {self.url}: {text}")
+                        raise RpcError(f"{what}: HTTP {resp.status} from {self.label}: {text}")
                     return await resp.json(content_type=None)
         except TimeoutError as exc:
-            raise RpcTimeout(f"{what}: no answer from {self.url} within {limit:g}s") from exc
+            raise RpcTimeout(f"{what}: no answer from {self.label} within {limit:g}s") from exc
         except aiohttp.ClientError as exc:
-            raise RpcError(f"{what}: {type(exc).__name__} talking to {self.url}: {exc}") from exc
+            raise RpcError(f"{what}: {type(exc).__name__} talking to {self.label}: {exc}") from exc
         except ValueError as exc:
             # A proxy's HTML error page or a truncated body: the endpoint is unhealthy, not the call.
-            raise RpcError(f"{what}: invalid JSON from {self.url}: {exc}") from exc
+            raise RpcError(f"{what}: invalid JSON from {self.label}: {exc}") from exc
 
     async def call(self, method: str, params: JsonParams = (), *, timeout: float | None = None) -> Any:
         """Send one JSON-RPC request and return its ``result``."""
         payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
         body = await self._post(payload, timeout, method)
         if not isinstance(body, dict):
-            raise RpcError(f"{method}: malformed response from {self.url}")
+            raise RpcError(f"{method}: malformed response from {self.label}")
         if "error" in body and body["error"] is not None:
             raise response_error(method, body["error"])
         return body.get("result")
@@ -142,13 +159,13 @@ class HttpRpc:
         if isinstance(body, dict) and "error" in body:
             raise response_error("batch", body["error"])
         if not isinstance(body, list):
-            raise RpcError(f"batch: malformed response from {self.url}")
+            raise RpcError(f"batch: malformed response from {self.label}")
         by_id = {item.get("id"): item for item in body if isinstance(item, dict)}
         out: list[Any] = []
         for i, (method, _) in zip(ids, calls, strict=True):
             item = by_id.get(i)
             if item is None:
-                raise RpcError(f"batch: no answer for {method} (id {i}) from {self.url}")
+                raise RpcError(f"batch: no answer for {method} (id {i}) from {self.label}")
             if item.get("error") is not None:
                 err = response_error(method, item["error"])
                 if not return_exceptions:

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from keeper.chain.rpc import JsonParams, response_error
+from keeper.chain.rpc import JsonParams, public_url, response_error
 from keeper.errors import RpcError, RpcResponseError, RpcTimeout
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class WsRpc:
         max_msg_size: int = 64 * 1024 * 1024,
     ) -> None:
         self.url = url
+        self.label = public_url(url)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.heartbeat = heartbeat
@@ -156,7 +157,7 @@ class WsRpc:
         except RpcError:
             await self.close()
             raise
-        self._supervisor = asyncio.create_task(self._supervise(ws), name=f"ws-rpc {self.url}")
+        self._supervisor = asyncio.create_task(self._supervise(ws), name=f"ws-rpc {self.label}")
         return self
 
     @property
@@ -178,7 +179,7 @@ class WsRpc:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        self._fail_pending(RpcError(f"websocket {self.url} closed"))
+        self._fail_pending(RpcError(f"websocket {self.label} closed"))
         for sub in self._subs:
             sub._push(_END)
         self._subs.clear()
@@ -203,9 +204,9 @@ class WsRpc:
                     self.url, heartbeat=self.heartbeat, max_msg_size=self.max_msg_size
                 )
         except TimeoutError as exc:
-            raise RpcTimeout(f"websocket {self.url}: no connection within {self.connect_timeout:g}s") from exc
+            raise RpcTimeout(f"websocket {self.label}: no connection within {self.connect_timeout:g}s") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise RpcError(f"websocket {self.url}: {type(exc).__name__}: {exc}") from exc
+            raise RpcError(f"websocket {self.label}: {type(exc).__name__}: {exc}") from exc
 
     async def _supervise(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Read until the connection drops, then reconnect with backoff and resubscribe."""
@@ -224,12 +225,12 @@ class WsRpc:
                 self._ready.clear()
                 if resubscribe is not None and not resubscribe.done():
                     resubscribe.cancel()
-                self._fail_pending(RpcError(f"websocket {self.url}: connection lost"))
+                self._fail_pending(RpcError(f"websocket {self.label}: connection lost"))
                 self._subs_by_id.clear()
                 with contextlib.suppress(Exception):
                     await ws.close()
             if not self._closed:
-                log.warning("websocket %s: connection lost, reconnecting", self.url)
+                log.warning("websocket %s: connection lost, reconnecting", self.label)
 
     async def _reconnect(self) -> aiohttp.ClientWebSocketResponse:
         for attempt in itertools.count():
@@ -238,7 +239,7 @@ class WsRpc:
                 return await self._open()
             except RpcError as exc:
                 if attempt % 20 == 0:
-                    log.warning("websocket %s: reconnect attempt %d failed: %s", self.url, attempt + 1, exc)
+                    log.warning("websocket %s: reconnect attempt %d failed: %s", self.label, attempt + 1, exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _resubscribe_all(self) -> None:
@@ -260,13 +261,13 @@ class WsRpc:
                 try:
                     body = json.loads(msg.data)
                 except ValueError:
-                    log.warning("websocket %s: dropped a non-JSON message", self.url)
+                    log.warning("websocket %s: dropped a non-JSON message", self.label)
                     continue
                 for item in body if isinstance(body, list) else (body,):
                     if isinstance(item, dict):
                         self._dispatch(item)
             elif msg.type == aiohttp.WSMsgType.ERROR:
-                log.warning("websocket %s: %s", self.url, ws.exception())
+                log.warning("websocket %s: %s", self.label, ws.exception())
                 break
 
     def _dispatch(self, item: dict[str, Any]) -> None:
@@ -307,7 +308,7 @@ class WsRpc:
 
     async def _wait_ready(self, what: str) -> None:
         if self._closed or self._supervisor is None:
-            raise RpcError(f"{what}: websocket {self.url} is not connected (closed or never opened)")
+            raise RpcError(f"{what}: websocket {self.label} is not connected (closed or never opened)")
         await self._ready.wait()  # while reconnecting, wait (under the caller's timeout)
 
     async def _send(self, payload: Any, what: str) -> None:
@@ -316,7 +317,7 @@ class WsRpc:
         try:
             await ws.send_str(json.dumps(payload, separators=(",", ":")))
         except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
-            raise RpcError(f"{what}: send on websocket {self.url} failed: {exc}") from exc
+            raise RpcError(f"{what}: send on websocket {self.label} failed: {exc}") from exc
 
     async def call(
         self,
@@ -338,7 +339,7 @@ class WsRpc:
                 await self._send(payload, method)
                 return await fut
         except TimeoutError as exc:
-            raise RpcTimeout(f"{method}: no answer from {self.url} within {limit:g}s") from exc
+            raise RpcTimeout(f"{method}: no answer from {self.label} within {limit:g}s") from exc
         finally:
             self._pending.pop(ident, None)
 
@@ -367,7 +368,7 @@ class WsRpc:
                 await self._send(payload, what)
                 results = await asyncio.gather(*futs, return_exceptions=True)
         except TimeoutError as exc:
-            raise RpcTimeout(f"{what}: no answer from {self.url} within {limit:g}s") from exc
+            raise RpcTimeout(f"{what}: no answer from {self.label} within {limit:g}s") from exc
         finally:
             for i, _ in regs:
                 self._pending.pop(i, None)

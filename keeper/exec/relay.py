@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from eth_utils import keccak
 
-from keeper.chain.rpc import response_error
+from keeper.chain.rpc import public_url, response_error
 from keeper.errors import RpcError, RpcTimeout
 from keeper.exec.keys import SignedTx, Signer
 from keeper.obs.logging import get_logger
@@ -50,13 +50,14 @@ class RelayClient:
 
     def __init__(self, url: str, auth: Signer, *, timeout: float = 5.0) -> None:
         self.url = url
+        self.label = public_url(url)
         self.auth = auth
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
-        return f"RelayClient({self.url}, auth={self.auth.address})"
+        return f"RelayClient({self.label}, auth={self.auth.address})"
 
     async def __aenter__(self) -> RelayClient:
         return self
@@ -83,17 +84,17 @@ class RelayClient:
                 async with self._session.post(self.url, data=body, headers=headers) as resp:
                     if resp.status != 200:
                         text = (await resp.text())[:200]
-                        raise RpcError(f"{method}: HTTP {resp.status} from relay {self.url}: {text}")
+                        raise RpcError(f"{method}: HTTP {resp.status} from relay {self.label}: {text}")
                     answer = await resp.json(content_type=None)
         except TimeoutError as exc:
-            raise RpcTimeout(f"{method}: no answer from relay {self.url} within "
+            raise RpcTimeout(f"{method}: no answer from relay {self.label} within "
                              f"{self.timeout:g}s") from exc
         except aiohttp.ClientError as exc:
-            raise RpcError(f"{method}: {type(exc).__name__} talking to relay {self.url}") from exc
+            raise RpcError(f"{method}: {type(exc).__name__} talking to relay {self.label}") from exc
         except ValueError as exc:
-            raise RpcError(f"{method}: invalid JSON from relay {self.url}") from exc
+            raise RpcError(f"{method}: invalid JSON from relay {self.label}") from exc
         if not isinstance(answer, dict):
-            raise RpcError(f"{method}: malformed answer from relay {self.url}")
+            raise RpcError(f"{method}: malformed answer from relay {self.label}")
         if answer.get("error") is not None:
             raise response_error(method, answer["error"])
         return answer.get("result")
@@ -123,7 +124,7 @@ class RelaySubmitter:
             await self.client.send_bundle([signed.raw], block)
             self._targeted[signed.tx_hash] = block
             log.info("bundle sent", tx_hash=signed.tx_hash, target_block=block,
-                     relay=self.client.url)
+                     relay=self.client.label)
 
     async def submit(self, signed: SignedTx, head: int) -> None:
         """First submission of ``signed`` (or of a replacement): blocks head+1..head+N."""

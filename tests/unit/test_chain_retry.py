@@ -154,3 +154,25 @@ async def test_pool_retries_rounds_when_all_are_down() -> None:
 def test_pool_needs_an_endpoint() -> None:
     with pytest.raises(ConfigError):
         RpcPool([])
+
+
+def test_endpoint_urls_lose_their_credentials_in_logs_and_errors() -> None:
+    from keeper.chain.rpc import HttpRpc, public_url
+
+    key = "f00dfeedf00dfeedf00dfeedf00dfeed"
+    assert public_url(f"https://eth.example.org/v3/{key}") == "https://eth.example.org/…"
+    assert public_url(f"wss://user:{key}@node.example:8546/ws?token={key}") == \
+        "wss://node.example:8546/…"
+    assert public_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
+    assert key not in HttpRpc(f"https://eth.example.org/v3/{key}").label
+
+
+async def test_a_failing_endpoint_error_does_not_carry_its_api_key() -> None:
+    from keeper.chain.rpc import HttpRpc
+    from keeper.devnet.anvil import free_port
+
+    key = "0123456789abcdef0123456789abcdef"
+    async with HttpRpc(f"http://127.0.0.1:{free_port()}/v3/{key}", timeout=2) as rpc:
+        with pytest.raises(RpcError) as info:
+            await rpc.call("eth_blockNumber")
+    assert key not in str(info.value) and "127.0.0.1" in str(info.value)
