@@ -161,6 +161,20 @@ class PositionBook:
         # Users changed since the last checkpoint (the store writes only those).
         self.dirty: set[str] = set()
 
+    def snapshot(self) -> PositionBook:
+        """A read-only copy at the current block, safe to read from another thread while this
+        book goes on applying blocks: records and market state are immutable and shared; only
+        the containers are copied (O(accounts), ~0.1 s at a million)."""
+        if self._open_block is not None:
+            raise BookError(f"block {self._open_block.number} is still open")
+        snap = PositionBook(window=self.window)
+        snap.block = self.block
+        snap.state = self.state
+        snap._users = dict(self._users)
+        snap._holders = {asset: set(users) for asset, users in self._holders.items()}
+        snap._roles = dict(self._roles)
+        return snap
+
     # ---- the scanner's API -----------------------------------------------------------------
     @property
     def block_number(self) -> int:

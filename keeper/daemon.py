@@ -337,16 +337,17 @@ class Daemon:
     async def _scan(self, scanner: HealthScanner | None, touched: set[str],
                     rebuild: bool) -> HealthScanner:
         book = self.keeper.sync.book
-        # Built on the loop, not in a thread as ``run_once`` may: here the sync applies blocks
-        # concurrently, and a thread reading the book in the middle of one would see (and
-        # cache, in ``book.market()``) a market that mixes two blocks. A build blocks the loop
-        # for as long as it takes (seconds at a million accounts): at start-up, and when the
-        # market's parameters change.
-        if scanner is None:
-            scanner = HealthScanner(book)
-            self._mismatches_seen = 0
-        elif rebuild:
-            scanner.rebuild()
+        if scanner is None or rebuild:
+            # A build takes seconds at a million accounts: do it in a thread, from a snapshot
+            # (the sync goes on applying blocks meanwhile, and a thread reading the live book
+            # mid-block would mix two blocks). Then follow the live book: the blocks applied
+            # during the build are queued and re-set their accounts on the next pass.
+            # The mismatch count is cumulative across rebuilds (it feeds a counter).
+            carried = scanner.stats.mismatches if scanner is not None else 0
+            self._mismatches_seen = carried
+            scanner = await asyncio.to_thread(HealthScanner, book.snapshot())
+            scanner.book = book
+            scanner.stats.mismatches = carried
         scanner.sync(touched)
         touched.clear()
         block = book.block_number  # the scan reads the book before its first await
