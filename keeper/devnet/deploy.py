@@ -166,6 +166,8 @@ async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
         await ctx.do(configurator, cfg_art, "setReserveFactor", asset, spec.reserve_factor)
         await ctx.do(configurator, cfg_art, "setLiquidationProtocolFee", asset,
                      spec.liquidation_protocol_fee)
+        if spec.stable_borrowing:
+            await ctx.do(configurator, cfg_art, "setReserveStableRateBorrowing", asset, True)
         if spec.emode_category:
             await ctx.do(configurator, cfg_art, "setAssetEModeCategory", asset, spec.emode_category)
         if spec.borrowable_in_isolation:

@@ -21,7 +21,7 @@ from keeper.devnet.txs import TxSender
 from keeper.errors import DevnetError, RpcResponseError
 
 MAX_UINT = 2**256 - 1
-VARIABLE = 2  # Aave interest rate mode
+STABLE, VARIABLE = 1, 2  # Aave interest rate modes
 
 _ERC20 = artifacts.aave("MintableERC20").abi
 _POOL = artifacts.aave("Pool").abi
@@ -104,13 +104,14 @@ class Devnet:
         return Tx(user, self.m.pool,
                   _POOL["supply"].encode(self._token(symbol), amount, user, 0), GAS["supply"])
 
-    def tx_borrow(self, user: str, symbol: str, amount: int) -> Tx:
+    def tx_borrow(self, user: str, symbol: str, amount: int, rate_mode: int = VARIABLE) -> Tx:
         return Tx(user, self.m.pool,
-                  _POOL["borrow"].encode(self._token(symbol), amount, VARIABLE, 0, user), GAS["borrow"])
+                  _POOL["borrow"].encode(self._token(symbol), amount, rate_mode, 0, user),
+                  GAS["borrow"])
 
-    def tx_repay(self, user: str, symbol: str, amount: int) -> Tx:
+    def tx_repay(self, user: str, symbol: str, amount: int, rate_mode: int = VARIABLE) -> Tx:
         return Tx(user, self.m.pool,
-                  _POOL["repay"].encode(self._token(symbol), amount, VARIABLE, user), GAS["repay"])
+                  _POOL["repay"].encode(self._token(symbol), amount, rate_mode, user), GAS["repay"])
 
     def tx_withdraw(self, user: str, symbol: str, amount: int) -> Tx:
         return Tx(user, self.m.pool,

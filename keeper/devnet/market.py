@@ -60,6 +60,7 @@ class ReserveSpec:
     rate_base: str | None = None  # priced as rate_base's price × a growing exchange rate
     rate_at_start: int = 0  # 1e18-scaled
     rate_per_second: int = 0
+    stable_borrowing: bool = False  # v3.0 still has stable-rate debt
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +83,9 @@ RESERVES: tuple[ReserveSpec, ...] = (
     ReserveSpec("WETH", 18, usd(2000), 8000, 8250, 10500, 1500, 1000, VOLATILE_RATES, emode_category=2),
     ReserveSpec("WBTC", 8, usd(40000), 7000, 7500, 10650, 2000, 1000, VOLATILE_RATES),
     ReserveSpec("USDC", 6, usd(1), 7700, 8000, 10450, 1000, 1000, STABLE_RATES,
-                emode_category=1, borrowable_in_isolation=True),
+                emode_category=1, borrowable_in_isolation=True, stable_borrowing=True),
     ReserveSpec("DAI", 18, usd(1), 7500, 8000, 10500, 1000, 1000, STABLE_RATES,
-                emode_category=1, borrowable_in_isolation=True),
+                emode_category=1, borrowable_in_isolation=True, stable_borrowing=True),
     ReserveSpec("wstETH", 18, 0, 6900, 7900, 10600, 1500, 1000, VOLATILE_RATES, emode_category=2,
                 rate_base="WETH", rate_at_start=1_150_000_000_000_000_000,
                 rate_per_second=_WSTETH_RATE_PER_SECOND),

@@ -18,7 +18,7 @@ import pytest
 
 from keeper import artifacts
 from keeper.book import BlockUpdate, PositionBook
-from keeper.devnet.driver import MAX_UINT, Devnet, Tx
+from keeper.devnet.driver import MAX_UINT, STABLE, Devnet, Tx
 from keeper.devnet.scenario import plan_population, seed_population
 from keeper.domain.account import a_token_balance, user_debt
 from keeper.domain.wadray import WAD
@@ -118,6 +118,7 @@ class RandomHistory:
     async def step(self) -> None:
         ops = [
             (self.supply, 12), (self.borrow, 12), (self.repay, 10), (self.withdraw, 8),
+            (self.borrow_stable, 6), (self.repay_stable, 4),
             (self.transfer, 5), (self.toggle_collateral, 4), (self.emode, 4), (self.price, 10),
             (self.switch_source, 2), (self.switch_aggregator, 2), (self.time_jump, 4),
             (self.liquidate, 10),
@@ -141,6 +142,35 @@ class RandomHistory:
                      // price)
         if amount > 0:
             self._count("borrow", await self.send(self.d.tx_borrow(u, sym, amount)))
+
+    async def borrow_stable(self) -> None:
+        # v3.0 stable-rate debt (enabled on the devnet's stablecoins); the Pool refuses it
+        # against the same asset as collateral and above 25% of the liquidity: then nothing.
+        u = self.rng.choice(self.users)
+        (ad,) = await self.d.account_data([u])
+        sym = self.rng.choice(["USDC", "DAI"])
+        r = self.m.reserve(sym)
+        price = (await self.d.prices())[sym]
+        amount = int(ad.available_borrows_base * self.rng.uniform(0.05, 0.5) * 10 ** r.decimals
+                     // price)
+        if amount > 0:
+            self._count("borrow_stable",
+                        await self.send(self.d.tx_borrow(u, sym, amount, STABLE)))
+
+    async def repay_stable(self) -> None:
+        holders = [u for u in self.users
+                   if any(p.stable_debt_principal for p in self.book.record(u).positions.values())]
+        if not holders:
+            return
+        u = self.rng.choice(holders)
+        debts = [a for a, p in self.book.record(u).positions.items() if p.stable_debt_principal]
+        sym = self.symbol(self.rng.choice(debts))
+        r = self.m.reserve(sym)
+        full = self.rng.random() < 0.4
+        amount = MAX_UINT if full else int(10 ** r.decimals * self.rng.uniform(0.001, 0.5))
+        ok = await self.send(self.d.tx_mint(u, sym, 10 ** (r.decimals + 6)),
+                             self.d.tx_approve(u, sym), self.d.tx_repay(u, sym, amount, STABLE))
+        self._count("repay_stable_full" if full else "repay_stable", ok)
 
     async def repay(self) -> None:
         u = self.rng.choice(self.users)
@@ -242,7 +272,9 @@ class RandomHistory:
         rec = self.book.record(user)
         collateral = [a for a in rec.collateral
                       if a in rec.positions and rec.positions[a].scaled_a_token_balance]
-        debts = [a for a, p in rec.positions.items() if p.scaled_variable_debt]
+        # Variable or stable: a liquidation burns variable debt first, then stable.
+        debts = [a for a, p in rec.positions.items()
+                 if p.scaled_variable_debt or p.stable_debt_principal]
         if not collateral or not debts:
             return
         col, debt = self.rng.choice(collateral), self.rng.choice(debts)
@@ -287,7 +319,7 @@ async def test_book_equals_chain_after_random_history(devnet: Devnet) -> None:
 
     counts = history.counts
     for op in ("supply", "borrow", "repay", "withdraw", "price", "switch_source",
-               "switch_aggregator", "time_jump", "liquidation", "emode"):
+               "switch_aggregator", "time_jump", "liquidation", "emode", "borrow_stable"):
         assert counts.get(op, 0) > 0, f"no successful {op} in {counts}"
     # AnswerUpdated and oracle reads reported moved assets to the scanner's queue.
     seen: list[BlockUpdate] = []
