@@ -17,7 +17,7 @@ from typing import Any
 from keeper.chain.rpc import JsonRpc
 from keeper.domain.account import Market, UserAccount
 from keeper.domain.fees import FeePolicy
-from keeper.errors import ExecutionReverted, RpcError
+from keeper.errors import ExecutionReverted, RpcError, RpcResponseError
 from keeper.exec.sender import Outcome, Sender, Status, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
@@ -167,18 +167,24 @@ class LiquidationExecutor:
         call = {"from": self.venue.owner, "to": request.to, "data": "0x" + request.data.hex()}
         # At the state of the head but the timestamp of the block that would include us: the
         # plan's debt amounts are exact for that second, not for the head's.
-        params: list[Any] = [call, "latest"]
-        if self.block_time is not None:
-            latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
-            params += [{}, {"time": hex(int(latest["timestamp"], 16) + self.block_time)}]
+        attempts: list[list[Any]] = [[call, "latest"]]
         try:
-            await self.rpc.call("eth_call", params)
-        except ExecutionReverted as exc:
-            log.info("in-flight liquidation no longer valid; cancelling", label=request.label,
-                     head=head, reason=exc.rpc_message)
-            return False
+            if self.block_time is not None:
+                latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+                next_ts = int(latest["timestamp"], 16) + self.block_time
+                attempts.insert(0, [call, "latest", {}, {"time": hex(next_ts)}])
+            for params in attempts:
+                try:
+                    await self.rpc.call("eth_call", params)
+                    return True
+                except ExecutionReverted as exc:
+                    log.info("in-flight liquidation no longer valid; cancelling",
+                             label=request.label, head=head, reason=exc.rpc_message)
+                    return False
+                except RpcResponseError:
+                    continue  # a node without block overrides: the plain call next
         except RpcError:
-            return True
+            pass  # the node is unreachable: no evidence either way
         return True
 
     async def _plan(self, user: str, account: UserAccount, market: Market,
