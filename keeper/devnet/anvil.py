@@ -241,19 +241,18 @@ class Anvil:
         await self.stop()
 
 
-def stop_pid(pid: int, timeout: float = 5.0) -> bool:
+async def stop_pid(pid: int, timeout: float = 5.0) -> bool:
     """Stop a detached anvil by pid, only if that pid is still an anvil. Returns True if stopped."""
     if not is_anvil_pid(pid):
         return False
     os.kill(pid, signal.SIGTERM)
-    for _ in range(int(timeout / 0.02)):
-        if not is_anvil_pid(pid):
-            return True
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        import time as _time  # only used by the CLI's synchronous `down`, never in the loop
-
-        _time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    # The node is not our child (``up`` ran in another process): poll until it is gone
+    # (an exited node's empty cmdline no longer reads as anvil).
+    while is_anvil_pid(pid) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    if is_anvil_pid(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     return True

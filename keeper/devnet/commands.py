@@ -85,7 +85,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"manifest: {sd.manifest}")
         return 0
     if cmd == "down":
-        print("devnet stopped" if lifecycle.down(sd) else "devnet was not running")
+        print("devnet stopped" if await lifecycle.down(sd) else "devnet was not running")
         return 0
     if cmd == "status":
         return await _status(sd, args.json)

@@ -140,10 +140,10 @@ async def up(sd: StateDir, *, port: int | None = None, fresh: bool = False) -> t
     return manifest, saved
 
 
-def down(sd: StateDir) -> bool:
+async def down(sd: StateDir) -> bool:
     """Stop the devnet's anvil if it runs. Returns whether one was stopped."""
     pid = sd.running_pid()
-    stopped = stop_pid(pid) if pid is not None else False
+    stopped = await stop_pid(pid) if pid is not None else False
     for path in (sd.pid, sd.manifest):
         path.unlink(missing_ok=True)
     return stopped
