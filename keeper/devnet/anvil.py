@@ -250,7 +250,7 @@ async def stop_pid(pid: int, timeout: float = 5.0) -> bool:
     deadline = loop.time() + timeout
     # The node is not our child (``up`` ran in another process): poll until it is gone
     # (an exited node's empty cmdline no longer reads as anvil).
-    while is_anvil_pid(pid) and loop.time() < deadline:
+    while is_anvil_pid(pid) and loop.time() < deadline:  # noqa: ASYNC110 - no event to wait on
         await asyncio.sleep(0.02)
     if is_anvil_pid(pid):
         with contextlib.suppress(ProcessLookupError):
