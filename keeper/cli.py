@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from keeper import __version__, deploy_cmd, run_cmd, scan_cmd
+from keeper import __version__
 from keeper.config import load_config
-from keeper.devnet import commands as devnet_commands
 from keeper.errors import ConfigError, KeeperError, UsageError
 
 
@@ -26,29 +26,44 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Subcommand -> (module, one-line help). A module is imported only when its command runs (or
+# its own --help is asked for): the keeper's full import graph (eth-account, numpy, the ABI
+# artifacts) takes over a second, which `keeper config` or `keeper devnet status` need not pay.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "devnet": ("keeper.devnet.commands", "a local Anvil chain running the real Aave V3"),
+    "scan": ("keeper.scan_cmd", "one-shot table of accounts by health factor"),
+    "run": ("keeper.run_cmd", "follow the chain and liquidate (the daemon)"),
+    "deploy-liquidator": ("keeper.deploy_cmd",
+                          "deploy the FlashLiquidator contract owned by the configured key"),
+}
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; with ``argv``, only the command it names is loaded in full."""
+    chosen = _chosen(sys.argv[1:] if argv is None else argv) if argv != [] else None
     parser = _Parser(prog="keeper", description="Liquidation keeper for Aave V3.")
     parser.add_argument("--version", action="version", version=f"keeper {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
-    devnet_commands.add_parser(sub)
-    scan_cmd.add_parser(sub)
-    run_cmd.add_parser(sub)
-    deploy_cmd.add_parser(sub)
+    for name, (module, help_text) in COMMANDS.items():
+        if chosen == name:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     cfg = sub.add_parser("config", help="validate a configuration file and print it (no secrets)")
     cfg.add_argument("-c", "--config", type=Path, required=True)
     return parser
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
-    if args.cmd == "devnet":
-        return await devnet_commands.run(args)
-    if args.cmd == "deploy-liquidator":
-        return await deploy_cmd.run(args)
-    if args.cmd == "run":
-        return await run_cmd.run(args)
-    if args.cmd == "scan":
-        return await scan_cmd.run(args)
+    if args.cmd in COMMANDS:
+        run: Callable[[argparse.Namespace], Awaitable[int]] = importlib.import_module(
+            COMMANDS[args.cmd][0]).run
+        return await run(args)
     if args.cmd == "config":
         cfg = load_config(args.config)
         print(cfg.model_dump_json(indent=2, exclude={"secrets"}))
@@ -57,7 +72,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         code = asyncio.run(_dispatch(args))
