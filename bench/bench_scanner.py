@@ -2,41 +2,39 @@
 throughput and backfill speed on a devnet this bench starts and stops itself.
 
 Prefilter rows run in a subprocess each (``python -m bench.bench_scanner N``) so that the RSS
-delta of building the scanner is clean. Their book is synthetic and lazy: accounts are made
-on demand from compact numpy columns (devnet-like: 1-2 collateral and 1-2 debt reserves of 6,
-some eMode), so the delta counts the scanner's own structures, not the book's.
+delta of building the scanner is clean. Their book is a real ``PositionBook`` (what the keeper
+builds the scanner from) loaded with generated accounts (devnet-like: 1-2 collateral and 1-2
+debt reserves of 6, some eMode) before the clock and the RSS baseline start, so the build time
+and the delta are the scanner's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from keeper.book import BlockRef, MarketState, PositionBook, UserRecord
 from keeper.chain.logs import get_logs
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet import lifecycle
 from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import crash, plan_population, seed_population
-from keeper.domain.account import (
-    EModeCategory,
-    Market,
-    ReserveState,
-    UserAccount,
-    UserReserve,
-)
-from keeper.domain.reserve_config import ReserveConfiguration, UserConfiguration
+from keeper.domain.account import EModeCategory, ReserveState, UserReserve
+from keeper.domain.reserve_config import ReserveConfiguration
 from keeper.domain.wadray import RAY
 from keeper.obs.logging import configure_logging
 from keeper.protocols.aave_v3 import events as ev
-from keeper.protocols.aave_v3.reader import AaveV3Contracts
+from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketRead
 from keeper.scanner import HealthScanner, read_account_data
 from keeper.sync import BookSync, SyncConfig, decode_logs
 
@@ -58,78 +56,72 @@ _RESERVES = (
 )
 
 
-class SyntheticBook:
-    """A BookView of ``n`` accounts made on demand from a few numpy columns."""
+def synthetic_book(n: int, seed: int = 1) -> PositionBook:
+    """A ``PositionBook`` (the scanner's input in the keeper) of ``n`` generated accounts.
 
-    def __init__(self, n: int, seed: int = 1) -> None:
-        rng = np.random.default_rng(seed)
-        self.block_number = 1
-        self.block_timestamp = 1_700_000_000
-        m = len(_RESERVES)
-        self._prices = {a: p for a, _, _, _, _, p in _RESERVES}
-        self._reserves = {
-            i: ReserveState(a, i, ReserveConfiguration(
-                ltv=ltv, liquidation_threshold=lt, liquidation_bonus=10500, decimals=dec,
-                active=True, borrowing_enabled=True, emode_category=cat),
-                liquidity_index=RAY * 102 // 100, variable_borrow_index=RAY * 105 // 100,
-                last_update_timestamp=self.block_timestamp)
-            for i, (a, dec, ltv, lt, cat, _) in enumerate(_RESERVES)
-        }
-        self._emodes = {1: EModeCategory(9300, 9500, 10100), 2: EModeCategory(9000, 9300, 10100)}
-        self._users = [f"0x{i:040x}" for i in range(n)]
-        # Per account: two collateral and two debt slots (reserve id or -1, USD value).
-        self._coll = rng.integers(0, m, (n, 2)).astype(np.int8)
-        self._coll[rng.random(n) < 0.6, 1] = -1
-        self._debt = rng.integers(0, m, (n, 2)).astype(np.int8)
-        self._debt[rng.random(n) < 0.7, 1] = -1
-        usd = 10 ** rng.uniform(3, 6, n)
-        self._coll_usd = usd.astype(np.float32)
-        # About 1% under water, the rest spread over HF 1.02..3 (before eMode and interest).
-        lt = np.array([r[3] for r in _RESERVES]) / 1e4
-        slots = (self._coll >= 0).sum(axis=1)
-        weighted = (lt[self._coll[:, 0]] + np.where(self._coll[:, 1] >= 0,
-                                                     lt[self._coll[:, 1]], 0.0)) / slots
-        hf = np.where(rng.random(n) < 0.01, rng.uniform(0.85, 1.0, n), rng.uniform(1.02, 3.0, n))
-        self._debt_usd = (usd * weighted / hf).astype(np.float32)
-        self._emode = np.where(rng.random(n) < 0.1, 1, 0).astype(np.int8)
+    Devnet-like: 1-2 collateral and 1-2 debt reserves of 6, about 10% in eMode 1 (when all
+    their reserves are in it), about 1% under water and the rest at HF 1.02..3.
+    """
+    rng = np.random.default_rng(seed)
+    timestamp = 1_700_000_000
+    m = len(_RESERVES)
+    reserves = {
+        a: ReserveState(a, i, ReserveConfiguration(
+            ltv=ltv, liquidation_threshold=lt, liquidation_bonus=10500, decimals=dec,
+            active=True, borrowing_enabled=True, emode_category=cat),
+            liquidity_index=RAY * 102 // 100, variable_borrow_index=RAY * 105 // 100,
+            last_update_timestamp=timestamp)
+        for i, (a, dec, ltv, lt, cat, _) in enumerate(_RESERVES)
+    }
+    read = MarketRead(
+        reserves_list=tuple(reserves), reserves=reserves, tokens={},
+        prices={a: p for a, _, _, _, _, p in _RESERVES}, sources={},
+        emode_categories={1: EModeCategory(9300, 9500, 10100), 2: EModeCategory(9000, 9300, 10100)},
+    )
+    # Per account: two collateral and two debt slots (reserve id or -1, USD value).
+    coll = rng.integers(0, m, (n, 2))
+    coll[rng.random(n) < 0.6, 1] = -1
+    debt = rng.integers(0, m, (n, 2))
+    debt[rng.random(n) < 0.7, 1] = -1
+    usd = 10 ** rng.uniform(3, 6, n)
+    lt = np.array([r[3] for r in _RESERVES]) / 1e4
+    slots = (coll >= 0).sum(axis=1)
+    weighted = (lt[coll[:, 0]] + np.where(coll[:, 1] >= 0, lt[coll[:, 1]], 0.0)) / slots
+    hf = np.where(rng.random(n) < 0.01, rng.uniform(0.85, 1.0, n), rng.uniform(1.02, 3.0, n))
+    debt_usd = usd * weighted / hf
+    emode = np.where(rng.random(n) < 0.1, 1, 0)
+    # Base units -> token units of each reserve.
+    unit = [10**dec * 10**8 / price for _, dec, _, _, _, price in _RESERVES]
+    assets = [r[0] for r in _RESERVES]
+    users: dict[str, UserRecord] = {}
+    for i, (c, d, supplied, owed, e) in enumerate(zip(
+            coll.tolist(), debt.tolist(), usd.tolist(), debt_usd.tolist(), emode.tolist(),
+            strict=True)):
+        cs = [r for r in c if r >= 0]
+        ds = [r for r in d if r >= 0]
+        if e and not all(_RESERVES[r][4] == e for r in cs + ds):
+            e = 0
+        positions = {}
+        for r in set(cs + ds):
+            a = supplied / len(cs) if r in cs else 0.0
+            v = owed / len(ds) if r in ds else 0.0
+            positions[assets[r]] = UserReserve(int(a * unit[r]), int(v * unit[r]))
+        users[f"0x{i:040x}"] = UserRecord(frozenset(assets[r] for r in cs), e, positions)
+    book = PositionBook()
+    book.load(BlockRef(1, "0x01", "0x00", timestamp), MarketState(read=read), users)
+    return book
 
-    def market(self) -> Market:
-        return Market(self._reserves, self._prices, self.block_timestamp, self._emodes)
 
-    def move(self, asset: str, factor: float) -> None:
-        self._prices = {**self._prices, asset: int(self._prices[asset] * factor)}
-
-    def account(self, user: str) -> UserAccount:
-        i = int(user, 16)
-        config = UserConfiguration()
-        positions: dict[str, UserReserve] = {}
-        coll = [int(r) for r in self._coll[i] if r >= 0]
-        debt = [int(r) for r in self._debt[i] if r >= 0]
-        emode = int(self._emode[i])
-        if emode and not all(_RESERVES[r][4] == emode for r in coll + debt):
-            emode = 0
-        for r in set(coll + debt):
-            asset, dec, *_, price = _RESERVES[r]
-            supplied = float(self._coll_usd[i]) / len(coll) if r in coll else 0.0
-            owed = float(self._debt_usd[i]) / len(debt) if r in debt else 0.0
-            unit = 10**dec * 10**8 / price
-            positions[asset] = UserReserve(int(supplied * unit), int(owed * unit))
-            if r in coll:
-                config = config.with_collateral(r, True)
-            if r in debt:
-                config = config.with_borrowing(r, True)
-        return UserAccount(config, emode, positions)
-
-    def users(self) -> Iterable[str]:
-        return self._users
-
-    def holders(self, asset: str) -> set[str]:
-        rid = next(i for i, r in enumerate(_RESERVES) if r[0] == asset)
-        hit = (self._coll == rid).any(axis=1) | (self._debt == rid).any(axis=1)
-        return {self._users[i] for i in np.flatnonzero(hit)}
-
-    def health_factor(self, user: str) -> int:
-        raise NotImplementedError
+def move_price(book: PositionBook, asset: str, factor: float) -> None:
+    """A block that moves one price by ``factor`` (and changes nothing else)."""
+    read = book.state.read
+    assert read is not None
+    prices = {**read.prices, asset: int(read.prices[asset] * factor)}
+    b = book.block
+    book.begin_block(BlockRef(b.number + 1, hex(b.number + 1), b.hash, b.timestamp),
+                     journal=False)
+    book.set_market(replace(read, prices=prices), book.state.hints)
+    book.end_block()
 
 
 def _rss_mb() -> float:
@@ -148,7 +140,7 @@ def _best_ms(runs: int, fn: Callable[[int], object]) -> float:
 
 def measure_prefilter(n: int) -> dict[str, float]:
     """Build a scanner over ``n`` synthetic accounts and time its steps (run in a subprocess)."""
-    book = SyntheticBook(n)
+    book = synthetic_book(n)
     rss0 = _rss_mb()
     t0 = time.perf_counter()
     scanner = HealthScanner(book)
@@ -162,12 +154,12 @@ def measure_prefilter(n: int) -> dict[str, float]:
     holders = int(pf.holders(0).size)
 
     def tick(i: int) -> None:
-        book.move(weth, 0.999 if i % 2 else 1.001)
+        move_price(book, weth, 0.999 if i % 2 else 1.001)
         scanner.update_prices()
 
     ticks = [_best_ms(1, tick) for _ in range(9)]
     select = _best_ms(5, lambda _: scanner.prefilter_candidates())
-    touched = book._users[:100]
+    touched = list(itertools.islice(book.users(), 100))
     touch = _best_ms(5, lambda _: scanner.touch(touched))
     return {"n": n, "build_s": build, "rss_mb": rss, "full_ms": full,
             "tick_ms": statistics.median(ticks), "holders": holders, "select_ms": select,

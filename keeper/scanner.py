@@ -34,31 +34,37 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import structlog
 
+from keeper.book import PositionBook
 from keeper.chain.rpc import JsonRpc
 from keeper.domain.account import (
     AccountData,
+    EModeCategory,
     Market,
     MissingMarketData,
     ReserveState,
     UserAccount,
+    UserReserve,
     calculate_user_account_data,
 )
 from keeper.domain.interest import SECONDS_PER_YEAR, stable_debt_balance
 from keeper.domain.liq_price import DEFAULT_MARGIN, HealthFactorPrefilter
 from keeper.domain.liquidation import close_factor
-from keeper.domain.wadray import RAY, WAD, ArithmeticRevert, percent_mul, ray_mul
+from keeper.domain.reserve_config import MAX_RESERVES_COUNT
+from keeper.domain.wadray import HALF_RAY, RAY, WAD, ArithmeticRevert, percent_mul, ray_mul
 from keeper.multicall import MULTICALL3, aggregate3
 
 log = structlog.get_logger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
 
 LIQUIDATION_THRESHOLD_HF = WAD
 """An account is liquidatable when its health factor is below 1 (a wad)."""
@@ -72,6 +78,8 @@ GET_USER_ACCOUNT_DATA_SELECTOR = bytes.fromhex("bf92857c")
 """``getUserAccountData(address)``; the unit tests check it against the keccak of the signature."""
 
 _SPARE_ROWS = 1024
+_SURELY_IN_RANGE = 1e49
+"""A wei amount below this (as a float) is a rayMul that cannot overflow (that takes 1.16e50)."""
 
 
 class BookView(Protocol):
@@ -199,6 +207,182 @@ def _risk_fields(reserve: ReserveState) -> tuple[int, int, int]:
     return cfg.liquidation_threshold, cfg.decimals, cfg.emode_category
 
 
+@dataclass(slots=True)
+class _Balances:
+    """One reserve's balances over the accounts being built, as the book holds them."""
+
+    supplied_rows: list[int] = field(default_factory=list)
+    supplied: list[int] = field(default_factory=list)  # scaled aToken, collateral enabled
+    variable_rows: list[int] = field(default_factory=list)
+    variable: list[int] = field(default_factory=list)  # scaled variable debt, no stable debt
+    stable_rows: list[int] = field(default_factory=list)
+    stable: list[UserReserve] = field(default_factory=list)  # positions with stable debt
+
+
+@dataclass(slots=True)
+class _Rows:
+    """Built rows: (columns, rows) arrays, asset-major as the prefilter keeps them."""
+
+    collateral: FloatArray
+    thresholds: FloatArray
+    debt: FloatArray
+    collateral_ref: FloatArray
+    always: set[str]
+    stable_users: set[str]
+    max_stable_rate: int
+
+
+def _gather_records(
+    book: PositionBook,
+    users: Sequence[str],
+    market: Market,
+    balances: Mapping[int, _Balances],
+) -> tuple[list[int], list[int], set[str]]:
+    """Collect the balances of ``users`` from the book's records into ``balances``.
+
+    Returns the rows in an eMode category (and their categories) and the accounts the market
+    lacks data for. Reads the records the way ``PositionBook.account`` turns them into
+    configuration bits (a reserve is collateral when its asset is in ``collateral``, borrowed
+    when it holds debt), without building an account per user.
+    """
+    by_asset = {market.reserves[rid].asset: held for rid, held in balances.items()}
+    categories = market.emode_categories
+    emode_rows: list[int] = []
+    emode_ids: list[int] = []
+    always: set[str] = set()
+    record = book.record
+    for row, user in enumerate(users):
+        rec = record(user)
+        category = rec.emode_category
+        if category:
+            if category not in categories:
+                if not book.account(user).configuration.is_empty():
+                    always.add(user)  # exact math will report the missing category
+                continue
+            emode_rows.append(row)
+            emode_ids.append(category)
+        collateral = rec.collateral
+        for asset, position in rec.positions.items():
+            held = by_asset.get(asset)
+            if held is None:
+                continue
+            supplied = position.scaled_a_token_balance
+            if supplied and asset in collateral:
+                held.supplied_rows.append(row)
+                held.supplied.append(supplied)
+            if position.stable_debt_principal:
+                held.stable_rows.append(row)
+                held.stable.append(position)
+            elif position.scaled_variable_debt:
+                held.variable_rows.append(row)
+                held.variable.append(position.scaled_variable_debt)
+    return emode_rows, emode_ids, always
+
+
+def _gather_accounts(
+    book: BookView,
+    users: Sequence[str],
+    market: Market,
+    balances: Mapping[int, _Balances],
+) -> tuple[list[int], list[int], set[str]]:
+    """``_gather_records`` for any ``BookView``: from ``account()`` and its configuration bits."""
+    reserve_of = {market.reserves[rid].asset: rid for rid in balances}
+    known = sum(3 << (rid << 1) for rid in balances)
+    unknown = ((1 << (MAX_RESERVES_COUNT << 1)) - 1) & ~known
+    categories = market.emode_categories
+    emode_rows: list[int] = []
+    emode_ids: list[int] = []
+    always: set[str] = set()
+    for row, user in enumerate(users):
+        account = book.account(user)
+        bits = account.configuration.data
+        if not bits:
+            continue
+        category = account.emode_category
+        if (category and category not in categories) or bits & unknown:
+            always.add(user)
+            continue
+        if category:
+            emode_rows.append(row)
+            emode_ids.append(category)
+        for asset, position in account.reserves.items():
+            rid = reserve_of.get(asset)
+            if rid is None:
+                continue
+            flags = bits >> (rid << 1)
+            held = balances[rid]
+            supplied = position.scaled_a_token_balance
+            if flags & 2 and supplied:
+                held.supplied_rows.append(row)
+                held.supplied.append(supplied)
+            if flags & 1:
+                if position.stable_debt_principal:
+                    held.stable_rows.append(row)
+                    held.stable.append(position)
+                elif position.scaled_variable_debt:
+                    held.variable_rows.append(row)
+                    held.variable.append(position.scaled_variable_debt)
+    return emode_rows, emode_ids, always
+
+
+def _placement(
+    rows: IntArray,
+    emode: npt.NDArray[np.int64],
+    term: _Terms,
+    category: EModeCategory | None,
+    source: int | None,
+) -> tuple[IntArray, BoolArray]:
+    """The column of one reserve's amount in each row, and whether the row is in its eMode.
+
+    ``emode`` is every row's eMode category; ``category`` the reserve's (None if there is
+    none), ``source`` the column of its price source (None if it has no live one).
+    """
+    if category is None:
+        return np.full(rows.size, term.column, dtype=np.intp), np.zeros(rows.size, dtype=bool)
+    in_emode = emode[rows] == term.reserve.configuration.emode_category
+    column = term.column if source is None else source
+    return np.where(in_emode, column, term.column), in_emode
+
+
+def _whole_tokens(scaled: Sequence[int], index: int, unit: float) -> FloatArray:
+    """``ray_mul(s, index) / unit`` for every (positive) ``s``: the floats ``_fill_row`` computes.
+
+    ``ray_mul``'s range checks cost as much as the product; they run only when an amount is
+    not clearly inside the range where ``ray_mul`` cannot revert.
+    """
+    try:
+        amounts = np.array([(s * index + HALF_RAY) // RAY / unit for s in scaled], dtype=np.float64)
+    except OverflowError:  # beyond any float, so beyond a uint256: ray_mul raises below
+        amounts = np.full(len(scaled), np.inf)
+    if amounts.size and not (amounts.min() > 0.0 and amounts.max() * unit < _SURELY_IN_RANGE):
+        for s in scaled:
+            ray_mul(s, index)
+    return amounts
+
+
+def _debt(position: UserReserve, term: _Terms, now: int) -> int:
+    """Variable plus stable debt of one position at ``now``, in wei."""
+    owed = 0
+    if position.scaled_variable_debt:
+        owed = ray_mul(position.scaled_variable_debt, term.debt_index)
+    if position.stable_debt_principal:
+        owed += stable_debt_balance(
+            position.stable_debt_principal,
+            position.stable_borrow_rate,
+            position.stable_last_update_timestamp,
+            now,
+        )
+    return owed
+
+
+def _value(amounts: FloatArray, prices: FloatArray) -> float:
+    # Summed column by column from 0.0, like the build's vectorised sum: the same float.
+    total = 0.0
+    for amount, price in zip(amounts.tolist(), prices.tolist(), strict=True):
+        total += amount * price
+    return total
+
+
 class HealthScanner:
     """Finds the liquidatable accounts of a book; see the module docstring for how.
 
@@ -256,23 +440,17 @@ class HealthScanner:
         self._risk = {rid: _risk_fields(r) for rid, r in market.reserves.items()}
         users = list(self.book.users())
         capacity = len(users) + max(_SPARE_ROWS, len(users) // 8)
-        width = self._layout.width
-        collateral = np.zeros((capacity, width))
-        thresholds = np.zeros((capacity, width))
-        debt = np.zeros((capacity, width))
-        self._users, self._row = users, {u: i for i, u in enumerate(users)}
-        self._always.clear()
-        self._stable_users.clear()
-        self._max_stable_rate = 0
         terms = self._terms(market)
         prices = self._layout.prices(market)
         self._ref_prices = prices
-        self._collateral_ref = np.full(capacity, np.inf)
-        for i, user in enumerate(users):
-            self._collateral_ref[i] = self._fill_row(
-                user, market, terms, collateral[i], thresholds[i], debt[i]
-            )
-        self._pf = HealthFactorPrefilter(collateral, thresholds, debt, prices)
+        rows = self._build_rows(users, market, terms, capacity)
+        self._users, self._row = users, dict(zip(users, range(len(users)), strict=True))
+        self._always = rows.always
+        self._stable_users = rows.stable_users
+        self._max_stable_rate = rows.max_stable_rate
+        self._collateral_ref = rows.collateral_ref
+        # Transposed views of asset-major arrays: the prefilter keeps them without a copy.
+        self._pf = HealthFactorPrefilter(rows.collateral.T, rows.thresholds.T, rows.debt.T, prices)
         self._debt_index_base = {rid: t.debt_index for rid, t in terms.items()}
         self._stable_base_time = market.timestamp
         self.stats.rebuilds += 1
@@ -395,14 +573,15 @@ class HealthScanner:
         if emode and category is None:
             self._always.add(user)  # exact math will report the missing category
             return math.inf
+        active = config.active_reserve_ids()
+        if any(rid not in terms for rid in active):
+            self._always.add(user)  # before writing anything: the row stays empty
+            return math.inf
         source_column = self._layout.source_column.get(emode)
         now = market.timestamp
         has_debt = False
-        for rid in config.active_reserve_ids():
-            term = terms.get(rid)
-            if term is None:
-                self._always.add(user)
-                return math.inf
+        for rid in active:
+            term = terms[rid]
             reserve = term.reserve
             cfg = reserve.configuration
             position = account.position(reserve.asset)
@@ -418,21 +597,82 @@ class HealthScanner:
                 )
                 thresholds[column] = threshold
             if config.is_borrowing(rid):
-                owed = 0
-                if position.scaled_variable_debt:
-                    owed = ray_mul(position.scaled_variable_debt, term.debt_index)
+                owed = _debt(position, term, now)
                 if position.stable_debt_principal:
-                    owed += stable_debt_balance(
-                        position.stable_debt_principal,
-                        position.stable_borrow_rate,
-                        position.stable_last_update_timestamp,
-                        now,
-                    )
                     self._stable_users.add(user)
                     self._max_stable_rate = max(self._max_stable_rate, position.stable_borrow_rate)
                 debt[column] += owed / term.unit
                 has_debt = has_debt or owed > 0
-        return float(collateral @ self._ref_prices) if has_debt else math.inf
+        return _value(collateral, self._ref_prices) if has_debt else math.inf
+
+    def _build_rows(
+        self,
+        users: Sequence[str],
+        market: Market,
+        terms: Mapping[int, _Terms],
+        capacity: int,
+    ) -> _Rows:
+        """The rows of ``users`` (row i is ``users[i]``), all at once: what ``_fill_row`` would
+        write for each, to the same float.
+
+        One pass of Python only collects each reserve's scaled balances, as integers; per
+        reserve, they are then brought to wei with ``rayMul`` in Python integers and divided by
+        the unit exactly as ``_fill_row`` divides them, and numpy adds them into their columns.
+        Reserves are added in ascending id order, the order ``_fill_row`` visits them, so two
+        reserves sharing a column (an eMode price source) sum in the same order too.
+        """
+        width = self._layout.width
+        collateral = np.zeros((width, capacity))
+        thresholds = np.zeros((width, capacity))
+        debt = np.zeros((width, capacity))
+        balances = {rid: _Balances() for rid in terms if rid < MAX_RESERVES_COUNT}
+        book = self.book
+        if isinstance(book, PositionBook):
+            emode_rows, emode_ids, always = _gather_records(book, users, market, balances)
+        else:
+            emode_rows, emode_ids, always = _gather_accounts(book, users, market, balances)
+        emode = np.zeros(capacity, dtype=np.int64)
+        emode[np.array(emode_rows, dtype=np.intp)] = emode_ids
+        stable_users: set[str] = set()
+        max_stable_rate = 0
+        now = market.timestamp
+        for rid in sorted(balances):
+            term, held = terms[rid], balances[rid]
+            cfg = term.reserve.configuration
+            # No account is in eMode 0; accounts in a category the market lacks have no rows.
+            category = (market.emode_categories.get(cfg.emode_category)
+                        if cfg.emode_category else None)
+            source = self._layout.source_column.get(cfg.emode_category)
+
+            if cfg.liquidation_threshold != 0 and held.supplied_rows:
+                rows = np.array(held.supplied_rows, dtype=np.intp)
+                columns, in_emode = _placement(rows, emode, term, category, source)
+                collateral[columns, rows] += _whole_tokens(held.supplied, term.income, term.unit)
+                thresholds[columns, rows] = np.where(
+                    in_emode,
+                    0 if category is None else category.liquidation_threshold,
+                    cfg.liquidation_threshold,
+                )
+            if held.variable_rows or held.stable_rows:
+                owed = [_whole_tokens(held.variable, term.debt_index, term.unit)]
+                if held.stable_rows:
+                    amounts: list[float] = []
+                    for user_row, position in zip(held.stable_rows, held.stable, strict=True):
+                        amounts.append(_debt(position, term, now) / term.unit)
+                        stable_users.add(users[user_row])
+                        max_stable_rate = max(max_stable_rate, position.stable_borrow_rate)
+                    owed.append(np.array(amounts))
+                rows = np.array(held.variable_rows + held.stable_rows, dtype=np.intp)
+                columns, _ = _placement(rows, emode, term, category, source)
+                debt[columns, rows] += np.concatenate(owed)
+        value = np.zeros(capacity)
+        for j in range(width):  # column by column, as _value sums one row
+            value += collateral[j] * self._ref_prices[j]
+        has_debt = (debt > 0).any(axis=0)
+        return _Rows(
+            collateral, thresholds, debt, np.where(has_debt, value, np.inf), always,
+            stable_users, max_stable_rate,
+        )
 
     # ---- selection -----------------------------------------------------------------------
     def prefilter_candidates(self) -> list[str]:

@@ -20,6 +20,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
+from keeper.book import BlockRef, MarketState, PositionBook, UserRecord
 from keeper.domain.account import (
     EModeCategory,
     Market,
@@ -40,6 +41,7 @@ from keeper.multicall import (
     decode_aggregate3,
     encode_aggregate3,
 )
+from keeper.protocols.aave_v3.reader import MarketRead
 from keeper.scanner import (
     GET_USER_ACCOUNT_DATA_SELECTOR,
     BookView,
@@ -260,6 +262,132 @@ def test_dust_accounts_always_go_to_exact_math() -> None:
     scanner.sync()
     assert liquidatable(book) <= set(scanner.prefilter_candidates()) == {
         user_address(1), user_address(2)}
+
+
+# ---- the vectorised build == the row-by-row fill -------------------------------------------
+def _odd_accounts(market: Market) -> dict[str, UserAccount]:
+    """Accounts the random books lack: missing market data, eMode without a reserve, ..."""
+    weth, wbtc, usdc, wsteth = 0, 1, 2, 3
+    missing_category = _account(market, 7, {usdc: 10**9}, {usdc: 5 * 10**8}, {})
+    unknown_reserve = _account(market, 0, {weth: 10**18}, {usdc: 10**9}, {})
+    unknown_reserve = replace(unknown_reserve, configuration=unknown_reserve.configuration
+                              .with_borrowing(40, True))
+    both_stable = _account(market, 2, {weth: 10**18, wsteth: 10**18}, {weth: 10**17},
+                           {weth: (10**17, RAY // 10, market.timestamp - 86_400)})
+    supplied_not_collateral = _account(market, 0, {wbtc: 10**8}, {usdc: 10**9}, {})
+    supplied_not_collateral = replace(
+        supplied_not_collateral,
+        configuration=supplied_not_collateral.configuration.with_collateral(wbtc, False))
+    return {
+        user_address(-2): missing_category,
+        user_address(-3): unknown_reserve,
+        user_address(-4): UserAccount(UserConfiguration(), emode_category=7),  # nothing flagged
+        user_address(-5): both_stable,
+        user_address(-6): supplied_not_collateral,
+        user_address(-7): _account(market, 1, {usdc: 10**6}, {}, {}),  # eMode, no debt
+    }
+
+
+def _row_by_row(scanner: HealthScanner, users: Sequence[str]) -> tuple[Any, ...]:
+    """What ``_fill_row`` writes for each user in turn (the path ``touch`` takes)."""
+    market = scanner.book.market()
+    terms = scanner._terms(market)
+    width = scanner._layout.width
+    c, t, d = (np.zeros((width, len(users))) for _ in range(3))
+    ref = np.empty(len(users))
+    scanner._always, scanner._stable_users, scanner._max_stable_rate = set(), set(), 0
+    for i, user in enumerate(users):
+        ref[i] = scanner._fill_row(user, market, terms, c[:, i], t[:, i], d[:, i])
+    return c, c * t, d, ref, scanner._always, scanner._stable_users, scanner._max_stable_rate
+
+
+def _vectorised(scanner: HealthScanner, users: Sequence[str]) -> tuple[Any, ...]:
+    market = scanner.book.market()
+    rows = scanner._build_rows(users, market, scanner._terms(market), len(users))
+    return (rows.collateral, rows.collateral * rows.thresholds, rows.debt, rows.collateral_ref,
+            rows.always, rows.stable_users, rows.max_stable_rate)
+
+
+def _position_book(book: DictBook) -> PositionBook:
+    """A PositionBook holding the same accounts (its records, not its accounts)."""
+    m = book.market()
+    read = MarketRead(
+        reserves_list=tuple(r.asset for _, r in sorted(m.reserves.items())),
+        reserves={r.asset: r for r in m.reserves.values()},
+        tokens={}, prices=dict(m.prices), sources={},
+        emode_categories=dict(m.emode_categories),
+    )
+    records = {
+        user: UserRecord(
+            frozenset(r.asset for rid, r in m.reserves.items()
+                      if a.configuration.is_using_as_collateral(rid)),
+            a.emode_category,
+            {asset: p for asset, p in a.reserves.items()
+             if p.scaled_a_token_balance or p.scaled_variable_debt or p.stable_debt_principal},
+        )
+        for user, a in book.accounts.items()
+    }
+    out = PositionBook()
+    out.load(BlockRef(book.block_number, "0x01", "0x00", m.timestamp), MarketState(read=read),
+             records)
+    return out
+
+
+@pytest.mark.parametrize("source_price", [0, usd(2000)])
+@pytest.mark.parametrize("zero_threshold", [False, True])
+def test_vectorised_build_equals_the_row_by_row_fill(source_price: int,
+                                                     zero_threshold: bool) -> None:
+    book = random_book(1_500, seed=59, source_price=source_price)
+    if zero_threshold:  # WBTC no longer counts as collateral anywhere
+        m = book.market()
+        wbtc = m.reserves[1]
+        book.market_ = replace(m, reserves={**m.reserves, 1: replace(wbtc, configuration=replace(
+            wbtc.configuration, ltv=0, liquidation_threshold=0))})
+    # Interest since the indexes' update; dust and stable debt come with the random accounts.
+    book.set_prices({}, seconds=7 * 86_400)
+    book.accounts.update(_odd_accounts(book.market()))
+    scanner = HealthScanner(_as_book(book))
+    users = list(scanner.users)
+    fast = _vectorised(scanner, users)
+    slow = _row_by_row(scanner, users)
+    for got, want in zip(fast, slow, strict=True):
+        if isinstance(got, np.ndarray):
+            assert np.array_equal(got, want)  # the same floats, not merely close ones
+        else:
+            assert got == want
+    always, stable = fast[4], fast[5]
+    assert always == {user_address(-2), user_address(-3)}
+    assert len(stable) > 100 and user_address(-5) in stable
+    assert np.isinf(fast[3]).sum() > 0 and np.isfinite(fast[3]).sum() > 1_000
+    assert (fast[3] < 10**6).sum() > 10  # dust, by the reference value
+
+
+@pytest.mark.parametrize("source_price", [0, usd(2000)])
+def test_a_position_book_builds_from_its_records_the_same_rows(source_price: int) -> None:
+    book = random_book(1_500, seed=61, source_price=source_price)
+    book.set_prices({}, seconds=86_400)
+    odd = _odd_accounts(book.market())
+    del odd[user_address(-3)]  # a PositionBook sets no flag for a reserve it does not know
+    book.accounts.update(odd)
+    from_accounts = HealthScanner(_as_book(book))
+    positions = _position_book(book)
+    from_records = HealthScanner(positions)
+    # The PositionBook drops the account with nothing in it.
+    assert set(from_accounts.users) - set(from_records.users) == {user_address(-1)}
+    row = {u: i for i, u in enumerate(from_accounts.users)}
+    order = np.array([row[u] for u in from_records.users])
+    assert np.array_equal(from_records.prefilter.health_factors[: from_records.size],
+                          from_accounts.prefilter.health_factors[order])
+    assert np.array_equal(from_records._collateral_ref[: from_records.size],
+                          from_accounts._collateral_ref[order])
+    assert from_records._always == from_accounts._always == {user_address(-2)}
+    assert from_records._stable_users == from_accounts._stable_users
+    assert from_records._max_stable_rate == from_accounts._max_stable_rate
+    # And each row the records built is the row _fill_row (on PositionBook.account) writes.
+    users = list(from_records.users)
+    for got, want in zip(_vectorised(from_records, users), _row_by_row(from_records, users),
+                         strict=True):
+        assert np.array_equal(got, want) if isinstance(got, np.ndarray) else got == want
 
 
 # ---- incremental == full ---------------------------------------------------------------------
