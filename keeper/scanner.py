@@ -218,6 +218,21 @@ class _Balances:
     stable_rows: list[int] = field(default_factory=list)
     stable: list[UserReserve] = field(default_factory=list)  # positions with stable debt
 
+    def add(self, row: int, position: UserReserve, *, collateral: bool, borrowing: bool) -> None:
+        """Record one account's position: its supply if used as collateral, its debt if the
+        account borrows the reserve (stable debt, when any, is re-priced per position)."""
+        if collateral and position.scaled_a_token_balance:
+            self.supplied_rows.append(row)
+            self.supplied.append(position.scaled_a_token_balance)
+        if not borrowing:
+            return
+        if position.stable_debt_principal:
+            self.stable_rows.append(row)
+            self.stable.append(position)
+        elif position.scaled_variable_debt:
+            self.variable_rows.append(row)
+            self.variable.append(position.scaled_variable_debt)
+
 
 @dataclass(slots=True)
 class _Rows:
@@ -266,16 +281,7 @@ def _gather_records(
             held = by_asset.get(asset)
             if held is None:
                 continue
-            supplied = position.scaled_a_token_balance
-            if supplied and asset in collateral:
-                held.supplied_rows.append(row)
-                held.supplied.append(supplied)
-            if position.stable_debt_principal:
-                held.stable_rows.append(row)
-                held.stable.append(position)
-            elif position.scaled_variable_debt:
-                held.variable_rows.append(row)
-                held.variable.append(position.scaled_variable_debt)
+            held.add(row, position, collateral=asset in collateral, borrowing=True)
     return emode_rows, emode_ids, always
 
 
@@ -310,18 +316,7 @@ def _gather_accounts(
             if rid is None:
                 continue
             flags = bits >> (rid << 1)
-            held = balances[rid]
-            supplied = position.scaled_a_token_balance
-            if flags & 2 and supplied:
-                held.supplied_rows.append(row)
-                held.supplied.append(supplied)
-            if flags & 1:
-                if position.stable_debt_principal:
-                    held.stable_rows.append(row)
-                    held.stable.append(position)
-                elif position.scaled_variable_debt:
-                    held.variable_rows.append(row)
-                    held.variable.append(position.scaled_variable_debt)
+            balances[rid].add(row, position, collateral=bool(flags & 2), borrowing=bool(flags & 1))
     return emode_rows, emode_ids, always
 
 
