@@ -23,7 +23,7 @@ from keeper.devnet.scenario import plan_population, seed_population
 from keeper.domain.account import a_token_balance, user_debt
 from keeper.domain.wadray import WAD
 from keeper.errors import DevnetError
-from keeper.protocols.aave_v3.reader import AaveV3Contracts
+from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketReader
 from keeper.sync import BookSync, SyncConfig
 
 pytestmark = pytest.mark.integration
@@ -80,6 +80,17 @@ async def assert_book_matches_chain(book: PositionBook, devnet: Devnet, users: I
     on_chain = {r.user for r in chain if r.total_debt_base and r.health_factor < WAD}
     in_book = {u for u in everyone if book.health_factor(u) < WAD}
     assert in_book == on_chain
+    # Beneath the totals, the raw state: every scaled balance, stable principal, rate and
+    # timestamp, the collateral and borrowing bits and the eMode, as the contracts store them.
+    reader = MarketReader(contracts_of(devnet))
+    raw = await reader.read_users(devnet.rpc, everyone, book.state.tokens, book.block_hash)
+    differ = []
+    for user in everyone:
+        account, snap = book.account(user), raw[user]
+        if (dict(account.reserves), account.configuration.data, account.emode_category) != (
+                dict(snap.positions), snap.configuration.data, snap.emode_category):
+            differ.append((user, account, snap))
+    assert not differ, f"{len(differ)} users' stored state differs, first: {differ[0]}"
     return len(on_chain)
 
 
