@@ -104,6 +104,9 @@ class ExecutorConfig(_Section):
     poll_interval: float = Field(0.5, gt=0, le=60)
     gas_margin_percent: int = Field(20, ge=0, le=200)
     relay_blocks_ahead: int = Field(1, ge=1, le=25)
+    # Backrun pending oracle updates seen in the mempool (needs a WebSocket URL): liquidate in
+    # the same block as the price move, right after it.
+    backrun_oracle_updates: bool = False
     private_relay_url: Url | None = None
 
 
