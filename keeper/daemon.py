@@ -3,8 +3,10 @@
 Built on a ``Keeper`` from ``keeper.app.build``. Four tasks: the book sync, the scanner, the
 executor and a head watcher (readiness, ``keeper_head_block``). Each runs behind a task
 boundary that logs, counts and retries with backoff; ``max_consecutive_failures`` failures in
-a row engage the sender's kill switch (scanning goes on). On SIGINT/SIGTERM it stops taking new
-work, lets the liquidation in flight finish, checkpoints the book and returns.
+a row engage the sender's kill switch (scanning goes on). With
+``executor.backrun_oracle_updates`` a fifth task backruns pending oracle updates (see
+``keeper.exec.backrun``). On SIGINT/SIGTERM it stops taking new work, lets the liquidation in
+flight finish, checkpoints the book and returns.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 
 from keeper.app import Keeper
-from keeper.book import BlockUpdate
+from keeper.book import BlockUpdate, PositionBook
+from keeper.chain.ws import WsRpc
 from keeper.config import KeeperConfig
 from keeper.errors import ConfigError, KeeperError, RpcError
+from keeper.exec.backrun import Backrunner, OracleUpdate, PendingOracleWatcher
 from keeper.exec.guards import CircuitBreaker
 from keeper.exec.sender import Status
 from keeper.obs.logging import get_logger
@@ -111,6 +115,11 @@ class Daemon:
       liquidation of it (so never while its transaction is in flight, and never on a stale
       view); one that was skipped waits 1, 2, 4 ... blocks. Accounts the close factor leaves
       under HF 1 are liquidated again on later blocks for as long as that pays.
+    - *backrun* (only with ``executor.backrun_oracle_updates`` and a WebSocket): watches the
+      mempool for oracle updates and liquidates in the same block, right after the update.
+      It shares the execute task's lane (one transaction in flight: a pending update that
+      comes while a liquidation is in flight is let go) and its per-account bookkeeping, so
+      the regular path does not liquidate again an account the backrun just liquidated.
     - *head*: reads the chain head for ``keeper_head_block`` and readiness (ready = the last
       scan is within ``ready_lag_blocks`` of a head the node reported recently).
 
@@ -140,7 +149,7 @@ class Daemon:
             "book_mismatches", "Accounts whose book health factor differed from the chain's",
             namespace="keeper", registry=registry)
         self.breakers = {task: CircuitBreaker(s.max_consecutive_failures)
-                         for task in ("sync", "scan", "execute")}
+                         for task in ("sync", "scan", "execute", "backrun")}
         self.stop = asyncio.Event()
         self.force = asyncio.Event()
         self.stop_reason = ""
@@ -149,6 +158,10 @@ class Daemon:
         self.candidates = _Candidates()
         self.attempts: dict[str, _Attempt] = {}
         self.in_flight: str | None = None
+        # One transaction in flight for the account: held by the execute and backrun tasks for
+        # the whole life of a liquidation (the sender's nonce lease would serialise them too,
+        # but a backrun must not wait behind a liquidation: by then its block is gone).
+        self._lane = asyncio.Lock()
         self.scanned_block: int | None = None
         self.head: int | None = None
         self._mismatches_seen = 0  # of the current scanner's cumulative stats
@@ -176,6 +189,8 @@ class Daemon:
                     "execute": asyncio.create_task(self._execute_loop(), name="execute"),
                     "head": asyncio.create_task(self._head_loop(), name="head"),
                 }
+                if self.keeper.cfg.executor.backrun_oracle_updates:
+                    tasks["backrun"] = asyncio.create_task(self._backrun_loop(), name="backrun")
                 stop_wait = asyncio.create_task(self.stop.wait(), name="stop")
                 done, _ = await asyncio.wait({*tasks.values(), stop_wait},
                                              return_when=asyncio.FIRST_COMPLETED)
@@ -219,15 +234,18 @@ class Daemon:
     async def _drain(self, tasks: dict[str, asyncio.Task[None]]) -> None:
         self.stopping = True
         log.info("keeper stopping", reason=self.stop_reason, in_flight=self.in_flight)
-        execute = tasks["execute"]
-        if self.in_flight is not None and not execute.done():
+        if self.in_flight is not None:
             # Its nonce must not be left in doubt: let the sender see it mined (or cancelled).
+            # The lane comes free when it is done (execute or backrun; neither starts another
+            # once ``stopping`` is set).
             log.info("draining: waiting for the liquidation in flight", user=self.in_flight)
             force = asyncio.create_task(self.force.wait())
-            await asyncio.wait({execute, force}, timeout=self.settings.drain_timeout,
+            idle = asyncio.create_task(self._lane_idle())
+            await asyncio.wait({idle, force}, timeout=self.settings.drain_timeout,
                                return_when=asyncio.FIRST_COMPLETED)
             force.cancel()
-            if not execute.done():
+            if not idle.done():
+                idle.cancel()
                 log.warning("drain incomplete: the liquidation in flight was abandoned",
                             user=self.in_flight)
         for task in tasks.values():
@@ -378,7 +396,15 @@ class Daemon:
             if candidate is None:
                 await self.candidates.wait_newer(block)
                 continue
-            await self._liquidate(candidate, block)
+            async with self._lane:
+                # A backrun may have taken the lane meanwhile and liquidated this account.
+                if self.stopping or not self._due(candidate.user, block):
+                    continue
+                await self._liquidate(candidate, block)
+
+    async def _lane_idle(self) -> None:
+        async with self._lane:
+            return
 
     def _due(self, user: str, block: int) -> bool:
         attempt = self.attempts.get(user)
@@ -411,6 +437,90 @@ class Daemon:
                 self._back_off(user, block)
         finally:
             self.in_flight = None
+
+    # ---- backrun -----------------------------------------------------------------------
+    async def _backrun_loop(self) -> None:
+        executor = self.keeper.executor
+        target = self.keeper.target
+        if executor is None or (self.keeper.sync.ws is None and target.ws_url is None):
+            missing = "executor" if executor is None else "WebSocket"
+            log.warning(f"backrun_oracle_updates is on but there is no {missing}: not backrunning")
+            await asyncio.Event().wait()
+            return
+        await self.prepared.wait()
+        timeout = self.keeper.cfg.network.request_timeout
+
+        def book() -> PositionBook:
+            return self.keeper.sync.book
+
+        backrunner = Backrunner(self.keeper.rpc, book, executor, timeout=timeout)
+        own: WsRpc | None = None
+        delay = self.settings.retry_min
+        try:
+            while True:
+                try:
+                    ws = self.keeper.sync.ws
+                    if ws is None:
+                        if own is None:
+                            assert target.ws_url is not None
+                            own = WsRpc(target.ws_url, timeout=timeout)
+                            await own.connect()
+                        ws = own
+                    watcher = PendingOracleWatcher(ws, book, timeout=timeout)
+                    async for update in watcher.updates():
+                        await self._backrun(backrunner, update)
+                        self.breakers["backrun"].record_success()
+                        delay = self.settings.retry_min
+                    raise KeeperError("the pending-transaction subscription ended")
+                except RpcError as exc:
+                    self.metrics.rpc_errors.labels(method="backrun").inc()
+                    log.warning("backrun watcher: node unreachable; retrying", error=str(exc),
+                                retry_in=delay)
+                except Exception as exc:  # a task boundary
+                    self._task_failed("backrun", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max)
+        finally:
+            if own is not None:
+                await own.close()
+
+    async def _backrun(self, backrunner: Backrunner, update: OracleUpdate) -> None:
+        """Liquidate right after ``update`` if it makes an account liquidatable and the lane
+        is free; the account's bookkeeping is the execute task's (``attempts``)."""
+        if self.stopping:
+            return
+        if self._lane.locked():
+            log.info("pending oracle update: a liquidation is in flight; not backrunning",
+                     tx_hash=update.tx.tx_hash, in_flight=self.in_flight)
+            return
+        async with self._lane:
+            block = self.candidates.block
+            prepared = await backrunner.plan(update, lambda u: not self._due(u, block))
+            if prepared is None or self.stopping:
+                return
+            assert self.keeper.executor is not None
+            user = prepared.user
+            self.in_flight = user
+            try:
+                execution = await self.keeper.executor.send(prepared)
+            except RpcError as exc:
+                self.metrics.rpc_errors.labels(method="backrun").inc()
+                log.warning("backrun failed: node unreachable", user=user, error=str(exc))
+                self._back_off(user, block)
+                return
+            finally:
+                self.in_flight = None
+            outcome = execution.outcome
+            if (outcome is not None and outcome.status is Status.MINED
+                    and outcome.block_number is not None):
+                # As after a regular liquidation: due again only from a scan of that block.
+                self.attempts[user] = _Attempt(retry_at=outcome.block_number)
+                log.info("liquidated by backrun", user=user, tx_hash=outcome.tx_hash,
+                         block=outcome.block_number, oracle_tx=update.tx.tx_hash,
+                         realised_net_usd=(execution.realised_net_usd or 0) / 1e8)
+            elif outcome is not None and outcome.tx_hash is not None:
+                # Sent but not mined as planned: the regular back-off, as for any failure.
+                self._back_off(user, block)
 
     def _back_off(self, user: str, block: int) -> None:
         previous = self.attempts.get(user)

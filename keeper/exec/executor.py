@@ -76,6 +76,17 @@ class Execution:
         return ""
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A plan and the request that carries it out, not sent yet (``send`` sends it)."""
+
+    user: str
+    plan: Plan
+    request: TxRequest
+    predicted_gas: int
+    market: Market  # the view it was planned on (prices for the profit accounting)
+
+
 def next_base_fee(base_fee: int, gas_used: int, gas_limit: int) -> int:
     """EIP-1559: the base fee of the block after one with these figures."""
     target = gas_limit // 2
@@ -115,6 +126,19 @@ class LiquidationExecutor:
 
     async def handle(self, user: str, account: UserAccount, market: Market) -> Execution:
         """Plan ``user``'s liquidation on ``market`` (the book's view) and see it through."""
+        prepared = await self.prepare(user, account, market)
+        if isinstance(prepared, Rejection):
+            return Execution(user, rejection=prepared)
+        return await self.send(prepared)
+
+    async def prepare(self, user: str, account: UserAccount, market: Market, *,
+                      trace_gas: bool = True) -> Prepared | Rejection:
+        """Plan ``user``'s liquidation on ``market`` for the next block and build its request.
+
+        ``market`` may be the book's view or one with prices the chain has not seen yet (a
+        pending oracle update); then ``trace_gas=False``, since a trace at the head would run
+        without the new price and revert: the sender's simulation measures the gas instead.
+        """
         detected = time.monotonic()
         head = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
         head_ts = int(head["timestamp"], 16)
@@ -131,10 +155,11 @@ class LiquidationExecutor:
             self.metrics.rejections.labels(reason=plan_or_reject.reason.value).inc()
             log.info("liquidation skipped", user=user, reason=plan_or_reject.reason.value,
                      detail=plan_or_reject.detail)
-            return Execution(user, rejection=plan_or_reject)
+            return plan_or_reject
         plan = plan_or_reject
         self.metrics.plans.inc()
-        predicted_gas, traced = await self._predict_gas(plan)
+        predicted_gas, traced = await self._predict_gas(plan) if trace_gas \
+            else (plan.gas_estimate, False)
         native_price = market.prices.get(self.planner.native_asset, 0)
         request = TxRequest(
             to=self.venue.liquidator,
@@ -152,10 +177,15 @@ class LiquidationExecutor:
                  gross_profit=plan.gross_profit, net_profit_usd=plan.net_profit_usd / BASE_UNIT,
                  predicted_gas=predicted_gas, flash_loan=plan.use_flash_loan,
                  dry_run=self.sender.settings.dry_run)
-        outcome = await self.sender.execute(request, still_wanted=self._still_wanted)
+        return Prepared(user, plan, request, predicted_gas, market)
+
+    async def send(self, prepared: Prepared) -> Execution:
+        """Hand a prepared request to the sender, see it through and account for it."""
+        user, plan, predicted_gas = prepared.user, prepared.plan, prepared.predicted_gas
+        outcome = await self.sender.execute(prepared.request, still_wanted=self._still_wanted)
         if outcome.status is not Status.MINED:
             return Execution(user, plan=plan, outcome=outcome, predicted_gas=predicted_gas)
-        return await self._account_for(user, plan, outcome, predicted_gas, market)
+        return await self._account_for(user, plan, outcome, predicted_gas, prepared.market)
 
     async def _still_wanted(self, request: TxRequest, head: int) -> bool:
         """Asked on every block while our liquidation is in flight: would it still succeed?

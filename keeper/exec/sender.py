@@ -22,6 +22,13 @@ Life of a request::
       not mined after ``replace_after_blocks`` → re-simulate, replace with fee cap and tip +≥10%
     after ``receipt_timeout`` seconds without a receipt → cancel attempt, DROPPED
 
+A *backrun* request (``after`` set) must land right after a transaction still in the
+mempool: it is simulated with ``eth_simulateV1`` as the pair [that tx, ours] and refused
+unless ours succeeds after it; it bids ``exact_fees`` (the same tip as that tx, so fee
+ordering puts it just behind); and while that tx is pending it is neither re-checked with
+``still_wanted`` nor replaced (either would judge it against a state without the tx it follows).
+Once that tx is mined, ours is an ordinary request and every rule above applies.
+
 A simulation that reverts is not a failure for the circuit breaker (losing a race is normal);
 an on-chain revert, a rejected send and a lost nonce are.
 """
@@ -59,6 +66,8 @@ from keeper.obs.metrics import Metrics, wei_to_eth
 log = get_logger(__name__)
 
 CANCEL_GAS = 21_000
+AFTER_GAS_HEADROOM_PERCENT = 150
+"""A backrun's pair simulation runs ours at this share of its gas hint (see ``_simulate_after``)."""
 _ERROR_SELECTOR = "0x08c379a0"  # Error(string)
 _PANIC_SELECTOR = "0x4e487b71"  # Panic(uint256)
 
@@ -69,6 +78,40 @@ class Status(StrEnum):
     CANCELLED = "cancelled"  # our 0-value self-transfer took the nonce instead
     DROPPED = "dropped"  # sent, but never included (lost nonce, timeout, rejected)
     SKIPPED = "skipped"  # never sent (simulation, profit, guards, dry run)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTx:
+    """A transaction in the mempool that ours must follow in the same block."""
+
+    tx_hash: str
+    sender: str
+    to: str
+    data: bytes
+    value: int
+    gas: int
+    fees: Fees
+
+    @classmethod
+    def from_rpc(cls, tx: dict[str, Any]) -> PendingTx:
+        """From an ``eth_getTransactionByHash`` answer (EIP-1559 or legacy)."""
+        if tx.get("maxFeePerGas") is not None:
+            fees = Fees(hex_to_int(tx["maxFeePerGas"], "maxFeePerGas"),
+                        hex_to_int(tx["maxPriorityFeePerGas"], "maxPriorityFeePerGas"))
+        else:
+            # A legacy gas price is both the cap and the tip.
+            price = hex_to_int(tx["gasPrice"], "gasPrice")
+            fees = Fees(price, price)
+        data = str(tx.get("input") or tx.get("data") or "0x")
+        return cls(tx_hash=str(tx["hash"]).lower(), sender=str(tx["from"]).lower(),
+                   to=str(tx["to"]).lower(), data=bytes.fromhex(data[2:]),
+                   value=hex_to_int(tx.get("value", "0x0"), "value"),
+                   gas=hex_to_int(tx["gas"], "gas"), fees=fees)
+
+    def call(self) -> dict[str, Any]:
+        """As an ``eth_simulateV1`` call (no fee fields: the simulation does not charge them)."""
+        return {"from": self.sender, "to": self.to, "input": "0x" + self.data.hex(),
+                "value": hex(self.value), "gas": hex(self.gas)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +135,11 @@ class TxRequest:
     """Gas the transaction uses, when the caller already traced it exactly. The simulation
     then checks the call at ``gas_limit`` (catching an out-of-gas) instead of running
     ``eth_estimateGas``, whose binary search costs ~10 executions on the hot path."""
+    after: PendingTx | None = None
+    """A pending transaction ours must follow (a backrun): simulated as the pair [after, ours]
+    with ``eth_simulateV1`` while ``after`` is not mined."""
+    exact_fees: Fees | None = None
+    """Bid exactly these on the first send instead of the policy's share of the profit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +257,7 @@ class _Simulation:
     balance: int
     head: int
     return_data: str
+    checked_limit: int = 0  # the gas limit the call was checked at (a floor for the send)
 
 
 @dataclass(slots=True)
@@ -251,6 +300,26 @@ def revert_reason(exc: RpcResponseError) -> str:
     if isinstance(data, str) and len(data) >= 10 and "revert" in exc.rpc_message.lower():
         return f"{exc.rpc_message} (error selector {data[:10]})"
     return exc.rpc_message
+
+
+def _pair_failure(simulated: Any) -> str | None:
+    """Why an ``eth_simulateV1`` answer for [leader, ours] is not a success of both, or None."""
+    try:
+        calls = simulated[0]["calls"]
+    except (KeyError, IndexError, TypeError):
+        if isinstance(simulated, RpcResponseError):
+            return f"eth_simulateV1: {simulated.rpc_message}"
+        if isinstance(simulated, Exception):
+            return f"eth_simulateV1: {type(simulated).__name__}: {simulated}"
+        return f"eth_simulateV1: unexpected answer {str(simulated)[:200]}"
+    if len(calls) != 2:
+        return f"eth_simulateV1: {len(calls)} call results for 2 calls"
+    for name, result in (("the transaction to follow", calls[0]), ("ours", calls[1])):
+        if hex_to_int(result.get("status", "0x0"), "status") != 1:
+            error = result.get("error") or {}
+            message = error.get("message", "") if isinstance(error, dict) else str(error)
+            return f"{name} fails in the pair: {message or 'reverted'} ({result.get('returnData')}, gas {result.get('gasUsed')})"
+    return None
 
 
 def _is_known(exc: RpcResponseError) -> bool:
@@ -338,8 +407,18 @@ class Sender:
         sim = await self._simulate(req, "pending")
         if sim.reason is not None:
             return self._skip(req, "simulation_reverted", f"simulation: {sim.reason}")
-        gas_limit = max(req.gas_limit or 0, sim.gas * (100 + self.settings.gas_margin_percent) // 100)
-        fees = initial_fees(self.policy, sim.base_fee, req.expected_profit_native, sim.gas)
+        gas_limit = max(req.gas_limit or 0, sim.checked_limit,
+                        sim.gas * (100 + self.settings.gas_margin_percent) // 100)
+        if req.exact_fees is not None:
+            fees = req.exact_fees
+            if fees.max_fee_per_gas < sim.base_fee:
+                return self._skip(req, "fee_cap", f"fee cap {fees.max_fee_per_gas} wei below the "
+                                  f"base fee {sim.base_fee} wei", gas=sim.gas)
+            if not self.policy.allows(fees):
+                return self._skip(req, "fee_cap", f"fees {fees} exceed the configured caps",
+                                  gas=sim.gas)
+        else:
+            fees = initial_fees(self.policy, sim.base_fee, req.expected_profit_native, sim.gas)
         cost = gas_cost(sim.gas, fees, sim.base_fee)
         if not is_profitable(req.expected_profit_native, sim.gas, fees, sim.base_fee):
             return self._skip(req, "unprofitable", f"unprofitable: gas {cost} wei ≥ expected "
@@ -376,7 +455,12 @@ class Sender:
         return await self._watch(flight, still_wanted)
 
     async def _simulate(self, req: TxRequest, block: str) -> _Simulation:
-        """The exact call against ``block``, with gas estimate, next base fee and balance."""
+        """The exact call against ``block``, with gas estimate, next base fee and balance
+        (for a backrun whose leader is still pending: the pair, see ``_simulate_after``)."""
+        if req.after is not None:
+            sim = await self._simulate_after(req, req.after)
+            if sim is not None:
+                return sim
         call: dict[str, Any] = {"from": self.address, "to": req.to,
                                 "data": "0x" + req.data.hex(), "value": hex(req.value)}
         if req.known_gas is not None and req.gas_limit is not None:
@@ -410,6 +494,54 @@ class Sender:
             else hex_to_int(est, "eth_estimateGas")
         return _Simulation(None, gas, base_fee, hex_to_int(balance, "eth_getBalance"), head,
                            str(ret))
+
+    async def _simulate_after(self, req: TxRequest, after: PendingTx) -> _Simulation | None:
+        """[``after``, ours] in one simulated block on top of the head (``eth_simulateV1``),
+        with the next base fee and our balance, in one batch. None once ``after`` is mined:
+        ours is then simulated alone, like any request."""
+        call: dict[str, Any] = {"from": self.address, "to": req.to,
+                                "input": "0x" + req.data.hex(), "value": hex(req.value)}
+        # Checked at a generous limit, which is then the least we send with: the hint is often
+        # a model's figure, and a flash-loan callback needs 1/64 more at each call depth than
+        # it uses. More gas never makes a call fail; too little does.
+        checked_limit = (req.gas_limit * AFTER_GAS_HEADROOM_PERCENT // 100
+                         if req.gas_limit is not None else 0)
+        if checked_limit:
+            call["gas"] = hex(checked_limit)
+        results = await self._batch([
+            ("eth_simulateV1", [{"blockStateCalls": [{"calls": [after.call(), call]}]}, "latest"]),
+            ("eth_getBlockByNumber", ["pending", False]),
+            ("eth_getBalance", [self.address, "latest"]),
+            ("eth_getTransactionReceipt", [after.tx_hash]),
+        ])
+        simulated, pending, balance, receipt = results
+        for r in (pending, balance, receipt):
+            if isinstance(r, Exception):
+                raise r
+        if receipt is not None:
+            return None
+        if pending is None:
+            raise RpcError("eth_getBlockByNumber(pending): no pending block")
+        base_fee = hex_to_int(pending.get("baseFeePerGas", "0x0"), "baseFeePerGas")
+        head = hex_to_int(pending["number"], "number") - 1
+        reason = _pair_failure(simulated)
+        if reason is not None:
+            log.info("simulation refused", label=req.label, to=req.to, after=after.tx_hash,
+                     reason=reason)
+            return _Simulation(reason, 0, base_fee, 0, head, "")
+        ours = simulated[0]["calls"][1]
+        return _Simulation(None, hex_to_int(ours["gasUsed"], "gasUsed"), base_fee,
+                           hex_to_int(balance, "eth_getBalance"), head, str(ours["returnData"]),
+                           checked_limit)
+
+    async def _after_pending(self, after: PendingTx) -> bool:
+        """True while ``after`` waits in the mempool (not mined, and not dropped or replaced)."""
+        receipt, tx = await self._batch([("eth_getTransactionReceipt", [after.tx_hash]),
+                                         ("eth_getTransactionByHash", [after.tx_hash])])
+        for r in (receipt, tx):
+            if isinstance(r, Exception):
+                raise r
+        return receipt is None and tx is not None
 
     def _sign(self, to: str, data: bytes, value: int, nonce: int, gas_limit: int,
               fees: Fees) -> SignedTx:
@@ -552,6 +684,12 @@ class Sender:
                 flight.lease.mark_used()
                 return self._fail(flight, Status.DROPPED,
                                   f"nonce {flight.lease.nonce} was used by another transaction")
+            return None
+
+        if flight.req.after is not None and await self._after_pending(flight.req.after):
+            # The tx we follow is not mined yet: at the head ours would revert, and a higher
+            # tip would put ours before it. Wait; count the replacement blocks from its mining.
+            flight.sent_block = head
             return None
 
         if still_wanted is not None and flight.cancel_hash is None:
