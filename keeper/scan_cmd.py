@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import sqlite3
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +25,13 @@ from keeper.devnet.manifest import Manifest
 from keeper.domain.account import AccountData
 from keeper.domain.wadray import UINT256_MAX, WAD
 from keeper.errors import ConfigError
-from keeper.obs.logging import configure_logging
+from keeper.obs.logging import configure_logging, get_logger
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
 from keeper.scanner import Candidate, HealthScanner
+from keeper.store import BookStore, StoreError
 from keeper.sync import BookSync, SyncConfig
+
+log = get_logger(__name__)
 
 BASE_UNIT = 10**8
 """Aave V3 USD markets quote the base currency with 8 decimals."""
@@ -85,20 +91,33 @@ class Report:
     liquidatable: list[Candidate]  # ranked, confirmed on chain
     prefiltered: int
     mismatches: int
+    resumed_from: int | None = None  # the checkpoint's block, when the sync started from one
 
 
 async def scan(cfg: KeeperConfig, *, progress: bool) -> Report:
-    """Sync a fresh book to the tip, scan it and confirm on chain."""
+    """Sync a book to the tip (from a copy of the daemon's checkpoint when there is one), scan
+    it and confirm on chain."""
     target = target_of(cfg)
     async with HttpRpc(target.rpc_url, timeout=cfg.network.request_timeout) as rpc:
         contracts = target.contracts or await AaveV3Contracts.resolve(
             rpc, target.addresses_provider)
-        sync = BookSync(rpc, contracts, SyncConfig(
-            start_block=target.start_block,
-            chunk=cfg.scanner.backfill_chunk_blocks,
-            progress=progress,
-        ))
-        await sync.catch_up()
+        with tempfile.TemporaryDirectory(prefix="keeper-scan-") as tmp:
+            # Start from the daemon's checkpoint when there is one, through a private copy:
+            # a one-shot scan must never write to (or lock) the daemon's state.
+            store = await asyncio.to_thread(
+                checkpoint_copy, cfg.state.sqlite, Path(tmp) / "scan.sqlite",
+                {"pool": contracts.pool, "start_block": target.start_block})
+            config = SyncConfig(start_block=target.start_block,
+                                chunk=cfg.scanner.backfill_chunk_blocks, progress=progress)
+            sync = BookSync(rpc, contracts, config, store=store)
+            try:
+                await sync.catch_up()
+            except StoreError as exc:  # a checkpoint of another market or schema
+                log.warning("checkpoint not usable; scanning from a full backfill", error=str(exc))
+                sync = BookSync(rpc, contracts, config)
+                await sync.catch_up()
+            finally:
+                await sync.close()
         book = sync.book
         # CPU-bound and the book is not moving any more: off the event loop.
         scanner, rows = await asyncio.to_thread(_evaluate_all, book)
@@ -111,7 +130,24 @@ async def scan(cfg: KeeperConfig, *, progress: bool) -> Report:
         liquidatable=found,
         prefiltered=scanner.stats.last_prefiltered,
         mismatches=scanner.stats.mismatches,
+        resumed_from=sync.resumed_from,
     )
+
+
+def checkpoint_copy(source: Path, copy: Path, identity: dict[str, Any]) -> BookStore | None:
+    """A consistent copy of the checkpoint at ``source`` (SQLite's online backup, safe while
+    the daemon writes), as a store of its own; None when there is no usable checkpoint."""
+    if not source.exists():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src, \
+                contextlib.closing(sqlite3.connect(copy)) as dst:
+            src.backup(dst)
+    except sqlite3.Error as exc:
+        log.warning("checkpoint unreadable; scanning from a full backfill", path=str(source),
+                    error=str(exc))
+        return None
+    return BookStore(copy, identity=identity)
 
 
 def _evaluate_all(book: PositionBook) -> tuple[HealthScanner, list[tuple[str, AccountData]]]:
@@ -165,6 +201,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "accounts": report.accounts,
         "prefiltered": report.prefiltered,
         "mismatches": report.mismatches,
+        "resumed_from": report.resumed_from,
         "liquidatable": [
             {"user": c.user, "health_factor": str(c.health_factor),
              "total_collateral_base": str(c.total_collateral_base),

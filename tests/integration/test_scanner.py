@@ -27,7 +27,10 @@ from keeper.domain.account import EModeCategory, Market, ReserveState, UserAccou
 from keeper.domain.reserve_config import UserConfiguration, decode_reserve_configuration
 from keeper.domain.wadray import WAD
 from keeper.multicall import MulticallError, aggregate3
+from keeper.protocols.aave_v3.reader import AaveV3Contracts
 from keeper.scanner import HealthScanner, read_account_data
+from keeper.store import BookStore
+from keeper.sync import BookSync, SyncConfig
 
 pytestmark = pytest.mark.integration
 
@@ -209,3 +212,35 @@ async def test_keeper_scan_reports_the_chains_liquidatable_accounts(
     assert {r["user"] for r in report["rows"] if r["liquidatable"]} == truth
     hfs = [int(r["health_factor"]) for r in report["rows"]]
     assert hfs == sorted(hfs)
+
+
+async def test_keeper_scan_starts_from_a_copy_of_the_checkpoint_and_leaves_it_alone(
+    devnet: Devnet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plans = plan_population(43, 80, devnet.m, await devnet.prices())
+    await seed_population(devnet, plans)
+    m = devnet.m
+    contracts = AaveV3Contracts(m.pool, m.oracle, m.pool_configurator, m.pool_addresses_provider)
+    state = tmp_path / "keeper.sqlite"
+    identity = {"pool": m.pool, "start_block": m.deploy_block}
+    sync = BookSync(devnet.rpc, contracts, SyncConfig(start_block=m.deploy_block, progress=False),
+                    store=BookStore(state, identity=identity))
+    await sync.catch_up()
+    checkpoint_block = sync.book.block_number
+    await sync.close()
+    before = state.read_bytes()
+    await crash(devnet, {"WETH": 0.7}, blocks=2)  # after the checkpoint: the scan must catch up
+
+    m.save(tmp_path / "manifest.json")
+    config = tmp_path / "keeper.toml"
+    config.write_text(f'[network]\ndevnet_manifest = "{tmp_path / "manifest.json"}"\n'
+                      f'[state]\nsqlite = "{state}"\n')
+    assert await scan_cmd.run(argparse.Namespace(config=config, json=True, limit=0)) == 0
+    report = json.loads(capsys.readouterr().out)
+
+    assert report["resumed_from"] == checkpoint_block < report["block"]
+    truth = {d.user for d in await devnet.account_data([p.address for p in plans],
+                                                       block=hex(report["block"]))
+             if d.health_factor < WAD}
+    assert truth and {c["user"] for c in report["liquidatable"]} == truth
+    assert state.read_bytes() == before  # the daemon's checkpoint was only read
