@@ -233,15 +233,20 @@ async def test_weth_usdc(devnet: Devnet) -> None:
     assert plan.use_flash_loan
 
 
-async def test_wbtc_dai(devnet: Devnet) -> None:
+async def _wbtc_dai_under_water(devnet: Devnet, user: str) -> None:
     """1 WBTC against 28,000 DAI (8 vs 18 decimals); WBTC $40,000 -> $37,000 (HF 0.99)."""
-    user = "0x" + "a2" * 20
     await provide_liquidity(devnet, {"DAI": 100_000 * 10**18})
     await devnet.fund([user])
     await devnet.send_many([*devnet.deposit_txs(user, "WBTC", 10**8),
                             devnet.tx_borrow(user, "DAI", 28_000 * 10**18)])
     await devnet.set_price("WBTC", 37_000 * 10**8)
     await devnet.arbitrage(["WBTC"])
+
+
+async def test_wbtc_dai(devnet: Devnet) -> None:
+    """1 WBTC against 28,000 DAI (8 vs 18 decimals); WBTC $40,000 -> $37,000 (HF 0.99)."""
+    user = "0x" + "a2" * 20
+    await _wbtc_dai_under_water(devnet, user)
     await check_plan_executes_to_the_wei(devnet, user, "WBTC", "DAI")
 
 
@@ -278,12 +283,7 @@ async def test_link_usdc_isolated(devnet: Devnet) -> None:
 async def test_two_hops_when_the_direct_pool_is_off_price(devnet: Devnet) -> None:
     """WBTC/DAI again, but someone dumped WBTC into the direct pool: sell through WETH."""
     user = "0x" + "a6" * 20
-    await provide_liquidity(devnet, {"DAI": 100_000 * 10**18})
-    await devnet.fund([user])
-    await devnet.send_many([*devnet.deposit_txs(user, "WBTC", 10**8),
-                            devnet.tx_borrow(user, "DAI", 28_000 * 10**18)])
-    await devnet.set_price("WBTC", 37_000 * 10**8)
-    await devnet.arbitrage(["WBTC"])
+    await _wbtc_dai_under_water(devnet, user)
     await dump_into_pair(devnet, "WBTC", "DAI", share=10)
     plan = await check_plan_executes_to_the_wei(devnet, user, "WBTC", "DAI")
     assert plan.swap_path == (addr(devnet, "WBTC"), addr(devnet, "WETH"), addr(devnet, "DAI"))
