@@ -219,9 +219,10 @@ class LiquidationExecutor:
 
     async def _plan(self, user: str, account: UserAccount, market: Market,
                     base_fee: int) -> Plan | Rejection:
-        assets = [market.reserves[rid].asset for rid in sorted(market.reserves)]
+        # Only the user's own assets can be seized or repaid: read just their pools and funding.
+        assets = sorted(account.reserves)
         pairs_needed = needed_pairs(assets, assets, hubs=list(self.venue.hubs))
-        debts = {a: t for a, t in self.venue.a_tokens.items()}
+        debts = {a: self.venue.a_tokens[a] for a in assets if a in self.venue.a_tokens}
         reserves, funding = await asyncio.gather(
             load_pair_reserves(self.rpc, self.venue.uniswap_v2_factory, pairs_needed,
                                init_code_hash=self.venue.pair_init_code_hash),
