@@ -5,9 +5,10 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 COPY contracts ./contracts
-COPY keeper/__init__.py keeper/errors.py keeper/solc.py ./keeper/
+COPY keeper/__init__.py keeper/errors.py ./keeper/
+COPY keeper/contracts ./keeper/contracts
 RUN apt-get update && apt-get install -y --no-install-recommends python3 \
-    && python3 -m keeper.solc && test -s build/contracts.json
+    && python3 -m keeper.contracts.solc && test -s build/contracts.json
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

@@ -25,10 +25,10 @@ $(NPM_STAMP): package.json package-lock.json
 	touch $@
 
 $(BUILD_STAMP): $(PY_STAMP) $(NPM_STAMP) $(shell find contracts -name '*.sol' 2>/dev/null)
-	$(BIN)/python -m keeper.solc
+	$(BIN)/python -m keeper.contracts.solc
 
 contracts: $(PY_STAMP) $(NPM_STAMP)
-	$(BIN)/python -m keeper.solc
+	$(BIN)/python -m keeper.contracts.solc
 
 # The main job on the local devnet: bring it up, seed borrowers, crash prices, show who is
 # under water, liquidate them all in one pass, bring it down (also on failure or Ctrl-C).

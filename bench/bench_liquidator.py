@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keeper import artifacts
 from keeper.chain.rpc import HttpRpc
+from keeper.contracts import artifacts
 from keeper.devnet import lifecycle
 from keeper.devnet.driver import Devnet
-from keeper.exec.liquidator_contract import (
+from keeper.protocols.aave_v3.liquidator import (
     LiquidationParams,
     LiquidatorConfig,
     deploy_liquidator,

@@ -16,10 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from keeper import app, artifacts
+from keeper.app import root as app
+from keeper.app.config import load_config
+from keeper.app.daemon import Daemon
 from keeper.chain.rpc import HttpRpc
-from keeper.config import load_config
-from keeper.daemon import Daemon
+from keeper.contracts import artifacts
 from keeper.devnet import lifecycle
 from keeper.devnet.driver import Devnet
 from keeper.obs.logging import configure_logging

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from keeper.book import BlockRef, MarketState, PositionBook, UserRecord
 from keeper.chain.logs import get_logs
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet import lifecycle
@@ -33,10 +32,11 @@ from keeper.domain.account import EModeCategory, ReserveState, UserReserve
 from keeper.domain.reserve_config import ReserveConfiguration
 from keeper.domain.wadray import RAY
 from keeper.obs.logging import configure_logging
+from keeper.pipeline.scanner import HealthScanner, read_account_data
+from keeper.pipeline.sync import BookSync, SyncConfig, decode_logs
 from keeper.protocols.aave_v3 import events as ev
+from keeper.protocols.aave_v3.book import BlockRef, MarketState, PositionBook, UserRecord
 from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketRead
-from keeper.scanner import HealthScanner, read_account_data
-from keeper.sync import BookSync, SyncConfig, decode_logs
 
 Row = tuple[str, str, str]
 

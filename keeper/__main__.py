@@ -1,3 +1,3 @@
-from keeper.cli import main
+from keeper.commands.cli import main
 
 main()

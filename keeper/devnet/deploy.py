@@ -13,13 +13,13 @@ from typing import Any
 
 from eth_utils import keccak
 
-from keeper import artifacts
-from keeper.artifacts import Artifact
 from keeper.chain.rpc import HttpRpc
+from keeper.contracts import artifacts
+from keeper.contracts.artifacts import Artifact
 from keeper.devnet import market
 from keeper.devnet.manifest import MULTICALL3, EModeInfo, Manifest, ReserveInfo
 from keeper.devnet.txs import TxSender
-from keeper.exec.liquidator_contract import LiquidatorConfig, deploy_liquidator
+from keeper.protocols.aave_v3.liquidator import LiquidatorConfig, deploy_liquidator
 
 ZERO = "0x" + "00" * 20
 DEV_ACCOUNTS = (

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from keeper import artifacts
 from keeper.chain.abi import Function
 from keeper.chain.rpc import HttpRpc
+from keeper.contracts import artifacts
 from keeper.devnet.manifest import Manifest
 from keeper.devnet.txs import TxSender
 from keeper.errors import DevnetError, RpcResponseError

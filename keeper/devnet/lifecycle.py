@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keeper.chain.rpc import HttpRpc
+from keeper.contracts.solc import compile_contracts
 from keeper.devnet import deploy as deploy_module
 from keeper.devnet import market as market_module
 from keeper.devnet.anvil import PROJECT_ROOT, Anvil, AnvilOptions, is_anvil_pid, stop_pid
 from keeper.devnet.manifest import Manifest
 from keeper.errors import DevnetError
-from keeper.solc import compile_contracts
 
 DEFAULT_STATE_DIR = Path(".devnet")
 RECENT_BLOCKS = 64  # the book's reorg window

@@ -25,7 +25,6 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from keeper.book import PositionBook
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.ws import WsRpc
 from keeper.domain.account import Market, UserAccount, calculate_user_account_data
@@ -35,7 +34,8 @@ from keeper.errors import RpcResponseError
 from keeper.exec.executor import LiquidationExecutor, Prepared
 from keeper.exec.sender import PendingTx
 from keeper.obs.logging import get_logger
-from keeper.planner import Rejection
+from keeper.pipeline.planner import Rejection
+from keeper.protocols.aave_v3.book import PositionBook
 
 log = get_logger(__name__)
 

@@ -17,11 +17,12 @@ from typing import Any
 from keeper.chain.rpc import JsonRpc
 from keeper.domain.account import Market, UserAccount
 from keeper.domain.fees import FeePolicy
+from keeper.domain.quote import UniswapV2Quoter, load_pair_reserves, needed_pairs
 from keeper.errors import ExecutionReverted, RpcError, RpcResponseError
 from keeper.exec.sender import Outcome, Sender, Status, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
-from keeper.planner import (
+from keeper.pipeline.planner import (
     FundingSource,
     GasPrice,
     Plan,
@@ -31,7 +32,6 @@ from keeper.planner import (
     plan_liquidation,
     read_funding,
 )
-from keeper.quote import UniswapV2Quoter, load_pair_reserves, needed_pairs
 
 log = get_logger(__name__)
 

@@ -23,7 +23,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from pydantic import SecretStr
 
-from keeper.config import KeeperConfig
+from keeper.app.config import KeeperConfig
 from keeper.errors import ConfigError
 
 DEVNET_CHAIN_IDS = frozenset({31337})

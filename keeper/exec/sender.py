@@ -44,9 +44,9 @@ from typing import Any, Protocol
 
 from eth_abi import decode as abi_decode
 
+from keeper.app.config import KeeperConfig
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import hex_to_int
-from keeper.config import KeeperConfig
 from keeper.domain.fees import (
     FeePolicy,
     Fees,

@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
-from keeper import app, artifacts, daemon
-from keeper.config import load_config
+from keeper.app import daemon
+from keeper.app import root as app
+from keeper.app.config import load_config
+from keeper.contracts import artifacts
 from keeper.devnet.anvil import free_port
 from keeper.devnet.driver import Devnet
 from keeper.obs.logging import configure_logging

@@ -33,14 +33,14 @@ import aiohttp
 import pytest
 from eth_utils import keccak
 
-from keeper import artifacts
 from keeper.chain.rpc import HttpRpc
+from keeper.contracts import artifacts
 from keeper.devnet.anvil import PROJECT_ROOT, Anvil, AnvilOptions, free_port
 from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.domain.wadray import WAD
-from keeper.scanner import read_account_data
-from keeper.sync import SyncConfig
+from keeper.pipeline.scanner import read_account_data
+from keeper.pipeline.sync import SyncConfig
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import pytest
 
 from keeper.devnet.anvil import PROJECT_ROOT, Anvil, free_port
 from keeper.devnet.driver import Devnet
-from keeper.sync import SyncConfig
+from keeper.pipeline.sync import SyncConfig
 from tests.e2e.test_daemon import keeper_env, running_keeper, until
 
 pytestmark = pytest.mark.integration

@@ -24,15 +24,16 @@ from typing import Any
 
 import pytest
 
-from keeper import app, artifacts
-from keeper.config import load_config
+from keeper.app import root as app
+from keeper.app.config import load_config
+from keeper.contracts import artifacts
 from keeper.devnet.driver import Devnet, Tx
 from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.exec.executor import Execution
 from keeper.exec.sender import Status
 from keeper.obs.logging import configure_logging
-from keeper.planner import RejectionReason
-from keeper.sync import SyncConfig
+from keeper.pipeline.planner import RejectionReason
+from keeper.pipeline.sync import SyncConfig
 
 pytestmark = pytest.mark.integration
 

@@ -16,15 +16,15 @@ from collections.abc import Iterable
 
 import pytest
 
-from keeper import artifacts
-from keeper.book import BlockUpdate, PositionBook
+from keeper.contracts import artifacts
 from keeper.devnet.driver import MAX_UINT, STABLE, Devnet, Tx
 from keeper.devnet.scenario import plan_population, seed_population
 from keeper.domain.account import a_token_balance, user_debt
 from keeper.domain.wadray import WAD
 from keeper.errors import DevnetError
+from keeper.pipeline.sync import BookSync, SyncConfig
+from keeper.protocols.aave_v3.book import BlockUpdate, PositionBook
 from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketReader
-from keeper.sync import BookSync, SyncConfig
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ import asyncio
 
 import pytest
 
-from keeper import artifacts
-from keeper.book import PositionBook
+from keeper.contracts import artifacts
 from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import plan_population, seed_population
-from keeper.sync import BookSync
+from keeper.pipeline.sync import BookSync
+from keeper.protocols.aave_v3.book import PositionBook
 from tests.integration.test_book_property import (
     assert_book_matches_chain,
     contracts_of,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from keeper import artifacts
+from keeper.contracts import artifacts
 from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import plan_population, seed_population
-from keeper.store import BookStore
-from keeper.sync import BookSync
+from keeper.pipeline.store import BookStore
+from keeper.pipeline.sync import BookSync
 from tests.integration.test_book_property import (
     assert_book_matches_chain,
     contracts_of,

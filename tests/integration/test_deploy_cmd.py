@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from keeper import artifacts
+from keeper.contracts import artifacts
 from keeper.devnet.driver import Devnet
 
 ROOT = Path(__file__).resolve().parents[2]

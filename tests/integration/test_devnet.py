@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keeper import artifacts
+from keeper.contracts import artifacts
 from keeper.devnet.driver import Devnet
 from keeper.devnet.manifest import MULTICALL3
 from keeper.devnet.scenario import crash, plan_population, seed_population

@@ -16,8 +16,8 @@ import eth_abi
 import pytest
 from eth_utils import keccak
 
-from keeper import artifacts
 from keeper.chain.abi import hexstr_to_bytes
+from keeper.contracts import artifacts
 from keeper.devnet.driver import Devnet
 from keeper.domain.account import EModeCategory, Market, ReserveState, UserAccount, UserReserve
 from keeper.domain.amm import sort_tokens
@@ -25,7 +25,7 @@ from keeper.domain.liquidation import LiquidationQuote, quote_liquidation_call
 from keeper.domain.reserve_config import UserConfiguration, decode_reserve_configuration
 from keeper.domain.wadray import UINT256_MAX
 from keeper.errors import ExecutionReverted
-from keeper.exec.liquidator_contract import (
+from keeper.protocols.aave_v3.liquidator import (
     UNISWAP_V2_PAIR_INIT_CODE_HASH,
     LiquidationOutcome,
     LiquidationParams,

@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-from keeper import artifacts
+from keeper.contracts import artifacts
 from keeper.devnet.driver import Devnet
 from keeper.domain.account import EModeCategory, Market, ReserveState, UserAccount, UserReserve
 from keeper.domain.amm import get_amount_out, sort_tokens
 from keeper.domain.liquidation import AaveRules
+from keeper.domain.quote import UniswapV2Quoter, load_pair_reserves, needed_pairs
 from keeper.domain.reserve_config import UserConfiguration, decode_reserve_configuration
-from keeper.exec.liquidator_contract import LiquidatorConfig, deploy_liquidator
-from keeper.planner import (
+from keeper.pipeline.planner import (
     FundingSource,
     GasPrice,
     Plan,
@@ -35,7 +35,7 @@ from keeper.planner import (
     plan_liquidation,
     read_funding,
 )
-from keeper.quote import UniswapV2Quoter, load_pair_reserves, needed_pairs
+from keeper.protocols.aave_v3.liquidator import LiquidatorConfig, deploy_liquidator
 
 pytestmark = pytest.mark.integration
 

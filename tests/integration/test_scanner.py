@@ -2,7 +2,7 @@
 
 The book here is a snapshot read straight from the contracts at one block (getReserveData,
 oracle prices, eMode categories, and per user getUserConfiguration, getUserEMode, the tokens'
-scaledBalanceOf and stable debt) by a small reader below, independent of ``keeper.book``: this
+scaledBalanceOf and stable debt) by a small reader below, independent of ``keeper.protocols.aave_v3.book``: this
 test checks the scanner and the exact math against the chain, not the event-driven book.
 """
 
@@ -17,20 +17,21 @@ from typing import Any
 
 import pytest
 
-from keeper import artifacts, scan_cmd
 from keeper.chain.abi import Function
+from keeper.chain.multicall import MulticallError, aggregate3
 from keeper.chain.rpc import JsonRpc
+from keeper.commands import scan as scan_cmd
+from keeper.contracts import artifacts
 from keeper.devnet.driver import Devnet
 from keeper.devnet.manifest import Manifest
 from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.domain.account import EModeCategory, Market, ReserveState, UserAccount, UserReserve
 from keeper.domain.reserve_config import UserConfiguration, decode_reserve_configuration
 from keeper.domain.wadray import WAD
-from keeper.multicall import MulticallError, aggregate3
+from keeper.pipeline.scanner import HealthScanner, read_account_data
+from keeper.pipeline.store import BookStore
+from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
-from keeper.scanner import HealthScanner, read_account_data
-from keeper.store import BookStore
-from keeper.sync import BookSync, SyncConfig
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ import pytest
 from eth_account import Account
 from pydantic import SecretStr
 
+from keeper.app.config import load_config
 from keeper.chain.rpc import HttpRpc
-from keeper.config import load_config
 from keeper.devnet.anvil import Anvil
 from keeper.devnet.driver import Devnet, function
 from keeper.domain.fees import GWEI, FeePolicy, is_valid_replacement

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from keeper.book import BlockRef, BookRollbackError, PositionBook
 from keeper.domain.account import ReserveState
 from keeper.domain.reserve_config import ReserveConfiguration
 from keeper.domain.wadray import RAY, percent_mul, wad_div
 from keeper.protocols.aave_v3 import events as ev
+from keeper.protocols.aave_v3.book import BlockRef, BookRollbackError, PositionBook
 from keeper.protocols.aave_v3.reader import MarketHints, MarketRead, ReserveTokens
 
 ASSET = "0x" + "a0" * 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keeper.book import BookError, PositionBook
+from keeper.protocols.aave_v3.book import BookError, PositionBook
 
 
 def test_snapshot_copies_containers_and_refuses_an_open_block() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from keeper.config import load_config
+from keeper.app.config import load_config
 from keeper.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from keeper.config import load_config
+from keeper.app.config import load_config
 from keeper.errors import ConfigError
 from keeper.exec.keys import Signer, load_signer, signer_from_config
 

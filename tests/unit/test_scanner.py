@@ -3,7 +3,7 @@
 The books here are small dict-backed ``BookView``s over the devnet-like market of
 ``tests.unit.test_account``, with interest accrued, stable debt, eMode (with and without a live
 price source) and dust accounts. The chain is a fake JSON-RPC endpoint that decodes Multicall3
-calldata with eth-abi (independently of ``keeper.multicall``) and answers getUserAccountData
+calldata with eth-abi (independently of ``keeper.chain.multicall``) and answers getUserAccountData
 with the exact math over its *own* book, so a book that disagrees with it can be staged.
 """
 
@@ -20,7 +20,14 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-from keeper.book import BlockRef, MarketState, PositionBook, UserRecord
+from keeper.chain.multicall import (
+    AGGREGATE3_SELECTOR,
+    MULTICALL3,
+    MulticallError,
+    aggregate3,
+    decode_aggregate3,
+    encode_aggregate3,
+)
 from keeper.domain.account import (
     EModeCategory,
     Market,
@@ -33,16 +40,7 @@ from keeper.domain.interest import SECONDS_PER_YEAR
 from keeper.domain.reserve_config import UserConfiguration
 from keeper.domain.wadray import RAY, WAD
 from keeper.errors import RpcResponseError
-from keeper.multicall import (
-    AGGREGATE3_SELECTOR,
-    MULTICALL3,
-    MulticallError,
-    aggregate3,
-    decode_aggregate3,
-    encode_aggregate3,
-)
-from keeper.protocols.aave_v3.reader import MarketRead
-from keeper.scanner import (
+from keeper.pipeline.scanner import (
     GET_USER_ACCOUNT_DATA_SELECTOR,
     BookView,
     Candidate,
@@ -51,6 +49,8 @@ from keeper.scanner import (
     get_user_account_data_calldata,
     rank,
 )
+from keeper.protocols.aave_v3.book import BlockRef, MarketState, PositionBook, UserRecord
+from keeper.protocols.aave_v3.reader import MarketRead
 from tests.unit.test_account import EMODES, ETH_SOURCE, PRICES, RESERVES, T0, usd
 
 POOL = "0x00000000000000000000000000000000000000aa"

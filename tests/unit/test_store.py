@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from keeper.book import PositionBook
 from keeper.domain.wadray import RAY
+from keeper.pipeline.store import BookStore, StoreError
 from keeper.protocols.aave_v3 import events as ev
+from keeper.protocols.aave_v3.book import PositionBook
 from keeper.protocols.aave_v3.reader import ReserveTokens
-from keeper.store import BookStore, StoreError
 from tests.unit.test_book_journal import A_TOKEN, ASSET, S_TOKEN, USER, V_TOKEN, _apply
 
 

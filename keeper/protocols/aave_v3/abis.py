@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 
-from keeper import artifacts
 from keeper.chain.abi import Abi, Function
+from keeper.contracts import artifacts
 
 MULTICALL3 = "0xca11bde05977b3631167028862be2a173976ca11"
 """Multicall3's address on every chain that has it, and on the devnet."""

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from keeper.chain.abi import Abi
+from keeper.contracts.solc import compile_contracts
 from keeper.errors import KeeperError
-from keeper.solc import compile_contracts
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = PROJECT_ROOT / "node_modules"
 AAVE_ARTIFACTS = NODE_MODULES / "@aave" / "core-v3" / "artifacts" / "contracts"
 UNISWAP_CORE = NODE_MODULES / "@uniswap" / "v2-core" / "build"

@@ -1,6 +1,6 @@
 """The position book: every Aave V3 account, reserve and price at one block, with undo.
 
-The book is state, not IO: ``keeper.sync`` feeds it decoded events and market reads, and the
+The book is state, not IO: ``keeper.pipeline.sync`` feeds it decoded events and market reads, and the
 scanner asks it for accounts and health factors (exact, via
 ``keeper.domain.account.calculate_user_account_data``).
 

@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from keeper.book import PositionBook
+from keeper.chain.multicall import MULTICALL3, aggregate3
 from keeper.chain.rpc import JsonRpc
 from keeper.domain.account import (
     AccountData,
@@ -58,7 +58,7 @@ from keeper.domain.liq_price import DEFAULT_MARGIN, HealthFactorPrefilter
 from keeper.domain.liquidation import close_factor
 from keeper.domain.reserve_config import MAX_RESERVES_COUNT
 from keeper.domain.wadray import HALF_RAY, RAY, WAD, ArithmeticRevert, percent_mul, ray_mul
-from keeper.multicall import MULTICALL3, aggregate3
+from keeper.protocols.aave_v3.book import PositionBook
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +83,7 @@ _SURELY_IN_RANGE = 1e49
 
 
 class BookView(Protocol):
-    """What the scanner reads from the position book (``keeper.book.PositionBook``).
+    """What the scanner reads from the position book (``keeper.protocols.aave_v3.book.PositionBook``).
 
     Addresses are lower-case 0x strings. ``market()`` and ``account()`` are the state as of
     ``block_number`` (whose timestamp ``market().timestamp`` is).

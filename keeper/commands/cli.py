@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from keeper import __version__
-from keeper.config import load_config
+from keeper.app.config import load_config
 from keeper.errors import ConfigError, KeeperError, UsageError
 
 
@@ -31,9 +31,9 @@ class _Parser(argparse.ArgumentParser):
 # artifacts) takes over a second, which `keeper config` or `keeper devnet status` need not pay.
 COMMANDS: dict[str, tuple[str, str]] = {
     "devnet": ("keeper.devnet.commands", "a local Anvil chain running the real Aave V3"),
-    "scan": ("keeper.scan_cmd", "one-shot table of accounts by health factor"),
-    "run": ("keeper.run_cmd", "follow the chain and liquidate (the daemon)"),
-    "deploy-liquidator": ("keeper.deploy_cmd",
+    "scan": ("keeper.commands.scan", "one-shot table of accounts by health factor"),
+    "run": ("keeper.commands.run", "follow the chain and liquidate (the daemon)"),
+    "deploy-liquidator": ("keeper.commands.deploy_liquidator",
                           "deploy the FlashLiquidator contract owned by the configured key"),
 }
 

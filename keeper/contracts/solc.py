@@ -16,7 +16,7 @@ from typing import Any
 
 from keeper.errors import KeeperError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = PROJECT_ROOT / "contracts"
 BUILD_FILE = PROJECT_ROOT / "build" / "contracts.json"
 
@@ -122,7 +122,7 @@ def compile_contracts(
 
 
 def main() -> None:
-    """`python -m keeper.solc`: build and list what was compiled."""
+    """`python -m keeper.contracts.solc`: build and list what was compiled."""
     contracts = compile_contracts(force=True)
     for name, c in contracts.items():
         print(f"{name:24s} {len(c['deployedBytecode']) // 2 - 1:6d} bytes  {c['source']}")

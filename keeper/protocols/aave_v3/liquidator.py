@@ -21,8 +21,8 @@ from typing import Any, Protocol
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from keeper import artifacts
 from keeper.chain.abi import Abi, canonical_type, hexstr_to_bytes
+from keeper.contracts import artifacts
 from keeper.domain.amm import PairReserves, get_amounts_out
 from keeper.domain.liquidation import LiquidationQuote
 from keeper.domain.wadray import UINT256_MAX, percent_mul

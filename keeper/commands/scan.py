@@ -18,18 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keeper.book import PositionBook
+from keeper.app.config import KeeperConfig, load_config
 from keeper.chain.rpc import HttpRpc
-from keeper.config import KeeperConfig, load_config
 from keeper.devnet.manifest import Manifest
 from keeper.domain.account import AccountData
 from keeper.domain.wadray import UINT256_MAX, WAD
 from keeper.errors import ConfigError
 from keeper.obs.logging import configure_logging, get_logger
+from keeper.pipeline.scanner import Candidate, HealthScanner
+from keeper.pipeline.store import BookStore, StoreError
+from keeper.pipeline.sync import BookSync, SyncConfig
+from keeper.protocols.aave_v3.book import PositionBook
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
-from keeper.scanner import Candidate, HealthScanner
-from keeper.store import BookStore, StoreError
-from keeper.sync import BookSync, SyncConfig
 
 log = get_logger(__name__)
 

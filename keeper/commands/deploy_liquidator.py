@@ -12,12 +12,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from keeper.app import resolve_target
+from keeper.app.config import load_config
+from keeper.app.root import resolve_target
 from keeper.chain.pool import RpcPool
-from keeper.config import load_config
 from keeper.errors import ConfigError, KeeperError, RpcResponseError
 from keeper.exec.keys import load_signer
-from keeper.exec.liquidator_contract import LiquidatorConfig, deploy_data
+from keeper.protocols.aave_v3.liquidator import LiquidatorConfig, deploy_data
 
 
 def add_parser(sub: argparse._SubParsersAction[Any]) -> None:

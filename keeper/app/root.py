@@ -2,7 +2,7 @@
 
 ``run_once`` is one pass (sync the book to the tip, scan, plan, execute or simulate each
 liquidatable account, wait for the receipts) and returns the executions for a report.
-The long-running daemon (``keeper.daemon.run_daemon``) runs on the same ``Keeper``: the sync,
+The long-running daemon (``keeper.app.daemon.run_daemon``) runs on the same ``Keeper``: the sync,
 the scan and the execution as separate tasks, so scanning goes on while a transaction is in
 flight; each batch of applied blocks re-checks the accounts they touched and the holders of
 assets whose price moved, and the best due candidate is liquidated, one transaction at a time.
@@ -16,11 +16,11 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from keeper import artifacts
+from keeper.app.config import KeeperConfig
 from keeper.chain.pool import RpcPool
 from keeper.chain.rpc import JsonRpc, public_url
 from keeper.chain.ws import WsRpc
-from keeper.config import KeeperConfig
+from keeper.contracts import artifacts
 from keeper.devnet.manifest import Manifest
 from keeper.domain.fees import FeePolicy, gwei_to_wei
 from keeper.domain.liquidation import AaveRules
@@ -33,11 +33,11 @@ from keeper.exec.sender import Sender, SenderSettings
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.obs.server import Readiness
-from keeper.planner import PlannerConfig
+from keeper.pipeline.planner import PlannerConfig
+from keeper.pipeline.scanner import Candidate, HealthScanner
+from keeper.pipeline.store import BookStore
+from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
-from keeper.scanner import Candidate, HealthScanner
-from keeper.store import BookStore
-from keeper.sync import BookSync, SyncConfig
 
 log = get_logger(__name__)
 

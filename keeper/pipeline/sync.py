@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import structlog
 
-from keeper.book import BlockRef, BlockUpdate, BookRollbackError, MarketState, PositionBook
 from keeper.chain.heads import fetch_heads, follow_heads
 from keeper.chain.logs import chunk_ranges, get_logs, log_filter, parse_logs
 from keeper.chain.reorg import ReorgTooDeep
@@ -41,10 +40,17 @@ from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import Head, Log, Reorg
 from keeper.chain.ws import WsRpc
 from keeper.errors import KeeperError
-from keeper.progress import BackfillProgress
+from keeper.obs.progress import BackfillProgress
+from keeper.pipeline.store import BookStore
 from keeper.protocols.aave_v3 import events as ev
+from keeper.protocols.aave_v3.book import (
+    BlockRef,
+    BlockUpdate,
+    BookRollbackError,
+    MarketState,
+    PositionBook,
+)
 from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketHints, MarketRead, MarketReader
-from keeper.store import BookStore
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """The long-running daemon: follow the chain, scan every block, liquidate, drain on a signal.
 
-Built on a ``Keeper`` from ``keeper.app.build``. Four tasks: the book sync, the scanner, the
+Built on a ``Keeper`` from ``keeper.app.root.build``. Four tasks: the book sync, the scanner, the
 executor and a head watcher (readiness, ``keeper_head_block``). Each runs behind a task
 boundary that logs, counts and retries with backoff; ``max_consecutive_failures`` failures in
 a row engage the sender's kill switch (scanning goes on). With
@@ -19,18 +19,18 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-from keeper.app import Keeper
-from keeper.book import BlockUpdate, PositionBook
+from keeper.app.config import KeeperConfig
+from keeper.app.root import Keeper
 from keeper.chain.ws import WsRpc
-from keeper.config import KeeperConfig
 from keeper.errors import ConfigError, KeeperError, RpcError
 from keeper.exec.backrun import Backrunner, OracleUpdate, PendingOracleWatcher
 from keeper.exec.guards import CircuitBreaker
 from keeper.exec.sender import Status
 from keeper.obs.logging import get_logger
 from keeper.obs.server import ObsServer, Readiness
-from keeper.scanner import Candidate, HealthScanner
-from keeper.sync import SyncError
+from keeper.pipeline.scanner import Candidate, HealthScanner
+from keeper.pipeline.sync import SyncError
+from keeper.protocols.aave_v3.book import BlockUpdate, PositionBook
 
 log = get_logger(__name__)
 

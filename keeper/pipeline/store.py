@@ -24,13 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keeper.book import BlockJournal, BlockRef, MarketState, PositionBook, UserRecord
 from keeper.domain.account import EModeCategory, ReserveState, UserReserve
 from keeper.domain.reserve_config import (
     decode_reserve_configuration,
     encode_reserve_configuration,
 )
 from keeper.errors import KeeperError
+from keeper.protocols.aave_v3.book import (
+    BlockJournal,
+    BlockRef,
+    MarketState,
+    PositionBook,
+    UserRecord,
+)
 from keeper.protocols.aave_v3.reader import MarketHints, MarketRead, ReserveTokens
 
 SCHEMA_VERSION = 1

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from keeper import app, daemon
+from keeper.app import daemon
+from keeper.app import root as app
+from keeper.app.config import KeeperConfig, load_config
 from keeper.chain.rpc import public_url
-from keeper.config import KeeperConfig, load_config
 from keeper.devnet.anvil import Anvil, AnvilOptions
 from keeper.obs.logging import configure_logging, get_logger
 

@@ -41,9 +41,9 @@ from keeper.domain.profit import (
     native_to_asset,
     optimise_liquidation,
 )
+from keeper.domain.quote import Quoter, Route
 from keeper.domain.wadray import PERCENTAGE_FACTOR, ArithmeticRevert, percent_mul
-from keeper.exec.liquidator_contract import LiquidationParams, encode_liquidate
-from keeper.quote import Quoter, Route
+from keeper.protocols.aave_v3.liquidator import LiquidationParams, encode_liquidate
 
 _ERC20_BALANCE_OF = bytes.fromhex("70a08231")
 _FLASHLOAN_PREMIUM_TOTAL = bytes.fromhex("074b2e43")  # FLASHLOAN_PREMIUM_TOTAL()
