@@ -1,17 +1,27 @@
 """Configuration: a TOML file per network, validated at start-up, overridden by environment.
 
-Environment variables with the prefix ``KEEPER_`` override the file; nested fields use ``__``
-(``KEEPER_EXECUTOR__DRY_RUN=true``). Secrets (the signing key, the keystore password) are never
-read from the TOML file: only from the environment or from a file named in the environment.
-Every validation problem becomes one ``ConfigError`` line naming the field.
+Built on pydantic-settings: the sources are, highest priority first, the secrets (environment
+only), the environment (``KEEPER_`` prefix, nested fields with ``__``:
+``KEEPER_EXECUTOR__DRY_RUN=true``; lists as comma lists) and the TOML file. Secrets (the signing
+key, the keystore password) are never read from the TOML file: only from the environment or
+from a file named in the environment. Every problem becomes one ``ConfigError`` line naming the
+field (or the file); values that make no sense (an infinite profit, a 1e-9 s timeout, a chain id
+past EIP-2294's bound) are refused, and off the devnet the chain id must be given.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -20,50 +30,136 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
+    model_validator,
 )
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from keeper.errors import ConfigError
 
 ENV_PREFIX = "KEEPER_"
 SECRET_KEYS = ("private_key", "keystore_password")
+DEVNET_CHAIN_ID = 31337
+# EIP-2294: the largest chain id that signs safely (floor(MAX_UINT64 / 2) - 36).
+MAX_CHAIN_ID = 9_223_372_036_854_775_771
+# Block numbers are SQLite INTEGER keys in the checkpoint's journal.
+MAX_BLOCK = 2**63 - 1
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def _address(v: str) -> str:
     s = v.lower()
     if len(s) != 42 or not s.startswith("0x") or any(c not in "0123456789abcdef" for c in s[2:]):
-        raise ValueError(f"not a 0x-prefixed 20-byte hex address: {v!r}")
+        raise ValueError("not a 0x-prefixed 20-byte hex address")
     return s
 
 
 def _url(v: str) -> str:
     if not v.startswith(("http://", "https://", "ws://", "wss://")):
-        raise ValueError(f"not an http(s):// or ws(s):// URL: {v!r}")
+        raise ValueError("not an http(s):// or ws(s):// URL")
+    return v
+
+
+def _hash32(v: str) -> str:
+    s = v.lower().removeprefix("0x")
+    if len(s) != 64 or any(c not in "0123456789abcdef" for c in s):
+        raise ValueError("not a 32-byte hex hash")
+    return "0x" + s
+
+
+def _not_a_directory(p: Path) -> Path:
+    if p.is_dir():
+        raise ValueError(f"{str(p)!r} is a directory, not a file")
+    return p
+
+
+def _sqlite_file(p: Path) -> Path:
+    """A directory or a file that is not a SQLite database is refused here, before any node is
+    contacted; a missing parent directory is refused where the store opens it (at run time)."""
+    _not_a_directory(p)
+    if p.is_file():
+        try:
+            with p.open("rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise ValueError(f"cannot read {str(p)!r}: {exc.strerror}") from None
+        if head and head != SQLITE_HEADER:
+            raise ValueError(f"{str(p)!r} is not a SQLite database")
+    return p
+
+
+def _comma_list(v: Any) -> Any:
+    """The environment gives lists as ``a, b``; the file gives TOML arrays."""
+    if isinstance(v, str):
+        return [s.strip() for s in v.split(",") if s.strip()]
     return v
 
 
 Address = Annotated[str, AfterValidator(_address)]
 Url = Annotated[str, AfterValidator(_url)]
+FilePath = Annotated[Path, AfterValidator(_not_a_directory)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/nan anywhere: a float of the config ends up in integer money or a timeout.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _describes_devnet(data: Mapping[str, Any]) -> bool:
+    """The devnet is named "devnet" and reached through its manifest or on this machine."""
+    if data.get("name", "devnet") != "devnet":
+        return False
+    if data.get("devnet_manifest"):
+        return True
+    urls = _comma_list(data.get("rpc_urls", []))
+    urls = (urls if isinstance(urls, list) else []) + ([data["ws_url"]] if data.get("ws_url") else [])
+    return all(isinstance(u, str) and _is_loopback(u) for u in urls)
 
 
 class NetworkConfig(_Section):
-    name: str = "devnet"
-    chain_id: int = Field(31337, gt=0)
-    rpc_urls: list[Url] = Field(default_factory=list)
+    name: str = Field("devnet", min_length=1, max_length=64)
+    # Required off the devnet (see _devnet_chain_id): a default would sign for the wrong chain.
+    chain_id: int = Field(gt=0, le=MAX_CHAIN_ID)
+    rpc_urls: Annotated[list[Url], NoDecode] = Field(default_factory=list)
     ws_url: Url | None = None
-    request_timeout: float = Field(10.0, gt=0, le=300)
+    request_timeout: float = Field(10.0, ge=0.1, le=300)
     # Seconds between blocks: plans are computed for the next block's timestamp.
     block_time: int = Field(12, ge=1, le=600)
     # devnet only: read the RPC URL and every address from `keeper devnet up`'s manifest
-    devnet_manifest: Path | None = None
+    devnet_manifest: FilePath | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _devnet_chain_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "chain_id" not in data and _describes_devnet(data):
+            return {**data, "chain_id": DEVNET_CHAIN_ID}
+        return data
+
+    _split_urls = field_validator("rpc_urls", mode="before")(_comma_list)
 
 
 class AaveConfig(_Section):
     pool_addresses_provider: Address | None = None
-    start_block: int = Field(0, ge=0)
+    start_block: int = Field(0, ge=0, le=MAX_BLOCK)
     rules: Literal["v3.0", "v3.3"] = "v3.0"
 
 
@@ -72,16 +168,19 @@ class DexConfig(_Section):
 
     uniswap_v2_factory: Address | None = None
     # The factory's pair init-code hash (Uniswap V2's by default; forks differ).
-    pair_init_code_hash: str = "0x96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"
+    pair_init_code_hash: Annotated[str, AfterValidator(_hash32)] = (
+        "0x96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f")
     # Intermediate tokens for two-hop routes (e.g. WETH, USDC).
-    hubs: list[Address] = Field(default_factory=list)
+    hubs: Annotated[list[Address], NoDecode] = Field(default_factory=list)
     # The reserve whose oracle price prices the native coin (WETH on Ethereum).
     native_asset: Address | None = None
+
+    _split_hubs = field_validator("hubs", mode="before")(_comma_list)
 
 
 class ScannerConfig(_Section):
     backfill_chunk_blocks: int = Field(5_000, gt=0, le=1_000_000)
-    poll_interval: float = Field(1.0, gt=0, le=60)
+    poll_interval: float = Field(1.0, ge=0.01, le=60)
     confirm_batch_size: int = Field(500, gt=0, le=5_000)
 
 
@@ -89,19 +188,20 @@ class ExecutorConfig(_Section):
     dry_run: bool = False
     kill_switch: bool = False
     liquidator: Address | None = None
-    min_profit_usd: float = Field(1.0, ge=0)
+    min_profit_usd: float = Field(1.0, ge=0, le=1e9)
     # How much worse than planned the on-chain profit may come out before the contract reverts.
     profit_tolerance_bps: int = Field(100, ge=0, le=10_000)
     priority_fee_share: float = Field(0.1, ge=0, le=1)
-    max_priority_fee_gwei: float = Field(50.0, ge=0)
-    max_fee_gwei: float = Field(500.0, gt=0)
-    gas_budget_per_hour_eth: float = Field(0.5, ge=0)
-    max_consecutive_failures: int = Field(5, gt=0)
-    receipt_timeout: float = Field(60.0, gt=0)
-    replace_after_blocks: int = Field(3, gt=0)
+    # Fee caps in gwei: 100,000 gwei is far past any fee a liquidation could pay for.
+    max_priority_fee_gwei: float = Field(50.0, ge=0, le=100_000)
+    max_fee_gwei: float = Field(500.0, gt=0, le=100_000)
+    gas_budget_per_hour_eth: float = Field(0.5, ge=0, le=10_000)
+    max_consecutive_failures: int = Field(5, gt=0, le=10_000)
+    receipt_timeout: float = Field(60.0, ge=1, le=3_600)
+    replace_after_blocks: int = Field(3, gt=0, le=1_000)
     # Blocks on top of the receipt before a transaction counts as mined (1: no reorg check).
     confirmations: int = Field(2, ge=1, le=64)
-    poll_interval: float = Field(0.5, gt=0, le=60)
+    poll_interval: float = Field(0.5, ge=0.01, le=60)
     gas_margin_percent: int = Field(20, ge=0, le=200)
     relay_blocks_ahead: int = Field(1, ge=1, le=25)
     # Backrun pending oracle updates seen in the mempool (needs a WebSocket URL): liquidate in
@@ -111,16 +211,16 @@ class ExecutorConfig(_Section):
 
 
 class AccountConfig(_Section):
-    keystore: Path | None = None
+    keystore: FilePath | None = None
 
 
 class MetricsConfig(_Section):
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", min_length=1, max_length=253)
     port: int = Field(9108, ge=0, le=65535)
 
 
 class StateConfig(_Section):
-    sqlite: Path = Path("state/keeper.sqlite")
+    sqlite: Annotated[Path, AfterValidator(_sqlite_file)] = Path("state/keeper.sqlite")
 
 
 class Secrets(_Section):
@@ -130,7 +230,23 @@ class Secrets(_Section):
     keystore_password: SecretStr | None = None
 
 
-class KeeperConfig(_Section):
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What one ``load_config`` call reads: the file and the environment."""
+
+    path: Path | None = None
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+_inputs: ContextVar[_Inputs | None] = ContextVar("keeper_config_inputs", default=None)
+
+
+class KeeperConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False,
+        extra="forbid", frozen=True,
+    )
+
     network: NetworkConfig = NetworkConfig()
     aave: AaveConfig = AaveConfig()
     dex: DexConfig = DexConfig()
@@ -141,24 +257,59 @@ class KeeperConfig(_Section):
     state: StateConfig = StateConfig()
     secrets: Secrets = Secrets()
 
-
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """KEEPER_SECTION__FIELD=value → {"section": {"field": value}}; lists as comma lists."""
-    out: dict[str, Any] = {}
-    for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX) or "__" not in key:
-            continue
-        section, _, field = key[len(ENV_PREFIX):].lower().partition("__")
-        if section == "secrets":
-            continue
-        parsed: Any = value
-        if field in ("rpc_urls", "hubs"):
-            parsed = [v.strip() for v in value.split(",") if v.strip()]
-        out.setdefault(section, {})[field] = parsed
-    return out
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Highest priority first: arguments, secrets, environment, the TOML file."""
+        inputs = _inputs.get() or _Inputs()
+        return (init_settings, _SecretsSource(settings_cls, inputs.environ),
+                _EnvSource(settings_cls, inputs.environ),
+                _TomlFileSource(settings_cls, toml_file=inputs.path))
 
 
-def _read_secret(environ: dict[str, str], name: str) -> str | None:
+class _EnvSource(EnvSettingsSource):
+    """``KEEPER_SECTION__FIELD`` variables from the given environment; never the secrets."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ  # read by _load_env_vars, which the base __init__ calls
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Only nested names: a stray KEEPER_NETWORK=... in a shell must not replace a section.
+        nested = {k: v for k, v in self._environ.items()
+                  if k.upper().startswith(ENV_PREFIX) and "__" in k[len(ENV_PREFIX):]}
+        return parse_env_vars(nested, self.case_sensitive, self.env_ignore_empty,
+                              self.env_parse_none_str)
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in super().__call__().items() if k != "secrets"}
+
+
+class _SecretsSource(PydanticBaseSettingsSource):
+    """``KEEPER_PRIVATE_KEY`` and ``KEEPER_KEYSTORE_PASSWORD``, or a file named by ``…_FILE``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole section
+
+    def __call__(self) -> dict[str, Any]:
+        found = {k: v for k in SECRET_KEYS if (v := _read_secret(self._environ, k)) is not None}
+        key = found.get("private_key")
+        # The signer checks the digits; a short key must not reach it, since a 63-digit one
+        # would be padded into some other key. The value is never echoed.
+        if key is not None and len(key.removeprefix("0x").removeprefix("0X")) != 64:
+            raise ConfigError(f"{ENV_PREFIX}PRIVATE_KEY: a private key is 64 hex digits "
+                              "(0x optional)")
+        return {"secrets": found}
+
+
+def _read_secret(environ: Mapping[str, str], name: str) -> str | None:
     env = ENV_PREFIX + name.upper()
     if environ.get(env):
         return environ[env]
@@ -169,51 +320,85 @@ def _read_secret(environ: dict[str, str], name: str) -> str | None:
             return path.read_text().strip()
         except OSError as exc:
             raise ConfigError(f"{file_var}: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file_var}: {path} is not UTF-8 text") from None
     return None
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(merged.get(k), dict):
-            merged[k] = _deep_merge(merged[k], v)
-        else:
-            merged[k] = v
-    return merged
+class _TomlFileSource(TomlConfigSettingsSource):
+    """The TOML file, read strictly: UTF-8 only, not empty, and no secrets in it."""
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        path = Path(str(file_path))
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {_one_line(str(exc))}") from None
+        if not data:
+            raise ConfigError(f"{path}: no settings in the file (empty config)")
+        if "secrets" in data or any(k in SECRET_KEYS for s in data.values()
+                                    if isinstance(s, dict) for k in s):
+            raise ConfigError(f"{path}: secrets are read only from the environment "
+                              "(KEEPER_PRIVATE_KEY, KEEPER_KEYSTORE_PASSWORD[_FILE]), never from "
+                              "the config file")
+        return data
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+def _loc_part(p: object) -> str:
+    s = str(p)
+    return s if s.isprintable() and s.strip() == s and s else repr(s)
 
 
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-    msg = str(err["msg"])
+    loc = ".".join(_loc_part(p) for p in err["loc"]) or "(root)"
+    msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
-    elif "input" in err and not isinstance(err["input"], dict):
-        msg += f" (got {err['input']!r})"
+    elif err["type"] == "missing":
+        msg = "required" + (" off the devnet: the id of the chain the keeper signs for"
+                            if loc == "network.chain_id" else "")
+    elif ("input" in err and not isinstance(err["input"], dict | Path)
+          and loc.split(".")[0] != "secrets"):
+        msg += f" (got {_one_line(repr(err['input']), 80)})"
     more = len(exc.errors()) - 1
-    return f"{loc}: {msg}" + (f" (and {more} more)" if more else "")
+    return _one_line(f"{loc}: {msg}", 400) + (f" (and {more} more)" if more else "")
 
 
-def load_config(path: Path | None, environ: dict[str, str] | None = None) -> KeeperConfig:
-    """Load, merge with the environment and validate; raise ConfigError with one line."""
-    env = dict(os.environ if environ is None else environ)
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    if "secrets" in data or any(k in SECRET_KEYS for s in data.values() if isinstance(s, dict) for k in s):
-        raise ConfigError(f"{path}: secrets are read only from the environment "
-                          "(KEEPER_PRIVATE_KEY, KEEPER_KEYSTORE_PASSWORD[_FILE]), never from the config file")
-    data = _deep_merge(data, _env_overrides(env))
-    data["secrets"] = {k: v for k in SECRET_KEYS if (v := _read_secret(env, k)) is not None}
+@contextmanager
+def _reading(inputs: _Inputs) -> Iterator[None]:
+    token = _inputs.set(inputs)
     try:
-        cfg = KeeperConfig.model_validate(data)
+        yield
+    finally:
+        _inputs.reset(token)
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> KeeperConfig:
+    """Load, merge with the environment and validate; raise ConfigError with one line."""
+    if path is not None:
+        # The TOML source skips what is not a file; a missing or odd path is an error here.
+        if not path.exists():
+            raise ConfigError(f"config file not found: {path}")
+        if not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise ConfigError(f"cannot read config file {path}: {kind}")
+    env = dict(os.environ if environ is None else environ)
+    try:
+        with _reading(_Inputs(path, env)):
+            return KeeperConfig()
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
-    return cfg
+    except SettingsError as exc:
+        raise ConfigError(_one_line(str(exc))) from None
