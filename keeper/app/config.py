@@ -247,7 +247,8 @@ class KeeperConfig(BaseSettings):
         extra="forbid", frozen=True,
     )
 
-    network: NetworkConfig = NetworkConfig()
+    # The devnet, as chain_id may be left out there.
+    network: NetworkConfig = NetworkConfig.model_validate({})
     aave: AaveConfig = AaveConfig()
     dex: DexConfig = DexConfig()
     scanner: ScannerConfig = ScannerConfig()
@@ -370,7 +371,7 @@ def _first_error(exc: ValidationError) -> str:
         msg = "required" + (" off the devnet: the id of the chain the keeper signs for"
                             if loc == "network.chain_id" else "")
     elif ("input" in err and not isinstance(err["input"], dict | Path)
-          and loc.split(".")[0] != "secrets"):
+          and loc.split(".")[0] != "secrets" and repr(str(err["input"])) not in msg):
         msg += f" (got {_one_line(repr(err['input']), 80)})"
     more = len(exc.errors()) - 1
     return _one_line(f"{loc}: {msg}", 400) + (f" (and {more} more)" if more else "")

@@ -99,7 +99,7 @@ class Manifest:
             fields["emodes"] = tuple(EModeInfo(**e) for e in d["emodes"])
             fields["pairs"] = dict(d.get("pairs", {}))
             return Manifest(**fields)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise DevnetError(f"malformed devnet manifest: {exc}") from exc
 
     def save(self, path: Path) -> None:
@@ -117,3 +117,7 @@ class Manifest:
             raise DevnetError(f"no devnet manifest at {path}: run `keeper devnet up`") from None
         except json.JSONDecodeError as exc:
             raise DevnetError(f"devnet manifest {path} is not valid JSON: {exc}") from exc
+        except UnicodeDecodeError:
+            raise DevnetError(f"devnet manifest {path} is not UTF-8 text") from None
+        except OSError as exc:  # a directory, no permission, ...
+            raise DevnetError(f"cannot read devnet manifest {path}: {exc.strerror}") from None

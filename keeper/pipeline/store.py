@@ -188,6 +188,13 @@ class BookStore:
 
     def __init__(self, path: Path | str, identity: Mapping[str, Any]) -> None:
         self.path = Path(path)
+        # Checked up front (a stat, no IO worth a thread): the keeper must stop with one line
+        # before it starts, not create a directory tree where a typo pointed.
+        if self.path.is_dir():
+            raise StoreError(f"state database {self.path} is a directory")
+        if not self.path.parent.is_dir():
+            raise StoreError(f"state database {self.path}: directory {self.path.parent} does "
+                             "not exist (create it first)")
         self.identity = dict(identity)
         self._conn: sqlite3.Connection | None = None
         self._written: dict[int, str] = {}  # journal rows on disk: number -> block hash
@@ -197,11 +204,17 @@ class BookStore:
     # caller awaits the previous operation (the sync owns the store).
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            try:
+                conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            except sqlite3.Error as exc:
+                raise StoreError(f"state database {self.path}: {exc}") from None
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:  # "file is not a database", read-only, ...
+                conn.close()
+                raise StoreError(f"state database {self.path}: {exc}") from None
             self._conn = conn
         return self._conn
 

@@ -39,3 +39,17 @@ async def test_checkpoint_round_trip_with_journal(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match="another market"):
         await BookStore(tmp_path / "b.sqlite", {"pool": "0xother", "start_block": 0}).load()
+
+
+async def test_bad_state_paths_are_refused_with_one_line(tmp_path: Path) -> None:
+    identity = {"pool": "0xpool", "start_block": 0}
+    with pytest.raises(StoreError, match="does not exist"):
+        BookStore(tmp_path / "missing" / "b.sqlite", identity)
+    assert not (tmp_path / "missing").exists()  # never created silently
+    with pytest.raises(StoreError, match="is a directory"):
+        BookStore(tmp_path, identity)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database at all, just some text" * 10)
+    with pytest.raises(StoreError, match="not a database") as err:
+        await BookStore(junk, identity).load()
+    assert "\n" not in str(err.value)
