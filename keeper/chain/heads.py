@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -28,8 +27,9 @@ from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import ChainEvent, Head
 from keeper.chain.ws import Resubscribed, WsRpc
 from keeper.errors import RpcError
+from keeper.obs.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 async def fetch_heads(rpc: JsonRpc, numbers: Sequence[int]) -> list[Head]:
@@ -69,7 +69,7 @@ async def ws_heads(ws: WsRpc) -> AsyncGenerator[Head, None]:
                 try:
                     latest = await ws.call("eth_getBlockByNumber", ["latest", False])
                 except RpcError as exc:
-                    log.warning("latest head after resubscribing: %s", exc)
+                    log.warning("head_after_resubscribe_failed", error=str(exc))
                     continue  # the gap is then filled at the next head
                 if latest is not None:
                     yield Head.from_json(latest)
@@ -93,7 +93,7 @@ async def polled_heads(rpc: JsonRpc, interval: float = 1.0) -> AsyncGenerator[He
         try:
             block = await rpc.call("eth_getBlockByNumber", ["latest", False])
         except RpcError as exc:
-            log.warning("polling heads: %s", exc)
+            log.warning("head_poll_failed", error=str(exc))
         else:
             if block is not None:
                 head = Head.from_json(block)
@@ -229,7 +229,7 @@ class HeadFollower:
                 return
             except RpcError as exc:
                 # Progress so far is in the tracker; ingesting again resumes from there.
-                log.warning("backfilling heads up to %d: %s", head.number, exc)
+                log.warning("head_backfill_failed", up_to=head.number, error=str(exc))
                 await asyncio.sleep(self.retry_delay)
 
     async def _retrying(self, fetch: Callable[[], Awaitable[Head]]) -> Head:
@@ -237,7 +237,7 @@ class HeadFollower:
             try:
                 return await fetch()
             except RpcError as exc:
-                log.warning("fetching a head: %s", exc)
+                log.warning("head_fetch_failed", error=str(exc))
                 await asyncio.sleep(self.retry_delay)
 
     async def _fetch_start(self) -> Head:
@@ -279,11 +279,9 @@ class HeadFollower:
         branch = await self._walk_back(head)
         reorg = self.tracker.rewind(branch[0].number - 1)
         if reorg is not None:
-            log.warning(
-                # Numbers, not hashes: the log redactor hides any 32-byte hex as a possible key.
-                "reorg: %d blocks replaced above %d (old tip %d)",
-                reorg.depth, reorg.common_ancestor.number, reorg.old_tip.number,
-            )
+            log.warning("chain_reorg", depth=reorg.depth,
+                        common_ancestor=reorg.common_ancestor.number,
+                        old_tip=reorg.old_tip.number)
             yield reorg
         for h in branch:
             self.tracker.push(h)

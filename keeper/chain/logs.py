@@ -9,7 +9,6 @@ contiguous and never overlap, so every log is returned exactly once, in chain or
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
@@ -17,8 +16,9 @@ from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import Log
 from keeper.chain.ws import Resubscribed, WsRpc
 from keeper.errors import RpcError, RpcResponseError
+from keeper.obs.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Address = str | Sequence[str] | None
 Topics = Sequence[str | Sequence[str] | None] | None
@@ -110,7 +110,8 @@ async def iter_logs(
             if not is_too_many_results(exc) or hi == lo:
                 raise
             size = split_range(lo, hi)[0][1] - lo + 1
-            log.info("eth_getLogs %d..%d too large (%s); trying %d blocks", lo, hi, exc.rpc_message, size)
+            log.info("get_logs_range_split", from_block=lo, to_block=hi, error=exc.rpc_message,
+                     chunk=size)
             continue
         yield parse_logs(raw)
         lo = hi + 1

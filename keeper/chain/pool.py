@@ -10,7 +10,6 @@ the mempool, so only the caller, after checking nonce and receipt, may send agai
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -19,8 +18,9 @@ from typing import Any, TypeVar
 from keeper.chain.retry import DEFAULT_RETRY, RetryPolicy, all_idempotent, retry_read
 from keeper.chain.rpc import HttpRpc, JsonParams, JsonRpc, public_url
 from keeper.errors import ConfigError, RpcError
+from keeper.obs.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -109,11 +109,11 @@ class RpcPool:
         ep.unhealthy_until = self._now() + self.cooldown
         # Log the transition, not every failed retry while it stays down.
         if ep.failures == 1:
-            log.warning("rpc endpoint %s unhealthy for %.1fs: %s", ep.name, self.cooldown, exc)
+            log.warning("rpc_endpoint_down", url=ep.name, cooldown=self.cooldown, error=str(exc))
 
     def _mark_up(self, ep: Endpoint) -> None:
         if ep.failures:
-            log.info("rpc endpoint %s healthy again after %d failures", ep.name, ep.failures)
+            log.info("rpc_endpoint_up", url=ep.name, failures=ep.failures)
         ep.failures = 0
         ep.unhealthy_until = 0.0
 

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,8 +25,9 @@ import aiohttp
 
 from keeper.chain.rpc import JsonParams, public_url, response_error
 from keeper.errors import RpcError, RpcResponseError, RpcTimeout
+from keeper.obs.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class Resubscribed:
@@ -230,7 +230,7 @@ class WsRpc:
                 with contextlib.suppress(Exception):
                     await ws.close()
             if not self._closed:
-                log.warning("websocket %s: connection lost, reconnecting", self.label)
+                log.warning("websocket_lost", url=self.label)
 
     async def _reconnect(self) -> aiohttp.ClientWebSocketResponse:
         for attempt in itertools.count():
@@ -239,7 +239,8 @@ class WsRpc:
                 return await self._open()
             except RpcError as exc:
                 if attempt % 20 == 0:
-                    log.warning("websocket %s: reconnect attempt %d failed: %s", self.label, attempt + 1, exc)
+                    log.warning("websocket_reconnect_failed", url=self.label, attempt=attempt + 1,
+                                error=str(exc))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _resubscribe_all(self) -> None:
@@ -261,13 +262,13 @@ class WsRpc:
                 try:
                     body = json.loads(msg.data)
                 except ValueError:
-                    log.warning("websocket %s: dropped a non-JSON message", self.label)
+                    log.warning("websocket_message_not_json", url=self.label)
                     continue
                 for item in body if isinstance(body, list) else (body,):
                     if isinstance(item, dict):
                         self._dispatch(item)
             elif msg.type == aiohttp.WSMsgType.ERROR:
-                log.warning("websocket %s: %s", self.label, ws.exception())
+                log.warning("websocket_error", url=self.label, error=str(ws.exception()))
                 break
 
     def _dispatch(self, item: dict[str, Any]) -> None:

@@ -1,8 +1,8 @@
 """Structured JSON logs, one line per event, with secrets redacted on the way out.
 
 ``configure_logging()`` is the one call to make (from the composition root, once): it routes
-structlog *and* standard-library loggers (``keeper.chain`` uses ``logging``) through the same
-processors and renders JSON. Formatting happens in the caller; the write to the stream happens on
+structlog *and* standard-library loggers (those of the libraries the keeper uses) through the
+same processors and renders JSON. Formatting happens in the caller; the write to the stream happens on
 a background thread (``QueueHandler`` → ``QueueListener``) so a slow stderr never blocks the event
 loop. Call ``LogHandle.stop()`` at shutdown to flush.
 
@@ -12,12 +12,14 @@ Redaction (``redact_secrets``) runs last before rendering, on every value, key a
   private key looks like. Values under keys ending in ``hash``/``hashes``/``topic(s)`` are exempt,
   since transaction and block hashes have the same shape and are what an operator needs.
 
-Usage::
+The keeper's own convention (tests/unit/test_logging_convention.py checks it): every module
+logs through ``get_logger(__name__)``; the event is a snake_case string literal and the context
+goes in key-value pairs, never into the event by f-string or %-format::
 
     from keeper.obs.logging import configure_logging, get_logger
     handle = configure_logging("INFO")
     log = get_logger(__name__)
-    log.info("tx sent", tx_hash=h, nonce=n)
+    log.info("tx_sent", tx_hash=h, nonce=n)
 """
 
 from __future__ import annotations

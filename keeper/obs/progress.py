@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-import structlog
+from keeper.obs.logging import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def format_eta(seconds: float | None) -> str:
@@ -87,7 +87,7 @@ class BackfillProgress:
                 self._drawn = True
                 self._last_output = now
         elif now - self._last_output >= self.log_every:
-            self._log("backfill progress")
+            log.info("backfill_progress", **self._fields())
             self._last_output = now
 
     def finish(self) -> None:
@@ -97,11 +97,10 @@ class BackfillProgress:
                 self.stream.write("\r" + self.line() + "\n")
                 self.stream.flush()
         else:
-            self._log("backfill done")
+            log.info("backfill_progress_done", **self._fields())
 
-    def _log(self, what: str) -> None:
+    def _fields(self) -> dict[str, object]:
         _, eps, eta = self.rates()
-        log.info(
-            what, blocks_done=self.done, blocks_total=self.total, events=self.events,
-            events_per_s=round(eps, 1), eta=format_eta(eta), elapsed_s=round(self.elapsed, 1),
-        )
+        return {"blocks_done": self.done, "blocks_total": self.total, "events": self.events,
+                "events_per_s": round(eps, 1), "eta": format_eta(eta),
+                "elapsed_s": round(self.elapsed, 1)}

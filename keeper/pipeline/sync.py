@@ -31,8 +31,6 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-import structlog
-
 from keeper.chain.heads import fetch_heads, follow_heads
 from keeper.chain.logs import chunk_ranges, get_logs, log_filter, parse_logs
 from keeper.chain.reorg import ReorgTooDeep
@@ -40,6 +38,7 @@ from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import Head, Log, Reorg
 from keeper.chain.ws import WsRpc
 from keeper.errors import KeeperError
+from keeper.obs.logging import get_logger
 from keeper.obs.progress import BackfillProgress
 from keeper.pipeline.store import BookStore
 from keeper.protocols.aave_v3 import events as ev
@@ -52,7 +51,7 @@ from keeper.protocols.aave_v3.book import (
 )
 from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketHints, MarketRead, MarketReader
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 _STALE_READ_RETRIES = 5
@@ -179,7 +178,7 @@ class BookSync:
                     await self._follow(until)
                     return
                 except (ReorgTooDeep, BookRollbackError) as exc:
-                    log.warning("reorg below the journal: re-indexing", error=str(exc))
+                    log.warning("reorg_below_journal_reindexing", error=str(exc))
                     await self.reindex()
         finally:
             # Shielded: a cancelled run still records how far it got.
@@ -199,7 +198,7 @@ class BookSync:
         loaded = await self.store.load() if self.store is not None else None
         if loaded is not None:
             self.book.load(loaded.block, loaded.state, loaded.users, loaded.journal)
-            log.info("book loaded from checkpoint", block=loaded.block.number,
+            log.info("book_loaded_from_checkpoint", block=loaded.block.number,
                      users=len(loaded.users), journal=len(loaded.journal))
             if await self._verify_checkpoint():
                 self.resumed_from = self.book.block_number
@@ -233,14 +232,14 @@ class BookSync:
         for ref, head in zip(reversed(candidates), reversed(heads), strict=True):
             if ref.hash == head.hash:
                 if ref.number != self.book.block_number:
-                    log.warning("checkpoint was reorged out; rolling back",
+                    log.warning("checkpoint_reorged_out_rolling_back",
                                 checkpoint=self.book.block_number, to=ref.number)
                     try:
                         self.book.rollback(ref.number)
                     except BookRollbackError:
                         return False
                 return True
-        log.warning("no block of the checkpoint is canonical any more: re-indexing",
+        log.warning("checkpoint_not_canonical_reindexing",
                     checkpoint=self.book.block_number)
         return False
 
@@ -281,7 +280,7 @@ class BookSync:
             self.book.abort_block()
             raise
         self._publish(self.book.end_block())
-        log.info("backfill done", to_block=to_block, users=len(self.book),
+        log.info("backfill_done", to_block=to_block, users=len(self.book),
                  seconds=round(progress.elapsed, 2))
         await self.checkpoint(force=True)
 
@@ -317,7 +316,7 @@ class BookSync:
             async for event in follower:
                 if isinstance(event, Reorg):
                     self.reorgs += 1
-                    log.warning("reorg: rolling the book back", depth=event.depth,
+                    log.warning("book_rollback", depth=event.depth,
                                 to=event.common_ancestor.number)
                     self.book.rollback(event.common_ancestor.number)
                     continue
