@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -104,6 +105,15 @@ def _comma_list(v: Any) -> Any:
     return v
 
 
+def _not_bool(v: Any) -> Any:
+    # pydantic takes true for 1; in a config that is a typo, never a number.
+    if isinstance(v, bool):
+        raise ValueError("a number is needed, not true/false")
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
 Address = Annotated[str, AfterValidator(_address)]
 Url = Annotated[str, AfterValidator(_url)]
 FilePath = Annotated[Path, AfterValidator(_not_a_directory)]
@@ -138,12 +148,12 @@ def _describes_devnet(data: Mapping[str, Any]) -> bool:
 class NetworkConfig(_Section):
     name: str = Field("devnet", min_length=1, max_length=64)
     # Required off the devnet (see _devnet_chain_id): a default would sign for the wrong chain.
-    chain_id: int = Field(gt=0, le=MAX_CHAIN_ID)
+    chain_id: Int = Field(gt=0, le=MAX_CHAIN_ID)
     rpc_urls: Annotated[list[Url], NoDecode] = Field(default_factory=list)
     ws_url: Url | None = None
-    request_timeout: float = Field(10.0, ge=0.1, le=300)
+    request_timeout: Float = Field(10.0, ge=0.1, le=300)
     # Seconds between blocks: plans are computed for the next block's timestamp.
-    block_time: int = Field(12, ge=1, le=600)
+    block_time: Int = Field(12, ge=1, le=600)
     # devnet only: read the RPC URL and every address from `keeper devnet up`'s manifest
     devnet_manifest: FilePath | None = None
 
@@ -159,7 +169,7 @@ class NetworkConfig(_Section):
 
 class AaveConfig(_Section):
     pool_addresses_provider: Address | None = None
-    start_block: int = Field(0, ge=0, le=MAX_BLOCK)
+    start_block: Int = Field(0, ge=0, le=MAX_BLOCK)
     rules: Literal["v3.0", "v3.3"] = "v3.0"
 
 
@@ -179,31 +189,31 @@ class DexConfig(_Section):
 
 
 class ScannerConfig(_Section):
-    backfill_chunk_blocks: int = Field(5_000, gt=0, le=1_000_000)
-    poll_interval: float = Field(1.0, ge=0.01, le=60)
-    confirm_batch_size: int = Field(500, gt=0, le=5_000)
+    backfill_chunk_blocks: Int = Field(5_000, gt=0, le=1_000_000)
+    poll_interval: Float = Field(1.0, ge=0.01, le=60)
+    confirm_batch_size: Int = Field(500, gt=0, le=5_000)
 
 
 class ExecutorConfig(_Section):
     dry_run: bool = False
     kill_switch: bool = False
     liquidator: Address | None = None
-    min_profit_usd: float = Field(1.0, ge=0, le=1e9)
+    min_profit_usd: Float = Field(1.0, ge=0, le=1e9)
     # How much worse than planned the on-chain profit may come out before the contract reverts.
-    profit_tolerance_bps: int = Field(100, ge=0, le=10_000)
-    priority_fee_share: float = Field(0.1, ge=0, le=1)
+    profit_tolerance_bps: Int = Field(100, ge=0, le=10_000)
+    priority_fee_share: Float = Field(0.1, ge=0, le=1)
     # Fee caps in gwei: 100,000 gwei is far past any fee a liquidation could pay for.
-    max_priority_fee_gwei: float = Field(50.0, ge=0, le=100_000)
-    max_fee_gwei: float = Field(500.0, gt=0, le=100_000)
-    gas_budget_per_hour_eth: float = Field(0.5, ge=0, le=10_000)
-    max_consecutive_failures: int = Field(5, gt=0, le=10_000)
-    receipt_timeout: float = Field(60.0, ge=1, le=3_600)
-    replace_after_blocks: int = Field(3, gt=0, le=1_000)
+    max_priority_fee_gwei: Float = Field(50.0, ge=0, le=100_000)
+    max_fee_gwei: Float = Field(500.0, gt=0, le=100_000)
+    gas_budget_per_hour_eth: Float = Field(0.5, ge=0, le=10_000)
+    max_consecutive_failures: Int = Field(5, gt=0, le=10_000)
+    receipt_timeout: Float = Field(60.0, ge=1, le=3_600)
+    replace_after_blocks: Int = Field(3, gt=0, le=1_000)
     # Blocks on top of the receipt before a transaction counts as mined (1: no reorg check).
-    confirmations: int = Field(2, ge=1, le=64)
-    poll_interval: float = Field(0.5, ge=0.01, le=60)
-    gas_margin_percent: int = Field(20, ge=0, le=200)
-    relay_blocks_ahead: int = Field(1, ge=1, le=25)
+    confirmations: Int = Field(2, ge=1, le=64)
+    poll_interval: Float = Field(0.5, ge=0.01, le=60)
+    gas_margin_percent: Int = Field(20, ge=0, le=200)
+    relay_blocks_ahead: Int = Field(1, ge=1, le=25)
     # Backrun pending oracle updates seen in the mempool (needs a WebSocket URL): liquidate in
     # the same block as the price move, right after it.
     backrun_oracle_updates: bool = False
@@ -216,7 +226,7 @@ class AccountConfig(_Section):
 
 class MetricsConfig(_Section):
     host: str = Field("127.0.0.1", min_length=1, max_length=253)
-    port: int = Field(9108, ge=0, le=65535)
+    port: Int = Field(9108, ge=0, le=65535)
 
 
 class StateConfig(_Section):
@@ -362,7 +372,10 @@ def _loc_part(p: object) -> str:
 
 
 def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
+    # A bad value first: a missing chain id is often the consequence (a typo in ws_url makes
+    # the network look like it is not the devnet), seldom the cause.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] == "missing")
+    err = errors[0]
     loc = ".".join(_loc_part(p) for p in err["loc"]) or "(root)"
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -373,7 +386,7 @@ def _first_error(exc: ValidationError) -> str:
     elif ("input" in err and not isinstance(err["input"], dict | Path)
           and loc.split(".")[0] != "secrets" and repr(str(err["input"])) not in msg):
         msg += f" (got {_one_line(repr(err['input']), 80)})"
-    more = len(exc.errors()) - 1
+    more = len(errors) - 1
     return _one_line(f"{loc}: {msg}", 400) + (f" (and {more} more)" if more else "")
 
 
