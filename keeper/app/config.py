@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -36,19 +34,21 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
-    TomlConfigSettingsSource,
 )
-from pydantic_settings.sources.utils import parse_env_vars
 
+from keeper.app.config_sources import (
+    ENV_PREFIX,
+    EnvSource,
+    SecretsSource,
+    TomlFileSource,
+    one_line,
+)
 from keeper.errors import ConfigError
 
-ENV_PREFIX = "KEEPER_"
-SECRET_KEYS = ("private_key", "keystore_password")
 DEVNET_CHAIN_ID = 31337
 # EIP-2294: the largest chain id that signs safely (floor(MAX_UINT64 / 2) - 36).
 MAX_CHAIN_ID = 9_223_372_036_854_775_771
@@ -276,95 +276,9 @@ class KeeperConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Highest priority first: arguments, secrets, environment, the TOML file."""
         inputs = _inputs.get() or _Inputs()
-        return (init_settings, _SecretsSource(settings_cls, inputs.environ),
-                _EnvSource(settings_cls, inputs.environ),
-                _TomlFileSource(settings_cls, toml_file=inputs.path))
-
-
-class _EnvSource(EnvSettingsSource):
-    """``KEEPER_SECTION__FIELD`` variables from the given environment; never the secrets."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ  # read by _load_env_vars, which the base __init__ calls
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        # Only nested names: a stray KEEPER_NETWORK=... in a shell must not replace a section.
-        nested = {k: v for k, v in self._environ.items()
-                  if k.upper().startswith(ENV_PREFIX) and "__" in k[len(ENV_PREFIX):]}
-        return parse_env_vars(nested, self.case_sensitive, self.env_ignore_empty,
-                              self.env_parse_none_str)
-
-    def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in super().__call__().items() if k != "secrets"}
-
-
-class _SecretsSource(PydanticBaseSettingsSource):
-    """``KEEPER_PRIVATE_KEY`` and ``KEEPER_KEYSTORE_PASSWORD``, or a file named by ``…_FILE``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        super().__init__(settings_cls)
-        self._environ = environ
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # unused: __call__ returns the whole section
-
-    def __call__(self) -> dict[str, Any]:
-        found = {k: v for k in SECRET_KEYS if (v := _read_secret(self._environ, k)) is not None}
-        key = found.get("private_key")
-        # The signer checks the digits; a short key must not reach it, since a 63-digit one
-        # would be padded into some other key. The value is never echoed.
-        if key is not None and len(key.removeprefix("0x").removeprefix("0X")) != 64:
-            raise ConfigError(f"{ENV_PREFIX}PRIVATE_KEY: a private key is 64 hex digits "
-                              "(0x optional)")
-        return {"secrets": found}
-
-
-def _read_secret(environ: Mapping[str, str], name: str) -> str | None:
-    env = ENV_PREFIX + name.upper()
-    if environ.get(env):
-        return environ[env]
-    file_var = env + "_FILE"
-    if environ.get(file_var):
-        path = Path(environ[file_var])
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{file_var}: cannot read {path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{file_var}: {path} is not UTF-8 text") from None
-    return None
-
-
-class _TomlFileSource(TomlConfigSettingsSource):
-    """The TOML file, read strictly: UTF-8 only, not empty, and no secrets in it."""
-
-    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
-        path = Path(str(file_path))
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {_one_line(str(exc))}") from None
-        if not data:
-            raise ConfigError(f"{path}: no settings in the file (empty config)")
-        if "secrets" in data or any(k in SECRET_KEYS for s in data.values()
-                                    if isinstance(s, dict) for k in s):
-            raise ConfigError(f"{path}: secrets are read only from the environment "
-                              "(KEEPER_PRIVATE_KEY, KEEPER_KEYSTORE_PASSWORD[_FILE]), never from "
-                              "the config file")
-        return data
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit] + "…"
-
+        return (init_settings, SecretsSource(settings_cls, inputs.environ),
+                EnvSource(settings_cls, inputs.environ),
+                TomlFileSource(settings_cls, toml_file=inputs.path))
 
 def _loc_part(p: object) -> str:
     s = str(p)
@@ -385,9 +299,9 @@ def _first_error(exc: ValidationError) -> str:
                             if loc == "network.chain_id" else "")
     elif ("input" in err and not isinstance(err["input"], dict | Path)
           and loc.split(".")[0] != "secrets" and repr(str(err["input"])) not in msg):
-        msg += f" (got {_one_line(repr(err['input']), 80)})"
+        msg += f" (got {one_line(repr(err['input']), 80)})"
     more = len(errors) - 1
-    return _one_line(f"{loc}: {msg}", 400) + (f" (and {more} more)" if more else "")
+    return one_line(f"{loc}: {msg}", 400) + (f" (and {more} more)" if more else "")
 
 
 @contextmanager
@@ -415,4 +329,4 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
     except SettingsError as exc:
-        raise ConfigError(_one_line(str(exc))) from None
+        raise ConfigError(one_line(str(exc))) from None
