@@ -102,7 +102,7 @@ class MarketState:
 
 
 @dataclass(frozen=True, slots=True)
-class BlockRef:
+class BookBlock:
     """A block the book has applied."""
 
     number: int
@@ -111,15 +111,15 @@ class BlockRef:
     timestamp: int
 
 
-GENESIS = BlockRef(-1, "", "", 0)
+GENESIS = BookBlock(-1, "", "", 0)
 
 
 @dataclass(slots=True)
 class BlockJournal:
     """How to undo one block: the state before it."""
 
-    block: BlockRef
-    previous_block: BlockRef
+    block: BookBlock
+    previous_block: BookBlock
     previous_state: MarketState
     users: dict[str, UserRecord] = field(default_factory=dict)
 
@@ -133,7 +133,7 @@ class BlockUpdate:
     ``market_changed``: a reserve's parameters or an eMode category changed: re-check everyone.
     """
 
-    block: BlockRef
+    block: BookBlock
     touched_users: frozenset[str]
     moved_assets: frozenset[str]
     market_changed: bool
@@ -153,7 +153,7 @@ class PositionBook:
         self._market: Market | None = None
         self.journal: OrderedDict[int, BlockJournal] = OrderedDict()
         self._open: BlockJournal | None = None
-        self._open_block: BlockRef | None = None
+        self._open_block: BookBlock | None = None
         self._touched: set[str] = set()
         self._moved: set[str] = set()
         self._sources_changed = False
@@ -260,7 +260,7 @@ class PositionBook:
         return iter(self._users)
 
     # ---- applying a block ------------------------------------------------------------------
-    def begin_block(self, block: BlockRef, *, journal: bool = True) -> None:
+    def begin_block(self, block: BookBlock, *, journal: bool = True) -> None:
         """Start applying ``block`` (which must follow the book's block).
 
         With ``journal`` the block can be rolled back; a backfill far below the tip turns it
@@ -436,14 +436,14 @@ class PositionBook:
             self.block = j.previous_block
         self._market = None
 
-    def recent_blocks(self) -> list[BlockRef]:
+    def recent_blocks(self) -> list[BookBlock]:
         """Journaled blocks, oldest first, ending with the book's block."""
         return [j.block for j in self.journal.values()]
 
     # ---- loading (store) -------------------------------------------------------------------
     def load(
         self,
-        block: BlockRef,
+        block: BookBlock,
         state: MarketState,
         users: Mapping[str, UserRecord],
         journal: Iterable[BlockJournal] = (),
