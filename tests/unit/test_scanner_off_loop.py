@@ -35,20 +35,22 @@ class _HeldBuild:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.loop_ran = threading.Event()
+        self.started = asyncio.Event()
+        loop = asyncio.get_running_loop()
         self.threads: list[int] = []
         self.waited: list[bool] = []
         real = PrefilterIndex.build
 
         def build(book: Any, **kw: Any) -> PrefilterIndex:
             self.threads.append(threading.get_ident())
+            loop.call_soon_threadsafe(self.started.set)
             self.waited.append(self.loop_ran.wait(timeout=10))
             return real(book, **kw)
 
         monkeypatch.setattr(PrefilterIndex, "build", staticmethod(build))
 
     async def heartbeat(self) -> None:
-        while not self.threads:  # the rebuild has not started yet
-            await asyncio.sleep(0.001)
+        await self.started.wait()
         self.loop_ran.set()
 
     def ran_off_loop(self) -> bool:
