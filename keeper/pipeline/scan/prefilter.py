@@ -107,15 +107,16 @@ class PrefilterIndex:
         market = book.market()
         ctx = RowContext(market, self.layout, self.layout.terms(market), self.ref_prices)
         width = self.layout.width
-        out = (np.zeros(width), np.zeros(width), np.zeros(width))
+        c, t, d = out = (np.zeros(width), np.zeros(width), np.zeros(width))
         for user in users:
             row = self.row.get(user)
             if row is None:
                 row = len(self.users)
                 self.users.append(user)
                 self.row[user] = row
-            for part in out:
-                part.fill(0.0)
+            c.fill(0.0)
+            t.fill(0.0)
+            d.fill(0.0)
             self.notes.always.discard(user)
             self.notes.stable_users.discard(user)
             self.collateral_ref[row] = fill_row(book, user, ctx, out, self.notes)
