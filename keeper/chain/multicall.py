@@ -55,7 +55,8 @@ def _word(n: int) -> bytes:
     return n.to_bytes(_WORD, "big")
 
 
-def _address_word(address: str) -> bytes:
+def address_word(address: str) -> bytes:
+    """An address as the 32-byte ABI word (left-padded), checked to be 20 bytes."""
     raw = bytes.fromhex(address[2:] if address.startswith(("0x", "0X")) else address)
     if len(raw) != 20:
         raise ValueError(f"not a 20-byte address: {address!r}")
@@ -72,7 +73,7 @@ def encode_aggregate3(calls: Sequence[Call], *, allow_failure: bool = True) -> b
         heads.append(_word(offset))
         padding = -len(data) % _WORD
         tail = b"".join(
-            (_address_word(target), flag, _TUPLE_DATA_OFFSET, _word(len(data)), data, bytes(padding))
+            (address_word(target), flag, _TUPLE_DATA_OFFSET, _word(len(data)), data, bytes(padding))
         )
         tails.append(tail)
         offset += len(tail)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from keeper.chain.multicall import MULTICALL3, aggregate3
+from keeper.chain.multicall import MULTICALL3, address_word, aggregate3
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import BlockId
 from keeper.domain.account import AccountData
@@ -22,10 +22,7 @@ _ANSWER_BYTES = 6 * 32
 
 def get_user_account_data_calldata(user: str) -> bytes:
     """``Pool.getUserAccountData(user)`` calldata, without an ABI encoder (it is one word)."""
-    raw = bytes.fromhex(user.removeprefix("0x"))
-    if len(raw) != 20:
-        raise ValueError(f"not a 20-byte address: {user!r}")
-    return GET_USER_ACCOUNT_DATA_SELECTOR + bytes(12) + raw
+    return GET_USER_ACCOUNT_DATA_SELECTOR + address_word(user)
 
 
 def decode_account_data(data: bytes) -> AccountData:

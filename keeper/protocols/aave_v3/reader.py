@@ -22,7 +22,7 @@ from typing import Any
 from eth_abi.exceptions import DecodingError
 
 from keeper.chain.abi import Function, hexstr_to_bytes
-from keeper.chain.multicall import MulticallError, aggregate3_call
+from keeper.chain.multicall import MULTICALL3, MulticallError, aggregate3_call
 from keeper.chain.multicall import decode_aggregate3 as decode_aggregate3_results
 from keeper.chain.rpc import JsonParams, JsonRpc
 from keeper.chain.types import BlockId
@@ -44,11 +44,11 @@ class AaveV3Contracts:
     oracle: str
     pool_configurator: str
     addresses_provider: str
-    multicall3: str = abis.MULTICALL3
+    multicall3: str = MULTICALL3
 
     @classmethod
     async def resolve(
-        cls, rpc: JsonRpc, addresses_provider: str, multicall3: str = abis.MULTICALL3
+        cls, rpc: JsonRpc, addresses_provider: str, multicall3: str = MULTICALL3
     ) -> AaveV3Contracts:
         """Look the Pool, oracle and configurator up on the addresses provider (one batch)."""
         provider = addresses_provider.lower()
