@@ -32,10 +32,11 @@ from keeper.domain.account import EModeCategory, ReserveState, UserReserve
 from keeper.domain.reserve_config import ReserveConfiguration
 from keeper.domain.wadray import RAY
 from keeper.obs.logging import configure_logging
-from keeper.pipeline.scanner import HealthScanner, read_account_data
+from keeper.pipeline.scan import HealthScanner
 from keeper.pipeline.sync import BookSync, SyncConfig, decode_logs
 from keeper.protocols.aave_v3 import events as ev
-from keeper.protocols.aave_v3.book import BlockRef, MarketState, PositionBook, UserRecord
+from keeper.protocols.aave_v3.account_data import read_account_data
+from keeper.protocols.aave_v3.book import BookBlock, MarketState, PositionBook, UserRecord
 from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketRead
 
 Row = tuple[str, str, str]
@@ -108,7 +109,7 @@ def synthetic_book(n: int, seed: int = 1) -> PositionBook:
             positions[assets[r]] = UserReserve(int(a * unit[r]), int(v * unit[r]))
         users[f"0x{i:040x}"] = UserRecord(frozenset(assets[r] for r in cs), e, positions)
     book = PositionBook()
-    book.load(BlockRef(1, "0x01", "0x00", timestamp), MarketState(read=read), users)
+    book.load(BookBlock(1, "0x01", "0x00", timestamp), MarketState(read=read), users)
     return book
 
 
@@ -118,7 +119,7 @@ def move_price(book: PositionBook, asset: str, factor: float) -> None:
     assert read is not None
     prices = {**read.prices, asset: int(read.prices[asset] * factor)}
     b = book.block
-    book.begin_block(BlockRef(b.number + 1, hex(b.number + 1), b.hash, b.timestamp),
+    book.begin_block(BookBlock(b.number + 1, hex(b.number + 1), b.hash, b.timestamp),
                      journal=False)
     book.set_market(replace(read, prices=prices), book.state.hints)
     book.end_block()

@@ -28,7 +28,7 @@ from keeper.exec.guards import CircuitBreaker
 from keeper.exec.sender import Status
 from keeper.obs.logging import get_logger
 from keeper.obs.server import ObsServer, Readiness
-from keeper.pipeline.scanner import Candidate, HealthScanner
+from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 from keeper.pipeline.sync import SyncError
 from keeper.protocols.aave_v3.book import BlockUpdate, PositionBook
 
@@ -87,10 +87,10 @@ class _Candidates:
 
     def __init__(self) -> None:
         self.block = -1
-        self.items: tuple[Candidate, ...] = ()
+        self.items: tuple[LiquidatableAccount, ...] = ()
         self._changed = asyncio.Event()
 
-    def put(self, block: int, items: list[Candidate]) -> None:
+    def put(self, block: int, items: list[LiquidatableAccount]) -> None:
         self.block = block
         self.items = tuple(items)
         self._changed.set()
@@ -356,17 +356,15 @@ class Daemon:
                     rebuild: bool) -> HealthScanner:
         book = self.keeper.sync.book
         if scanner is None or rebuild:
-            # A build takes seconds at a million accounts: do it in a thread, from a snapshot
-            # (the sync goes on applying blocks meanwhile, and a thread reading the live book
-            # mid-block would mix two blocks). Then follow the live book: the blocks applied
-            # during the build are queued and re-set their accounts on the next pass.
+            # A build takes seconds at a million accounts: create() does it in a thread, from
+            # a snapshot, then follows the live book: the blocks applied during the build are
+            # queued and re-set their accounts on the next pass (so do sync_off_loop's).
             # The mismatch count is cumulative across rebuilds (it feeds a counter).
             carried = scanner.stats.mismatches if scanner is not None else 0
             self._mismatches_seen = carried
-            scanner = await asyncio.to_thread(HealthScanner, book.snapshot())
-            scanner.book = book
+            scanner = await HealthScanner.create(book)
             scanner.stats.mismatches = carried
-        scanner.sync(touched)
+        await scanner.sync_off_loop(touched)
         touched.clear()
         block = book.block_number  # the scan reads the book before its first await
         found = await self.keeper.candidates(scanner)
@@ -410,7 +408,7 @@ class Daemon:
         attempt = self.attempts.get(user)
         return attempt is None or block >= attempt.retry_at
 
-    async def _liquidate(self, candidate: Candidate, block: int) -> None:
+    async def _liquidate(self, candidate: LiquidatableAccount, block: int) -> None:
         user = candidate.user
         self.in_flight = user
         try:

@@ -34,7 +34,7 @@ from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.obs.server import Readiness
 from keeper.pipeline.planner import PlannerConfig
-from keeper.pipeline.scanner import Candidate, HealthScanner
+from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 from keeper.pipeline.store import BookStore
 from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
@@ -115,7 +115,7 @@ class Keeper:
     def symbol(self, asset: str) -> str:
         return self.symbols.get(asset, asset[:10])
 
-    async def candidates(self, scanner: HealthScanner) -> list[Candidate]:
+    async def candidates(self, scanner: HealthScanner) -> list[LiquidatableAccount]:
         """Liquidatable accounts, confirmed on chain, best first."""
         found = await scanner.scan(self.rpc, self.contracts.pool,
                                    chunk=self.cfg.scanner.confirm_batch_size,
@@ -123,7 +123,7 @@ class Keeper:
         self.metrics.liquidatable.set(len(found))
         return [c for c in found if c.confirmed_on_chain]
 
-    async def liquidate(self, candidate: Candidate) -> Execution:
+    async def liquidate(self, candidate: LiquidatableAccount) -> Execution:
         assert self.executor is not None
         book = self.sync.book
         return await self.executor.handle(candidate.user, book.account(candidate.user),

@@ -14,13 +14,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import structlog
 from eth_utils import keccak
 
-from keeper.chain.rpc import JsonRpc
+from keeper.chain.rpc import JsonParams, JsonRpc
+from keeper.chain.types import BlockId, block_param
 from keeper.errors import KeeperError, RpcResponseError
+from keeper.obs.logging import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MULTICALL3 = "0xca11bde05977b3631167028862be2a173976ca11"
 """The address Multicall3 has on every EVM chain (and on our devnet)."""
@@ -54,7 +55,8 @@ def _word(n: int) -> bytes:
     return n.to_bytes(_WORD, "big")
 
 
-def _address_word(address: str) -> bytes:
+def address_word(address: str) -> bytes:
+    """An address as the 32-byte ABI word (left-padded), checked to be 20 bytes."""
     raw = bytes.fromhex(address[2:] if address.startswith(("0x", "0X")) else address)
     if len(raw) != 20:
         raise ValueError(f"not a 20-byte address: {address!r}")
@@ -71,7 +73,7 @@ def encode_aggregate3(calls: Sequence[Call], *, allow_failure: bool = True) -> b
         heads.append(_word(offset))
         padding = -len(data) % _WORD
         tail = b"".join(
-            (_address_word(target), flag, _TUPLE_DATA_OFFSET, _word(len(data)), data, bytes(padding))
+            (address_word(target), flag, _TUPLE_DATA_OFFSET, _word(len(data)), data, bytes(padding))
         )
         tails.append(tail)
         offset += len(tail)
@@ -122,9 +124,13 @@ def _out_of_gas(error: Exception) -> bool:
     return isinstance(error, RpcResponseError) and "gas" in error.rpc_message.lower()
 
 
-def block_param(block: int | str) -> str:
-    """A JSON-RPC block parameter: a tag such as ``"latest"`` or a number."""
-    return hex(block) if isinstance(block, int) else block
+def aggregate3_call(
+    address: str, calls: Sequence[Call], block: BlockId, *, allow_failure: bool = True
+) -> tuple[str, JsonParams]:
+    """The ``eth_call`` (method, params) of one ``aggregate3(calls)`` at ``block``, for callers
+    that put it in a JSON-RPC batch of their own."""
+    data = "0x" + encode_aggregate3(calls, allow_failure=allow_failure).hex()
+    return "eth_call", [{"to": address, "data": data}, block_param(block)]
 
 
 async def aggregate3(
@@ -132,7 +138,7 @@ async def aggregate3(
     calls: Sequence[Call],
     *,
     allow_failure: bool = True,
-    block: int | str = "latest",
+    block: BlockId = "latest",
     chunk: int = 500,
     address: str = MULTICALL3,
     timeout: float | None = None,
@@ -147,19 +153,15 @@ async def aggregate3(
         raise ValueError(f"chunk must be positive, got {chunk}")
     if not calls:
         return []
-    tag = block_param(block)
     chunks = [calls[i : i + chunk] for i in range(0, len(calls), chunk)]
-    payloads = [
-        {"to": address, "data": "0x" + encode_aggregate3(c, allow_failure=allow_failure).hex()}
-        for c in chunks
-    ]
+    requests = [aggregate3_call(address, c, block, allow_failure=allow_failure) for c in chunks]
     answers: list[Any] = [None] * len(chunks)
     limit = asyncio.Semaphore(MAX_CONCURRENT_BATCHES)
 
     async def send(group: list[int]) -> None:
         async with limit:
             got = await rpc.batch(
-                [("eth_call", [payloads[i], tag]) for i in group],
+                [requests[i] for i in group],
                 timeout=timeout,
                 return_exceptions=True,
             )

@@ -25,6 +25,20 @@ def hex_to_int(value: object, field: str = "value") -> int:
     raise RpcError(f"malformed quantity for {field}: {value!r}")
 
 
+BlockId = int | str
+"""A block to read at: a number, a ``0x`` block hash (reorg-safe), or a tag such as "latest"."""
+
+
+def block_param(block: BlockId) -> str | dict[str, str]:
+    """The JSON-RPC block parameter for ``block``: an EIP-1898 object for a hash, so that a
+    read of a block that was reorged out fails instead of answering for another block."""
+    if isinstance(block, int):
+        return hex(block)
+    if block.startswith("0x") and len(block) == 66:
+        return {"blockHash": block}
+    return block
+
+
 def _hex(value: object, field: str) -> str:
     if isinstance(value, str) and value.startswith("0x"):
         return value.lower()

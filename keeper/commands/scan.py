@@ -25,7 +25,7 @@ from keeper.domain.account import AccountData
 from keeper.domain.wadray import UINT256_MAX, WAD
 from keeper.errors import ConfigError
 from keeper.obs.logging import configure_logging, get_logger
-from keeper.pipeline.scanner import Candidate, HealthScanner
+from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 from keeper.pipeline.store import BookStore, StoreError
 from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.book import PositionBook
@@ -88,7 +88,7 @@ class Report:
     block: int
     accounts: int  # accounts in the book
     rows: list[tuple[str, AccountData]]  # accounts with debt, lowest HF first (exact, book)
-    liquidatable: list[Candidate]  # ranked, confirmed on chain
+    liquidatable: list[LiquidatableAccount]  # ranked, confirmed on chain
     prefiltered: int
     mismatches: int
     resumed_from: int | None = None  # the checkpoint's block, when the sync started from one

@@ -32,7 +32,7 @@ from keeper.domain.reserve_config import (
 from keeper.errors import KeeperError
 from keeper.protocols.aave_v3.book import (
     BlockJournal,
-    BlockRef,
+    BookBlock,
     MarketState,
     PositionBook,
     UserRecord,
@@ -47,12 +47,12 @@ class StoreError(KeeperError, RuntimeError):
 
 
 # ---- JSON forms of the book's types ------------------------------------------------------------
-def _block_json(b: BlockRef) -> list[Any]:
+def _block_json(b: BookBlock) -> list[Any]:
     return [b.number, b.hash, b.parent_hash, b.timestamp]
 
 
-def _block(d: list[Any]) -> BlockRef:
-    return BlockRef(int(d[0]), str(d[1]), str(d[2]), int(d[3]))
+def _block(d: list[Any]) -> BookBlock:
+    return BookBlock(int(d[0]), str(d[1]), str(d[2]), int(d[3]))
 
 
 def _user_json(rec: UserRecord) -> dict[str, Any]:
@@ -156,7 +156,7 @@ def _journal(text: str) -> BlockJournal:
 class Checkpoint:
     """What one checkpoint writes, taken from the book on the event loop."""
 
-    block: BlockRef
+    block: BookBlock
     state: str
     upserts: tuple[tuple[str, str], ...]
     deletes: tuple[str, ...]
@@ -168,7 +168,7 @@ class Checkpoint:
 class Loaded:
     """A checkpoint read back: enough to ``PositionBook.load``."""
 
-    block: BlockRef
+    block: BookBlock
     state: MarketState
     users: dict[str, UserRecord]
     journal: list[BlockJournal]

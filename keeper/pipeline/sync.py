@@ -43,8 +43,8 @@ from keeper.obs.progress import BackfillProgress
 from keeper.pipeline.store import BookStore
 from keeper.protocols.aave_v3 import events as ev
 from keeper.protocols.aave_v3.book import (
-    BlockRef,
     BlockUpdate,
+    BookBlock,
     BookRollbackError,
     MarketState,
     PositionBook,
@@ -80,11 +80,11 @@ class SyncConfig:
     progress: bool = True
 
 
-def head_ref(head: Head) -> BlockRef:
-    return BlockRef(head.number, head.hash, head.parent_hash, head.timestamp)
+def head_ref(head: Head) -> BookBlock:
+    return BookBlock(head.number, head.hash, head.parent_hash, head.timestamp)
 
 
-def ref_head(ref: BlockRef) -> Head:
+def ref_head(ref: BookBlock) -> Head:
     return Head(ref.number, ref.hash, ref.parent_hash, ref.timestamp, None)
 
 
@@ -211,7 +211,7 @@ class BookSync:
 
     async def reindex(self, *, prepare: bool = True) -> None:
         """Throw the book away and rebuild it from ``start_block``."""
-        self.book.load(BlockRef(-1, "", "", 0), MarketState(), {}, ())
+        self.book.load(BookBlock(-1, "", "", 0), MarketState(), {}, ())
         if self.store is not None:
             await self.store.clear()
         self._prepared = False
@@ -302,7 +302,7 @@ class BookSync:
             if n <= self.book.block_number:
                 continue
             # Far below the tip, never rolled back: the hash is not needed.
-            ref = BlockRef(n, "", "", stamps.get(n, 0))
+            ref = BookBlock(n, "", "", stamps.get(n, 0))
             self.book.begin_block(ref, journal=False)
             self.book.apply_all(es)
             self.book.end_block()

@@ -28,9 +28,10 @@ from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.domain.account import EModeCategory, Market, ReserveState, UserAccount, UserReserve
 from keeper.domain.reserve_config import UserConfiguration, decode_reserve_configuration
 from keeper.domain.wadray import WAD
-from keeper.pipeline.scanner import HealthScanner, read_account_data
+from keeper.pipeline.scan import HealthScanner
 from keeper.pipeline.store import BookStore
 from keeper.pipeline.sync import BookSync, SyncConfig
+from keeper.protocols.aave_v3.account_data import read_account_data
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
 
 pytestmark = pytest.mark.integration

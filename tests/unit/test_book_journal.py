@@ -8,7 +8,7 @@ from keeper.domain.account import ReserveState
 from keeper.domain.reserve_config import ReserveConfiguration
 from keeper.domain.wadray import RAY, percent_mul, wad_div
 from keeper.protocols.aave_v3 import events as ev
-from keeper.protocols.aave_v3.book import BlockRef, BookRollbackError, PositionBook
+from keeper.protocols.aave_v3.book import BookBlock, BookRollbackError, PositionBook
 from keeper.protocols.aave_v3.reader import MarketHints, MarketRead, ReserveTokens
 
 ASSET = "0x" + "a0" * 20
@@ -24,8 +24,8 @@ def _read(price: int) -> MarketRead:
                       {ASSET: "0x" + "b0" * 20})
 
 
-def _block(n: int) -> BlockRef:
-    return BlockRef(n, f"0x{n:064x}", f"0x{n - 1:064x}", 1_000 + n)
+def _block(n: int) -> BookBlock:
+    return BookBlock(n, f"0x{n:064x}", f"0x{n - 1:064x}", 1_000 + n)
 
 
 def _apply(book: PositionBook, n: int, events: list[ev.AaveEvent], price: int) -> None:

@@ -40,16 +40,14 @@ from keeper.domain.interest import SECONDS_PER_YEAR
 from keeper.domain.reserve_config import UserConfiguration
 from keeper.domain.wadray import RAY, WAD
 from keeper.errors import RpcResponseError
-from keeper.pipeline.scanner import (
+from keeper.pipeline.scan import BookView, HealthScanner, LiquidatableAccount, rank
+from keeper.pipeline.scan.rows import RowContext, RowNotes, build_rows, fill_row
+from keeper.protocols.aave_v3.account_data import (
     GET_USER_ACCOUNT_DATA_SELECTOR,
-    BookView,
-    Candidate,
-    HealthScanner,
     decode_account_data,
     get_user_account_data_calldata,
-    rank,
 )
-from keeper.protocols.aave_v3.book import BlockRef, MarketState, PositionBook, UserRecord
+from keeper.protocols.aave_v3.book import BookBlock, MarketState, PositionBook, UserRecord
 from keeper.protocols.aave_v3.reader import MarketRead
 from tests.unit.test_account import EMODES, ETH_SOURCE, PRICES, RESERVES, T0, usd
 
@@ -288,24 +286,27 @@ def _odd_accounts(market: Market) -> dict[str, UserAccount]:
     }
 
 
+def _context(scanner: HealthScanner) -> RowContext:
+    index = scanner.index
+    return RowContext.of(scanner.book.market(), index.layout, index.ref_prices)
+
+
 def _row_by_row(scanner: HealthScanner, users: Sequence[str]) -> tuple[Any, ...]:
-    """What ``_fill_row`` writes for each user in turn (the path ``touch`` takes)."""
-    market = scanner.book.market()
-    terms = scanner._terms(market)
-    width = scanner._layout.width
+    """What ``fill_row`` writes for each user in turn (the path ``touch`` takes)."""
+    ctx = _context(scanner)
+    width = ctx.layout.width
     c, t, d = (np.zeros((width, len(users))) for _ in range(3))
     ref = np.empty(len(users))
-    scanner._always, scanner._stable_users, scanner._max_stable_rate = set(), set(), 0
+    notes = RowNotes()
     for i, user in enumerate(users):
-        ref[i] = scanner._fill_row(user, market, terms, c[:, i], t[:, i], d[:, i])
-    return c, c * t, d, ref, scanner._always, scanner._stable_users, scanner._max_stable_rate
+        ref[i] = fill_row(scanner.book, user, ctx, (c[:, i], t[:, i], d[:, i]), notes)
+    return c, c * t, d, ref, notes.always, notes.stable_users, notes.max_stable_rate
 
 
 def _vectorised(scanner: HealthScanner, users: Sequence[str]) -> tuple[Any, ...]:
-    market = scanner.book.market()
-    rows = scanner._build_rows(users, market, scanner._terms(market), len(users))
+    rows = build_rows(scanner.book, users, _context(scanner), len(users))
     return (rows.collateral, rows.collateral * rows.thresholds, rows.debt, rows.collateral_ref,
-            rows.always, rows.stable_users, rows.max_stable_rate)
+            rows.notes.always, rows.notes.stable_users, rows.notes.max_stable_rate)
 
 
 def _position_book(book: DictBook) -> PositionBook:
@@ -328,7 +329,7 @@ def _position_book(book: DictBook) -> PositionBook:
         for user, a in book.accounts.items()
     }
     out = PositionBook()
-    out.load(BlockRef(book.block_number, "0x01", "0x00", m.timestamp), MarketState(read=read),
+    out.load(BookBlock(book.block_number, "0x01", "0x00", m.timestamp), MarketState(read=read),
              records)
     return out
 
@@ -378,11 +379,11 @@ def test_a_position_book_builds_from_its_records_the_same_rows(source_price: int
     order = np.array([row[u] for u in from_records.users])
     assert np.array_equal(from_records.prefilter.health_factors[: from_records.size],
                           from_accounts.prefilter.health_factors[order])
-    assert np.array_equal(from_records._collateral_ref[: from_records.size],
-                          from_accounts._collateral_ref[order])
-    assert from_records._always == from_accounts._always == {user_address(-2)}
-    assert from_records._stable_users == from_accounts._stable_users
-    assert from_records._max_stable_rate == from_accounts._max_stable_rate
+    assert np.array_equal(from_records.index.collateral_ref[: from_records.size],
+                          from_accounts.index.collateral_ref[order])
+    assert from_records.index.notes.always == from_accounts.index.notes.always == {user_address(-2)}
+    assert from_records.index.notes.stable_users == from_accounts.index.notes.stable_users
+    assert from_records.index.notes.max_stable_rate == from_accounts.index.notes.max_stable_rate
     # And each row the records built is the row _fill_row (on PositionBook.account) writes.
     users = list(from_records.users)
     for got, want in zip(_vectorised(from_records, users), _row_by_row(from_records, users),
@@ -472,8 +473,8 @@ def test_a_threshold_change_re_sets_the_reserves_holders() -> None:
 
 # ---- ranking -------------------------------------------------------------------------------
 def test_rank_by_repayable_debt_then_health_factor() -> None:
-    def cand(user: str, hf: float, coll: int, debt: int) -> Candidate:
-        return Candidate(user, int(hf * WAD), coll, debt, True, 1)
+    def cand(user: str, hf: float, coll: int, debt: int) -> LiquidatableAccount:
+        return LiquidatableAccount(user, int(hf * WAD), coll, debt, True, 1)
 
     big_healthy = cand("0xa", 0.99, 10**14, 10**14)  # close factor 50%: repays 5e13
     small_deep = cand("0xb", 0.5, 6 * 10**13, 6 * 10**13)  # 100%: 6e13

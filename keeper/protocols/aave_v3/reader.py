@@ -22,28 +22,18 @@ from typing import Any
 from eth_abi.exceptions import DecodingError
 
 from keeper.chain.abi import Function, hexstr_to_bytes
+from keeper.chain.multicall import MULTICALL3, MulticallError, aggregate3_call
+from keeper.chain.multicall import decode_aggregate3 as decode_aggregate3_results
 from keeper.chain.rpc import JsonParams, JsonRpc
+from keeper.chain.types import BlockId
 from keeper.domain.account import ZERO_ADDRESS, EModeCategory, ReserveState, UserReserve
 from keeper.domain.reserve_config import UserConfiguration, decode_reserve_configuration
 from keeper.errors import KeeperError
 from keeper.protocols.aave_v3 import abis
 
-BlockRef = str | int
-"""A block to read at: a number, a ``0x`` block hash (reorg-safe), or a tag such as "latest"."""
-
 
 class ReadError(KeeperError, RuntimeError):
     """A market read failed as a whole (Multicall3 reverted, or its answer is malformed)."""
-
-
-def block_param(block: BlockRef) -> Any:
-    """The JSON-RPC block parameter for ``block``: an EIP-1898 object for a hash, so that a
-    read of a block that was reorged out fails instead of answering for another block."""
-    if isinstance(block, int):
-        return hex(block)
-    if block.startswith("0x") and len(block) == 66:
-        return {"blockHash": block}
-    return block
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +44,11 @@ class AaveV3Contracts:
     oracle: str
     pool_configurator: str
     addresses_provider: str
-    multicall3: str = abis.MULTICALL3
+    multicall3: str = MULTICALL3
 
     @classmethod
     async def resolve(
-        cls, rpc: JsonRpc, addresses_provider: str, multicall3: str = abis.MULTICALL3
+        cls, rpc: JsonRpc, addresses_provider: str, multicall3: str = MULTICALL3
     ) -> AaveV3Contracts:
         """Look the Pool, oracle and configurator up on the addresses provider (one batch)."""
         provider = addresses_provider.lower()
@@ -159,7 +149,7 @@ class MarketReader:
         calls += [(c.oracle, self._price, (s,)) for s in sorted(hints.emode_sources)]
         return calls
 
-    def request(self, hints: MarketHints, block: BlockRef) -> tuple[str, JsonParams]:
+    def request(self, hints: MarketHints, block: BlockId) -> tuple[str, JsonParams]:
         """The ``eth_call`` (method, params) reading the market with ``hints`` at ``block``."""
         return aggregate3_request(self.contracts.multicall3, self._calls(hints), block)
 
@@ -227,7 +217,7 @@ class MarketReader:
         )
 
     async def read(
-        self, rpc: JsonRpc, block: BlockRef, hints: MarketHints = MarketHints()
+        self, rpc: JsonRpc, block: BlockId, hints: MarketHints = MarketHints()
     ) -> tuple[MarketRead, MarketHints]:
         """Read the market at ``block``; returns it and the hints that read it completely.
 
@@ -243,7 +233,7 @@ class MarketReader:
         raise ReadError("the market kept changing shape between reads")
 
     async def resolve_aggregators(
-        self, rpc: JsonRpc, sources: Iterable[str], block: BlockRef
+        self, rpc: JsonRpc, sources: Iterable[str], block: BlockId
     ) -> dict[str, str]:
         """The contract that emits ``AnswerUpdated`` behind each oracle source.
 
@@ -281,7 +271,7 @@ class MarketReader:
         rpc: JsonRpc,
         users: Sequence[str],
         tokens: Mapping[str, ReserveTokens],
-        block: BlockRef,
+        block: BlockId,
         *,
         chunk: int = 400,
     ) -> dict[str, UserSnapshot]:
@@ -341,20 +331,22 @@ class UserSnapshot:
 
 
 def aggregate3_request(
-    multicall3: str, calls: Sequence[_Call], block: BlockRef
+    multicall3: str, calls: Sequence[_Call], block: BlockId
 ) -> tuple[str, JsonParams]:
     """``eth_call`` of Multicall3 ``aggregate3`` with ``allowFailure`` on every call: one
     failing read (a broken feed) must not hide the others."""
-    encoded = [(to, True, fn.encode(*args)) for to, fn, args in calls]
-    data = abis.AGGREGATE3.encode_hex(encoded)
-    return "eth_call", [{"to": multicall3, "data": data}, block_param(block)]
+    encoded = [(to, fn.encode(*args)) for to, fn, args in calls]
+    return aggregate3_call(multicall3, encoded, block, allow_failure=True)
 
 
 def decode_aggregate3(calls: Sequence[_Call], raw: Any) -> list[tuple[Any, ...] | None]:
     """Each call's decoded output, or None where it failed (or answered garbage)."""
     if not isinstance(raw, str):
         raise ReadError(f"aggregate3: unexpected answer {raw!r:.80}")
-    (rows,) = abis.AGGREGATE3.decode_output(hexstr_to_bytes(raw))
+    try:
+        rows = decode_aggregate3_results(hexstr_to_bytes(raw))
+    except (MulticallError, ValueError) as exc:
+        raise ReadError(f"aggregate3: malformed answer: {exc}") from exc
     if len(rows) != len(calls):
         raise ReadError(f"aggregate3: {len(rows)} results for {len(calls)} calls")
     out: list[tuple[Any, ...] | None] = []
@@ -363,7 +355,7 @@ def decode_aggregate3(calls: Sequence[_Call], raw: Any) -> list[tuple[Any, ...] 
             out.append(None)
             continue
         try:
-            out.append(fn.decode_output(bytes(data)))
+            out.append(fn.decode_output(data))
         except DecodingError:  # short or odd data (a call to a non-contract): treat as failed
             out.append(None)
     return out
