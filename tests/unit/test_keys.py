@@ -12,8 +12,9 @@ import pytest
 from eth_account import Account
 
 from keeper.app.config import load_config
+from keeper.app.exec_settings import load_signer, signer_from_config
 from keeper.errors import ConfigError
-from keeper.exec.keys import Signer, load_signer, signer_from_config
+from keeper.exec.keys import Signer
 
 KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 ADDRESS = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
