@@ -138,3 +138,19 @@ def test_sign_text_is_eip191() -> None:
                                      .secrets.private_key or pytest.fail("no key"), 31337)
     sig = signer.sign_text("0xabc")
     assert Account.recover_message(encode_defunct(text="0xabc"), signature=sig).lower() == ADDRESS
+
+
+def test_key_source_names_its_pieces_without_a_config(keystore: Path) -> None:
+    from pydantic import SecretStr
+
+    from keeper.exec.keys import KeySource, open_signer
+
+    raw = KeySource(chain_id=5, private_key=SecretStr(KEY), devnet_chain_ids=frozenset({5}))
+    assert open_signer(raw).address == ADDRESS
+    with pytest.raises(ConfigError, match=r"only on a devnet \(chain id 5\)"):
+        open_signer(KeySource(chain_id=1, private_key=SecretStr(KEY),
+                              devnet_chain_ids=frozenset({5})))
+    both = KeySource(chain_id=1, keystore=keystore, keystore_password=SecretStr(PASSWORD),
+                     private_key=SecretStr("0x" + "11" * 32))
+    assert open_signer(both).address == ADDRESS
+    assert_no_key(repr(raw) + repr(both))
