@@ -3,10 +3,10 @@
 Production keys come from an encrypted keystore (``account.keystore`` in the config, password in
 ``KEEPER_KEYSTORE_PASSWORD`` or the file named by ``KEEPER_KEYSTORE_PASSWORD_FILE``). A raw key in
 ``KEEPER_PRIVATE_KEY`` is accepted only on a devnet (chain id 31337), where keys are public
-anyway. ``KeySource`` names those pieces explicitly; ``keeper.app.exec_settings`` fills it from
-the config, so this module knows nothing of the config. ``Signer``'s repr shows the address only, it refuses to be pickled or copied, and every
-error raised here is built outside the ``except`` block that saw the secret, so no traceback
-chain carries it.
+anyway. ``KeySource`` names those pieces explicitly (``keeper.app.exec_settings`` fills it from
+the config: this module never reads the config). ``Signer``'s repr shows the address only, it
+refuses to be pickled or copied, and every error raised here is built outside the ``except``
+block that saw the secret, so no traceback chain carries it.
 
 Signing uses eth-account, whose eth-keys backend is coincurve (libsecp256k1) when that is
 importable: ≈ 7× faster than the pure-Python backend. ``Signer.fast_path`` says which is in use.
