@@ -25,7 +25,7 @@ from keeper.chain.ws import WsRpc
 from keeper.errors import ConfigError, KeeperError, RpcError
 from keeper.exec.backrun import Backrunner, OracleUpdate, PendingOracleWatcher
 from keeper.exec.guards import CircuitBreaker
-from keeper.exec.sender import Status
+from keeper.exec.tx import Status
 from keeper.obs.logging import get_logger
 from keeper.obs.server import ObsServer, Readiness
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount

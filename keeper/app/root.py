@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from keeper.app.config import KeeperConfig
+from keeper.app.exec_settings import load_signer, sender_settings
 from keeper.chain.pool import RpcPool
 from keeper.chain.rpc import JsonRpc, public_url
 from keeper.chain.ws import WsRpc
@@ -27,9 +28,8 @@ from keeper.domain.liquidation import AaveRules
 from keeper.errors import ConfigError, RpcError
 from keeper.exec.executor import Execution, LiquidationExecutor, Venue
 from keeper.exec.guards import Guards
-from keeper.exec.keys import load_signer
 from keeper.exec.relay import RelayClient, RelaySubmitter
-from keeper.exec.sender import Sender, SenderSettings
+from keeper.exec.sender import Sender
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.obs.server import Readiness
@@ -202,7 +202,7 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
     if ex.private_relay_url is not None and signer is not None:
         submitter = RelaySubmitter(RelayClient(ex.private_relay_url, signer),
                                    blocks_ahead=ex.relay_blocks_ahead)
-    settings = SenderSettings.from_config(cfg, dry_run=dry_run)
+    settings = sender_settings(cfg, dry_run=dry_run)
     sender = Sender(rpc, signer, policy, guards, settings, metrics=metrics, submitter=submitter,
                     address=owner)
     a_tokens = await _a_tokens(rpc, contracts)

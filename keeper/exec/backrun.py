@@ -32,7 +32,7 @@ from keeper.domain.fees import Fees
 from keeper.domain.wadray import WAD
 from keeper.errors import RpcResponseError
 from keeper.exec.executor import LiquidationExecutor, Prepared
-from keeper.exec.sender import PendingTx
+from keeper.exec.tx import PendingTx
 from keeper.obs.logging import get_logger
 from keeper.pipeline.planner import Rejection
 from keeper.protocols.aave_v3.book import PositionBook

@@ -19,7 +19,8 @@ from keeper.domain.account import Market, UserAccount
 from keeper.domain.fees import FeePolicy
 from keeper.domain.quote import UniswapV2Quoter, load_pair_reserves, needed_pairs
 from keeper.errors import ExecutionReverted, RpcError, RpcResponseError
-from keeper.exec.sender import Outcome, Sender, Status, TxRequest
+from keeper.exec.sender import Sender
+from keeper.exec.tx import Status, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.pipeline.planner import (
@@ -60,7 +61,7 @@ class Execution:
     user: str
     plan: Plan | None = None
     rejection: Rejection | None = None
-    outcome: Outcome | None = None
+    outcome: TxOutcome | None = None
     predicted_gas: int | None = None
     predicted_net_usd: int | None = None  # gross profit less predicted gas × price paid
     realised_profit: int | None = None  # debt-asset units: the owner's balance change
@@ -261,7 +262,7 @@ class LiquidationExecutor:
                 return int(trace["gasUsed"], 16), True
         return plan.gas_estimate, False
 
-    async def _account_for(self, user: str, plan: Plan, outcome: Outcome, predicted_gas: int,
+    async def _account_for(self, user: str, plan: Plan, outcome: TxOutcome, predicted_gas: int,
                            market: Market) -> Execution:
         assert outcome.block_number is not None
         block = outcome.block_number

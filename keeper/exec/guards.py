@@ -105,9 +105,10 @@ class KillSwitch:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a guard refused: ``code`` is a short metric label, ``message`` the detail."""
+    """Why a guard (or the fee admission) refused: ``code`` is a short metric label,
+    ``message`` the detail."""
 
-    code: str  # "kill_switch" | "circuit_breaker" | "gas_budget"
+    code: str  # "kill_switch" | "circuit_breaker" | "gas_budget"; admission: "fee_cap" ...
     message: str
 
     def __str__(self) -> str:

@@ -3,9 +3,10 @@
 Production keys come from an encrypted keystore (``account.keystore`` in the config, password in
 ``KEEPER_KEYSTORE_PASSWORD`` or the file named by ``KEEPER_KEYSTORE_PASSWORD_FILE``). A raw key in
 ``KEEPER_PRIVATE_KEY`` is accepted only on a devnet (chain id 31337), where keys are public
-anyway. ``Signer``'s repr shows the address only, it refuses to be pickled or copied, and every
-error raised here is built outside the ``except`` block that saw the secret, so no traceback
-chain carries it.
+anyway. ``KeySource`` names those pieces explicitly (``keeper.app.exec_settings`` fills it from
+the config: this module never reads the config). ``Signer``'s repr shows the address only, it
+refuses to be pickled or copied, and every error raised here is built outside the ``except``
+block that saw the secret, so no traceback chain carries it.
 
 Signing uses eth-account, whose eth-keys backend is coincurve (libsecp256k1) when that is
 importable: ≈ 7× faster than the pure-Python backend. ``Signer.fast_path`` says which is in use.
@@ -23,7 +24,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from pydantic import SecretStr
 
-from keeper.app.config import KeeperConfig
+from keeper.domain.fees import Fees
 from keeper.errors import ConfigError
 
 DEVNET_CHAIN_IDS = frozenset({31337})
@@ -76,6 +77,21 @@ class Signer:
         signed = self._account.sign_transaction(tx)
         return SignedTx(raw=bytes(signed.raw_transaction), tx_hash="0x" + bytes(signed.hash).hex())
 
+    def sign_eip1559(self, chain_id: int, nonce: int, to: str, data: bytes, value: int,
+                     gas_limit: int, fees: Fees) -> SignedTx:
+        """Sign a type-2 transaction to ``to`` (0x-hex address) with these fees."""
+        return self.sign_transaction({
+            "type": 2,
+            "chainId": chain_id,
+            "nonce": nonce,
+            "to": bytes.fromhex(to[2:]),
+            "value": value,
+            "data": data,
+            "gas": gas_limit,
+            "maxFeePerGas": fees.max_fee_per_gas,
+            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+        })
+
     def sign_text(self, text: str) -> str:
         """EIP-191 ``personal_sign`` of the UTF-8 ``text``; 0x-prefixed 65-byte signature."""
         signed = self._account.sign_message(encode_defunct(text=text))
@@ -83,11 +99,13 @@ class Signer:
 
     # ---- construction ----------------------------------------------------------------
     @classmethod
-    def from_private_key(cls, key: SecretStr, chain_id: int) -> Signer:
+    def from_private_key(cls, key: SecretStr, chain_id: int,
+                         devnet_chain_ids: frozenset[int] = DEVNET_CHAIN_IDS) -> Signer:
         """A raw key, for devnets only (``ConfigError`` on any other chain)."""
-        if chain_id not in DEVNET_CHAIN_IDS:
+        if chain_id not in devnet_chain_ids:
+            devnets = ", ".join(str(c) for c in sorted(devnet_chain_ids))
             raise ConfigError(
-                f"KEEPER_PRIVATE_KEY is accepted only on a devnet (chain id 31337), not on chain "
+                f"KEEPER_PRIVATE_KEY is accepted only on a devnet (chain id {devnets}), not on chain "
                 f"{chain_id}: use an encrypted keystore (account.keystore + KEEPER_KEYSTORE_PASSWORD)"
             )
         account = _account_from_key(key.get_secret_value())
@@ -129,25 +147,35 @@ def _account_from_keystore(keyfile: Any, password: str) -> Any | None:
         return None
 
 
-def signer_from_config(cfg: KeeperConfig) -> Signer:
-    """The signer the config asks for (blocking; prefer ``load_signer`` inside the loop)."""
-    keystore = cfg.account.keystore
-    secrets = cfg.secrets
-    if keystore is not None:
-        if secrets.keystore_password is None:
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where the signing key comes from. A keystore wins over a raw key when both are given."""
+
+    chain_id: int
+    keystore: Path | None = None
+    keystore_password: SecretStr | None = None  # already read from its env var or file
+    private_key: SecretStr | None = None  # accepted on ``devnet_chain_ids`` only
+    devnet_chain_ids: frozenset[int] = DEVNET_CHAIN_IDS
+
+
+def open_signer(source: KeySource) -> Signer:
+    """The signer ``source`` names (blocking; prefer ``load_signer`` inside the loop)."""
+    if source.keystore is not None:
+        if source.keystore_password is None:
             raise ConfigError(
-                f"account.keystore is {keystore} but no password: set KEEPER_KEYSTORE_PASSWORD "
-                "or KEEPER_KEYSTORE_PASSWORD_FILE"
+                f"account.keystore is {source.keystore} but no password: set "
+                "KEEPER_KEYSTORE_PASSWORD or KEEPER_KEYSTORE_PASSWORD_FILE"
             )
-        return Signer.from_keystore(keystore, secrets.keystore_password)
-    if secrets.private_key is not None:
-        return Signer.from_private_key(secrets.private_key, cfg.network.chain_id)
+        return Signer.from_keystore(source.keystore, source.keystore_password)
+    if source.private_key is not None:
+        return Signer.from_private_key(source.private_key, source.chain_id,
+                                       source.devnet_chain_ids)
     raise ConfigError(
         "no signing key: set account.keystore (+ KEEPER_KEYSTORE_PASSWORD[_FILE]), or on a "
         "devnet KEEPER_PRIVATE_KEY; or run with --dry-run"
     )
 
 
-async def load_signer(cfg: KeeperConfig) -> Signer:
+async def load_signer(source: KeySource) -> Signer:
     """Load the signer off the event loop: keystore decryption is deliberately slow (scrypt)."""
-    return await asyncio.to_thread(signer_from_config, cfg)
+    return await asyncio.to_thread(open_signer, source)

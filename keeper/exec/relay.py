@@ -123,7 +123,7 @@ class RelaySubmitter:
         for block in range(max(last, head) + 1, head + self.blocks_ahead + 1):
             await self.client.send_bundle([signed.raw], block)
             self._targeted[signed.tx_hash] = block
-            log.info("bundle sent", tx_hash=signed.tx_hash, target_block=block,
+            log.info("bundle_sent", tx_hash=signed.tx_hash, target_block=block,
                      relay=self.client.label)
 
     async def submit(self, signed: SignedTx, head: int) -> None:

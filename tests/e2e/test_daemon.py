@@ -277,7 +277,7 @@ async def test_daemon_liquidates_drains_resumes_and_survives_the_node(
         finally:
             await devnet.rpc.call("anvil_setAutomine", [True])
         assert not await pending(devnet, m.keeper)
-        finals = [e for e in keeper.named("tx final") if e.get("status") == "mined"]
+        finals = [e for e in keeper.named("tx_final") if e.get("status") == "mined"]
         assert len(finals) == mined_before + 1, "the in-flight liquidation was seen mined"
         stopped = keeper.named("keeper stopped")
         # The last block (our liquidation's) may come after the sync was stopped: the restart

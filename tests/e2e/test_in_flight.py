@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from keeper.devnet.driver import Devnet
-from keeper.exec.sender import Status
+from keeper.exec.tx import Status
 from tests.e2e.test_run_once import (
     _keeper_pending,
     _two_liquidatable_in_one_block,

@@ -30,7 +30,7 @@ from keeper.contracts import artifacts
 from keeper.devnet.driver import Devnet, Tx
 from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.exec.executor import Execution
-from keeper.exec.sender import Status
+from keeper.exec.tx import Status
 from keeper.obs.logging import configure_logging
 from keeper.pipeline.planner import RejectionReason
 from keeper.pipeline.sync import SyncConfig

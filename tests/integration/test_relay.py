@@ -34,7 +34,8 @@ from keeper.exec.relay import (
     flashbots_signature,
     signature_text,
 )
-from keeper.exec.sender import Sender, SenderSettings, Status, TxRequest
+from keeper.exec.sender import Sender, SenderSettings
+from keeper.exec.tx import Status, TxRequest
 from keeper.obs.metrics import Metrics
 
 pytestmark = pytest.mark.integration

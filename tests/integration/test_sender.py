@@ -18,14 +18,16 @@ from eth_account import Account
 from pydantic import SecretStr
 
 from keeper.app.config import load_config
+from keeper.app.exec_settings import load_signer
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet.anvil import Anvil
 from keeper.devnet.driver import Devnet, function
 from keeper.domain.fees import GWEI, FeePolicy, is_valid_replacement
 from keeper.errors import ConfigError
 from keeper.exec.guards import Guards
-from keeper.exec.keys import Signer, load_signer
-from keeper.exec.sender import Outcome, Sender, SenderSettings, Status, TxRequest
+from keeper.exec.keys import Signer
+from keeper.exec.sender import Sender, SenderSettings
+from keeper.exec.tx import Status, TxOutcome, TxRequest
 from keeper.obs.logging import configure_logging
 from keeper.obs.metrics import Metrics
 
@@ -67,8 +69,8 @@ async def tx_count(rpc: HttpRpc, block: str = "latest") -> int:
     return int(await rpc.call("eth_getTransactionCount", [KEEPER, block]), 16)
 
 
-async def drive(task: asyncio.Task[Outcome], step: Callable[[int], Awaitable[None]],
-                timeout: float = 8.0) -> Outcome:
+async def drive(task: asyncio.Task[TxOutcome], step: Callable[[int], Awaitable[None]],
+                timeout: float = 8.0) -> TxOutcome:
     """Call ``step(i)`` every 50 ms until the sender is done."""
     async with asyncio.timeout(timeout):
         i = 0
@@ -157,7 +159,7 @@ async def test_dry_run_simulates_and_sends_nothing(devnet: Devnet) -> None:
     assert outcome.simulated_gas and outcome.expected_cost
     assert metrics.value("keeper_dry_run_would_send_total") == 1
     records = [json.loads(line) for line in out.getvalue().splitlines()]
-    would = [r for r in records if r["event"] == "dry run: would send"]
+    would = [r for r in records if r["event"] == "dry_run_would_send"]
     assert len(would) == 1 and would[0]["label"] == "plan-7"
     assert would[0]["simulated_net_profit_wei"] == ONE_ETH // 10 - outcome.expected_cost
 
@@ -322,7 +324,7 @@ async def test_private_key_never_appears_in_logs_metrics_or_errors(
     captured = capsys.readouterr()
     texts += [out.getvalue(), captured.out, captured.err, metrics.render().decode(),
               repr(signer()), caplog.text]
-    assert "tx handed out" in out.getvalue()  # the logs did capture the sends
+    assert "tx_handed_out" in out.getvalue()  # the logs did capture the sends
     blob = "\n".join(texts).lower()
     bare = KEY[2:]
     for form in (bare, "0x" + bare, bare.upper(), bare[:40], bare[-40:]):

@@ -17,7 +17,7 @@ from keeper.exec.backrun import (
     liquidatable,
     repriced,
 )
-from keeper.exec.sender import PendingTx
+from keeper.exec.tx import PendingTx
 from tests.unit.test_account import USDC, WBTC, WETH, WSTETH, account, market, usd
 
 GWEI = 10**9

@@ -12,8 +12,9 @@ import pytest
 from eth_account import Account
 
 from keeper.app.config import load_config
+from keeper.app.exec_settings import load_signer, signer_from_config
 from keeper.errors import ConfigError
-from keeper.exec.keys import Signer, load_signer, signer_from_config
+from keeper.exec.keys import Signer
 
 KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 ADDRESS = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
@@ -137,3 +138,19 @@ def test_sign_text_is_eip191() -> None:
                                      .secrets.private_key or pytest.fail("no key"), 31337)
     sig = signer.sign_text("0xabc")
     assert Account.recover_message(encode_defunct(text="0xabc"), signature=sig).lower() == ADDRESS
+
+
+def test_key_source_names_its_pieces_without_a_config(keystore: Path) -> None:
+    from pydantic import SecretStr
+
+    from keeper.exec.keys import KeySource, open_signer
+
+    raw = KeySource(chain_id=5, private_key=SecretStr(KEY), devnet_chain_ids=frozenset({5}))
+    assert open_signer(raw).address == ADDRESS
+    with pytest.raises(ConfigError, match=r"only on a devnet \(chain id 5\)"):
+        open_signer(KeySource(chain_id=1, private_key=SecretStr(KEY),
+                              devnet_chain_ids=frozenset({5})))
+    both = KeySource(chain_id=1, keystore=keystore, keystore_password=SecretStr(PASSWORD),
+                     private_key=SecretStr("0x" + "11" * 32))
+    assert open_signer(both).address == ADDRESS
+    assert_no_key(repr(raw) + repr(both))

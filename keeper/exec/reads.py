@@ -1,0 +1,103 @@
+"""What the executor reads from the chain while a transaction is in flight.
+
+Heads (woken by the head follower, polling as the fallback), receipts with the mined nonce in
+one batch, whether a receipt's block is still canonical, whether the node still holds a
+transaction. Every read has a timeout; transport errors are counted and propagate, except a
+failed head poll, which counts as "no new head" (the next poll tries again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from keeper.chain.rpc import JsonRpc
+from keeper.chain.types import hex_to_int
+from keeper.errors import RpcError
+from keeper.exec.tx import PendingTx
+from keeper.obs.logging import get_logger
+from keeper.obs.metrics import Metrics
+
+log = get_logger(__name__)
+
+
+class ChainReads:
+    """The reads of one account's executor (``address`` is the account)."""
+
+    def __init__(self, rpc: JsonRpc, address: str, metrics: Metrics, *, timeout: float,
+                 poll_interval: float) -> None:
+        self.rpc = rpc
+        self.address = address
+        self.metrics = metrics
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self._new_head = asyncio.Event()
+        self.last_head: tuple[int, str] | None = None
+
+    def notify_head(self) -> None:
+        """A new head arrived: wake ``next_head`` now instead of at its next poll."""
+        self._new_head.set()
+
+    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """One JSON-RPC batch; each answer is a result or the exception for that call."""
+        try:
+            return await self.rpc.batch(calls, timeout=self.timeout, return_exceptions=True)
+        except RpcError:
+            self.metrics.rpc_errors.labels("batch").inc()
+            raise
+
+    async def next_head(self, deadline: float) -> tuple[int, str] | None:
+        """Wait for a head that differs (number or hash) from the last one; None at deadline."""
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            self._new_head.clear()
+            try:
+                block = await self.rpc.call("eth_getBlockByNumber", ["latest", False],
+                                            timeout=self.timeout)
+                head = (hex_to_int(block["number"], "number"), str(block["hash"]))
+            except RpcError as exc:
+                self.metrics.rpc_errors.labels("eth_getBlockByNumber").inc()
+                log.warning("head_poll_failed", error=str(exc))
+                head = self.last_head or (0, "")
+            if head != self.last_head:
+                self.last_head = head
+                return head
+            wait = min(self.poll_interval, max(deadline - loop.time(), 0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_head.wait(), wait)
+        return None
+
+    async def receipt_and_nonce(self, hashes: list[str]) -> tuple[dict[str, Any] | None, int]:
+        """The receipt of whichever of ``hashes`` is included, and the mined nonce: one batch."""
+        results = await self.batch(
+            [("eth_getTransactionReceipt", [h]) for h in hashes]
+            + [("eth_getTransactionCount", [self.address, "latest"])]
+        )
+        mined_nonce = hex_to_int(results[-1], "eth_getTransactionCount")
+        for r in results[:-1]:
+            if isinstance(r, Exception):
+                raise r
+            if r is not None and r.get("blockHash"):
+                return dict(r), mined_nonce
+        return None, mined_nonce
+
+    async def still_canonical(self, receipt: dict[str, Any]) -> bool:
+        """True when the receipt's block is still the chain's block at that height."""
+        block = await self.rpc.call("eth_getBlockByNumber", [receipt["blockNumber"], False],
+                                    timeout=self.timeout)
+        return block is not None and str(block["hash"]).lower() == str(receipt["blockHash"]).lower()
+
+    async def known_to_node(self, tx_hash: str) -> bool:
+        """False when the node no longer holds the transaction (evicted, restarted)."""
+        known = await self.rpc.call("eth_getTransactionByHash", [tx_hash], timeout=self.timeout)
+        return known is not None
+
+    async def waiting_in_mempool(self, tx: PendingTx) -> bool:
+        """True while ``tx`` waits in the mempool (not mined, and not dropped or replaced)."""
+        receipt, found = await self.batch([("eth_getTransactionReceipt", [tx.tx_hash]),
+                                           ("eth_getTransactionByHash", [tx.tx_hash])])
+        for r in (receipt, found):
+            if isinstance(r, Exception):
+                raise r
+        return receipt is None and found is not None

@@ -1,0 +1,168 @@
+"""Simulate a request before any send, and say in words why it would revert.
+
+A request is run with ``eth_call`` (and ``eth_estimateGas``, unless the caller traced its gas)
+against a block tag, batched with the next base fee and the account's balance. A backrun
+(``TxRequest.after`` still in the mempool) is run as the pair [that tx, ours] in one simulated
+block with ``eth_simulateV1``: it passes only if both succeed in that order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+
+from keeper.chain.types import hex_to_int
+from keeper.errors import RpcError, RpcResponseError
+from keeper.exec.reads import ChainReads
+from keeper.exec.tx import PendingTx, TxRequest
+from keeper.obs.logging import get_logger
+
+log = get_logger(__name__)
+
+AFTER_GAS_HEADROOM_PERCENT = 150
+"""A backrun's pair simulation runs ours at this share of its gas hint (see ``Simulator``)."""
+_ERROR_SELECTOR = "0x08c379a0"  # Error(string)
+_PANIC_SELECTOR = "0x4e487b71"  # Panic(uint256)
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """What a simulation says about sending a request now."""
+
+    reason: str | None  # None when it would succeed
+    gas: int
+    base_fee: int  # of the next block
+    balance: int
+    head: int
+    return_data: str
+    checked_limit: int = 0  # the gas limit the call was checked at (a floor for the send)
+
+
+class Simulator:
+    """Simulates requests from ``address`` through ``reads`` (one batch per simulation)."""
+
+    def __init__(self, reads: ChainReads, address: str) -> None:
+        self.reads = reads
+        self.address = address
+
+    async def simulate(self, req: TxRequest, block: str) -> Simulation:
+        """The exact call against ``block``, with gas estimate, next base fee and balance
+        (for a backrun whose leader is still pending: the pair, see ``_simulate_after``)."""
+        if req.after is not None:
+            sim = await self._simulate_after(req, req.after)
+            if sim is not None:
+                return sim
+        call: dict[str, Any] = {"from": self.address, "to": req.to,
+                                "data": "0x" + req.data.hex(), "value": hex(req.value)}
+        if req.known_gas is not None and req.gas_limit is not None:
+            gas_check: tuple[str, list[Any]] = (
+                "eth_call", [call | {"gas": hex(req.gas_limit)}, block])
+        else:
+            gas_check = ("eth_estimateGas", [call, block])
+        ret, est, pending, balance = await self.reads.batch([
+            ("eth_call", [call, block]),
+            gas_check,
+            ("eth_getBlockByNumber", ["pending", False]),
+            ("eth_getBalance", [self.address, block]),
+        ])
+        for r in (pending, balance):
+            if isinstance(r, Exception):
+                raise r
+        base_fee, head = _next_block(pending)
+        for r in (ret, est):
+            if isinstance(r, RpcResponseError):
+                reason = revert_reason(r)
+                log.info("simulation_refused", label=req.label, to=req.to, block=block,
+                         reason=reason)
+                return Simulation(reason, 0, base_fee, 0, head, "")
+            if isinstance(r, Exception):
+                raise r
+        gas = req.known_gas if gas_check[0] == "eth_call" and req.known_gas is not None \
+            else hex_to_int(est, "eth_estimateGas")
+        return Simulation(None, gas, base_fee, hex_to_int(balance, "eth_getBalance"), head,
+                          str(ret))
+
+    async def _simulate_after(self, req: TxRequest, after: PendingTx) -> Simulation | None:
+        """[``after``, ours] in one simulated block on top of the head (``eth_simulateV1``),
+        with the next base fee and our balance, in one batch. None once ``after`` is mined:
+        ours is then simulated alone, like any request."""
+        call: dict[str, Any] = {"from": self.address, "to": req.to,
+                                "input": "0x" + req.data.hex(), "value": hex(req.value)}
+        # Checked at a generous limit, which is then the least we send with: the hint is often
+        # a model's figure, and a flash-loan callback needs 1/64 more at each call depth than
+        # it uses. More gas never makes a call fail; too little does.
+        checked_limit = (req.gas_limit * AFTER_GAS_HEADROOM_PERCENT // 100
+                         if req.gas_limit is not None else 0)
+        if checked_limit:
+            call["gas"] = hex(checked_limit)
+        simulated, pending, balance, receipt = await self.reads.batch([
+            ("eth_simulateV1", [{"blockStateCalls": [{"calls": [after.call(), call]}]}, "latest"]),
+            ("eth_getBlockByNumber", ["pending", False]),
+            ("eth_getBalance", [self.address, "latest"]),
+            ("eth_getTransactionReceipt", [after.tx_hash]),
+        ])
+        for r in (pending, balance, receipt):
+            if isinstance(r, Exception):
+                raise r
+        if receipt is not None:
+            return None
+        base_fee, head = _next_block(pending)
+        reason = pair_failure(simulated)
+        if reason is not None:
+            log.info("simulation_refused", label=req.label, to=req.to, after=after.tx_hash,
+                     reason=reason)
+            return Simulation(reason, 0, base_fee, 0, head, "")
+        ours = simulated[0]["calls"][1]
+        return Simulation(None, hex_to_int(ours["gasUsed"], "gasUsed"), base_fee,
+                          hex_to_int(balance, "eth_getBalance"), head, str(ours["returnData"]),
+                          checked_limit)
+
+
+def _next_block(pending: Any) -> tuple[int, int]:
+    """(base fee of the pending block, head number) from ``eth_getBlockByNumber(pending)``."""
+    if pending is None:
+        raise RpcError("eth_getBlockByNumber(pending): no pending block")
+    base_fee = hex_to_int(pending.get("baseFeePerGas", "0x0"), "baseFeePerGas")
+    return base_fee, hex_to_int(pending["number"], "number") - 1
+
+
+def revert_reason(exc: RpcResponseError) -> str:
+    """A readable revert reason from a node's error: Error(string), Panic(code) or selector."""
+    data: Any = exc.data
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith(_ERROR_SELECTOR):
+        with contextlib.suppress(Exception):
+            (text,) = abi_decode(["string"], bytes.fromhex(data[10:]))
+            return f"reverted: {text}"
+    if isinstance(data, str) and data.startswith(_PANIC_SELECTOR):
+        with contextlib.suppress(Exception):
+            (code,) = abi_decode(["uint256"], bytes.fromhex(data[10:]))
+            return f"reverted: panic 0x{code:02x}"
+    if isinstance(data, str) and len(data) >= 10 and "revert" in exc.rpc_message.lower():
+        return f"{exc.rpc_message} (error selector {data[:10]})"
+    return exc.rpc_message
+
+
+def pair_failure(simulated: Any) -> str | None:
+    """Why an ``eth_simulateV1`` answer for [leader, ours] is not a success of both, or None."""
+    try:
+        calls = simulated[0]["calls"]
+    except (KeyError, IndexError, TypeError):
+        if isinstance(simulated, RpcResponseError):
+            return f"eth_simulateV1: {simulated.rpc_message}"
+        if isinstance(simulated, Exception):
+            return f"eth_simulateV1: {type(simulated).__name__}: {simulated}"
+        return f"eth_simulateV1: unexpected answer {str(simulated)[:200]}"
+    if len(calls) != 2:
+        return f"eth_simulateV1: {len(calls)} call results for 2 calls"
+    for name, result in (("the transaction to follow", calls[0]), ("ours", calls[1])):
+        if hex_to_int(result.get("status", "0x0"), "status") != 1:
+            error = result.get("error") or {}
+            message = error.get("message", "") if isinstance(error, dict) else str(error)
+            return (f"{name} fails in the pair: {message or 'reverted'} "
+                    f"({result.get('returnData')}, gas {result.get('gasUsed')})")
+    return None
