@@ -10,8 +10,11 @@ is unpaused with a liquidation grace period.
 
 from __future__ import annotations
 
+import dataclasses
+
 from eth_abi import encode as abi_encode
 
+from keeper.chain.abi import Function
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet import market, market_v36
 from keeper.devnet.deploy import (
@@ -144,3 +147,26 @@ async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
         aave_version=market_v36.AAVE_VERSION, pool_revision=int(revision),
         grace_period_until={market_v36.GRACE_PERIOD_RESERVE: int(until)},
     )
+
+
+# Fixed fragments, so that re-arming the grace period on a loaded chain needs no build.
+_SET_RESERVE_PAUSE = Function("setReservePause", ("address", "bool", "uint40"), ())
+_GET_GRACE_PERIOD = Function("getLiquidationGracePeriod", ("address",), ("uint40",))
+
+
+async def rearm_grace_period(rpc: HttpRpc, manifest: Manifest) -> Manifest:
+    """Start the grace period again on a chain loaded from saved state.
+
+    Anvil stamps the blocks of a loaded chain with the wall clock, so a grace period set when
+    the state was saved has long ended; unpausing again is what an admin does on a live
+    market. Returns the manifest with the new end of the period.
+    """
+    tx = TxSender(rpc, manifest.deployer)
+    until: dict[str, int] = {}
+    for sym in manifest.grace_period_until:
+        asset = manifest.reserve(sym).address
+        await tx.transact(manifest.pool_configurator, _SET_RESERVE_PAUSE, asset, False,
+                          market_v36.GRACE_PERIOD_SECONDS)
+        (end,) = await tx.call(manifest.pool, _GET_GRACE_PERIOD, asset)
+        until[sym] = int(end)
+    return dataclasses.replace(manifest, grace_period_until=until)

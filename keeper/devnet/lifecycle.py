@@ -134,6 +134,8 @@ async def start(
                 # A loaded node keeps the old blocks but not their state: put a reorg window
                 # of fresh blocks on top so a keeper's first reads near the tip have state.
                 await rpc.call("anvil_mine", [hex(RECENT_BLOCKS)])
+                if manifest.grace_period_until:
+                    manifest = await deploy_v36.rearm_grace_period(rpc, manifest)
             else:
                 deploy = deploy_module.deploy_all if aave == "3.0" else deploy_v36.deploy_all
                 manifest = await deploy(rpc, node.url, node.ws_url)
