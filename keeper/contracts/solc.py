@@ -11,11 +11,15 @@ import hashlib
 import json
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from keeper.errors import KeeperError
+from keeper.obs.logging import get_logger
+
+log = get_logger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = PROJECT_ROOT / "contracts"
@@ -96,6 +100,8 @@ def compile_cached(
         if cached.get("inputHash") == digest:
             return dict(cached["contracts"])
     version = solc_version(solc_dir)
+    log.info("solc_compile_started", solc=version, entries=len(std_in["sources"]), out=str(out))
+    started = time.perf_counter()
     # Output to a file, not a pipe: solc-js exits as soon as it has written, and node cuts a
     # large piped write (> 64 KiB) short.
     with tempfile.TemporaryFile() as stdout:
@@ -137,6 +143,8 @@ def compile_cached(
     tmp.write_text(json.dumps({"solc": version, "inputHash": digest, "contracts": contracts},
                               indent=1, sort_keys=True))
     tmp.replace(out)
+    log.info("solc_compile_finished", solc=version, contracts=len(contracts),
+             seconds=round(time.perf_counter() - started, 1))
     return contracts
 
 

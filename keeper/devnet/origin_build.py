@@ -17,10 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from keeper.contracts.artifacts import Artifact, ArtifactError
-from keeper.contracts.solc import CompileError, compile_cached, solc_version
-from keeper.obs.logging import get_logger
-
-log = get_logger(__name__)
+from keeper.contracts.solc import CompileError, compile_cached
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = PROJECT_ROOT / "node_modules"
@@ -98,13 +95,8 @@ def compile_origin(*, out: Path = BUILD_FILE, force: bool = False) -> dict[str, 
                     for e in ENTRIES},
         "settings": SETTINGS,
     }
-    t0 = time.perf_counter()
-    contracts = compile_cached(std_in, solc_dir=SOLC_DIR, root=PROJECT_ROOT, out=out,
-                               digest=digest, force=force,
-                               keep=lambda _source, name: name in CONTRACTS)
-    log.debug("aave_origin_build_ready", solc=solc_version(SOLC_DIR), contracts=len(contracts),
-              seconds=round(time.perf_counter() - t0, 2))
-    return contracts
+    return compile_cached(std_in, solc_dir=SOLC_DIR, root=PROJECT_ROOT, out=out, digest=digest,
+                          force=force, keep=lambda _source, name: name in CONTRACTS)
 
 
 @functools.cache
