@@ -19,9 +19,10 @@ import pytest
 
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet import lifecycle, market_v36
-from keeper.devnet.driver import MAX_UINT, Devnet, Tx
+from keeper.devnet.driver import MAX_UINT, STABLE, Devnet, Tx
 from keeper.devnet.origin_build import origin
 from keeper.devnet.scenario import crash, plan_population, seed_population
+from keeper.errors import DevnetError
 from tests.conftest import TEST_STATE_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,3 +176,8 @@ def test_v36_cli_up_from_saved_state(tmp_path: Path, devnet36: Devnet) -> None:
     finally:
         down = keeper("down")
     assert down.returncode == 0 and "stopped" in down.stdout
+
+
+async def test_v36_driver_refuses_stable_rate(devnet36: Devnet) -> None:
+    with pytest.raises(DevnetError, match="no stable-rate debt"):
+        devnet36.tx_borrow("0x" + "b1" * 20, "USDC", 10**6, rate_mode=STABLE)
