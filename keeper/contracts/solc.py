@@ -11,10 +11,15 @@ import hashlib
 import json
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from keeper.errors import KeeperError
+from keeper.obs.logging import get_logger
+
+log = get_logger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = PROJECT_ROOT / "contracts"
@@ -42,8 +47,9 @@ def _sources(contracts_dir: Path) -> dict[str, str]:
     }
 
 
-def _solc_version(node_modules: Path) -> str:
-    pkg = json.loads((node_modules / "solc" / "package.json").read_text())
+def solc_version(solc_dir: Path) -> str:
+    """The version of the solc-js package in ``solc_dir`` (e.g. node_modules/solc)."""
+    pkg = json.loads((solc_dir / "package.json").read_text())
     return str(pkg["version"])
 
 
@@ -62,30 +68,46 @@ def compile_contracts(
     """Compile (or reuse the cached build) and return ``{contract name: {abi, bytecode, ...}}``."""
     root = contracts_dir.parent
     node_modules = root / "node_modules"
-    solcjs = node_modules / "solc" / "solc.js"
-    if not solcjs.exists():
+    solc_dir = node_modules / "solc"
+    if not (solc_dir / "solc.js").exists():
         # A runtime image ships build/contracts.json without node: use it as built.
         if out.exists() and not force:
             return dict(json.loads(out.read_text())["contracts"])
-        raise CompileError(f"solc-js not found at {solcjs}: run `npm ci` (or `make setup`)")
+        raise CompileError(f"solc-js not found at {solc_dir}: run `npm ci` (or `make setup`)")
     sources = _sources(contracts_dir)
-    version = _solc_version(node_modules)
-    digest = _input_hash(sources, version)
-    if out.exists() and not force:
-        cached = json.loads(out.read_text())
-        if cached.get("inputHash") == digest:
-            return dict(cached["contracts"])
+    version = solc_version(solc_dir)
     std_in = {
         "language": "Solidity",
         "sources": {name: {"content": text} for name, text in sources.items()},
         "settings": SETTINGS,
     }
+    return compile_cached(std_in, solc_dir=solc_dir, root=root, out=out,
+                          digest=_input_hash(sources, version), force=force,
+                          keep=lambda source, _name: source.startswith("contracts/"))
+
+
+def compile_cached(
+    std_in: dict[str, Any], *, solc_dir: Path, root: Path, out: Path, digest: str,
+    keep: Callable[[str, str], bool], force: bool = False,
+) -> dict[str, Any]:
+    """Compile a standard-JSON input with the solc-js in ``solc_dir``, or reuse ``out`` when it
+    was built from the same ``digest`` (a hash of every input, which the caller knows best).
+    Imports not in ``std_in`` resolve against ``root`` and ``root/node_modules``. Returns
+    ``{contract name: {source, abi, bytecode, deployedBytecode, linkReferences}}`` for the
+    contracts ``keep(source, name)`` selects."""
+    if out.exists() and not force:
+        cached = json.loads(out.read_text())
+        if cached.get("inputHash") == digest:
+            return dict(cached["contracts"])
+    version = solc_version(solc_dir)
+    log.info("solc_compile_started", solc=version, entries=len(std_in["sources"]), out=str(out))
+    started = time.perf_counter()
     # Output to a file, not a pipe: solc-js exits as soon as it has written, and node cuts a
     # large piped write (> 64 KiB) short.
     with tempfile.TemporaryFile() as stdout:
         proc = subprocess.run(
-            ["node", str(solcjs), "--standard-json", "--base-path", str(root),
-             "--include-path", str(node_modules)],
+            ["node", str(solc_dir / "solc.js"), "--standard-json", "--base-path", str(root),
+             "--include-path", str(root / "node_modules")],
             input=json.dumps(std_in).encode(), stdout=stdout, stderr=subprocess.PIPE, cwd=root,
             check=False,
         )
@@ -104,20 +126,25 @@ def compile_contracts(
                                      for e in errors)[:2000])
     contracts: dict[str, Any] = {}
     for source, by_name in sorted(result.get("contracts", {}).items()):
-        if not source.startswith("contracts/"):
-            continue  # interfaces pulled in from node_modules
         for name, c in sorted(by_name.items()):
+            if not keep(source, name):
+                continue  # e.g. interfaces pulled in from node_modules
             contracts[name] = {
                 "source": source,
                 "abi": c["abi"],
                 "bytecode": "0x" + c["evm"]["bytecode"]["object"],
                 "deployedBytecode": "0x" + c["evm"]["deployedBytecode"]["object"],
             }
+            links = c["evm"]["bytecode"].get("linkReferences")
+            if links:
+                contracts[name]["linkReferences"] = links
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps({"solc": version, "inputHash": digest, "contracts": contracts},
                               indent=1, sort_keys=True))
     tmp.replace(out)
+    log.info("solc_compile_finished", solc=version, contracts=len(contracts),
+             seconds=round(time.perf_counter() - started, 1))
     return contracts
 
 

@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     up = dsub.add_parser("up", help="start the devnet (deploys once, then loads saved state)")
     up.add_argument("--port", type=_port, help="port to listen on (default: a free one)")
     up.add_argument("--fresh", action="store_true", help="deploy again instead of loading state")
+    up.add_argument("--aave", choices=lifecycle.AAVE_VERSIONS, default=None,
+                    help=f"Aave release to deploy (default {lifecycle.DEFAULT_AAVE_VERSION}; 3.6 is "
+                         "compiled from npm aave-v3-origin on first use)")
     dsub.add_parser("down", help="stop the devnet")
     st = dsub.add_parser("status", help="is it running, where, at which block")
     st.add_argument("--json", action="store_true")
@@ -78,9 +81,10 @@ async def run(args: argparse.Namespace) -> int:
     cmd = args.devnet_cmd
     if cmd == "up":
         t0 = time.perf_counter()
-        manifest, loaded = await lifecycle.up(sd, port=args.port, fresh=args.fresh)
+        manifest, loaded = await lifecycle.up(sd, port=args.port, fresh=args.fresh, aave=args.aave)
         how = "loaded saved state" if loaded else "running"
-        print(f"devnet up ({how}, {time.perf_counter() - t0:.2f}s)")
+        print(f"devnet up (Aave {manifest.aave_version}, Pool revision {manifest.pool_revision}, "
+              f"{how}, {time.perf_counter() - t0:.2f}s)")
         print(f"RPC URL:  {manifest.rpc_url}")
         print(f"manifest: {sd.manifest}")
         return 0

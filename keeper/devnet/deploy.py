@@ -36,7 +36,7 @@ def derived_address(label: str) -> str:
 
 
 @dataclass
-class _Ctx:
+class DeployContext:
     tx: TxSender
     deployer: str
 
@@ -53,43 +53,16 @@ class _Ctx:
 async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
     """Deploy the whole devnet market on a fresh anvil and return its manifest."""
     deployer, keeper_account = DEV_ACCOUNTS
-    ctx = _Ctx(TxSender(rpc, deployer), deployer)
+    ctx = DeployContext(TxSender(rpc, deployer), deployer)
     chain_id = int(await rpc.call("eth_chainId"), 16)
     deploy_block = int(await rpc.call("eth_blockNumber"), 16)
 
-    erc20 = artifacts.aave("MintableERC20")
-    price_feed, feed_proxy, rate_adapter = (artifacts.ours(n) for n in
-                                            ("PriceFeed", "FeedProxy", "RateAdapter"))
-    # 1. Tokens and price feeds (aggregator behind a proxy, as on mainnet).
-    tokens: dict[str, str] = {}
-    aggregators: dict[str, str] = {}
-    sources: dict[str, str] = {}
-    kinds: dict[str, str] = {}
-    for spec in market.RESERVES:
-        tokens[spec.symbol] = await ctx.deploy(erc20, spec.symbol, spec.symbol, spec.decimals)
-    for spec in market.RESERVES:
-        if spec.rate_base is None:
-            agg = await ctx.deploy(price_feed, 8, f"{spec.symbol} / USD", spec.price)
-            aggregators[spec.symbol] = agg
-            sources[spec.symbol] = await ctx.deploy(feed_proxy, agg)
-            kinds[spec.symbol] = "chainlink"
-    for spec in market.RESERVES:
-        if spec.rate_base is not None:
-            base = spec.rate_base
-            sources[spec.symbol] = await ctx.deploy(rate_adapter, sources[base], spec.rate_at_start,
-                                                    spec.rate_per_second)
-            aggregators[spec.symbol] = aggregators[base]
-            kinds[spec.symbol] = "rate_adapter"
+    feeds = await deploy_feeds(ctx)
+    tokens, sources = feeds.tokens, feeds.sources
 
     # 2. Addresses provider and ACL.
-    provider_art = artifacts.aave("PoolAddressesProvider")
-    provider = await ctx.deploy(provider_art, MARKET_ID, deployer)
-    await ctx.do(provider, provider_art, "setACLAdmin", deployer)
-    acl_art = artifacts.aave("ACLManager")
-    acl = await ctx.deploy(acl_art, provider)
-    await ctx.do(provider, provider_art, "setACLManager", acl)
-    await ctx.do(acl, acl_art, "addPoolAdmin", deployer)
-    await ctx.do(acl, acl_art, "addEmergencyAdmin", deployer)
+    provider_art, acl_art = artifacts.aave("PoolAddressesProvider"), artifacts.aave("ACLManager")
+    provider, acl = await deploy_provider_and_acl(ctx, provider_art, acl_art)
 
     # 3. Pool: libraries, implementation, proxy.
     libs: dict[str, str] = {}
@@ -102,6 +75,7 @@ async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
     await ctx.do(provider, provider_art, "setPoolImpl", pool_impl)
     (pool,) = await ctx.read(provider, provider_art, "getPool")
     pool = str(pool).lower()
+    (revision,) = await ctx.read(pool, pool_art, "POOL_REVISION")
 
     # 4. Configurator.
     cfg_art = artifacts.aave("PoolConfigurator")
@@ -180,12 +154,89 @@ async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
         a, s, v = await ctx.read(data_provider, dp_art, "getReserveTokensAddresses", tokens[spec.symbol])
         reserve_tokens[spec.symbol] = (str(a).lower(), str(s).lower(), str(v).lower())
 
-    # 8. Multicall3 at its canonical address.
+    periphery = await deploy_periphery(ctx, rpc, oracle, tokens, provider)
+
+    reserves = reserve_infos(feeds, reserve_tokens)
+    emodes = tuple(EModeInfo(e.id, e.ltv, e.liquidation_threshold, e.liquidation_bonus, e.label)
+                   for e in market.EMODES)
+    return Manifest(
+        chain_id=chain_id, rpc_url=rpc_url, ws_url=ws_url, deployer=deployer, keeper=keeper_account,
+        deploy_block=deploy_block, pool_addresses_provider=provider, pool=pool,
+        pool_configurator=configurator, acl_manager=acl, oracle=oracle, data_provider=data_provider,
+        treasury=treasury, uniswap_factory=periphery.factory, uniswap_router=periphery.router,
+        weth9=periphery.weth9, multicall3=MULTICALL3, reserves=reserves, emodes=emodes,
+        pairs=periphery.pairs, liquidator=periphery.liquidator, aave_version="3.0",
+        pool_revision=int(revision),
+    )
+
+
+@dataclass(frozen=True)
+class Feeds:
+    """The reserves' tokens and what prices them, by symbol."""
+
+    tokens: dict[str, str]
+    aggregators: dict[str, str]  # the contract that emits AnswerUpdated (may be shared)
+    sources: dict[str, str]  # what the AaveOracle reads
+    kinds: dict[str, str]
+
+
+async def deploy_feeds(ctx: DeployContext) -> Feeds:
+    """Tokens and price feeds (an aggregator behind a proxy, as on mainnet; wstETH through a
+    rate adapter over the WETH feed). Shared by every Aave revision's market."""
+    erc20 = artifacts.aave("MintableERC20")
+    price_feed, feed_proxy, rate_adapter = (artifacts.ours(n) for n in
+                                            ("PriceFeed", "FeedProxy", "RateAdapter"))
+    feeds = Feeds({}, {}, {}, {})
+    for spec in market.RESERVES:
+        feeds.tokens[spec.symbol] = await ctx.deploy(erc20, spec.symbol, spec.symbol, spec.decimals)
+    for spec in market.RESERVES:
+        if spec.rate_base is None:
+            agg = await ctx.deploy(price_feed, 8, f"{spec.symbol} / USD", spec.price)
+            feeds.aggregators[spec.symbol] = agg
+            feeds.sources[spec.symbol] = await ctx.deploy(feed_proxy, agg)
+            feeds.kinds[spec.symbol] = "chainlink"
+    for spec in market.RESERVES:
+        if spec.rate_base is not None:
+            base = spec.rate_base
+            feeds.sources[spec.symbol] = await ctx.deploy(
+                rate_adapter, feeds.sources[base], spec.rate_at_start, spec.rate_per_second)
+            feeds.aggregators[spec.symbol] = feeds.aggregators[base]
+            feeds.kinds[spec.symbol] = "rate_adapter"
+    return feeds
+
+
+async def deploy_provider_and_acl(ctx: DeployContext, provider_art: Artifact, acl_art: Artifact) -> tuple[str, str]:
+    """The addresses provider gets its ACL admin before the ACLManager's constructor reads it."""
+    provider = await ctx.deploy(provider_art, MARKET_ID, ctx.deployer)
+    await ctx.do(provider, provider_art, "setACLAdmin", ctx.deployer)
+    acl = await ctx.deploy(acl_art, provider)
+    await ctx.do(provider, provider_art, "setACLManager", acl)
+    await ctx.do(acl, acl_art, "addPoolAdmin", ctx.deployer)
+    await ctx.do(acl, acl_art, "addEmergencyAdmin", ctx.deployer)
+    return provider, acl
+
+
+@dataclass(frozen=True)
+class Periphery:
+    factory: str
+    weth9: str
+    router: str
+    pairs: dict[str, str]
+    liquidator: str
+
+
+async def deploy_periphery(
+    ctx: DeployContext, rpc: HttpRpc, oracle: str, tokens: dict[str, str], provider: str
+) -> Periphery:
+    """Multicall3, Uniswap V2 pools priced at the oracle, and our flash-loan liquidator."""
+    # Multicall3 at its canonical address.
     await rpc.call("anvil_setCode", [MULTICALL3, artifacts.ours_runtime("Multicall3")])
 
-    # 9. Uniswap V2, one pool per pair of reserves, priced at the oracle.
+    # Uniswap V2, one pool per pair of reserves, priced at the oracle.
+    erc20, oracle_art = artifacts.aave("MintableERC20"), artifacts.aave("AaveOracle")
+    symbols = [s.symbol for s in market.RESERVES]
     factory_art, router_art = artifacts.uniswap("UniswapV2Factory"), artifacts.uniswap("UniswapV2Router02")
-    factory = await ctx.deploy(factory_art, deployer)
+    factory = await ctx.deploy(factory_art, ctx.deployer)
     weth9 = await ctx.deploy(artifacts.uniswap("WETH9"))
     router = await ctx.deploy(router_art, factory, weth9)
     (prices,) = await ctx.read(oracle, oracle_art, "getAssetsPrices", [tokens[s] for s in symbols])
@@ -201,33 +252,30 @@ async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
             for sym in (a_sym, b_sym):
                 amount = market.POOL_DEPTH_USD * market.PRICE_UNIT * 10 ** decimals_of[sym] // price_of[sym]
                 await ctx.tx.transact(tokens[sym], erc20.abi["mint(address,uint256)"], pair, amount)
-            await ctx.do(pair, pair_art, "mint", deployer)
+            await ctx.do(pair, pair_art, "mint", ctx.deployer)
             pairs["/".join(sorted((a_sym, b_sym)))] = pair
 
-    # 10. Our flash-loan liquidator, owned by the devnet's keeper account.
-    liquidator = await deploy_liquidator(ctx.tx, LiquidatorConfig(provider, factory, keeper_account))
+    # Our flash-loan liquidator, owned by the devnet's keeper account.
+    liquidator = await deploy_liquidator(ctx.tx, LiquidatorConfig(provider, factory, DEV_ACCOUNTS[1]))
+    return Periphery(factory, weth9, router, pairs, liquidator.lower())
 
-    reserves = tuple(
+
+def reserve_infos(feeds: Feeds, reserve_tokens: dict[str, tuple[str, str, str]],
+                  emode_of: dict[str, int] | None = None) -> tuple[ReserveInfo, ...]:
+    """The manifest's reserves: addresses from the deploy, parameters from the market."""
+    return tuple(
         ReserveInfo(
-            symbol=spec.symbol, address=tokens[spec.symbol], decimals=spec.decimals,
+            symbol=spec.symbol, address=feeds.tokens[spec.symbol], decimals=spec.decimals,
             a_token=reserve_tokens[spec.symbol][0], stable_debt_token=reserve_tokens[spec.symbol][1],
-            variable_debt_token=reserve_tokens[spec.symbol][2], price_source=sources[spec.symbol],
-            aggregator=aggregators[spec.symbol], feed_kind=kinds[spec.symbol], ltv=spec.ltv,
+            variable_debt_token=reserve_tokens[spec.symbol][2],
+            price_source=feeds.sources[spec.symbol], aggregator=feeds.aggregators[spec.symbol],
+            feed_kind=feeds.kinds[spec.symbol], ltv=spec.ltv,
             liquidation_threshold=spec.liquidation_threshold,
             liquidation_bonus=spec.liquidation_bonus, reserve_factor=spec.reserve_factor,
             liquidation_protocol_fee=spec.liquidation_protocol_fee,
-            emode_category=spec.emode_category, debt_ceiling=spec.debt_ceiling,
-            borrowable_in_isolation=spec.borrowable_in_isolation,
+            emode_category=(spec.emode_category if emode_of is None
+                            else emode_of.get(spec.symbol, 0)),
+            debt_ceiling=spec.debt_ceiling, borrowable_in_isolation=spec.borrowable_in_isolation,
         )
         for spec in market.RESERVES
-    )
-    emodes = tuple(EModeInfo(e.id, e.ltv, e.liquidation_threshold, e.liquidation_bonus, e.label)
-                   for e in market.EMODES)
-    return Manifest(
-        chain_id=chain_id, rpc_url=rpc_url, ws_url=ws_url, deployer=deployer, keeper=keeper_account,
-        deploy_block=deploy_block, pool_addresses_provider=provider, pool=pool,
-        pool_configurator=configurator, acl_manager=acl, oracle=oracle, data_provider=data_provider,
-        treasury=treasury, uniswap_factory=factory, uniswap_router=router, weth9=weth9,
-        multicall3=MULTICALL3, reserves=reserves, emodes=emodes, pairs=pairs,
-        liquidator=liquidator.lower(),
     )

@@ -105,13 +105,20 @@ class Devnet:
                   _POOL["supply"].encode(self._token(symbol), amount, user, 0), GAS["supply"])
 
     def tx_borrow(self, user: str, symbol: str, amount: int, rate_mode: int = VARIABLE) -> Tx:
+        self._check_rate_mode(rate_mode)
         return Tx(user, self.m.pool,
                   _POOL["borrow"].encode(self._token(symbol), amount, rate_mode, 0, user),
                   GAS["borrow"])
 
     def tx_repay(self, user: str, symbol: str, amount: int, rate_mode: int = VARIABLE) -> Tx:
+        self._check_rate_mode(rate_mode)
         return Tx(user, self.m.pool,
                   _POOL["repay"].encode(self._token(symbol), amount, rate_mode, user), GAS["repay"])
+
+    def _check_rate_mode(self, rate_mode: int) -> None:
+        # Stable-rate debt is gone since v3.2: fail here with a reason, not on chain.
+        if rate_mode == STABLE and self.m.aave_version != "3.0":
+            raise DevnetError(f"Aave {self.m.aave_version} has no stable-rate debt")
 
     def tx_withdraw(self, user: str, symbol: str, amount: int) -> Tx:
         return Tx(user, self.m.pool,

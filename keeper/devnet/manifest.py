@@ -44,6 +44,11 @@ class EModeInfo:
     liquidation_threshold: int
     liquidation_bonus: int
     label: str
+    # v3.2+ (liquid eMode): which reserves count as collateral / may be borrowed in the
+    # category, by symbol. Empty on v3.0, where a reserve belongs to one category only
+    # (ReserveInfo.emode_category).
+    collateral: tuple[str, ...] = ()
+    borrowable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,10 @@ class Manifest:
     emodes: tuple[EModeInfo, ...]
     pairs: dict[str, str] = field(default_factory=dict)  # "A/B" (sorted symbols) -> pair
     liquidator: str = ""  # our FlashLiquidator, owned by ``keeper``
+    aave_version: str = "3.0"  # the market's Aave release: "3.0" or "3.6"
+    pool_revision: int = 1  # Pool.POOL_REVISION() as deployed
+    # v3.1+: reserves deployed with a liquidation grace period, symbol -> unix time it ends.
+    grace_period_until: dict[str, int] = field(default_factory=dict)
 
     def reserve(self, symbol: str) -> ReserveInfo:
         for r in self.reserves:
@@ -96,7 +105,11 @@ class Manifest:
         try:
             fields = dict(d)
             fields["reserves"] = tuple(ReserveInfo(**r) for r in d["reserves"])
-            fields["emodes"] = tuple(EModeInfo(**e) for e in d["emodes"])
+            fields["emodes"] = tuple(
+                EModeInfo(**{**e, "collateral": tuple(e.get("collateral", ())),
+                             "borrowable": tuple(e.get("borrowable", ()))})
+                for e in d["emodes"])
+            fields["grace_period_until"] = dict(d.get("grace_period_until", {}))
             fields["pairs"] = dict(d.get("pairs", {}))
             return Manifest(**fields)
         except (KeyError, TypeError, ValueError) as exc:

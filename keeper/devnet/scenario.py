@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from eth_utils import keccak
 
 from keeper.devnet.driver import Devnet, Tx
-from keeper.devnet.manifest import Manifest, ReserveInfo
+from keeper.devnet.manifest import EModeInfo, Manifest, ReserveInfo
 from keeper.errors import DevnetError
 
 PRICE_UNIT = 10**8
@@ -66,6 +66,11 @@ def plan_population(
             debt = [s for s in debt if s != coll[0]]
         elif kind < 0.20 and 2 in emodes:
             emode, coll, debt = 2, ["wstETH"], ["WETH"]
+            # Liquid eMode (v3.2+): half of them put the same wstETH in the category that
+            # borrows stablecoins. The draw happens only on such a market, so v3.0 populations
+            # stay what they were.
+            if 3 in emodes and rng.random() < 0.5:
+                emode, debt = 3, [rng.choice(["USDC", "DAI"])]
         elif kind < 0.25 and isolated and isolated_debt_usd < _ISOLATED_DEBT_CAP_USD * 0.9:
             coll, debt = [isolated[0]], [rng.choice(["USDC", "DAI"])]
         else:
@@ -102,10 +107,12 @@ def plan_population(
     return plans
 
 
-def _risk(r: ReserveInfo, emode: int, emodes: Mapping[int, object]) -> tuple[int, int]:
-    if emode and r.emode_category == emode:
+def _risk(r: ReserveInfo, emode: int, emodes: Mapping[int, EModeInfo]) -> tuple[int, int]:
+    if emode:
         e = emodes[emode]
-        return e.liquidation_threshold, e.ltv  # type: ignore[attr-defined]
+        # v3.2+ lists a category's collateral; v3.0 has one category per reserve.
+        if (r.symbol in e.collateral) if e.collateral else r.emode_category == emode:
+            return e.liquidation_threshold, e.ltv
     return r.liquidation_threshold, r.ltv
 
 
