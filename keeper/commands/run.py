@@ -21,6 +21,8 @@ from keeper.commands.target import resolve_target
 from keeper.devnet.anvil import Anvil, AnvilOptions
 from keeper.obs.logging import configure_logging, get_logger
 
+log = get_logger(__name__)
+
 
 def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("run", help="follow the chain and liquidate (the daemon)")
@@ -70,7 +72,6 @@ async def _forked(cfg: KeeperConfig, url: str, block: int | None) -> AsyncIterat
     """
     node = await Anvil.start(AnvilOptions(chain_id=cfg.network.chain_id, fork_url=url,
                                           fork_block=block), ready_timeout=60)
-    log = get_logger(__name__)
     log.info("anvil_fork_started", fork_url=public_url(url), fork_block=block, rpc_url=node.url)
     try:
         with tempfile.TemporaryDirectory(prefix="keeper-fork-") as tmp:
