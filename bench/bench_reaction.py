@@ -20,6 +20,7 @@ from keeper.app import root as app
 from keeper.app.config import load_config
 from keeper.app.daemon import Daemon
 from keeper.chain.rpc import HttpRpc
+from keeper.commands.target import resolve_target
 from keeper.contracts import artifacts
 from keeper.devnet import lifecycle
 from keeper.devnet.driver import Devnet
@@ -56,7 +57,7 @@ async def run() -> list[tuple[str, str, str]]:
                 devnet = Devnet(rpc, manifest)
                 await devnet.send_many(devnet.deposit_txs(manifest.deployer, "USDC",
                                                           50_000_000 * 10**6))
-                async with app.build(cfg, dry_run=False) as keeper:
+                async with app.build(cfg, resolve_target(cfg), dry_run=False) as keeper:
                     daemon = Daemon(keeper)
                     task = asyncio.create_task(daemon.run())
                     try:

@@ -1,32 +1,29 @@
-"""The composition root: builds every part from the configuration and runs them.
+"""The composition root: builds every long-lived part of the keeper from its config.
 
-``run_once`` is one pass (sync the book to the tip, scan, plan, execute or simulate each
-liquidatable account, wait for the receipts) and returns the executions for a report.
-The long-running daemon (``keeper.app.daemon.run_daemon``) runs on the same ``Keeper``: the sync,
-the scan and the execution as separate tasks, so scanning goes on while a transaction is in
-flight; each batch of applied blocks re-checks the accounts they touched and the holders of
-assets whose price moved, and the best due candidate is liquidated, one transaction at a time.
+``build`` yields a ``Keeper``: the RPC pool, the market's contracts, the book sync and (unless
+scanning only) the executor, all closed on exit. It holds no runtime logic: one pass is
+``keeper.app.once.run_once``, the daemon is ``keeper.app.daemon.run_daemon``, both built on the
+steps of ``keeper.app.steps``. Where the keeper runs (a ``Target``) is resolved by the commands.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from keeper.app.config import KeeperConfig
 from keeper.app.exec_settings import load_signer, sender_settings
+from keeper.app.target import Target
 from keeper.chain.pool import RpcPool
 from keeper.chain.rpc import JsonRpc, public_url
 from keeper.chain.ws import WsRpc
 from keeper.contracts import artifacts
-from keeper.devnet.manifest import Manifest
 from keeper.domain.fees import FeePolicy, gwei_to_wei
 from keeper.domain.liquidation import AaveRules
 from keeper.errors import ConfigError, RpcError
-from keeper.exec.executor import Execution, LiquidationExecutor, Venue
+from keeper.exec.executor import LiquidationExecutor, Venue
 from keeper.exec.guards import Guards
 from keeper.exec.relay import RelayClient, RelaySubmitter
 from keeper.exec.sender import Sender
@@ -34,7 +31,6 @@ from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.obs.server import Readiness
 from keeper.pipeline.planner import PlannerConfig
-from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 from keeper.pipeline.store import BookStore
 from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
@@ -45,96 +41,24 @@ _OWNER = bytes.fromhex("8da5cb5b")  # owner()
 _RESERVE_DATA = "getReserveData"
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where the keeper runs: endpoints, the market, our contract, the AMM."""
-
-    rpc_urls: tuple[str, ...]
-    ws_url: str | None
-    contracts: AaveV3Contracts | None  # None: resolve from the addresses provider
-    addresses_provider: str
-    start_block: int
-    liquidator: str | None
-    uniswap_v2_factory: str | None
-    pair_init_code_hash: bytes
-    hubs: tuple[str, ...]
-    native_asset: str | None
-    symbols: dict[str, str]  # asset -> symbol, where known up front
-
-
-def resolve_target(cfg: KeeperConfig) -> Target:
-    """The devnet manifest's addresses when configured, the config's otherwise."""
-    ex, dex = cfg.executor, cfg.dex
-    init_hash = bytes.fromhex(dex.pair_init_code_hash.removeprefix("0x"))
-    if cfg.network.devnet_manifest is not None:
-        m = Manifest.load(cfg.network.devnet_manifest)
-        weth = m.reserve("WETH").address
-        return Target(
-            # Configured endpoints win (e.g. a fork of the devnet); else the manifest's node.
-            rpc_urls=tuple(cfg.network.rpc_urls) or (m.rpc_url,),
-            ws_url=cfg.network.ws_url or (None if cfg.network.rpc_urls else m.ws_url),
-            contracts=AaveV3Contracts(m.pool, m.oracle, m.pool_configurator,
-                                      m.pool_addresses_provider, m.multicall3),
-            addresses_provider=m.pool_addresses_provider, start_block=m.deploy_block,
-            liquidator=ex.liquidator or m.liquidator or None,
-            uniswap_v2_factory=dex.uniswap_v2_factory or m.uniswap_factory,
-            pair_init_code_hash=init_hash,
-            hubs=tuple(dex.hubs) or (weth, m.reserve("USDC").address),
-            native_asset=dex.native_asset or weth,
-            symbols={r.address: r.symbol for r in m.reserves},
-        )
-    if not cfg.network.rpc_urls:
-        raise ConfigError("network.rpc_urls: at least one RPC URL is needed")
-    if cfg.aave.pool_addresses_provider is None:
-        raise ConfigError("aave.pool_addresses_provider: needed to find the market")
-    return Target(
-        rpc_urls=tuple(cfg.network.rpc_urls), ws_url=cfg.network.ws_url, contracts=None,
-        addresses_provider=cfg.aave.pool_addresses_provider, start_block=cfg.aave.start_block,
-        liquidator=ex.liquidator, uniswap_v2_factory=dex.uniswap_v2_factory,
-        pair_init_code_hash=init_hash, hubs=tuple(dex.hubs), native_asset=dex.native_asset,
-        symbols={},
-    )
-
-
+@dataclass(slots=True)
 class Keeper:
     """Every long-lived part, built once from the config (see ``build``)."""
 
-    def __init__(self, cfg: KeeperConfig, target: Target, rpc: RpcPool, contracts: AaveV3Contracts,
-                 sync: BookSync, executor: LiquidationExecutor | None, metrics: Metrics,
-                 readiness: Readiness) -> None:
-        self.cfg = cfg
-        self.target = target
-        self.rpc = rpc
-        self.contracts = contracts
-        self.sync = sync
-        self.executor = executor
-        self.metrics = metrics
-        self.readiness = readiness
-        self.symbols = dict(target.symbols)
-
-    def symbol(self, asset: str) -> str:
-        return self.symbols.get(asset, asset[:10])
-
-    async def candidates(self, scanner: HealthScanner) -> list[LiquidatableAccount]:
-        """Liquidatable accounts, confirmed on chain, best first."""
-        found = await scanner.scan(self.rpc, self.contracts.pool,
-                                   chunk=self.cfg.scanner.confirm_batch_size,
-                                   multicall=self.contracts.multicall3)
-        self.metrics.liquidatable.set(len(found))
-        return [c for c in found if c.confirmed_on_chain]
-
-    async def liquidate(self, candidate: LiquidatableAccount) -> Execution:
-        assert self.executor is not None
-        book = self.sync.book
-        return await self.executor.handle(candidate.user, book.account(candidate.user),
-                                          book.market())
+    cfg: KeeperConfig
+    target: Target
+    rpc: RpcPool
+    contracts: AaveV3Contracts
+    sync: BookSync
+    executor: LiquidationExecutor | None  # None: scanning only
+    metrics: Metrics
+    readiness: Readiness  # the daemon swaps in its own (see ``keeper.app.head``)
 
 
 @contextlib.asynccontextmanager
-async def build(cfg: KeeperConfig, *, dry_run: bool, execute: bool = True,
+async def build(cfg: KeeperConfig, target: Target, *, dry_run: bool, execute: bool = True,
                 progress: bool = False) -> AsyncIterator[Keeper]:
-    """Build the keeper from its config; everything is closed on exit."""
-    target = resolve_target(cfg)
+    """Build the keeper from its config for ``target``; everything is closed on exit."""
     metrics = Metrics()
     readiness = Readiness()
     async with RpcPool(list(target.rpc_urls), timeout=cfg.network.request_timeout) as rpc:
@@ -170,8 +94,7 @@ async def _connect_ws(url: str | None, timeout: float) -> WsRpc | None:
     try:
         await ws.connect()
     except (RpcError, OSError) as exc:
-        log.warning("websocket unavailable; following heads by HTTP polling", url=public_url(url),
-                    error=str(exc))
+        log.warning("websocket_unavailable_polling_heads", url=public_url(url), error=str(exc))
         await ws.close()
         return None
     return ws
@@ -231,57 +154,3 @@ async def _a_tokens(rpc: JsonRpc, contracts: AaveV3Contracts) -> dict[str, str]:
         (data,) = fn.decode_output(r)
         out[str(asset).lower()] = str(data[8]).lower()  # ReserveData.aTokenAddress
     return out
-
-
-async def run_once(keeper: Keeper, *, max_rounds: int = 1000) -> list[Execution]:
-    """Sync, scan, and liquidate every liquidatable account once; re-sync between sends so
-    each plan sees the state the previous liquidation left."""
-    done: set[str] = set()
-    results: list[Execution] = []
-    for _ in range(max_rounds):
-        await keeper.sync.catch_up()
-        scanner = await asyncio.to_thread(HealthScanner, keeper.sync.book)
-        todo = [c for c in await keeper.candidates(scanner) if c.user not in done]
-        if not todo:
-            break
-        candidate = todo[0]
-        done.add(candidate.user)
-        results.append(await keeper.liquidate(candidate))
-    return results
-
-
-def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool) -> str:
-    """The one-pass report: one line per account, liquidated or skipped with its reason."""
-    head = (f"{'account':44s} {'pair':16s} {'debt covered':>16s} {'expected $':>11s} "
-            f"{'realised $':>11s} {'gas':>9s}  tx / reason")
-    lines = [head]
-    mined = 0
-    for r in results:
-        if r.plan is None:
-            lines.append(f"{r.user:44s} {'-':16s} {'':>16s} {'':>11s} {'':>11s} {'':>9s}  "
-                         f"skipped: {r.skipped_reason}")
-            continue
-        p = r.plan
-        pair = f"{keeper.symbol(p.collateral_asset)}/{keeper.symbol(p.debt_asset)}"
-        dec = next(res.configuration.decimals for res in keeper.sync.book.market().reserves.values()
-                   if res.asset == p.debt_asset)
-        covered = f"{p.debt_to_cover / 10**dec:,.4f}"
-        expected = (r.predicted_net_usd if r.predicted_net_usd is not None else p.net_profit_usd) / 1e8
-        realised = f"{r.realised_net_usd / 1e8:,.2f}" if r.realised_net_usd is not None else "-"
-        gas = r.outcome.gas_used if r.outcome and r.outcome.gas_used else r.predicted_gas
-        if r.outcome is not None and r.outcome.tx_hash and r.realised_profit is not None:
-            tail = r.outcome.tx_hash
-            mined += 1
-        elif dry_run and r.outcome is not None and r.outcome.dry_run:
-            tail = "dry run: would send (simulated ok)"
-        else:
-            tail = f"skipped: {r.skipped_reason}"
-        lines.append(f"{r.user:44s} {pair:16s} {covered:>16s} {expected:>11,.2f} {realised:>11s} "
-                     f"{gas or 0:>9,}  {tail}")
-    lines.append(f"{len(results)} liquidatable account(s): {mined} liquidated, "
-                 f"{len(results) - mined} not" + (" (dry run: nothing signed or sent)" if dry_run else ""))
-    return "\n".join(lines)
-
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()

@@ -14,8 +14,8 @@ from typing import Any
 
 from keeper.app.config import load_config
 from keeper.app.exec_settings import load_signer
-from keeper.app.root import resolve_target
 from keeper.chain.pool import RpcPool
+from keeper.commands.target import resolve_target
 from keeper.errors import ConfigError, KeeperError, RpcResponseError
 from keeper.protocols.aave_v3.liquidator import LiquidatorConfig, deploy_data
 

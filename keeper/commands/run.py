@@ -11,12 +11,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from keeper.app import daemon
-from keeper.app import root as app
 from keeper.app.config import KeeperConfig, load_config
+from keeper.app.daemon import run_daemon
+from keeper.app.once import run_once
+from keeper.app.report import format_executions
+from keeper.app.root import build
 from keeper.chain.rpc import public_url
+from keeper.commands.target import resolve_target
 from keeper.devnet.anvil import Anvil, AnvilOptions
 from keeper.obs.logging import configure_logging, get_logger
+
+log = get_logger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
@@ -43,13 +48,15 @@ async def run(args: argparse.Namespace) -> int:
         async with contextlib.AsyncExitStack() as stack:
             if args.fork_url:
                 cfg = await stack.enter_async_context(_forked(cfg, args.fork_url, args.fork_block))
-            async with app.build(cfg, dry_run=dry_run, progress=app.is_tty()) as keeper:
+            target = resolve_target(cfg)  # after the fork: its endpoints win
+            async with build(cfg, target, dry_run=dry_run,
+                             progress=sys.stderr.isatty()) as keeper:
                 if args.once:
-                    results = await app.run_once(keeper)
-                    print(app.format_executions(keeper, results, dry_run=dry_run))
+                    results = await run_once(keeper)
+                    print(format_executions(keeper, results, dry_run=dry_run))
                     sys.stdout.flush()
                     return 0
-                await daemon.run_daemon(keeper)
+                await run_daemon(keeper)
                 return 0
     finally:
         handle.stop()
@@ -65,8 +72,7 @@ async def _forked(cfg: KeeperConfig, url: str, block: int | None) -> AsyncIterat
     """
     node = await Anvil.start(AnvilOptions(chain_id=cfg.network.chain_id, fork_url=url,
                                           fork_block=block), ready_timeout=60)
-    log = get_logger(__name__)
-    log.info("forked", fork_url=public_url(url), fork_block=block, rpc_url=node.url)
+    log.info("anvil_fork_started", fork_url=public_url(url), fork_block=block, rpc_url=node.url)
     try:
         with tempfile.TemporaryDirectory(prefix="keeper-fork-") as tmp:
             network = cfg.network.model_copy(update={"rpc_urls": [node.url], "ws_url": node.ws_url})

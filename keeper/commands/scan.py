@@ -20,10 +20,9 @@ from typing import Any
 
 from keeper.app.config import KeeperConfig, load_config
 from keeper.chain.rpc import HttpRpc
-from keeper.devnet.manifest import Manifest
+from keeper.commands.target import resolve_target
 from keeper.domain.account import AccountData
 from keeper.domain.wadray import UINT256_MAX, WAD
-from keeper.errors import ConfigError
 from keeper.obs.logging import configure_logging, get_logger
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 from keeper.pipeline.store import BookStore, StoreError
@@ -57,31 +56,6 @@ def _non_negative(text: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    """Where to scan: the endpoint, the market's contracts and its first block."""
-
-    rpc_url: str
-    contracts: AaveV3Contracts | None  # None: resolve from the addresses provider
-    addresses_provider: str
-    start_block: int
-
-
-def target_of(cfg: KeeperConfig) -> Target:
-    """The devnet manifest's addresses when configured, else the config's network and Aave."""
-    if cfg.network.devnet_manifest is not None:
-        m = Manifest.load(cfg.network.devnet_manifest)
-        contracts = AaveV3Contracts(m.pool, m.oracle, m.pool_configurator,
-                                    m.pool_addresses_provider, m.multicall3)
-        return Target(m.rpc_url, contracts, m.pool_addresses_provider, m.deploy_block)
-    if not cfg.network.rpc_urls:
-        raise ConfigError("network.rpc_urls: at least one RPC URL is needed to scan")
-    if cfg.aave.pool_addresses_provider is None:
-        raise ConfigError("aave.pool_addresses_provider: needed to find the market")
-    return Target(cfg.network.rpc_urls[0], None, cfg.aave.pool_addresses_provider,
-                  cfg.aave.start_block)
-
-
-@dataclass(frozen=True, slots=True)
 class Report:
     """What ``keeper scan`` prints."""
 
@@ -97,8 +71,8 @@ class Report:
 async def scan(cfg: KeeperConfig, *, progress: bool) -> Report:
     """Sync a book to the tip (from a copy of the daemon's checkpoint when there is one), scan
     it and confirm on chain."""
-    target = target_of(cfg)
-    async with HttpRpc(target.rpc_url, timeout=cfg.network.request_timeout) as rpc:
+    target = resolve_target(cfg)
+    async with HttpRpc(target.rpc_urls[0], timeout=cfg.network.request_timeout) as rpc:
         contracts = target.contracts or await AaveV3Contracts.resolve(
             rpc, target.addresses_provider)
         with tempfile.TemporaryDirectory(prefix="keeper-scan-") as tmp:
@@ -113,7 +87,7 @@ async def scan(cfg: KeeperConfig, *, progress: bool) -> Report:
             try:
                 await sync.catch_up()
             except StoreError as exc:  # a checkpoint of another market or schema
-                log.warning("checkpoint not usable; scanning from a full backfill", error=str(exc))
+                log.warning("checkpoint_unusable_full_backfill", error=str(exc))
                 sync = BookSync(rpc, contracts, config)
                 await sync.catch_up()
             finally:
@@ -144,8 +118,7 @@ def checkpoint_copy(source: Path, copy: Path, identity: dict[str, Any]) -> BookS
                 contextlib.closing(sqlite3.connect(copy)) as dst:
             src.backup(dst)
     except sqlite3.Error as exc:
-        log.warning("checkpoint unreadable; scanning from a full backfill", path=str(source),
-                    error=str(exc))
+        log.warning("checkpoint_unreadable_full_backfill", path=str(source), error=str(exc))
         return None
     return BookStore(copy, identity=identity)
 

@@ -21,6 +21,7 @@ import pytest
 from keeper.app import daemon
 from keeper.app import root as app
 from keeper.app.config import load_config
+from keeper.commands.target import resolve_target
 from keeper.contracts import artifacts
 from keeper.devnet.anvil import free_port
 from keeper.devnet.driver import Devnet
@@ -66,7 +67,7 @@ async def running_daemon(devnet: Devnet, tmp_path: Path) -> AsyncIterator[io.Str
     stream = io.StringIO()
     handle = configure_logging("DEBUG", stream=stream)
     try:
-        async with app.build(cfg, dry_run=False) as keeper:
+        async with app.build(cfg, resolve_target(cfg), dry_run=False) as keeper:
             d = daemon.Daemon(keeper)
             task = asyncio.create_task(d.run())
             try:
@@ -155,7 +156,7 @@ async def test_pending_price_drop_is_backrun_in_the_same_block(
 
         # The regular path sees the account after that block and leaves it alone.
         async def settled() -> bool:
-            return "liquidated by backrun" in logs.getvalue()
+            return "liquidated_by_backrun" in logs.getvalue()
 
         await until("the daemon to account for the backrun", settled)
         await devnet.mine(3)

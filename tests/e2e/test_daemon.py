@@ -245,7 +245,7 @@ async def test_daemon_liquidates_drains_resumes_and_survives_the_node(
         for e in keeper.named("book_mismatch")[:3]:
             print("book_mismatch:", {k: v for k, v in e.items() if k not in ("ts", "logger")})
         assert await keeper.metric("keeper_book_mismatches_total") == mismatches
-        assert not keeper.named("task failed")
+        assert not keeper.named("task_failed")
         assert len(done) >= len(crashed) // 2, "most of the crash's accounts were worth it"
         print(f"\ncrash sank {len(crashed)} accounts; {len(done)} liquidated "
               f"({sum(done.values())} txs, {sum(1 for n in done.values() if n > 1)} more than "
@@ -269,7 +269,7 @@ async def test_daemon_liquidates_drains_resumes_and_survives_the_node(
             await keeper.signal(signal.SIGTERM)
             await asyncio.sleep(1.0)
             assert keeper.running, "the daemon exited with its transaction still pending"
-            assert keeper.named("draining: waiting for the liquidation in flight")
+            assert keeper.named("draining_liquidation_in_flight")
             await devnet.rpc.call("evm_mine")
             t0 = time.monotonic()
             assert await keeper.wait(10) == 0
@@ -279,7 +279,7 @@ async def test_daemon_liquidates_drains_resumes_and_survives_the_node(
         assert not await pending(devnet, m.keeper)
         finals = [e for e in keeper.named("tx_final") if e.get("status") == "mined"]
         assert len(finals) == mined_before + 1, "the in-flight liquidation was seen mined"
-        stopped = keeper.named("keeper stopped")
+        stopped = keeper.named("keeper_stopped")
         # The last block (our liquidation's) may come after the sync was stopped: the restart
         # catches up from the checkpoint.
         assert stopped and stopped[-1]["checkpoint_block"] >= await block_number(devnet.rpc) - 1
@@ -292,9 +292,9 @@ async def test_daemon_liquidates_drains_resumes_and_survives_the_node(
         t0 = time.monotonic()
         await until("/readyz after restart", keeper.ready, 20, keeper)
         timings["restart_ready"] = time.monotonic() - t0
-        resumed = keeper.named("sync resumed from checkpoint")
+        resumed = keeper.named("sync_resumed_from_checkpoint")
         assert resumed and resumed[0]["block"] == checkpoint
-        assert not keeper.named("sync backfilled")
+        assert not keeper.named("sync_backfilled")
         # The second crash left accounts under water: the resumed daemon takes them on.
         sunk = await under_water(devnet, users) | set(await liquidated_users(devnet, checkpoint))
 
@@ -314,7 +314,7 @@ async def test_daemon_liquidates_drains_resumes_and_survives_the_node(
         await node.stop()
         outage = time.monotonic()
         await until("the daemon noticing the node is gone",
-                    _async(lambda: bool(keeper.named("node unreachable"))), 15, keeper)
+                    _async(lambda: bool(keeper.named("node_unreachable"))), 15, keeper)
         await asyncio.sleep(2.0)  # a few retry rounds with nobody answering
         assert keeper.running
         status, body = await keeper.get("/readyz")
@@ -338,14 +338,14 @@ async def test_daemon_liquidates_drains_resumes_and_survives_the_node(
                 await until("the daemon following the revived node", caught_up, 20, keeper)
                 timings["recovered"] = time.monotonic() - t0
                 await until("/readyz after the outage", keeper.ready, 10, keeper)
-                assert keeper.named("node reachable again")
+                assert keeper.named("node_reachable_again")
                 timings["outage"] = time.monotonic() - outage
                 assert (await keeper.metric('keeper_rpc_errors_total{method="eth_blockNumber"}') or 0) >= 1
                 await keeper.signal(signal.SIGTERM)
                 assert await keeper.wait(10) == 0
         finally:
             await revived.stop()
-        assert not keeper.named("task failed")
+        assert not keeper.named("task_failed")
         assert_clean_log(keeper)
     print("timings (s):", {k: round(v, 2) for k, v in timings.items()})
 

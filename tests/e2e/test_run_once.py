@@ -3,7 +3,7 @@
 Every test starts its own anvil with the market (``devnet`` fixture), opens positions, moves
 prices, and then runs the keeper exactly as ``keeper run --once`` does: ``app.build`` from
 ``config/devnet.toml`` with the test's manifest, a temporary SQLite book and the devnet keeper's
-well-known key, then ``app.run_once``. What the keeper reports is checked against the chain,
+well-known key, then ``run_once``. What the keeper reports is checked against the chain,
 read independently of the executor's own accounting: the owner's token and ETH balances at each
 receipt's block and the block before, the receipts of every transaction the keeper account sent,
 and the Pool's ``LiquidationCall`` events.
@@ -26,6 +26,9 @@ import pytest
 
 from keeper.app import root as app
 from keeper.app.config import load_config
+from keeper.app.once import run_once
+from keeper.app.report import format_executions
+from keeper.commands.target import resolve_target
 from keeper.contracts import artifacts
 from keeper.devnet.driver import Devnet, Tx
 from keeper.devnet.scenario import crash, plan_population, seed_population
@@ -91,9 +94,9 @@ async def run_keeper(devnet: Devnet, tmp_path: Path, *, dry_run: bool,
     stream = io.StringIO()
     handle = configure_logging("DEBUG", stream=stream)
     try:
-        async with app.build(cfg, dry_run=dry_run) as keeper:
-            results = await app.run_once(keeper)
-            table = app.format_executions(keeper, results, dry_run=dry_run)
+        async with app.build(cfg, resolve_target(cfg), dry_run=dry_run) as keeper:
+            results = await run_once(keeper)
+            table = format_executions(keeper, results, dry_run=dry_run)
             metrics = keeper.metrics.render().decode()
     finally:
         handle.stop()

@@ -1,0 +1,134 @@
+"""The daemon's scan task: per batch of applied blocks, bring the scanner up to date and scan;
+the confirmed candidates replace the previous list (``Candidates``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import NoReturn
+
+from prometheus_client import Counter
+
+from keeper.app import steps
+from keeper.app.head import DaemonReadiness
+from keeper.app.inflight import Lane
+from keeper.app.root import Keeper
+from keeper.app.supervise import Supervisor
+from keeper.errors import RpcError
+from keeper.obs.logging import get_logger
+from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
+from keeper.protocols.aave_v3.book import BlockUpdate
+
+log = get_logger(__name__)
+
+
+class Candidates:
+    """The newest scan's confirmed candidates; a newer scan replaces an older one."""
+
+    def __init__(self) -> None:
+        self.block = -1
+        self.items: tuple[LiquidatableAccount, ...] = ()
+        self._changed = asyncio.Event()
+
+    def put(self, block: int, items: list[LiquidatableAccount]) -> None:
+        self.block = block
+        self.items = tuple(items)
+        self._changed.set()
+
+    async def wait_newer(self, block: int) -> None:
+        """Return once a scan of a block after ``block`` has been put."""
+        while self.block <= block:
+            self._changed.clear()
+            await self._changed.wait()
+
+
+class ScanTask:
+    """Scans the touched accounts of *every* block in a batch, prices and parameters, then
+    confirms on chain. Scanning goes on while a transaction is in flight."""
+
+    def __init__(self, keeper: Keeper, updates: asyncio.Queue[BlockUpdate],
+                 supervisor: Supervisor, readiness: DaemonReadiness, lane: Lane,
+                 candidates: Candidates) -> None:
+        self.keeper = keeper
+        self.updates = updates
+        self.supervisor = supervisor
+        self.readiness = readiness
+        self.lane = lane
+        self.candidates = candidates
+        self.book_mismatches = Counter(
+            "book_mismatches", "Accounts whose book health factor differed from the chain's",
+            namespace="keeper", registry=keeper.metrics.registry)
+        self.scanner: HealthScanner | None = None
+        self.touched: set[str] = set()
+        self.rebuild = True
+        self.scans = 0  # finished scans (progress, for the restart back-off)
+        self._mismatches_seen = 0  # of the current scanner's cumulative stats
+
+    async def run(self, prepared: asyncio.Event) -> NoReturn:
+        """Once the book is prepared: scan, and again after each batch of blocks. A failed
+        scan is tried again after a back-off, or at once when a new block comes."""
+        await prepared.wait()
+        await self.supervisor.forever("scan", self._follow, progress=lambda: self.scans,
+                                      sleep=self._next_update)
+
+    async def _follow(self) -> NoReturn:
+        # The first scan is at once: the resumed book may hold candidates already.
+        try:
+            while True:
+                self._take_queued()
+                self.scanner = await self._scan(self.scanner, self.touched, self.rebuild)
+                self.rebuild = False
+                self.scans += 1
+                self.supervisor.succeeded("scan")
+                await self._next_update(None)
+        except RpcError:
+            raise  # the node: the scanner is fine, try it again
+        except Exception:
+            # Not the node: start afresh from the book next time.
+            self.scanner, self.touched = None, set()
+            raise
+
+    async def _next_update(self, timeout: float | None) -> None:
+        """Wait for the next applied block (at most ``timeout`` seconds)."""
+        try:
+            update = await asyncio.wait_for(self.updates.get(), timeout)
+        except TimeoutError:
+            return
+        self._merge(update)
+
+    def _take_queued(self) -> None:
+        # A burst of blocks is scanned once, at the newest; but every block's touched
+        # accounts must be re-set in the prefilter, not just the last one's.
+        while not self.updates.empty():
+            self._merge(self.updates.get_nowait())
+
+    def _merge(self, update: BlockUpdate) -> None:
+        self.touched |= update.touched_users
+        self.rebuild |= update.market_changed
+
+    async def _scan(self, scanner: HealthScanner | None, touched: set[str],
+                    rebuild: bool) -> HealthScanner:
+        book = self.keeper.sync.book
+        if scanner is None or rebuild:
+            # A build takes seconds at a million accounts: create() does it in a thread, from
+            # a snapshot, then follows the live book: the blocks applied during the build are
+            # queued and re-set their accounts on the next pass (so do sync_off_loop's).
+            # The mismatch count is cumulative across rebuilds (it feeds a counter).
+            carried = scanner.stats.mismatches if scanner is not None else 0
+            self._mismatches_seen = carried
+            scanner = await HealthScanner.create(book)
+            scanner.stats.mismatches = carried
+        await scanner.sync_off_loop(touched)
+        touched.clear()
+        block = book.block_number  # the scan reads the book before its first await
+        found = await steps.candidates(self.keeper, scanner)
+        new_mismatches = scanner.stats.mismatches - self._mismatches_seen
+        if new_mismatches > 0:
+            self.book_mismatches.inc(new_mismatches)
+            self._mismatches_seen = scanner.stats.mismatches
+        if {c.user for c in found} != {c.user for c in self.candidates.items}:
+            log.info("liquidatable_accounts", block=block, confirmed=len(found),
+                     users=[c.user for c in found[:10]])
+        self.lane.keep_only({c.user for c in found})
+        self.candidates.put(block, found)
+        self.readiness.scanned(block)
+        return scanner

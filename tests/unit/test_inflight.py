@@ -1,0 +1,65 @@
+"""The lane shared by the execute and backrun tasks: one liquidation in flight, back-off per account."""
+
+from __future__ import annotations
+
+import asyncio
+
+from keeper.app.inflight import Lane
+from keeper.exec.tx import Status, TxOutcome
+
+
+def outcome(status: Status, tx_hash: str | None = None, block: int | None = None) -> TxOutcome:
+    return TxOutcome(status=status, label="liquidation", tx_hash=tx_hash, block_number=block)
+
+
+def test_a_skipped_account_waits_1_2_4_blocks_up_to_the_cap() -> None:
+    lane = Lane(backoff_max_blocks=4)
+    assert lane.due("a", 0)
+    waits = []
+    block = 100
+    for _ in range(5):
+        assert lane.settle("a", block, outcome(Status.SKIPPED)) is None
+        wait = next(w for w in range(1, 10) if lane.due("a", block + w))
+        waits.append(wait)
+        block += wait
+    assert waits == [1, 2, 4, 4, 4]
+
+
+def test_mined_is_due_from_a_scan_of_its_block_and_forgets_the_failures() -> None:
+    lane = Lane(backoff_max_blocks=64)
+    lane.back_off("a", 10)
+    lane.back_off("a", 11)  # failures: 2, due at 13
+    assert lane.settle("a", 13, outcome(Status.MINED, "0x1", block=15)) == 15
+    assert not lane.due("a", 14) and lane.due("a", 15)
+    lane.back_off("a", 15)
+    assert lane.due("a", 16)  # one failure since the liquidation: one block
+
+
+def test_a_backrun_that_sent_nothing_does_not_back_off() -> None:
+    lane = Lane(backoff_max_blocks=64)
+    assert lane.settle("a", 5, outcome(Status.SKIPPED), back_off_unsent=False) is None
+    assert lane.due("a", 5)
+    assert lane.settle("a", 5, outcome(Status.DROPPED, "0x2"), back_off_unsent=False) is None
+    assert not lane.due("a", 5) and lane.due("a", 6)
+
+
+def test_keep_only_forgets_accounts_no_longer_liquidatable() -> None:
+    lane = Lane(backoff_max_blocks=64)
+    lane.back_off("a", 1)
+    lane.back_off("b", 1)
+    lane.keep_only({"b"})
+    assert lane.due("a", 1) and not lane.due("b", 1)
+
+
+async def test_one_in_flight_marked_while_held() -> None:
+    lane = Lane(backoff_max_blocks=64)
+    async with lane.held():
+        assert lane.busy
+        with lane.flying("a"):
+            assert lane.user == "a"
+        assert lane.user is None
+        idle = asyncio.create_task(lane.idle())
+        await asyncio.sleep(0)
+        assert not idle.done()
+    await asyncio.wait_for(idle, 1)
+    assert not lane.busy
