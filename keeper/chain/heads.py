@@ -24,8 +24,9 @@ from types import TracebackType
 
 from keeper.chain.reorg import DEFAULT_WINDOW, Fit, ReorgTooDeep, ReorgTracker
 from keeper.chain.rpc import JsonRpc
+from keeper.chain.subscription import Resubscribed
 from keeper.chain.types import ChainEvent, Head
-from keeper.chain.ws import Resubscribed, WsRpc
+from keeper.chain.ws import WsRpc
 from keeper.errors import RpcError
 from keeper.obs.logging import get_logger
 

@@ -13,8 +13,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from keeper.chain.rpc import JsonRpc
+from keeper.chain.subscription import Resubscribed
 from keeper.chain.types import Log
-from keeper.chain.ws import Resubscribed, WsRpc
+from keeper.chain.ws import WsRpc
 from keeper.errors import RpcError, RpcResponseError
 from keeper.obs.logging import get_logger
 

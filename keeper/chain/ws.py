@@ -15,52 +15,27 @@ import asyncio
 import contextlib
 import itertools
 import json
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 import aiohttp
 
 from keeper.chain.rpc import JsonParams, public_url, response_error
+from keeper.chain.subscription import (
+    DEFAULT_RECONNECT,
+    END,
+    RESUBSCRIBED,
+    ReconnectPolicy,
+    Subscription,
+)
 from keeper.errors import RpcError, RpcResponseError, RpcTimeout
 from keeper.obs.logging import get_logger
 
 log = get_logger(__name__)
 
 
-class Resubscribed:
-    """Marker yielded by a ``Subscription`` after a reconnect: notifications may be missing."""
-
-    _instance: Resubscribed | None = None
-
-    def __new__(cls) -> Resubscribed:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "RESUBSCRIBED"
-
-
-RESUBSCRIBED: Final = Resubscribed()
-_END: Final = object()
-
-
-@dataclass(frozen=True, slots=True)
-class ReconnectPolicy:
-    """Exponential backoff with full jitter between connection attempts, never giving up."""
-
-    initial: float = 0.05
-    max_wait: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before reconnect attempt ``attempt`` (0-based)."""
-        return random.uniform(0, min(self.max_wait, self.initial * 2**attempt))
-
-
-DEFAULT_RECONNECT = ReconnectPolicy()
 
 
 @dataclass(slots=True)
@@ -72,39 +47,6 @@ class _Pending:
     on_result: Callable[[Any], None] | None = None
 
 
-class Subscription:
-    """The notifications of one ``eth_subscribe``; iterate it with ``async for``.
-
-    Yields each notification's ``result`` (raw JSON, typed by ``heads.py`` / ``logs.py``) and
-    ``RESUBSCRIBED`` after a reconnect. Iteration ends when it is unsubscribed or the client
-    closes; it raises if the node refuses to resubscribe.
-    """
-
-    def __init__(self, client: WsRpc, params: tuple[Any, ...]) -> None:
-        self._client = client
-        self.params = params
-        self.sub_id: str | None = None
-        self.generation = 0
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Any:
-        item = await self._queue.get()
-        if item is _END:
-            self._queue.put_nowait(_END)  # stay ended for any later reader
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def _push(self, item: Any) -> None:
-        self._queue.put_nowait(item)
-
-    async def unsubscribe(self) -> None:
-        """Stop the subscription on the node (best effort) and end the iteration."""
-        await self._client._unsubscribe(self)
 
 
 class WsRpc:
@@ -181,7 +123,7 @@ class WsRpc:
             self._session = None
         self._fail_pending(RpcError(f"websocket {self.label} closed"))
         for sub in self._subs:
-            sub._push(_END)
+            sub.push(END)
         self._subs.clear()
         self._subs_by_id.clear()
 
@@ -250,7 +192,7 @@ class WsRpc:
             except RpcResponseError as exc:
                 # The node answered no: this subscription cannot continue; tell its consumer.
                 self._subs.remove(sub)
-                sub._push(exc)
+                sub.push(exc)
             except RpcError:
                 return  # the connection dropped again; the next reconnect retries
 
@@ -277,7 +219,7 @@ class WsRpc:
             sub_id = params.get("subscription")
             sub = self._subs_by_id.get(sub_id) if isinstance(sub_id, str) else None
             if sub is not None:
-                sub._push(params.get("result"))
+                sub.push(params.get("result"))
             return
         ident = item.get("id")
         pending = self._pending.pop(ident, None) if isinstance(ident, int) else None
@@ -385,7 +327,7 @@ class WsRpc:
         self, kind: str, *params: Any, timeout: float | None = None
     ) -> Subscription:
         """``eth_subscribe`` (``"newHeads"``, or ``"logs", {"address": ..., "topics": ...}``)."""
-        sub = Subscription(self, (kind, *params))
+        sub = Subscription(self._unsubscribe, (kind, *params))
         # Listed before the node answers, so a reconnect in between still resubscribes it.
         self._subs.append(sub)
         try:
@@ -404,7 +346,7 @@ class WsRpc:
                 return
             if resubscribe:
                 sub.generation += 1
-                sub._push(RESUBSCRIBED)
+                sub.push(RESUBSCRIBED)
             sub.sub_id = sub_id
             self._subs_by_id[sub_id] = sub
 
@@ -421,5 +363,5 @@ class WsRpc:
             if self.connected:
                 with contextlib.suppress(RpcError, RpcResponseError):
                     await self.call("eth_unsubscribe", [sub_id], timeout=min(self.timeout, 2.0))
-        sub._push(_END)
+        sub.push(END)
 

@@ -10,8 +10,9 @@ import pytest
 
 from keeper.chain.heads import HeadFollower, follow_heads
 from keeper.chain.rpc import HttpRpc
+from keeper.chain.subscription import ReconnectPolicy
 from keeper.chain.types import ChainEvent, Head, Reorg
-from keeper.chain.ws import ReconnectPolicy, WsRpc
+from keeper.chain.ws import WsRpc
 from keeper.devnet.anvil import Anvil, AnvilOptions
 
 pytestmark = pytest.mark.integration

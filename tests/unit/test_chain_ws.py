@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, web
 
-from keeper.chain.ws import RESUBSCRIBED, ReconnectPolicy, WsRpc
+from keeper.chain.subscription import RESUBSCRIBED, ReconnectPolicy
+from keeper.chain.ws import WsRpc
 from keeper.errors import RpcError, RpcResponseError, RpcTimeout
 
 
