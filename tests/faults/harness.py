@@ -18,7 +18,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,18 @@ from tests.faults.proxy import FaultProxy
 
 PROFITABLE_BASE = 1_000 * 10**8  # $1,000 in the market's base currency (8 decimals)
 CRASH: Mapping[str, float] = {"WETH": 0.62, "WBTC": 0.8}
+
+
+async def poll(check: Callable[[], Awaitable[bool]], timeout: float,
+               interval: float = 0.1) -> bool:
+    """Until ``check()`` is true (True) or ``timeout`` seconds passed (False)."""
+    t0 = time.monotonic()
+    while True:
+        if await check():
+            return True
+        if time.monotonic() - t0 > timeout:
+            return False
+        await asyncio.sleep(interval)
 
 
 def event_name(e: dict[str, Any]) -> str:

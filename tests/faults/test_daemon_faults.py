@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from tests.faults.harness import (
     exit_report,
     judge_profitable,
     named,
+    poll,
     tracebacks,
 )
 from tests.faults.proxy import PASS, Faults
@@ -36,16 +38,20 @@ FAULT_AFTER_CRASH = 6.0  # seconds the fault lasts past the crash's last step
 HEAD_POLL = DaemonSettings.from_config(load_config(PROJECT_ROOT / "config" / "devnet.toml")).head_poll
 
 
-async def crash_under(run: FaultRun, faults: Faults) -> tuple[list[str], dict[str, int]]:
-    """Seed, start the daemon, crash in three steps with ``faults`` on, clear them, wait
+async def crash_under(run: FaultRun, faults: Faults,
+                      during: Callable[[FaultRun], Awaitable[None]] | None = None,
+                      ) -> tuple[list[str], dict[str, int]]:
+    """Seed, start the daemon, crash in three steps with ``faults`` on, then ``during`` (by
+    default: the fault lasts ``FAULT_AFTER_CRASH`` s more), clear them, wait
     ``AFTER_FAULT_BLOCKS`` blocks; the problems seen and the proxy's counts."""
     await run.seed(BORROWERS)
     keeper = await run.start_keeper()
     run.ticking.set()
     run.proxy.faults = faults
     await run.crash()
-    await asyncio.sleep(FAULT_AFTER_CRASH)
+    await (during(run) if during is not None else asyncio.sleep(FAULT_AFTER_CRASH))
     run.proxy.faults = PASS
+    await run.proxy.up()
     await run.wait_blocks(await run.head(), AFTER_FAULT_BLOCKS)
     problems = await verdict(run, "after the fault cleared")
     counts = {f"{k}:{m}": n for (k, m), n in run.proxy.counts.items() if k != "passed"}
@@ -81,8 +87,8 @@ async def test_error_replies_during_a_crash(tmp_path: Path) -> None:
     async with FaultRun.open(tmp_path, seed=20) as run:
         problems, counts = await crash_under(run, Faults(error_rate=0.2))
     print("proxy:", counts)
-    assert run.proxy.total("error") > 20, "the fault was not exercised"
     assert not problems, "\n".join(problems)
+    assert run.proxy.total("error") > 20, "the fault was not exercised"
 
 
 async def test_wrong_typed_replies_during_a_crash(tmp_path: Path) -> None:
@@ -91,8 +97,28 @@ async def test_wrong_typed_replies_during_a_crash(tmp_path: Path) -> None:
     async with FaultRun.open(tmp_path, seed=21) as run:
         problems, counts = await crash_under(run, Faults(junk_rate=0.2))
     print("proxy:", counts)
-    assert run.proxy.total("junk") > 20, "the fault was not exercised"
     assert not problems, "\n".join(problems)
+    assert run.proxy.total("junk") > 20, "the fault was not exercised"
+
+
+async def test_truncation_latency_ws_drops_and_an_outage_during_a_crash(tmp_path: Path) -> None:
+    """What held in the issue's trial, kept as a test: 10% truncated bodies and 50 ms of
+    latency, the WebSockets dropped, then the node refusing connections for 3 s."""
+
+    async def outage(run: FaultRun) -> None:
+        await asyncio.sleep(1.0)
+        await run.proxy.drop_ws()
+        await asyncio.sleep(1.0)
+        await run.proxy.down()
+        await asyncio.sleep(3.0)
+        await run.proxy.up()
+        await asyncio.sleep(1.0)
+
+    async with FaultRun.open(tmp_path, seed=27) as run:
+        problems, counts = await crash_under(run, Faults(truncate_rate=0.1, latency=0.05), outage)
+    print("proxy:", counts)
+    assert not problems, "\n".join(problems)
+    assert run.proxy.total("truncated") > 5 and run.proxy.total("ws_dropped") >= 1
 
 
 async def test_readiness_during_a_blackhole(tmp_path: Path) -> None:
@@ -110,8 +136,7 @@ async def test_readiness_during_a_blackhole(tmp_path: Path) -> None:
             await asyncio.sleep(10.0)
             run.proxy.faults = PASS
             back = time.monotonic()
-            while probe.first(200, back) is None and time.monotonic() - back < 30:
-                await asyncio.sleep(0.1)
+            await poll(lambda: asyncio.sleep(0, probe.first(200, back) is not None), 30)
         finally:
             await probe.stop()
         problems: list[str] = []
@@ -204,9 +229,11 @@ async def test_node_restored_from_an_older_state(tmp_path: Path) -> None:
         nonce0, _ = await run.nonces()
         rest = {s: f / step[s] for s, f in CRASH.items()}
         await run.crash(rest, steps=2)
-        t0 = time.monotonic()
-        while (await run.nonces())[0] < nonce0 + 3 and time.monotonic() - t0 < 20:
-            await asyncio.sleep(0.1)
+
+        async def three_sent() -> bool:
+            return (await run.nonces())[0] >= nonce0 + 3
+
+        await poll(three_sent, 20)
         sent = (await run.nonces())[0] - nonce0
         assert await run.devnet.rpc.call("evm_revert", [snapshot])
         # The market moves on from the restored state as it did before.
@@ -236,10 +263,11 @@ async def test_kill_9_mid_crash_three_times(tmp_path: Path) -> None:
         for i in range(3):
             await run.crash(step, steps=1)
             base = sum((await run.liquidations(first)).values())
-            t0 = time.monotonic()
-            while (sum((await run.liquidations(first)).values()) < base + 2
-                   and time.monotonic() - t0 < 10):
-                await asyncio.sleep(0.05)
+
+            async def two_more(base: int = base) -> bool:
+                return sum((await run.liquidations(first)).values()) >= base + 2
+
+            await poll(two_more, 10, 0.05)
             assert run.keeper is not None
             await run.keeper.kill()  # SIGKILL, mid-crash
             keeper = await run.start_keeper(f"keeper-{i + 1}")
