@@ -6,9 +6,11 @@ and drives anvil directly), a ticker that mines a block every ``block_time`` sec
 also mines each transaction at once, as the devnet config expects), and the daemon processes
 it starts (one at a time; a restart keeps the SQLite checkpoint).
 
-The judge of "a profitable account left under water" is the chain: ``Pool.getUserAccountData``
-read on anvil directly, HF < 1 with at least ``PROFITABLE_BASE`` of collateral and of debt
-(with a 5% or larger bonus on half the debt, far above gas and ``min_profit_usd`` on the devnet).
+The judge of "a profitable account left under water" is the keeper's own planner, run apart
+from the daemon under test: ``keeper run --once --dry-run`` against anvil directly, from a fresh
+book; the accounts it would liquidate that ``Pool.getUserAccountData`` (read on anvil) still
+says are under water. A size threshold is not a judge: deep under water, DEX slippage makes
+$5k-$10k accounts unprofitable (the planner says so), while smaller ones still pay.
 """
 
 from __future__ import annotations
@@ -32,10 +34,15 @@ from keeper.domain.wadray import WAD
 from keeper.pipeline.scanner import read_account_data
 from keeper.pipeline.sync import SyncConfig
 from tests.conftest import TEST_STATE_DIR
-from tests.e2e.test_daemon import KeeperProcess, block_number, keeper_env, liquidated_users
+from tests.e2e.test_daemon import (
+    LIQUIDATION_CALL,
+    KeeperProcess,
+    block_number,
+    keeper_env,
+    liquidated_users,
+)
 from tests.faults.proxy import FaultProxy
 
-PROFITABLE_BASE = 1_000 * 10**8  # $1,000 in the market's base currency (8 decimals)
 CRASH: Mapping[str, float] = {"WETH": 0.62, "WBTC": 0.8}
 
 
@@ -194,16 +201,6 @@ class FaultRun:
                 raise TimeoutError(f"the chain did not pass block {after + blocks}")
             await asyncio.sleep(0.1)
 
-    async def profitable_under_water(self, users: list[str] | None = None) -> dict[str, Any]:
-        """Accounts under water and worth liquidating, read on anvil directly: user -> data."""
-        users = self.users if users is None else users
-        data = await read_account_data(self.devnet.rpc, self.devnet.m.pool, users,
-                                       multicall=self.devnet.m.multicall3)
-        return {u.lower(): a for u, a in zip(users, data, strict=True)
-                if a is not None and a.health_factor < WAD
-                and a.total_collateral_base >= PROFITABLE_BASE
-                and a.total_debt_base >= PROFITABLE_BASE}
-
     async def under_water(self, users: list[str] | None = None) -> dict[str, Any]:
         """Every account with debt and HF < 1, read on anvil directly: user -> data."""
         users = self.users if users is None else users
@@ -217,7 +214,6 @@ class FaultRun:
 
     async def liquidation_blocks(self, since: int) -> list[tuple[int, str, str]]:
         """(block, user, tx hash) of every LiquidationCall since ``since``."""
-        from tests.e2e.test_daemon import LIQUIDATION_CALL
         logs = await self.devnet.rpc.call("eth_getLogs", [{
             "address": self.devnet.m.pool, "topics": [LIQUIDATION_CALL],
             "fromBlock": hex(since), "toBlock": "latest"}])
@@ -277,17 +273,6 @@ class FaultRun:
                 raise AssertionError(f"{name} not ready within 60 s:\n{tail(k)}")
             await asyncio.sleep(0.1)
         return k
-
-    async def settle(self, since: int, timeout: float = 60) -> float:
-        """Until no profitable account is under water and nothing of ours is pending (or the
-        timeout); the seconds it took."""
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            latest, pend = await self.nonces()
-            if not await self.profitable_under_water() and latest == pend:
-                break
-            await asyncio.sleep(0.25)
-        return time.monotonic() - t0
 
 
 async def judge_profitable(run: FaultRun, name: str = "judge") -> set[str]:
