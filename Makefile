@@ -10,7 +10,7 @@ BUILD_STAMP := build/contracts.json
 DEMO_DIR ?= .devnet
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint unit integration bench contracts clean
+.PHONY: setup demo test lint unit integration faults bench contracts clean
 
 setup: $(PY_STAMP) $(NPM_STAMP) $(BUILD_STAMP)
 
@@ -62,6 +62,10 @@ unit: setup
 
 integration: setup
 	$(BIN)/pytest -q tests/integration tests/e2e $(PYTEST_ARGS)
+
+# The daemon through a faulty node during a crash (tests/faults, issue 10), alone.
+faults: setup
+	$(BIN)/pytest -q -m faults $(PYTEST_ARGS)
 
 test: lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
