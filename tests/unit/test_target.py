@@ -16,7 +16,8 @@ FACTORY = "0x5c69bee701ef814a2b6a3edd4b1652cb9cc5aa6f"
 
 
 def test_without_a_manifest_the_config_is_the_target() -> None:
-    cfg = load_config(None, {"KEEPER_NETWORK__RPC_URLS": "http://a:1, http://b:2",
+    cfg = load_config(None, {"KEEPER_NETWORK__CHAIN_ID": "1",
+                             "KEEPER_NETWORK__RPC_URLS": "http://a:1, http://b:2",
                              "KEEPER_NETWORK__WS_URL": "ws://a:1",
                              "KEEPER_AAVE__POOL_ADDRESSES_PROVIDER": PROVIDER,
                              "KEEPER_AAVE__START_BLOCK": "16291127",
@@ -36,7 +37,7 @@ def test_without_a_manifest_the_config_is_the_target() -> None:
 ])
 def test_a_missing_endpoint_or_market_is_a_config_error(env: dict[str, str], field: str) -> None:
     with pytest.raises(ConfigError, match=f"^{field}: "):
-        resolve_target(load_config(None, env))
+        resolve_target(load_config(None, {"KEEPER_NETWORK__CHAIN_ID": "1", **env}))
 
 
 async def test_ready_when_the_scan_is_near_a_recent_head_and_the_node_answers() -> None:
