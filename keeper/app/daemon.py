@@ -5,8 +5,8 @@ executor and a head watcher (readiness, ``keeper_head_block``). Each runs behind
 boundary that logs, counts and retries with backoff; ``max_consecutive_failures`` failures in
 a row engage the sender's kill switch (scanning goes on). With
 ``executor.backrun_oracle_updates`` a fifth task backruns pending oracle updates (see
-``keeper.exec.backrun``). On SIGINT/SIGTERM it stops taking new work, lets the liquidation in
-flight finish, checkpoints the book and returns.
+``keeper.pipeline.backrun``). On SIGINT/SIGTERM it stops taking new work, lets the liquidation
+in flight finish, checkpoints the book and returns.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from keeper.app.config import KeeperConfig
 from keeper.app.root import Keeper
 from keeper.chain.ws import WsRpc
 from keeper.errors import ConfigError, KeeperError, RpcError
-from keeper.exec.backrun import Backrunner, OracleUpdate, PendingOracleWatcher
+from keeper.exec.backrun import behind
 from keeper.exec.guards import CircuitBreaker
 from keeper.exec.sender import Status
 from keeper.obs.logging import get_logger
 from keeper.obs.server import ObsServer, Readiness
+from keeper.pipeline.backrun import Backrunner, OracleUpdate, PendingOracleWatcher
 from keeper.pipeline.scanner import Candidate, HealthScanner
 from keeper.pipeline.sync import SyncError
 from keeper.protocols.aave_v3.book import BlockUpdate, PositionBook
@@ -440,10 +441,10 @@ class Daemon:
 
     # ---- backrun -----------------------------------------------------------------------
     async def _backrun_loop(self) -> None:
-        executor = self.keeper.executor
+        planner = self.keeper.planner
         target = self.keeper.target
-        if executor is None or (self.keeper.sync.ws is None and target.ws_url is None):
-            missing = "executor" if executor is None else "WebSocket"
+        if planner is None or (self.keeper.sync.ws is None and target.ws_url is None):
+            missing = "executor" if planner is None else "WebSocket"
             log.warning(f"backrun_oracle_updates is on but there is no {missing}: not backrunning")
             await asyncio.Event().wait()
             return
@@ -453,7 +454,7 @@ class Daemon:
         def book() -> PositionBook:
             return self.keeper.sync.book
 
-        backrunner = Backrunner(self.keeper.rpc, book, executor, timeout=timeout)
+        backrunner = Backrunner(self.keeper.rpc, book, planner, timeout=timeout)
         own: WsRpc | None = None
         delay = self.settings.retry_min
         try:
@@ -495,14 +496,18 @@ class Daemon:
             return
         async with self._lane:
             block = self.candidates.block
-            prepared = await backrunner.plan(update, lambda u: not self._due(u, block))
-            if prepared is None or self.stopping:
+            found = await backrunner.plan(update, lambda u: not self._due(u, block))
+            if found is None or self.stopping:
                 return
-            assert self.keeper.executor is not None
+            executor = self.keeper.executor
+            assert executor is not None
+            # No trace: at the head the new price is not there yet and the call would revert.
+            prepared = behind(await executor.prepare(found.plan, found.market, trace_gas=False,
+                                                     detected_at=found.detected_at), update.tx)
             user = prepared.user
             self.in_flight = user
             try:
-                execution = await self.keeper.executor.send(prepared)
+                execution = await executor.send(prepared)
             except RpcError as exc:
                 self.metrics.rpc_errors.labels(method="backrun").inc()
                 log.warning("backrun failed: node unreachable", user=user, error=str(exc))

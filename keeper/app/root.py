@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -24,8 +25,9 @@ from keeper.contracts import artifacts
 from keeper.devnet.manifest import Manifest
 from keeper.domain.fees import FeePolicy, gwei_to_wei
 from keeper.domain.liquidation import AaveRules
+from keeper.domain.plan import Rejection
 from keeper.errors import ConfigError, RpcError
-from keeper.exec.executor import Execution, LiquidationExecutor, Venue
+from keeper.exec.executor import Execution, LiquidationExecutor
 from keeper.exec.guards import Guards
 from keeper.exec.keys import load_signer
 from keeper.exec.relay import RelayClient, RelaySubmitter
@@ -33,7 +35,9 @@ from keeper.exec.sender import Sender, SenderSettings
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.obs.server import Readiness
+from keeper.pipeline.gather import Venue
 from keeper.pipeline.planner import PlannerConfig
+from keeper.pipeline.planning import LiquidationPlanner
 from keeper.pipeline.scanner import Candidate, HealthScanner
 from keeper.pipeline.store import BookStore
 from keeper.pipeline.sync import BookSync, SyncConfig
@@ -101,13 +105,14 @@ class Keeper:
 
     def __init__(self, cfg: KeeperConfig, target: Target, rpc: RpcPool, contracts: AaveV3Contracts,
                  sync: BookSync, executor: LiquidationExecutor | None, metrics: Metrics,
-                 readiness: Readiness) -> None:
+                 readiness: Readiness, planner: LiquidationPlanner | None = None) -> None:
         self.cfg = cfg
         self.target = target
         self.rpc = rpc
         self.contracts = contracts
         self.sync = sync
         self.executor = executor
+        self.planner = planner
         self.metrics = metrics
         self.readiness = readiness
         self.symbols = dict(target.symbols)
@@ -124,10 +129,16 @@ class Keeper:
         return [c for c in found if c.confirmed_on_chain]
 
     async def liquidate(self, candidate: Candidate) -> Execution:
-        assert self.executor is not None
+        """Plan the candidate on the book's view (pipeline), then send the plan (exec)."""
+        assert self.executor is not None and self.planner is not None
+        detected = time.monotonic()
         book = self.sync.book
-        return await self.executor.handle(candidate.user, book.account(candidate.user),
-                                          book.market())
+        market = book.market()
+        plan = await self.planner.plan(candidate.user, book.account(candidate.user), market)
+        if isinstance(plan, Rejection):
+            return Execution(candidate.user, rejection=plan)
+        return await self.executor.send(
+            await self.executor.prepare(plan, market, detected_at=detected))
 
 
 @contextlib.asynccontextmanager
@@ -150,9 +161,9 @@ async def build(cfg: KeeperConfig, *, dry_run: bool, execute: bool = True,
             start_block=target.start_block, chunk=cfg.scanner.backfill_chunk_blocks,
             poll_interval=cfg.scanner.poll_interval, progress=progress), store=store, ws=ws)
         try:
-            executor = await _build_executor(cfg, target, rpc, contracts, metrics,
-                                             dry_run=dry_run) if execute else None
-            yield Keeper(cfg, target, rpc, contracts, sync, executor, metrics, readiness)
+            executor, planner = await _build_executor(
+                cfg, target, rpc, contracts, sync, metrics, dry_run=dry_run) if execute else (None, None)
+            yield Keeper(cfg, target, rpc, contracts, sync, executor, metrics, readiness, planner)
         finally:
             # Final checkpoint even when cancelled: losing it only costs a longer catch-up,
             # but a half-written one must never happen (the store writes in one transaction).
@@ -178,8 +189,8 @@ async def _connect_ws(url: str | None, timeout: float) -> WsRpc | None:
 
 
 async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
-                          contracts: AaveV3Contracts, metrics: Metrics, *,
-                          dry_run: bool) -> LiquidationExecutor:
+                          contracts: AaveV3Contracts, sync: BookSync, metrics: Metrics, *,
+                          dry_run: bool) -> tuple[LiquidationExecutor, LiquidationPlanner]:
     ex = cfg.executor
     if target.liquidator is None:
         raise ConfigError("executor.liquidator: no liquidator contract configured "
@@ -206,7 +217,7 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
     sender = Sender(rpc, signer, policy, guards, settings, metrics=metrics, submitter=submitter,
                     address=owner)
     a_tokens = await _a_tokens(rpc, contracts)
-    venue = Venue(pool=contracts.pool, liquidator=target.liquidator.lower(), owner=owner,
+    venue = Venue(pool=contracts.pool, liquidator=target.liquidator.lower(),
                   uniswap_v2_factory=target.uniswap_v2_factory.lower(),
                   pair_init_code_hash=target.pair_init_code_hash, hubs=target.hubs,
                   a_tokens=a_tokens)
@@ -214,8 +225,13 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
         liquidator=venue.liquidator, native_asset=target.native_asset.lower(),
         rules=AaveRules(cfg.aave.rules), min_profit_base=round(ex.min_profit_usd * 10**8),
         profit_tolerance_bps=ex.profit_tolerance_bps)
-    return LiquidationExecutor(rpc, sender, venue, planner, policy, metrics,
-                               block_time=cfg.network.block_time)
+    executor = LiquidationExecutor(rpc, sender, metrics, owner=owner,
+                                   native_asset=planner.native_asset,
+                                   native_decimals=planner.native_decimals,
+                                   block_time=cfg.network.block_time)
+    # Plans are made for the block after the sync's head (no head read of their own).
+    return executor, LiquidationPlanner(rpc, venue, planner, policy, metrics,
+                                        head=lambda: sync.head, block_time=cfg.network.block_time)
 
 
 async def _a_tokens(rpc: JsonRpc, contracts: AaveV3Contracts) -> dict[str, str]:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from keeper.domain.fees import Fees
 from keeper.errors import RpcError
 
 
@@ -47,6 +48,9 @@ class Head:
     parent_hash: str
     timestamp: int
     base_fee: int | None  # None before London (and on some L2s)
+    # What the next block's base fee follows from (EIP-1559); None when the source lacked them.
+    gas_used: int | None = None
+    gas_limit: int | None = None
 
     @classmethod
     def from_json(cls, block: Mapping[str, Any]) -> Head:
@@ -54,12 +58,15 @@ class Head:
         if not isinstance(block, Mapping):
             raise RpcError(f"expected a block object, got {type(block).__name__}")
         base_fee = block.get("baseFeePerGas")
+        gas_used, gas_limit = block.get("gasUsed"), block.get("gasLimit")
         return cls(
             number=hex_to_int(_get(block, "number", "block"), "number"),
             hash=_hex(_get(block, "hash", "block"), "hash"),
             parent_hash=_hex(_get(block, "parentHash", "block"), "parentHash"),
             timestamp=hex_to_int(_get(block, "timestamp", "block"), "timestamp"),
             base_fee=None if base_fee is None else hex_to_int(base_fee, "baseFeePerGas"),
+            gas_used=None if gas_used is None else hex_to_int(gas_used, "gasUsed"),
+            gas_limit=None if gas_limit is None else hex_to_int(gas_limit, "gasLimit"),
         )
 
 
@@ -148,3 +155,37 @@ class Reorg:
 
 ChainEvent = Head | Reorg
 """What a head follower yields: the next canonical head, or a notice to roll back first."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTx:
+    """A transaction in the mempool (one a backrun must follow in the same block)."""
+
+    tx_hash: str
+    sender: str
+    to: str
+    data: bytes
+    value: int
+    gas: int
+    fees: Fees
+
+    @classmethod
+    def from_rpc(cls, tx: dict[str, Any]) -> PendingTx:
+        """From an ``eth_getTransactionByHash`` answer (EIP-1559 or legacy)."""
+        if tx.get("maxFeePerGas") is not None:
+            fees = Fees(hex_to_int(tx["maxFeePerGas"], "maxFeePerGas"),
+                        hex_to_int(tx["maxPriorityFeePerGas"], "maxPriorityFeePerGas"))
+        else:
+            # A legacy gas price is both the cap and the tip.
+            price = hex_to_int(tx["gasPrice"], "gasPrice")
+            fees = Fees(price, price)
+        data = str(tx.get("input") or tx.get("data") or "0x")
+        return cls(tx_hash=str(tx["hash"]).lower(), sender=str(tx["from"]).lower(),
+                   to=str(tx["to"]).lower(), data=bytes.fromhex(data[2:]),
+                   value=hex_to_int(tx.get("value", "0x0"), "value"),
+                   gas=hex_to_int(tx["gas"], "gas"), fees=fees)
+
+    def call(self) -> dict[str, Any]:
+        """As an ``eth_simulateV1`` call (no fee fields: the simulation does not charge them)."""
+        return {"from": self.sender, "to": self.to, "input": "0x" + self.data.hex(),
+                "value": hex(self.value), "gas": hex(self.gas)}

@@ -6,18 +6,18 @@ from eth_abi import encode as abi_encode
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keeper.chain.types import PendingTx
 from keeper.domain.fees import Fees
-from keeper.exec.backrun import (
+from keeper.exec.backrun import backrun_fees
+from keeper.pipeline.backrun import (
     TRANSMIT,
     UPDATE_ANSWER,
     Link,
-    backrun_fees,
     decode_new_answer,
     decode_ocr2_median,
     liquidatable,
     repriced,
 )
-from keeper.exec.sender import PendingTx
 from tests.unit.test_account import USDC, WBTC, WETH, WSTETH, account, market, usd
 
 GWEI = 10**9
