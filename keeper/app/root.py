@@ -162,7 +162,7 @@ async def build(cfg: KeeperConfig, *, dry_run: bool, execute: bool = True,
             poll_interval=cfg.scanner.poll_interval, progress=progress), store=store, ws=ws)
         try:
             executor, planner = await _build_executor(
-                cfg, target, rpc, contracts, sync, metrics, dry_run=dry_run) if execute else (None, None)
+                cfg, target, rpc, contracts, metrics, dry_run=dry_run) if execute else (None, None)
             yield Keeper(cfg, target, rpc, contracts, sync, executor, metrics, readiness, planner)
         finally:
             # Final checkpoint even when cancelled: losing it only costs a longer catch-up,
@@ -189,7 +189,7 @@ async def _connect_ws(url: str | None, timeout: float) -> WsRpc | None:
 
 
 async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
-                          contracts: AaveV3Contracts, sync: BookSync, metrics: Metrics, *,
+                          contracts: AaveV3Contracts, metrics: Metrics, *,
                           dry_run: bool) -> tuple[LiquidationExecutor, LiquidationPlanner]:
     ex = cfg.executor
     if target.liquidator is None:
@@ -229,9 +229,8 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
                                    native_asset=planner.native_asset,
                                    native_decimals=planner.native_decimals,
                                    block_time=cfg.network.block_time)
-    # Plans are made for the block after the sync's head (no head read of their own).
     return executor, LiquidationPlanner(rpc, venue, planner, policy, metrics,
-                                        head=lambda: sync.head, block_time=cfg.network.block_time)
+                                        block_time=cfg.network.block_time)
 
 
 async def _a_tokens(rpc: JsonRpc, contracts: AaveV3Contracts) -> dict[str, str]:

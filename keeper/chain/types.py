@@ -48,9 +48,6 @@ class Head:
     parent_hash: str
     timestamp: int
     base_fee: int | None  # None before London (and on some L2s)
-    # What the next block's base fee follows from (EIP-1559); None when the source lacked them.
-    gas_used: int | None = None
-    gas_limit: int | None = None
 
     @classmethod
     def from_json(cls, block: Mapping[str, Any]) -> Head:
@@ -58,15 +55,12 @@ class Head:
         if not isinstance(block, Mapping):
             raise RpcError(f"expected a block object, got {type(block).__name__}")
         base_fee = block.get("baseFeePerGas")
-        gas_used, gas_limit = block.get("gasUsed"), block.get("gasLimit")
         return cls(
             number=hex_to_int(_get(block, "number", "block"), "number"),
             hash=_hex(_get(block, "hash", "block"), "hash"),
             parent_hash=_hex(_get(block, "parentHash", "block"), "parentHash"),
             timestamp=hex_to_int(_get(block, "timestamp", "block"), "timestamp"),
             base_fee=None if base_fee is None else hex_to_int(base_fee, "baseFeePerGas"),
-            gas_used=None if gas_used is None else hex_to_int(gas_used, "gasUsed"),
-            gas_limit=None if gas_limit is None else hex_to_int(gas_limit, "gasLimit"),
         )
 
 

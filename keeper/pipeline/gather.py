@@ -1,10 +1,14 @@
-"""What planning needs that the book does not hold, read once per planning in one JSON-RPC batch.
+"""What planning needs that the book does not hold, read in one JSON-RPC batch per plan.
 
-The next block's timestamp and base fee come from the head the sync already applied (its
-header carries the EIP-1559 figures); the AMM reserves of the pairs the user's assets can
-route through, the Pool's flash-loan premium and the funding of our contract are read
-together. Only when the sync has no header for the book's block (a resumed checkpoint, a
-rollback) does the batch carry a read of the latest header too.
+The batch carries the node's latest header (the next block's timestamp and base fee follow
+from it), the AMM reserves of the pairs the user's assets can route through, the Pool's
+flash-loan premium and the funding of our contract.
+
+Why the node's header and not the sync's: the book applies a block some milliseconds (after a
+burst, blocks) after the node has it, and a plan must be exact for the second it is mined in
+(interest accrues to the second; a full liquidation planned one second early leaves dust and
+Aave v3.3+ reverts it, and the gas trace runs at that second). In the same batch it costs no
+extra round trip.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from keeper.chain.rpc import JsonRpc
-from keeper.chain.types import Head
 from keeper.domain.quote import needed_pairs
 from keeper.errors import RpcError
 from keeper.pipeline.planner import Funding
@@ -76,17 +79,19 @@ def next_base_fee(base_fee: int, gas_used: int, gas_limit: int) -> int:
     return max(0, base_fee - base_fee * (target - gas_used) // target // 8)
 
 
-def next_block(head: Head, *, block_time: int | None, now: float) -> NextBlock:
-    """The block after ``head``: interest accrues to the second, so plans are made for it.
+def next_block(header: Mapping[str, Any], *, block_time: int | None, now: float) -> NextBlock:
+    """The block after ``header`` (an eth_getBlockByNumber answer), which plans are made for.
 
     With a known slot time the next block's stamp is exact; without one, anvil-style
     wall-clock stamps (``now``) are the best guess.
     """
-    if head.gas_used is None or head.gas_limit is None:
-        raise ValueError("the head lacks gasUsed/gasLimit: the next base fee is unknown")
-    timestamp = (head.timestamp + block_time if block_time is not None
-                 else max(int(now), head.timestamp + 1))
-    return NextBlock(timestamp, next_base_fee(head.base_fee or 0, head.gas_used, head.gas_limit))
+    if not isinstance(header, Mapping):
+        raise RpcError(f"eth_getBlockByNumber: expected a block, got {header!r}")
+    head_ts = int(header["timestamp"], 16)
+    timestamp = head_ts + block_time if block_time is not None else max(int(now), head_ts + 1)
+    base_fee = next_base_fee(int(header.get("baseFeePerGas", "0x0"), 16),
+                             int(header["gasUsed"], 16), int(header["gasLimit"], 16))
+    return NextBlock(timestamp, base_fee)
 
 
 def funding_calls(source: FundingSource, block: str = "latest") -> list[RpcCall]:
@@ -113,30 +118,22 @@ async def read_funding(rpc: JsonRpc, source: FundingSource, block: str = "latest
     return decode_funding(source, await rpc.batch(funding_calls(source, block)))
 
 
-async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], head: Head | None, *,
+async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
                  block_time: int | None) -> Gathered:
-    """What planning a user with ``assets`` needs for the block after ``head``: one batch.
+    """What planning a user with ``assets`` needs for the next block: one batch.
 
     Only the user's own assets can be seized or repaid, so only their pools and funding are
-    read. ``head`` is the sync's header of the book's block; without one (or without its gas
-    figures) the latest header is read in the same batch.
+    read.
     """
     keys = sorted_pairs(needed_pairs(assets, assets, hubs=list(venue.hubs)))
     source = FundingSource(venue.pool, venue.liquidator,
                            {a: venue.a_tokens[a] for a in assets if a in venue.a_tokens})
-    calls = reserves_calls(venue.uniswap_v2_factory, keys, init_code_hash=venue.pair_init_code_hash)
+    calls: list[RpcCall] = [("eth_getBlockByNumber", ["latest", False])]
+    calls += reserves_calls(venue.uniswap_v2_factory, keys, init_code_hash=venue.pair_init_code_hash)
     calls += funding_calls(source)
-    known = head is not None and head.gas_used is not None and head.gas_limit is not None
-    if not known:
-        calls.append(("eth_getBlockByNumber", ["latest", False]))
-    results = await rpc.batch(calls)
-    if not known:
-        if results[-1] is None:
-            raise RpcError("eth_getBlockByNumber: no latest block")
-        head = Head.from_json(results.pop())
-    assert head is not None
+    header, *results = await rpc.batch(calls)
     return Gathered(
-        next_block=next_block(head, block_time=block_time, now=time.time()),
+        next_block=next_block(header, block_time=block_time, now=time.time()),
         reserves=decode_reserves(keys, results[:len(keys)]),
         funding=decode_funding(source, results[len(keys):]),
     )

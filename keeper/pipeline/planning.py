@@ -6,11 +6,9 @@ or a ``Rejection``; it sends nothing (keeper.exec carries a plan out).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 from keeper.chain.rpc import JsonRpc
-from keeper.chain.types import Head
 from keeper.domain.account import Market, UserAccount
 from keeper.domain.fees import FeePolicy
 from keeper.domain.plan import GasPrice, Plan, Rejection, RejectionReason
@@ -23,22 +21,16 @@ from keeper.pipeline.planner import PlannerConfig, plan_liquidation
 log = get_logger(__name__)
 
 
-def _no_head() -> Head | None:
-    return None
-
-
 class LiquidationPlanner:
-    """Plans liquidations on the book's view for the block after the sync's head."""
+    """Plans liquidations on the book's view for the block after the node's latest."""
 
     def __init__(self, rpc: JsonRpc, venue: Venue, config: PlannerConfig, fee_policy: FeePolicy,
-                 metrics: Metrics, *, head: Callable[[], Head | None] = _no_head,
-                 block_time: int | None = None) -> None:
+                 metrics: Metrics, *, block_time: int | None = None) -> None:
         self.rpc = rpc
         self.venue = venue
         self.config = config
         self.fee_policy = fee_policy
         self.metrics = metrics
-        self.head = head
         self.block_time = block_time
 
     async def plan(self, user: str, account: UserAccount, market: Market) -> Plan | Rejection:
@@ -47,7 +39,7 @@ class LiquidationPlanner:
         ``market`` may be the book's view or one with prices the chain has not seen yet (a
         pending oracle update).
         """
-        gathered = await gather(self.rpc, self.venue, sorted(account.reserves), self.head(),
+        gathered = await gather(self.rpc, self.venue, sorted(account.reserves),
                                 block_time=self.block_time)
         verdict = self._decide(user, account, market, gathered)
         if isinstance(verdict, Rejection):

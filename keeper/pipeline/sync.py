@@ -143,14 +143,6 @@ class BookSync:
         self.reorgs = 0
         # The block the book resumed from after loading the store (None: it was backfilled).
         self.resumed_from: int | None = None
-        self._head: Head | None = None
-
-    @property
-    def head(self) -> Head | None:
-        """The header of the book's block as the chain sent it (its fees price the next
-        block), or None when the book's block came from elsewhere (a checkpoint, a rollback)."""
-        head = self._head
-        return head if head is not None and head.hash == self.book.block_hash else None
 
     # ---- consumers -------------------------------------------------------------------------
     def subscribe(self) -> asyncio.Queue[BlockUpdate]:
@@ -289,7 +281,6 @@ class BookSync:
             self.book.abort_block()
             raise
         self._publish(self.book.end_block())
-        self._head = target
         log.info("backfill done", to_block=to_block, users=len(self.book),
                  seconds=round(progress.elapsed, 2))
         await self.checkpoint(force=True)
@@ -382,7 +373,6 @@ class BookSync:
             self.book.abort_block()
             raise
         update = self.book.end_block()
-        self._head = head
         self.blocks_applied += 1
         self._publish(update)
         return update

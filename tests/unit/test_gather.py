@@ -1,4 +1,4 @@
-"""The per-block gather: the next block from the sync's head, and one batch for the rest."""
+"""The gather: the next block after the node's latest, pools and funding, in one batch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from eth_abi import encode as abi_encode
 
-from keeper.chain.types import Head
+from keeper.errors import RpcError
 from keeper.pipeline.gather import Venue, gather, next_base_fee, next_block
 from keeper.protocols.erc20 import balance_of
 from keeper.protocols.uniswap_v2.pair import pair_address
@@ -20,8 +20,9 @@ LIQUIDATOR = "0x00000000000000000000000000000000000000cc"
 FACTORY = "0x00000000000000000000000000000000000000fa"
 A_USDC = "0x00000000000000000000000000000000000000a5"
 VENUE = Venue(POOL, LIQUIDATOR, FACTORY, bytes(32), (WETH,), {USDC: A_USDC})
-HEAD = Head(100, "0x" + "11" * 32, "0x" + "10" * 32, 1_700_000_000, 10 * GWEI,
-            gas_used=20_000_000, gas_limit=30_000_000)
+TS = 1_700_000_000
+LATEST = {"number": hex(100), "timestamp": hex(TS), "baseFeePerGas": hex(10 * GWEI),
+          "gasUsed": hex(20_000_000), "gasLimit": hex(30_000_000)}
 
 
 def word(value: int) -> str:
@@ -58,17 +59,20 @@ def test_next_base_fee_follows_eip1559() -> None:
 
 def test_next_block_is_one_slot_after_the_head_or_now() -> None:
     fee = next_base_fee(10 * GWEI, 20_000_000, 30_000_000)
-    assert next_block(HEAD, block_time=12, now=0).timestamp == HEAD.timestamp + 12
-    assert next_block(HEAD, block_time=12, now=0).base_fee == fee
-    assert next_block(HEAD, block_time=None, now=HEAD.timestamp + 5.7).timestamp == HEAD.timestamp + 5
-    assert next_block(HEAD, block_time=None, now=0).timestamp == HEAD.timestamp + 1
-    with pytest.raises(ValueError, match="gasUsed"):
-        next_block(Head(1, "0x", "0x", 0, None), block_time=12, now=0)
+    assert next_block(LATEST, block_time=12, now=0).timestamp == TS + 12
+    assert next_block(LATEST, block_time=12, now=0).base_fee == fee
+    assert next_block(LATEST, block_time=None, now=TS + 5.7).timestamp == TS + 5
+    assert next_block(LATEST, block_time=None, now=0).timestamp == TS + 1
+    pre_london = {k: v for k, v in LATEST.items() if k != "baseFeePerGas"}
+    assert next_block(pre_london, block_time=12, now=0).base_fee == next_base_fee(0, 20_000_000, 30_000_000)
+    with pytest.raises(RpcError):
+        next_block(None, block_time=12, now=0)  # type: ignore[arg-type]
 
 
 def _answers() -> dict[tuple[str, str], Any]:
     weth_usdc = pair_address(FACTORY, WETH, USDC, bytes(32))
     return {
+        ("eth_getBlockByNumber", "latest"): LATEST,
         ("eth_call", weth_usdc): "0x" + abi_encode(["uint112", "uint112", "uint32"],
                                                     [5 * 10**6, 7 * 10**18, 0]).hex(),
         ("eth_call", pair_address(FACTORY, WBTC, USDC, bytes(32))): "0x",  # never created
@@ -79,28 +83,17 @@ def _answers() -> dict[tuple[str, str], Any]:
     }
 
 
-async def test_one_batch_with_the_sync_head() -> None:
+async def test_one_batch_for_the_header_the_pools_and_the_funding() -> None:
     rpc = FakeRpc(_answers())
-    got = await gather(rpc, VENUE, [WBTC, USDC, WETH], HEAD, block_time=12)
+    got = await gather(rpc, VENUE, [WBTC, USDC, WETH], block_time=12)
     assert len(rpc.batches) == 1
-    assert all(method == "eth_call" for method, _ in rpc.batches[0])
-    assert got.next_block == next_block(HEAD, block_time=12, now=0)
+    assert rpc.batches[0][0] == ("eth_getBlockByNumber", ["latest", False])
+    assert got.next_block == next_block(LATEST, block_time=12, now=0)
+    # Three pairs asked (WBTC/USDC, WBTC/WETH, USDC/WETH); only the one that exists answers.
     assert got.reserves == {(USDC, WETH): (5 * 10**6, 7 * 10**18)}
     assert got.funding.flash_premium_bps == 5
     assert got.funding.own_balances == {USDC: 123}
     assert got.funding.flash_liquidity == {USDC: 456}
-
-
-async def test_without_a_head_the_latest_header_rides_in_the_same_batch() -> None:
-    latest = {"number": hex(HEAD.number), "hash": HEAD.hash, "parentHash": HEAD.parent_hash,
-              "timestamp": hex(HEAD.timestamp), "baseFeePerGas": hex(10 * GWEI),
-              "gasUsed": hex(20_000_000), "gasLimit": hex(30_000_000)}
-    rpc = FakeRpc(_answers() | {("eth_getBlockByNumber", "latest"): latest})
-    got = await gather(rpc, VENUE, [USDC, WETH], None, block_time=12)
-    assert len(rpc.batches) == 1 and rpc.batches[0][-1][0] == "eth_getBlockByNumber"
-    assert got.next_block == next_block(HEAD, block_time=12, now=0)
-    assert got.reserves == {(USDC, WETH): (5 * 10**6, 7 * 10**18)}
-    assert got.funding.own_balances == {USDC: 123}
 
 
 def test_balance_of_is_the_abi_encoding() -> None:
