@@ -15,8 +15,8 @@ from keeper.chain.rpc import HttpRpc
 from keeper.contracts import artifacts
 from keeper.devnet import lifecycle
 from keeper.devnet.driver import Devnet
+from keeper.domain.plan import LiquidationParams
 from keeper.protocols.aave_v3.liquidator import (
-    LiquidationParams,
     LiquidatorConfig,
     deploy_liquidator,
     encode_liquidate,

@@ -23,14 +23,16 @@ from keeper.contracts import artifacts
 from keeper.domain.fees import FeePolicy, gwei_to_wei
 from keeper.domain.liquidation import AaveRules
 from keeper.errors import ConfigError, RpcError
-from keeper.exec.executor import LiquidationExecutor, Venue
+from keeper.exec.executor import LiquidationExecutor
 from keeper.exec.guards import Guards
 from keeper.exec.relay import RelayClient, RelaySubmitter
 from keeper.exec.sender import Sender
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.obs.server import Readiness
+from keeper.pipeline.gather import Venue
 from keeper.pipeline.planner import PlannerConfig
+from keeper.pipeline.planning import LiquidationPlanner
 from keeper.pipeline.store import BookStore
 from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
@@ -53,6 +55,7 @@ class Keeper:
     executor: LiquidationExecutor | None  # None: scanning only
     metrics: Metrics
     readiness: Readiness  # the daemon swaps in its own (see ``keeper.app.head``)
+    planner: LiquidationPlanner | None = None  # None: scanning only
 
 
 @contextlib.asynccontextmanager
@@ -74,9 +77,9 @@ async def build(cfg: KeeperConfig, target: Target, *, dry_run: bool, execute: bo
             start_block=target.start_block, chunk=cfg.scanner.backfill_chunk_blocks,
             poll_interval=cfg.scanner.poll_interval, progress=progress), store=store, ws=ws)
         try:
-            executor = await _build_executor(cfg, target, rpc, contracts, metrics,
-                                             dry_run=dry_run) if execute else None
-            yield Keeper(cfg, target, rpc, contracts, sync, executor, metrics, readiness)
+            executor, planner = await _build_executor(
+                cfg, target, rpc, contracts, metrics, dry_run=dry_run) if execute else (None, None)
+            yield Keeper(cfg, target, rpc, contracts, sync, executor, metrics, readiness, planner)
         finally:
             # Final checkpoint even when cancelled: losing it only costs a longer catch-up,
             # but a half-written one must never happen (the store writes in one transaction).
@@ -102,7 +105,7 @@ async def _connect_ws(url: str | None, timeout: float) -> WsRpc | None:
 
 async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
                           contracts: AaveV3Contracts, metrics: Metrics, *,
-                          dry_run: bool) -> LiquidationExecutor:
+                          dry_run: bool) -> tuple[LiquidationExecutor, LiquidationPlanner]:
     ex = cfg.executor
     if target.liquidator is None:
         raise ConfigError("executor.liquidator: no liquidator contract configured "
@@ -129,7 +132,7 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
     sender = Sender(rpc, signer, policy, guards, settings, metrics=metrics, submitter=submitter,
                     address=owner)
     a_tokens = await _a_tokens(rpc, contracts)
-    venue = Venue(pool=contracts.pool, liquidator=target.liquidator.lower(), owner=owner,
+    venue = Venue(pool=contracts.pool, liquidator=target.liquidator.lower(),
                   uniswap_v2_factory=target.uniswap_v2_factory.lower(),
                   pair_init_code_hash=target.pair_init_code_hash, hubs=target.hubs,
                   a_tokens=a_tokens)
@@ -137,8 +140,12 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
         liquidator=venue.liquidator, native_asset=target.native_asset.lower(),
         rules=AaveRules(cfg.aave.rules), min_profit_base=round(ex.min_profit_usd * 10**8),
         profit_tolerance_bps=ex.profit_tolerance_bps)
-    return LiquidationExecutor(rpc, sender, venue, planner, policy, metrics,
-                               block_time=cfg.network.block_time)
+    executor = LiquidationExecutor(rpc, sender, metrics, owner=owner,
+                                   native_asset=planner.native_asset,
+                                   native_decimals=planner.native_decimals,
+                                   block_time=cfg.network.block_time)
+    return executor, LiquidationPlanner(rpc, venue, planner, policy, metrics,
+                                        block_time=cfg.network.block_time)
 
 
 async def _a_tokens(rpc: JsonRpc, contracts: AaveV3Contracts) -> dict[str, str]:

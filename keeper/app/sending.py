@@ -15,9 +15,10 @@ from keeper.app.scan_task import Candidates
 from keeper.app.supervise import Supervisor
 from keeper.chain.ws import WsRpc
 from keeper.errors import KeeperError, RpcError
-from keeper.exec.backrun import Backrunner, OracleUpdate, PendingOracleWatcher
+from keeper.exec.backrun import behind
 from keeper.exec.executor import Execution
 from keeper.obs.logging import get_logger
+from keeper.pipeline.backrun import Backrunner, OracleUpdate, PendingOracleWatcher
 from keeper.pipeline.scan import LiquidatableAccount
 from keeper.protocols.aave_v3.book import PositionBook
 
@@ -107,9 +108,9 @@ class BackrunTask:
 
     async def run(self) -> None:
         keeper = self.sending.keeper
-        executor = keeper.executor
-        if executor is None or (keeper.sync.ws is None and keeper.target.ws_url is None):
-            log.warning("backrun_disabled", missing="executor" if executor is None else "websocket",
+        planner = keeper.planner
+        if planner is None or (keeper.sync.ws is None and keeper.target.ws_url is None):
+            log.warning("backrun_disabled", missing="executor" if planner is None else "websocket",
                         reason="backrun_oracle_updates is on but nothing to backrun with")
             await asyncio.Event().wait()
             return
@@ -119,7 +120,7 @@ class BackrunTask:
         def book() -> PositionBook:
             return keeper.sync.book
 
-        backrunner = Backrunner(keeper.rpc, book, executor, timeout=timeout)
+        backrunner = Backrunner(keeper.rpc, book, planner, timeout=timeout)
         try:
             await self.sending.supervisor.forever(
                 "backrun", lambda: self._watch(backrunner, book, timeout),
@@ -156,11 +157,14 @@ class BackrunTask:
             return
         async with self.lane.held():
             block = self.sending.candidates.block
-            prepared = await backrunner.plan(update, lambda u: not self.lane.due(u, block))
-            if prepared is None or self.sending.stopping():
+            found = await backrunner.plan(update, lambda u: not self.lane.due(u, block))
+            if found is None or self.sending.stopping():
                 return
-            assert self.sending.keeper.executor is not None
             executor = self.sending.keeper.executor
+            assert executor is not None
+            # No trace: at the head the new price is not there yet and the call would revert.
+            prepared = behind(await executor.prepare(found.plan, found.market, trace_gas=False,
+                                                     detected_at=found.detected_at), update.tx)
             user = prepared.user
             execution = await self.sending.attempt(
                 "backrun", user, block, lambda: executor.send(prepared), rpc_method="backrun")

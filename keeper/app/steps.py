@@ -3,7 +3,10 @@ liquidatable accounts, and liquidate one of them."""
 
 from __future__ import annotations
 
+import time
+
 from keeper.app.root import Keeper
+from keeper.domain.plan import Rejection
 from keeper.exec.executor import Execution
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 
@@ -18,8 +21,14 @@ async def candidates(keeper: Keeper, scanner: HealthScanner) -> list[Liquidatabl
 
 
 async def liquidate(keeper: Keeper, candidate: LiquidatableAccount) -> Execution:
-    """Plan, simulate and (unless a dry run) send the liquidation of ``candidate``."""
-    assert keeper.executor is not None
+    """Plan ``candidate`` on the book's view (pipeline), then simulate and (unless a dry run)
+    send the plan (exec)."""
+    assert keeper.executor is not None and keeper.planner is not None
+    detected = time.monotonic()
     book = keeper.sync.book
-    return await keeper.executor.handle(candidate.user, book.account(candidate.user),
-                                        book.market())
+    market = book.market()
+    plan = await keeper.planner.plan(candidate.user, book.account(candidate.user), market)
+    if isinstance(plan, Rejection):
+        return Execution(candidate.user, rejection=plan)
+    return await keeper.executor.send(
+        await keeper.executor.prepare(plan, market, detected_at=detected))

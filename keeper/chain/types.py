@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from keeper.domain.fees import Fees
 from keeper.errors import RpcError
 
 
@@ -162,3 +163,37 @@ class Reorg:
 
 ChainEvent = Head | Reorg
 """What a head follower yields: the next canonical head, or a notice to roll back first."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTx:
+    """A transaction in the mempool (one a backrun must follow in the same block)."""
+
+    tx_hash: str
+    sender: str
+    to: str
+    data: bytes
+    value: int
+    gas: int
+    fees: Fees
+
+    @classmethod
+    def from_rpc(cls, tx: dict[str, Any]) -> PendingTx:
+        """From an ``eth_getTransactionByHash`` answer (EIP-1559 or legacy)."""
+        if tx.get("maxFeePerGas") is not None:
+            fees = Fees(hex_to_int(tx["maxFeePerGas"], "maxFeePerGas"),
+                        hex_to_int(tx["maxPriorityFeePerGas"], "maxPriorityFeePerGas"))
+        else:
+            # A legacy gas price is both the cap and the tip.
+            price = hex_to_int(tx["gasPrice"], "gasPrice")
+            fees = Fees(price, price)
+        data = str(tx.get("input") or tx.get("data") or "0x")
+        return cls(tx_hash=str(tx["hash"]).lower(), sender=str(tx["from"]).lower(),
+                   to=str(tx["to"]).lower(), data=bytes.fromhex(data[2:]),
+                   value=hex_to_int(tx.get("value", "0x0"), "value"),
+                   gas=hex_to_int(tx["gas"], "gas"), fees=fees)
+
+    def call(self) -> dict[str, Any]:
+        """As an ``eth_simulateV1`` call (no fee fields: the simulation does not charge them)."""
+        return {"from": self.sender, "to": self.to, "input": "0x" + self.data.hex(),
+                "value": hex(self.value), "gas": hex(self.gas)}

@@ -8,8 +8,8 @@ when both legs exist, a hop through each hub token (WETH by default): a thin or 
 direct pool is then beaten by a deep two-hop one. A Uniswap V3 or aggregator quoter is another
 class with the same two methods.
 
-``load_pair_reserves`` reads the snapshot: pair addresses are derived (CREATE2, no lookup) and
-every ``getReserves`` goes in one JSON-RPC batch.
+The snapshot is read elsewhere (keeper.protocols.uniswap_v2.pair, in the pipeline's per-block
+gather): everything here is a function of its inputs.
 """
 
 from __future__ import annotations
@@ -19,18 +19,9 @@ from dataclasses import dataclass
 from itertools import combinations, pairwise
 from typing import Protocol
 
-from eth_utils import keccak
-
-from keeper.chain.rpc import JsonRpc
 from keeper.domain.amm import PairReserves, SwapRevert, get_reserves, sort_tokens
 
-UNISWAP_V2_PAIR_INIT_CODE_HASH = bytes.fromhex(
-    "96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"
-)
-"""keccak256 of UniswapV2Pair's creation code, as UniswapV2Library.pairFor hard-codes it."""
-
 UINT112_MAX = (1 << 112) - 1
-_GET_RESERVES = keccak(text="getReserves()")[:4]
 UNISWAP_V2 = "uniswap_v2"
 
 
@@ -144,14 +135,6 @@ class UniswapV2Quoter:
         return best
 
 
-def pair_address(factory: str, token_a: str, token_b: str, init_code_hash: bytes) -> str:
-    """The CREATE2 address of a Uniswap V2 pair (UniswapV2Library.pairFor), lower case."""
-    token0, token1 = sort_tokens(token_a.lower(), token_b.lower())
-    salt = keccak(bytes.fromhex(token0[2:]) + bytes.fromhex(token1[2:]))
-    digest = keccak(b"\xff" + bytes.fromhex(factory.lower()[2:]) + salt + init_code_hash)
-    return "0x" + digest[-20:].hex()
-
-
 def needed_pairs(
     collaterals: Iterable[str], debts: Iterable[str], hubs: Sequence[str] = ()
 ) -> set[tuple[str, str]]:
@@ -163,35 +146,3 @@ def needed_pairs(
     for hub in (h.lower() for h in hubs):
         pairs.update(sort_tokens(t, hub) for t in tokens if t != hub)
     return pairs
-
-
-async def load_pair_reserves(
-    rpc: JsonRpc,
-    factory: str,
-    pairs: Iterable[tuple[str, str]],
-    *,
-    init_code_hash: bytes = UNISWAP_V2_PAIR_INIT_CODE_HASH,
-    block: str = "latest",
-) -> dict[tuple[str, str], tuple[int, int]]:
-    """``getReserves`` of every pair that exists, in one JSON-RPC batch, keyed sorted.
-
-    A pair that was never created has no code, so its eth_call returns empty data: it is left
-    out (the quoter then has no route through it).
-    """
-    keys = sorted({sort_tokens(a.lower(), b.lower()) for a, b in pairs})
-    calls = [
-        (
-            "eth_call",
-            [{"to": pair_address(factory, a, b, init_code_hash), "data": "0x" + _GET_RESERVES.hex()},
-             block],
-        )
-        for a, b in keys
-    ]
-    results = await rpc.batch(calls)
-    out: dict[tuple[str, str], tuple[int, int]] = {}
-    for key, raw in zip(keys, results, strict=True):
-        data = bytes.fromhex(str(raw).removeprefix("0x"))
-        if len(data) < 64:
-            continue
-        out[key] = (int.from_bytes(data[0:32], "big"), int.from_bytes(data[32:64], "big"))
-    return out

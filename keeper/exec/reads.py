@@ -13,9 +13,8 @@ import contextlib
 from typing import Any
 
 from keeper.chain.rpc import JsonRpc
-from keeper.chain.types import hex_to_int
+from keeper.chain.types import PendingTx, hex_to_int
 from keeper.errors import RpcError
-from keeper.exec.tx import PendingTx
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 

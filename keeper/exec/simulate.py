@@ -14,10 +14,10 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 
-from keeper.chain.types import hex_to_int
+from keeper.chain.types import PendingTx, hex_to_int
 from keeper.errors import RpcError, RpcResponseError
 from keeper.exec.reads import ChainReads
-from keeper.exec.tx import PendingTx, TxRequest
+from keeper.exec.tx import TxRequest
 from keeper.obs.logging import get_logger
 
 log = get_logger(__name__)

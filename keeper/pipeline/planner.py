@@ -10,16 +10,15 @@ than planned by more than the configured tolerance.
 
 ``plan_liquidation`` is pure given its inputs: the account and market snapshot at the block
 timestamp the transaction is meant for, a quoter over a reserves snapshot, the gas price and
-the funding facts. ``read_funding`` fetches the last (premium, balances) in one batch.
+the funding facts. Those are read once per block by keeper.pipeline.gather; the value types it
+returns (``Plan``, ``Rejection``) live in keeper.domain.plan, where the executor reads them too.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from keeper.chain.rpc import JsonRpc
 from keeper.domain.account import (
     Market,
     MissingMarketData,
@@ -33,6 +32,7 @@ from keeper.domain.liquidation import (
     AaveRules,
     LiquidationRevert,
 )
+from keeper.domain.plan import GasPrice, LiquidationParams, Plan, Rejection, RejectionReason
 from keeper.domain.profit import (
     Outcome,
     PairQuotes,
@@ -43,38 +43,7 @@ from keeper.domain.profit import (
 )
 from keeper.domain.quote import Quoter, Route
 from keeper.domain.wadray import PERCENTAGE_FACTOR, ArithmeticRevert, percent_mul
-from keeper.protocols.aave_v3.liquidator import LiquidationParams, encode_liquidate
-
-_ERC20_BALANCE_OF = bytes.fromhex("70a08231")
-_FLASHLOAN_PREMIUM_TOTAL = bytes.fromhex("074b2e43")  # FLASHLOAN_PREMIUM_TOTAL()
-
-
-class RejectionReason(enum.Enum):
-    """Why an account gets no plan.
-
-    Frozen reserves are no reason: Aave V3 liquidates positions in frozen reserves (freezing
-    stops new supply and borrow only), so the planner plans them like any other.
-    """
-
-    HEALTHY = "healthy"
-    """Health factor at or above 1: liquidationCall would revert."""
-    NO_POSITION = "no_position"
-    """No collateral that can be seized, or no debt."""
-    PAUSED_RESERVE = "paused_reserve"
-    INACTIVE_RESERVE = "inactive_reserve"
-    NO_ROUTE = "no_route"
-    """No pool (or only pools too thin to pay anything) to sell the collateral for the debt."""
-    NO_FUNDS = "no_funds"
-    """Flash loans of the debt asset are off or dry, and the contract holds none of it."""
-    DUST = "dust"
-    """Every size would seize nothing or leave dust (v3.3)."""
-    UNPROFITABLE = "unprofitable"
-    """Executable, but the best net profit is below the configured minimum."""
-    MISSING_DATA = "missing_data"
-    """The market snapshot lacks a reserve, price or eMode category the account needs."""
-    WOULD_REVERT = "would_revert"
-    """Some other revert (arithmetic) on every candidate."""
-
+from keeper.protocols.aave_v3.liquidator import encode_liquidate
 
 # When several pairs fail for different reasons, report the one closest to a trade.
 _PRIORITY = (
@@ -98,18 +67,6 @@ _REVERT_REASONS = {
     "INVALID_BURN_AMOUNT": RejectionReason.DUST,
     "INVALID_AMOUNT": RejectionReason.NO_FUNDS,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class GasPrice:
-    """What one unit of gas is expected to cost: the next block's base fee plus our tip (wei)."""
-
-    base_fee: int
-    priority_fee: int
-
-    @property
-    def per_gas(self) -> int:
-        return self.base_fee + self.priority_fee
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,56 +124,6 @@ class Funding:
     flash_premium_bps: int
     own_balances: Mapping[str, int] = field(default_factory=dict)
     flash_liquidity: Mapping[str, int] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """An unsent liquidation: what to send, and what it should pay.
-
-    Amounts are in the asset's own units: debt-side amounts (``debt_to_cover``, profits, fees,
-    ``gas_cost``) in the debt asset, ``collateral_seized`` in the collateral. ``*_usd`` values
-    are in the oracle's base currency (USD, 8 decimals). ``gross_profit`` is exactly what the
-    contract should pay its owner; ``net_profit`` subtracts the gas, paid in the native coin.
-    """
-
-    user: str
-    collateral_asset: str
-    debt_asset: str
-    debt_to_cover: int
-    collateral_seized: int
-    protocol_fee_collateral: int
-    swap_path: tuple[str, ...]
-    swap_amount_out: int
-    min_amount_out: int
-    use_flash_loan: bool
-    flash_premium: int
-    gross_profit: int
-    min_profit: int
-    gas_estimate: int
-    gas_price: int
-    gas_cost: int
-    net_profit: int
-    gross_profit_usd: int
-    net_profit_usd: int
-    health_factor: int
-    timestamp: int
-    """The block timestamp the plan was computed for (interest accrues with time)."""
-    rules: AaveRules
-    liquidator: str
-    params: LiquidationParams
-    calldata: bytes
-    """``liquidate(...)`` calldata for ``liquidator``, to be sent by its owner."""
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """No plan for ``user``, and why. ``detail`` says which pairs failed how."""
-
-    user: str
-    reason: RejectionReason
-    detail: str = ""
-    best_net_profit_usd: int | None = None
-    """For UNPROFITABLE: the best net profit found (USD, 8 decimals), usually negative."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,29 +349,3 @@ def _plan(
         params=params,
         calldata=encode_liquidate(params),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class FundingSource:
-    """Where ``read_funding`` looks: the Pool, our contract, and each debt asset's aToken."""
-
-    pool: str
-    liquidator: str
-    a_tokens: Mapping[str, str]
-    """Debt asset → its aToken (which holds the reserve's lendable underlying)."""
-
-
-async def read_funding(rpc: JsonRpc, source: FundingSource, block: str = "latest") -> Funding:
-    """FLASHLOAN_PREMIUM_TOTAL, our contract's balances and the reserves' liquidity: one batch."""
-    assets = sorted(source.a_tokens)
-    calls: list[tuple[str, list[object]]] = [
-        ("eth_call", [{"to": source.pool, "data": "0x" + _FLASHLOAN_PREMIUM_TOTAL.hex()}, block])
-    ]
-    for asset in assets:
-        for holder in (source.liquidator, source.a_tokens[asset]):
-            data = _ERC20_BALANCE_OF + bytes(12) + bytes.fromhex(holder.lower().removeprefix("0x"))
-            calls.append(("eth_call", [{"to": asset, "data": "0x" + data.hex()}, block]))
-    results = [int(str(r), 16) for r in await rpc.batch(calls)]
-    own = {a: results[1 + 2 * i] for i, a in enumerate(assets)}
-    liquidity = {a: results[2 + 2 * i] for i, a in enumerate(assets)}
-    return Funding(flash_premium_bps=results[0], own_balances=own, flash_liquidity=liquidity)

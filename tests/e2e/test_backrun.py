@@ -76,7 +76,7 @@ async def running_daemon(devnet: Devnet, tmp_path: Path) -> AsyncIterator[io.Str
                 async def ready() -> bool:
                     if task.done():
                         task.result()
-                    return ("watching the mempool" in stream.getvalue()
+                    return ("watching_mempool" in stream.getvalue()
                             and d.scanned_block is not None and d.scanned_block >= head)
 
                 await until("the daemon to scan the head and watch the mempool", ready)
@@ -156,6 +156,7 @@ async def test_pending_price_drop_is_backrun_in_the_same_block(
 
         # The regular path sees the account after that block and leaves it alone.
         async def settled() -> bool:
+            # The daemon's own event; spaces or snake_case, whichever its log convention is.
             return "liquidated_by_backrun" in logs.getvalue()
 
         await until("the daemon to account for the backrun", settled)
@@ -176,7 +177,7 @@ async def test_pending_update_that_liquidates_nobody_sends_nothing(
             await send_pending_price(devnet, 0.99)
 
             async def judged() -> bool:
-                return "makes nobody liquidatable" in logs.getvalue()
+                return "liquidates_nobody" in logs.getvalue()
 
             await until("the keeper to judge the pending update", judged, timeout=10)
             assert not await keeper_pending(devnet)

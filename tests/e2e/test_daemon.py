@@ -172,7 +172,7 @@ async def under_water(devnet: Devnet, users: list[str]) -> set[str]:
 def declined(keeper: KeeperProcess) -> set[str]:
     """Accounts the daemon looked at and left alone, with a reason (unprofitable: gas over
     the bonus; dust: the amounts round to zero; ...)."""
-    return {e["user"] for e in keeper.named("liquidation skipped")}
+    return {e["user"] for e in keeper.named("liquidation_skipped")}
 
 
 async def settled(devnet: Devnet, keeper: KeeperProcess, users: list[str], since: int,

@@ -49,7 +49,7 @@ async def test_in_flight_liquidation_of_a_repaid_account_is_cancelled(
 
     outcome = next(r.outcome for r in run.results if r.user == victim and r.outcome is not None)
     assert outcome.status is Status.CANCELLED, outcome
-    assert any("no longer valid" in str(line.get("event", "")) for line in run.logs), run.raw_logs[-2000:]
+    assert any("no_longer_valid" in str(line.get("event", "")) for line in run.logs), run.raw_logs[-2000:]
     # The other account was still liquidated, once; nothing the keeper sent reverted.
     others = await liquidated_users(devnet, before)
     assert victim not in others and others[next(u for u in pair if u != victim)] == 1

@@ -32,10 +32,10 @@ from keeper.commands.target import resolve_target
 from keeper.contracts import artifacts
 from keeper.devnet.driver import Devnet, Tx
 from keeper.devnet.scenario import crash, plan_population, seed_population
+from keeper.domain.plan import RejectionReason
 from keeper.exec.executor import Execution
 from keeper.exec.tx import Status
 from keeper.obs.logging import configure_logging
-from keeper.pipeline.planner import RejectionReason
 from keeper.pipeline.sync import SyncConfig
 
 pytestmark = pytest.mark.integration
@@ -247,7 +247,7 @@ def user(n: int) -> str:
 
 
 def skipped_logs(run: Run, who: str) -> list[dict[str, Any]]:
-    return [e for e in run.logs if e.get("event") == "liquidation skipped" and e.get("user") == who]
+    return [e for e in run.logs if e.get("event") == "liquidation_skipped" and e.get("user") == who]
 
 
 # ---- 1. predicted = realised over many mixed liquidations ---------------------------------------
@@ -405,7 +405,7 @@ async def test_two_accounts_liquidatable_in_one_block_are_each_liquidated_once(
     # The log names each transaction (a hash, not redacted as if it were a key).
     for r in mined(run):
         (line,) = [e for e in run.logs
-                   if e.get("event") == "liquidation mined" and e.get("user") == r.user]
+                   if e.get("event") == "liquidation_mined" and e.get("user") == r.user]
         assert r.outcome is not None and line["tx_hash"] == r.outcome.tx_hash
 
 

@@ -22,21 +22,19 @@ from keeper.devnet.driver import Devnet
 from keeper.domain.account import EModeCategory, Market, ReserveState, UserAccount, UserReserve
 from keeper.domain.amm import sort_tokens
 from keeper.domain.liquidation import LiquidationQuote, quote_liquidation_call
+from keeper.domain.plan import LiquidationParams, LiquidatorParamsError
 from keeper.domain.reserve_config import UserConfiguration, decode_reserve_configuration
 from keeper.domain.wadray import UINT256_MAX
 from keeper.errors import ExecutionReverted
 from keeper.protocols.aave_v3.liquidator import (
-    UNISWAP_V2_PAIR_INIT_CODE_HASH,
     LiquidationOutcome,
-    LiquidationParams,
     LiquidatorConfig,
-    LiquidatorParamsError,
     decode_revert,
     deploy_liquidator,
     encode_liquidate,
-    pair_address,
     predict_outcome,
 )
+from keeper.protocols.uniswap_v2.pair import UNISWAP_V2_PAIR_INIT_CODE_HASH, pair_address
 
 POOL = artifacts.aave("Pool").abi
 ERC20 = artifacts.aave("MintableERC20").abi

@@ -23,19 +23,13 @@ from keeper.devnet.driver import Devnet
 from keeper.domain.account import EModeCategory, Market, ReserveState, UserAccount, UserReserve
 from keeper.domain.amm import get_amount_out, sort_tokens
 from keeper.domain.liquidation import AaveRules
-from keeper.domain.quote import UniswapV2Quoter, load_pair_reserves, needed_pairs
+from keeper.domain.plan import GasPrice, Plan, Rejection, RejectionReason
+from keeper.domain.quote import UniswapV2Quoter, needed_pairs
 from keeper.domain.reserve_config import UserConfiguration, decode_reserve_configuration
-from keeper.pipeline.planner import (
-    FundingSource,
-    GasPrice,
-    Plan,
-    PlannerConfig,
-    Rejection,
-    RejectionReason,
-    plan_liquidation,
-    read_funding,
-)
+from keeper.pipeline.gather import FundingSource, read_funding
+from keeper.pipeline.planner import PlannerConfig, plan_liquidation
 from keeper.protocols.aave_v3.liquidator import LiquidatorConfig, deploy_liquidator
+from keeper.protocols.uniswap_v2.pair import load_pair_reserves
 
 pytestmark = pytest.mark.integration
 

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import cast
+
 from eth_abi import encode as abi_encode
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keeper.chain.types import PendingTx
 from keeper.domain.fees import Fees
-from keeper.exec.backrun import (
+from keeper.domain.plan import Plan
+from keeper.exec.backrun import backrun_fees, behind
+from keeper.exec.executor import Prepared
+from keeper.exec.tx import TxRequest
+from keeper.pipeline.backrun import (
     TRANSMIT,
     UPDATE_ANSWER,
     Link,
-    backrun_fees,
     decode_new_answer,
     decode_ocr2_median,
     liquidatable,
     repriced,
 )
-from keeper.exec.tx import PendingTx
 from tests.unit.test_account import USDC, WBTC, WETH, WSTETH, account, market, usd
 
 GWEI = 10**9
@@ -117,3 +123,16 @@ def test_backrun_bids_exactly_the_leaders_fees(cap: int, tip: int) -> None:
     # below (it would fall behind other transactions); equal bids keep arrival order.
     leader = Fees(max(cap, tip), tip)
     assert backrun_fees(leader) == leader
+
+
+def test_a_prepared_liquidation_follows_the_leader_at_its_fees() -> None:
+    leader = PendingTx("0xabc", "0xf0", "0xc0", UPDATE_ANSWER, 0, 50_000, Fees(30 * GWEI, 2 * GWEI))
+    request = TxRequest(to="0xcc", data=b"\x01", expected_profit_native=10**18,
+                        label="liquidate 0xb")
+    plan = cast(Plan, object())  # carried along untouched
+    prepared = Prepared("0xb", plan, request, 600_000, market())
+    got = behind(prepared, leader)
+    assert got.request == replace(request, after=leader, exact_fees=leader.fees,
+                                  label="backrun 0xb")
+    assert (got.user, got.plan, got.predicted_gas, got.market) == (
+        "0xb", plan, 600_000, prepared.market)

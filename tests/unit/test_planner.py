@@ -10,18 +10,11 @@ from eth_abi import decode as abi_decode
 from keeper.domain.account import Market, ReserveState
 from keeper.domain.amm import SwapRevert, get_amount_out, sort_tokens
 from keeper.domain.liquidation import AaveRules, quote_liquidation_call
-from keeper.domain.quote import Route, UniswapV2Quoter, needed_pairs, pair_address
-from keeper.pipeline.planner import (
-    Funding,
-    GasModel,
-    GasPrice,
-    Plan,
-    PlannerConfig,
-    Rejection,
-    RejectionReason,
-    plan_liquidation,
-)
+from keeper.domain.plan import GasPrice, Plan, Rejection, RejectionReason
+from keeper.domain.quote import Route, UniswapV2Quoter, needed_pairs
+from keeper.pipeline.planner import Funding, GasModel, PlannerConfig, plan_liquidation
 from keeper.protocols.aave_v3.liquidator import encode_liquidate
+from keeper.protocols.uniswap_v2.pair import UNISWAP_V2_PAIR_INIT_CODE_HASH, pair_address
 from tests.unit.test_account import USDC, WBTC, WETH, WSTETH, account, market, usd
 
 WEI = 10**18
@@ -110,8 +103,6 @@ def test_pair_address_is_uniswaps_create2() -> None:
     factory = "0x5c69bee701ef814a2b6a3edd4b1652cb9cc5aa6f"
     usdc = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
     weth = "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2"
-    from keeper.domain.quote import UNISWAP_V2_PAIR_INIT_CODE_HASH
-
     assert pair_address(factory, usdc, weth, UNISWAP_V2_PAIR_INIT_CODE_HASH) == (
         "0xb4e16d0168e52d35cacd2c6185b44281ec28c9dc"
     )

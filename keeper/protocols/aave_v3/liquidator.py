@@ -7,7 +7,9 @@ Pool's premium and sends the owner the rest of the debt asset; below ``min_profi
 
 The encoder and the predictor are pure. ``predict_outcome`` follows the contract's arithmetic
 on top of a ``LiquidationQuote`` (keeper.domain.liquidation: what Pool.liquidationCall repays
-and seizes) and the pairs' reserves (keeper.domain.amm: Uniswap V2's getAmountOut).
+and seizes) and the pairs' reserves (keeper.domain.amm: Uniswap V2's getAmountOut). The call's
+arguments (``LiquidationParams``, checked by the contract's own rules) are a value type of the
+pure core, keeper.domain.plan, since the planner builds them and the executor carries them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any, Protocol
 
 from eth_abi import decode as abi_decode
@@ -25,46 +26,16 @@ from keeper.chain.abi import Abi, canonical_type, hexstr_to_bytes
 from keeper.contracts import artifacts
 from keeper.domain.amm import PairReserves, get_amounts_out
 from keeper.domain.liquidation import LiquidationQuote
-from keeper.domain.wadray import UINT256_MAX, percent_mul
-from keeper.errors import KeeperError
+from keeper.domain.plan import LiquidationParams, LiquidatorParamsError, check_address
+from keeper.domain.wadray import percent_mul
+from keeper.protocols.uniswap_v2.pair import UNISWAP_V2_PAIR_INIT_CODE_HASH
 
 CONTRACT_NAME = "FlashLiquidator"
-
-UNISWAP_V2_PAIR_INIT_CODE_HASH = bytes.fromhex(
-    "96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"
-)
-"""keccak256 of UniswapV2Pair's creation code: Uniswap V2's own factory on every chain, and the
-npm @uniswap/v2-core build the devnet deploys. Forks (Sushi, ...) have their own."""
-
-
-class LiquidatorParamsError(KeeperError, ValueError):
-    """Arguments the contract would reject (or that cannot be encoded)."""
 
 
 @functools.cache
 def _abi() -> Abi:
     return artifacts.ours(CONTRACT_NAME).abi
-
-
-def _is_address(value: str) -> bool:
-    if not (isinstance(value, str) and value.startswith("0x") and len(value) == 42):
-        return False
-    try:
-        int(value, 16)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_address(value: str, what: str) -> str:
-    if not _is_address(value):
-        raise LiquidatorParamsError(f"{what} is not a 0x-address: {value!r}")
-    return value.lower()
-
-
-def _check_uint(value: int, what: str) -> None:
-    if not 0 <= value <= UINT256_MAX:
-        raise LiquidatorParamsError(f"{what} out of uint256 range: {value}")
 
 
 # ---- deployment --------------------------------------------------------------------------------
@@ -83,7 +54,7 @@ class LiquidatorConfig:
 
     def __post_init__(self) -> None:
         for name in ("addresses_provider", "uniswap_v2_factory", "owner"):
-            _check_address(getattr(self, name), name)
+            check_address(getattr(self, name), name)
             if int(getattr(self, name), 16) == 0:
                 raise LiquidatorParamsError(f"{name} is the zero address")
         if len(self.pair_init_code_hash) != 32:
@@ -118,62 +89,7 @@ async def deploy_liquidator(deployer: ContractDeployer, config: LiquidatorConfig
     return (await deployer.deploy(deploy_data(config), what=CONTRACT_NAME)).lower()
 
 
-def pair_address(factory: str, token_a: str, token_b: str,
-                 init_code_hash: bytes = UNISWAP_V2_PAIR_INIT_CODE_HASH) -> str:
-    """The CREATE2 address of the token_a/token_b pair, as the contract derives it."""
-    a, b = _check_address(token_a, "token_a"), _check_address(token_b, "token_b")
-    t0, t1 = (a, b) if int(a, 16) < int(b, 16) else (b, a)
-    salt = keccak(bytes.fromhex(t0[2:]) + bytes.fromhex(t1[2:]))
-    raw = keccak(b"\xff" + bytes.fromhex(_check_address(factory, "factory")[2:]) + salt
-                 + init_code_hash)
-    return "0x" + raw[12:].hex()
-
-
 # ---- the liquidate call ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LiquidationParams:
-    """One ``FlashLiquidator.liquidate`` call.
-
-    ``debt_to_cover`` is repaid as asked when the Pool allows it; with a flash loan it is also
-    the amount borrowed and the premium is charged on all of it, so pass the exact amount the
-    liquidation will repay (``LiquidationQuote.debt_to_cover_actual``), never UINT256_MAX.
-    ``swap_path`` runs from the collateral to the debt asset over Uniswap V2 pairs and is empty
-    when they are the same asset. ``flash_loan=False`` spends the contract's own balance of the
-    debt asset instead (cheaper; the contract must hold ``debt_to_cover``).
-    """
-
-    collateral_asset: str
-    debt_asset: str
-    user: str
-    debt_to_cover: int
-    swap_path: tuple[str, ...] = ()
-    min_profit: int = 0
-    flash_loan: bool = True
-
-    def __post_init__(self) -> None:
-        collateral = _check_address(self.collateral_asset, "collateral_asset")
-        debt = _check_address(self.debt_asset, "debt_asset")
-        _check_address(self.user, "user")
-        path = [_check_address(t, "swap_path token") for t in self.swap_path]
-        _check_uint(self.debt_to_cover, "debt_to_cover")
-        _check_uint(self.min_profit, "min_profit")
-        if self.debt_to_cover == 0:
-            raise LiquidatorParamsError("debt_to_cover is zero")
-        # The same rules as FlashLiquidator._checkPath, so a bad path fails here, not on chain.
-        if collateral == debt:
-            if path:
-                raise LiquidatorParamsError("same-asset liquidation takes no swap path")
-            return
-        if len(path) < 2 or path[0] != collateral or path[-1] != debt:
-            raise LiquidatorParamsError("swap_path must run from collateral_asset to debt_asset")
-        if any(a == b for a, b in pairwise(path)):
-            raise LiquidatorParamsError("swap_path repeats a token in adjacent hops")
-
-    @property
-    def same_asset(self) -> bool:
-        return self.collateral_asset.lower() == self.debt_asset.lower()
 
 
 def encode_liquidate(params: LiquidationParams) -> bytes:

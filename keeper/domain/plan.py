@@ -1,0 +1,176 @@
+"""What the planner decides and the executor carries out: a ``Plan`` (unsent) or a ``Rejection``.
+
+These value types are shared by the pipeline (which builds them) and exec (which sends them);
+they live in the pure core because both may import it and neither may import the other.
+``LiquidationParams`` are the arguments of one ``FlashLiquidator.liquidate`` call, checked
+by the same rules the contract applies (keeper.protocols.aave_v3.liquidator encodes them).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from itertools import pairwise
+
+from keeper.domain.liquidation import AaveRules
+from keeper.domain.wadray import UINT256_MAX
+from keeper.errors import KeeperError
+
+
+class LiquidatorParamsError(KeeperError, ValueError):
+    """Arguments the contract would reject (or that cannot be encoded)."""
+
+
+def _is_address(value: str) -> bool:
+    if not (isinstance(value, str) and value.startswith("0x") and len(value) == 42):
+        return False
+    try:
+        int(value, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def check_address(value: str, what: str) -> str:
+    """``value`` lower-cased, or LiquidatorParamsError naming ``what`` if it is no 0x-address."""
+    if not _is_address(value):
+        raise LiquidatorParamsError(f"{what} is not a 0x-address: {value!r}")
+    return value.lower()
+
+
+def _check_uint(value: int, what: str) -> None:
+    if not 0 <= value <= UINT256_MAX:
+        raise LiquidatorParamsError(f"{what} out of uint256 range: {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationParams:
+    """One ``FlashLiquidator.liquidate`` call.
+
+    ``debt_to_cover`` is repaid as asked when the Pool allows it; with a flash loan it is also
+    the amount borrowed and the premium is charged on all of it, so pass the exact amount the
+    liquidation will repay (``LiquidationQuote.debt_to_cover_actual``), never UINT256_MAX.
+    ``swap_path`` runs from the collateral to the debt asset over Uniswap V2 pairs and is empty
+    when they are the same asset. ``flash_loan=False`` spends the contract's own balance of the
+    debt asset instead (cheaper; the contract must hold ``debt_to_cover``).
+    """
+
+    collateral_asset: str
+    debt_asset: str
+    user: str
+    debt_to_cover: int
+    swap_path: tuple[str, ...] = ()
+    min_profit: int = 0
+    flash_loan: bool = True
+
+    def __post_init__(self) -> None:
+        collateral = check_address(self.collateral_asset, "collateral_asset")
+        debt = check_address(self.debt_asset, "debt_asset")
+        check_address(self.user, "user")
+        path = [check_address(t, "swap_path token") for t in self.swap_path]
+        _check_uint(self.debt_to_cover, "debt_to_cover")
+        _check_uint(self.min_profit, "min_profit")
+        if self.debt_to_cover == 0:
+            raise LiquidatorParamsError("debt_to_cover is zero")
+        # The same rules as FlashLiquidator._checkPath, so a bad path fails here, not on chain.
+        if collateral == debt:
+            if path:
+                raise LiquidatorParamsError("same-asset liquidation takes no swap path")
+            return
+        if len(path) < 2 or path[0] != collateral or path[-1] != debt:
+            raise LiquidatorParamsError("swap_path must run from collateral_asset to debt_asset")
+        if any(a == b for a, b in pairwise(path)):
+            raise LiquidatorParamsError("swap_path repeats a token in adjacent hops")
+
+    @property
+    def same_asset(self) -> bool:
+        return self.collateral_asset.lower() == self.debt_asset.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class GasPrice:
+    """What one unit of gas is expected to cost: the next block's base fee plus our tip (wei)."""
+
+    base_fee: int
+    priority_fee: int
+
+    @property
+    def per_gas(self) -> int:
+        return self.base_fee + self.priority_fee
+
+
+class RejectionReason(enum.Enum):
+    """Why an account gets no plan.
+
+    Frozen reserves are no reason: Aave V3 liquidates positions in frozen reserves (freezing
+    stops new supply and borrow only), so the planner plans them like any other.
+    """
+
+    HEALTHY = "healthy"
+    """Health factor at or above 1: liquidationCall would revert."""
+    NO_POSITION = "no_position"
+    """No collateral that can be seized, or no debt."""
+    PAUSED_RESERVE = "paused_reserve"
+    INACTIVE_RESERVE = "inactive_reserve"
+    NO_ROUTE = "no_route"
+    """No pool (or only pools too thin to pay anything) to sell the collateral for the debt."""
+    NO_FUNDS = "no_funds"
+    """Flash loans of the debt asset are off or dry, and the contract holds none of it."""
+    DUST = "dust"
+    """Every size would seize nothing or leave dust (v3.3)."""
+    UNPROFITABLE = "unprofitable"
+    """Executable, but the best net profit is below the configured minimum."""
+    MISSING_DATA = "missing_data"
+    """The market snapshot lacks a reserve, price or eMode category the account needs."""
+    WOULD_REVERT = "would_revert"
+    """Some other revert (arithmetic) on every candidate."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """No plan for ``user``, and why. ``detail`` says which pairs failed how."""
+
+    user: str
+    reason: RejectionReason
+    detail: str = ""
+    best_net_profit_usd: int | None = None
+    """For UNPROFITABLE: the best net profit found (USD, 8 decimals), usually negative."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """An unsent liquidation: what to send, and what it should pay.
+
+    Amounts are in the asset's own units: debt-side amounts (``debt_to_cover``, profits, fees,
+    ``gas_cost``) in the debt asset, ``collateral_seized`` in the collateral. ``*_usd`` values
+    are in the oracle's base currency (USD, 8 decimals). ``gross_profit`` is exactly what the
+    contract should pay its owner; ``net_profit`` subtracts the gas, paid in the native coin.
+    """
+
+    user: str
+    collateral_asset: str
+    debt_asset: str
+    debt_to_cover: int
+    collateral_seized: int
+    protocol_fee_collateral: int
+    swap_path: tuple[str, ...]
+    swap_amount_out: int
+    min_amount_out: int
+    use_flash_loan: bool
+    flash_premium: int
+    gross_profit: int
+    min_profit: int
+    gas_estimate: int
+    gas_price: int
+    gas_cost: int
+    net_profit: int
+    gross_profit_usd: int
+    net_profit_usd: int
+    health_factor: int
+    timestamp: int
+    """The block timestamp the plan was computed for (interest accrues with time)."""
+    rules: AaveRules
+    liquidator: str
+    params: LiquidationParams
+    calldata: bytes
+    """``liquidate(...)`` calldata for ``liquidator``, to be sent by its owner."""

@@ -1,0 +1,139 @@
+"""What planning needs that the book does not hold, read in one JSON-RPC batch per plan.
+
+The batch carries the node's latest header (the next block's timestamp and base fee follow
+from it), the AMM reserves of the pairs the user's assets can route through, the Pool's
+flash-loan premium and the funding of our contract.
+
+Why the node's header and not the sync's: the book applies a block some milliseconds (after a
+burst, blocks) after the node has it, and a plan must be exact for the second it is mined in
+(interest accrues to the second; a full liquidation planned one second early leaves dust and
+Aave v3.3+ reverts it, and the gas trace runs at that second). In the same batch it costs no
+extra round trip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from keeper.chain.rpc import JsonRpc
+from keeper.domain.quote import needed_pairs
+from keeper.errors import RpcError
+from keeper.pipeline.planner import Funding
+from keeper.protocols.erc20 import balance_of
+from keeper.protocols.uniswap_v2.pair import Pair, decode_reserves, reserves_calls, sorted_pairs
+
+_FLASHLOAN_PREMIUM_TOTAL = "0x074b2e43"  # Pool.FLASHLOAN_PREMIUM_TOTAL()
+
+RpcCall = tuple[str, list[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Venue:
+    """Where planning reads: the Pool, our contract, the AMM and each reserve's aToken."""
+
+    pool: str
+    liquidator: str
+    uniswap_v2_factory: str
+    pair_init_code_hash: bytes
+    hubs: tuple[str, ...]
+    a_tokens: Mapping[str, str]  # reserve asset -> its aToken (lendable liquidity lives there)
+
+
+@dataclass(frozen=True, slots=True)
+class NextBlock:
+    """The block a transaction sent now is meant for: its timestamp and base fee."""
+
+    timestamp: int
+    base_fee: int
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """Everything ``plan_liquidation`` takes besides the book's account and market."""
+
+    next_block: NextBlock
+    reserves: dict[Pair, tuple[int, int]]
+    funding: Funding
+
+
+@dataclass(frozen=True, slots=True)
+class FundingSource:
+    """Where the funding is read: the Pool, our contract, and each debt asset's aToken."""
+
+    pool: str
+    liquidator: str
+    a_tokens: Mapping[str, str]
+    """Debt asset → its aToken (which holds the reserve's lendable underlying)."""
+
+
+def next_base_fee(base_fee: int, gas_used: int, gas_limit: int) -> int:
+    """EIP-1559: the base fee of the block after one with these figures."""
+    target = gas_limit // 2
+    if target == 0 or gas_used == target:
+        return base_fee
+    if gas_used > target:
+        return base_fee + max(1, base_fee * (gas_used - target) // target // 8)
+    return max(0, base_fee - base_fee * (target - gas_used) // target // 8)
+
+
+def next_block(header: Mapping[str, Any], *, block_time: int | None, now: float) -> NextBlock:
+    """The block after ``header`` (an eth_getBlockByNumber answer), which plans are made for.
+
+    With a known slot time the next block's stamp is exact; without one, anvil-style
+    wall-clock stamps (``now``) are the best guess.
+    """
+    if not isinstance(header, Mapping):
+        raise RpcError(f"eth_getBlockByNumber: expected a block, got {header!r}")
+    head_ts = int(header["timestamp"], 16)
+    timestamp = head_ts + block_time if block_time is not None else max(int(now), head_ts + 1)
+    base_fee = next_base_fee(int(header.get("baseFeePerGas", "0x0"), 16),
+                             int(header["gasUsed"], 16), int(header["gasLimit"], 16))
+    return NextBlock(timestamp, base_fee)
+
+
+def funding_calls(source: FundingSource, block: str = "latest") -> list[RpcCall]:
+    """FLASHLOAN_PREMIUM_TOTAL, then per debt asset (sorted) our balance and its liquidity."""
+    calls: list[RpcCall] = [
+        ("eth_call", [{"to": source.pool, "data": _FLASHLOAN_PREMIUM_TOTAL}, block])]
+    for asset in sorted(source.a_tokens):
+        calls.append(balance_of(asset, source.liquidator, block))
+        calls.append(balance_of(asset, source.a_tokens[asset], block))
+    return calls
+
+
+def decode_funding(source: FundingSource, results: Sequence[Any]) -> Funding:
+    """The answers to ``funding_calls(source)``, in their order."""
+    assets = sorted(source.a_tokens)
+    values = [int(str(r), 16) for r in results]
+    own = {a: values[1 + 2 * i] for i, a in enumerate(assets)}
+    liquidity = {a: values[2 + 2 * i] for i, a in enumerate(assets)}
+    return Funding(flash_premium_bps=values[0], own_balances=own, flash_liquidity=liquidity)
+
+
+async def read_funding(rpc: JsonRpc, source: FundingSource, block: str = "latest") -> Funding:
+    """FLASHLOAN_PREMIUM_TOTAL, our contract's balances and the reserves' liquidity: one batch."""
+    return decode_funding(source, await rpc.batch(funding_calls(source, block)))
+
+
+async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
+                 block_time: int | None) -> Gathered:
+    """What planning a user with ``assets`` needs for the next block: one batch.
+
+    Only the user's own assets can be seized or repaid, so only their pools and funding are
+    read.
+    """
+    keys = sorted_pairs(needed_pairs(assets, assets, hubs=list(venue.hubs)))
+    source = FundingSource(venue.pool, venue.liquidator,
+                           {a: venue.a_tokens[a] for a in assets if a in venue.a_tokens})
+    calls: list[RpcCall] = [("eth_getBlockByNumber", ["latest", False])]
+    calls += reserves_calls(venue.uniswap_v2_factory, keys, init_code_hash=venue.pair_init_code_hash)
+    calls += funding_calls(source)
+    header, *results = await rpc.batch(calls)
+    return Gathered(
+        next_block=next_block(header, block_time=block_time, now=time.time()),
+        reserves=decode_reserves(keys, results[:len(keys)]),
+        funding=decode_funding(source, results[len(keys):]),
+    )

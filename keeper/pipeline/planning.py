@@ -1,0 +1,66 @@
+"""The plan stage: gather what planning needs once, plan purely, count and log the verdict.
+
+``LiquidationPlanner.plan`` turns one account of the book into a ``Plan`` for the next block
+or a ``Rejection``; it sends nothing (keeper.exec carries a plan out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from keeper.chain.rpc import JsonRpc
+from keeper.domain.account import Market, UserAccount
+from keeper.domain.fees import FeePolicy
+from keeper.domain.plan import GasPrice, Plan, Rejection, RejectionReason
+from keeper.domain.quote import UniswapV2Quoter
+from keeper.obs.logging import get_logger
+from keeper.obs.metrics import Metrics
+from keeper.pipeline.gather import Gathered, Venue, gather
+from keeper.pipeline.planner import PlannerConfig, plan_liquidation
+
+log = get_logger(__name__)
+
+
+class LiquidationPlanner:
+    """Plans liquidations on the book's view for the block after the node's latest."""
+
+    def __init__(self, rpc: JsonRpc, venue: Venue, config: PlannerConfig, fee_policy: FeePolicy,
+                 metrics: Metrics, *, block_time: int | None = None) -> None:
+        self.rpc = rpc
+        self.venue = venue
+        self.config = config
+        self.fee_policy = fee_policy
+        self.metrics = metrics
+        self.block_time = block_time
+
+    async def plan(self, user: str, account: UserAccount, market: Market) -> Plan | Rejection:
+        """Plan ``user``'s liquidation on ``market`` for the next block.
+
+        ``market`` may be the book's view or one with prices the chain has not seen yet (a
+        pending oracle update).
+        """
+        gathered = await gather(self.rpc, self.venue, sorted(account.reserves),
+                                block_time=self.block_time)
+        verdict = self._decide(user, account, market, gathered)
+        if isinstance(verdict, Rejection):
+            self.metrics.rejections.labels(reason=verdict.reason.value).inc()
+            log.info("liquidation_skipped", user=user, reason=verdict.reason.value,
+                     detail=verdict.detail)
+        else:
+            self.metrics.plans.inc()
+        return verdict
+
+    def _decide(self, user: str, account: UserAccount, market: Market,
+                gathered: Gathered) -> Plan | Rejection:
+        # Interest accrues to the second: plan at the timestamp of the block that includes us.
+        planned_market = replace(market, timestamp=gathered.next_block.timestamp)
+        quoter = UniswapV2Quoter(gathered.reserves, hubs=list(self.venue.hubs))
+        # Decide with the most we would bid as tip: the real bid is a share of the profit and
+        # never more, so an accepted plan stays profitable at the price actually paid.
+        gas_price = GasPrice(gathered.next_block.base_fee, self.fee_policy.max_priority_fee)
+        try:
+            return plan_liquidation(user, account, planned_market, quoter, gas_price,
+                                    gathered.funding, self.config)
+        except Exception as exc:  # a task boundary for one candidate: log, count, go on
+            log.error("planning_failed", user=user, error=f"{type(exc).__name__}: {exc}")
+            return Rejection(user, RejectionReason.MISSING_DATA, f"{type(exc).__name__}: {exc}")
