@@ -56,6 +56,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: setup
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
@@ -67,8 +68,10 @@ integration: setup
 faults: setup
 	$(BIN)/pytest -q -m faults $(PYTEST_ARGS)
 
+# The fault-injection suite (tests/faults, marker `faults`) also runs alone: `make faults`.
+PYTEST_MARKERS ?= not faults
 test: lint
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench
