@@ -100,6 +100,5 @@ def test_converted_modules_follow_the_convention() -> None:
     assert violations(CONVERTED) == []
 
 
-@pytest.mark.xfail(strict=False, reason="other modules convert in parallel")
 def test_every_module_follows_the_convention() -> None:
     assert violations([KEEPER]) == []
