@@ -13,8 +13,6 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-import pytest
-
 KEEPER = Path(__file__).resolve().parents[2] / "keeper"
 LEVELS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "msg"}
 LOGGERS = {"log", "logger", "_log", "_logger"}
