@@ -76,6 +76,10 @@ class Lane:
         """Record how the liquidation of ``user``, tried at ``block``, ended; the block it was
         mined in, or None (then the account backs off, unless nothing was sent and
         ``back_off_unsent`` is false)."""
+        if outcome is not None and outcome.rolled_back:
+            # Given up because a rollback went below its nonce: plan it again at once.
+            self._cooldowns.pop(user, None)
+            return None
         if (outcome is not None and outcome.status is Status.MINED
                 and outcome.block_number is not None):
             # Due again once a scan has seen the block with our liquidation in it: the close
@@ -85,6 +89,14 @@ class Lane:
         if back_off_unsent or (outcome is not None and outcome.tx_hash is not None):
             self.back_off(user, block)
         return None
+
+    def rewind(self, block: int, users: Collection[str]) -> None:
+        """The chain went back to ``block``: the rolled-back ``users`` (our liquidations of
+        them may be undone) are due at once, and no other account waits for a block number
+        of the abandoned branch."""
+        self._cooldowns = {
+            u: c if c.retry_at <= block + 1 else _Cooldown(block + 1, c.failures)
+            for u, c in self._cooldowns.items() if u not in users}
 
     def keep_only(self, users: Collection[str]) -> None:
         """Forget the back-off of accounts that are no longer liquidatable."""

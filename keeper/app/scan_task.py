@@ -13,7 +13,8 @@ from keeper.app.head import DaemonReadiness
 from keeper.app.inflight import Lane
 from keeper.app.root import Keeper
 from keeper.app.supervise import Supervisor
-from keeper.errors import RpcError
+from keeper.chain.reorg import block_gone
+from keeper.errors import RpcError, RpcResponseError
 from keeper.obs.logging import get_logger
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 from keeper.protocols.aave_v3.book import BlockUpdate
@@ -27,16 +28,18 @@ class Candidates:
     def __init__(self) -> None:
         self.block = -1
         self.items: tuple[LiquidatableAccount, ...] = ()
+        self.scans = 0  # puts so far: after a rollback a newer scan has a *lower* block
         self._changed = asyncio.Event()
 
     def put(self, block: int, items: list[LiquidatableAccount]) -> None:
         self.block = block
         self.items = tuple(items)
+        self.scans += 1
         self._changed.set()
 
-    async def wait_newer(self, block: int) -> None:
-        """Return once a scan of a block after ``block`` has been put."""
-        while self.block <= block:
+    async def wait_newer(self, scans: int) -> None:
+        """Return once a scan after the ``scans``-th has been put."""
+        while self.scans <= scans:
             self._changed.clear()
             await self._changed.wait()
 
@@ -75,7 +78,18 @@ class ScanTask:
         try:
             while True:
                 self._take_queued()
-                self.scanner = await self._scan(self.scanner, self.touched, self.rebuild)
+                try:
+                    self.scanner = await self._scan(self.scanner, self.touched, self.rebuild)
+                except RpcResponseError as exc:
+                    if not block_gone(exc):
+                        raise
+                    # The block the book is at is gone (a reorg or a restore in progress):
+                    # scan again, from a fresh prefilter, once the sync has caught up.
+                    log.info("scan_block_gone_waiting_for_sync",
+                             block=self.keeper.sync.book.block_number, error=exc.rpc_message)
+                    self.rebuild = True
+                    await self._next_update(None)
+                    continue
                 self.rebuild = False
                 self.scans += 1
                 self.supervisor.succeeded("scan")
@@ -104,6 +118,19 @@ class ScanTask:
     def _merge(self, update: BlockUpdate) -> None:
         self.touched |= update.touched_users
         self.rebuild |= update.market_changed
+        if update.rollback:
+            self._rolled_back(update)
+
+    def _rolled_back(self, update: BlockUpdate) -> None:
+        """The book went back to ``update.block``: its restored accounts are re-scanned (they
+        are in ``touched``), those we liquidated on the undone blocks are due again at once,
+        and the sender takes the chain's nonce before its next send."""
+        users = update.touched_users
+        log.info("rescan_after_rollback", block=update.block.number, users=len(users))
+        self.lane.rewind(update.block.number, users)
+        executor = self.keeper.executor
+        if executor is not None:
+            executor.sender.rolled_back()
 
     async def _scan(self, scanner: HealthScanner | None, touched: set[str],
                     rebuild: bool) -> HealthScanner:

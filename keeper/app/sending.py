@@ -13,8 +13,9 @@ from keeper.app.inflight import Lane
 from keeper.app.root import Keeper
 from keeper.app.scan_task import Candidates
 from keeper.app.supervise import Supervisor
+from keeper.chain.reorg import block_gone
 from keeper.chain.ws import WsRpc
-from keeper.errors import KeeperError, RpcError
+from keeper.errors import KeeperError, RpcError, RpcResponseError
 from keeper.exec.backrun import behind
 from keeper.exec.executor import Execution
 from keeper.obs.logging import get_logger
@@ -47,6 +48,12 @@ class Sending:
             except RpcError as exc:
                 self.keeper.metrics.rpc_errors.labels(method=rpc_method).inc()
                 log.warning("liquidation_node_unreachable", task=task, user=user, error=str(exc))
+            except RpcResponseError as exc:
+                if not block_gone(exc):
+                    self.supervisor.failed(task, exc, user=user)
+                else:  # a reorg or a restore under the plan: planned again after the sync
+                    log.info("liquidation_block_gone", task=task, user=user,
+                             error=exc.rpc_message)
             except Exception as exc:  # a task boundary
                 self.supervisor.failed(task, exc, user=user)
         self.lane.back_off(user, block)
@@ -67,10 +74,10 @@ class ExecuteTask:
             await asyncio.Event().wait()  # scan only: nothing to execute, ever
         candidates = self.sending.candidates
         while not self.sending.stopping():
-            block, items = candidates.block, candidates.items
+            block, items, scans = candidates.block, candidates.items, candidates.scans
             candidate = next((c for c in items if self.lane.due(c.user, block)), None)
             if candidate is None:
-                await candidates.wait_newer(block)
+                await candidates.wait_newer(scans)
                 continue
             async with self.lane.held():
                 # A backrun may have taken the lane meanwhile and liquidated this account.

@@ -268,6 +268,15 @@ class HeadFollower:
         """Apply a head at most one above our tip: extend, ignore, or walk back a fork."""
         fit = self.tracker.fit(head)
         if fit is Fit.KNOWN:
+            tip = self.tracker.tip
+            if tip is not None and head.number < tip.number and await self._went_back(tip):
+                # The node's head went back to a block we know (a node restored from an older
+                # state): everything above it is gone, though no new branch exists yet.
+                reorg = self.tracker.rewind(head.number)
+                if reorg is not None:
+                    log.warning("chain_went_back", depth=reorg.depth, to=head.number,
+                                old_tip=tip.number)
+                    yield reorg
             return
         if fit in (Fit.FIRST, Fit.EXTENDS):
             self.tracker.push(head)
@@ -287,6 +296,12 @@ class HeadFollower:
         for h in branch:
             self.tracker.push(h)
             yield h
+
+    async def _went_back(self, tip: Head) -> bool:
+        """True when the node no longer has our ``tip`` (no block at its height, or another
+        one); False when it still does (a lagging replica answered an older head)."""
+        block = await self.rpc.call("eth_getBlockByNumber", [hex(tip.number), False])
+        return block is None or Head.from_json(block).hash != tip.hash
 
     async def _walk_back(self, head: Head) -> list[Head]:
         """The new branch, oldest first, from just above the common ancestor up to ``head``."""

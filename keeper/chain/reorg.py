@@ -13,13 +13,31 @@ import enum
 from collections import deque
 
 from keeper.chain.types import Head, Reorg
-from keeper.errors import KeeperError
+from keeper.errors import KeeperError, RpcResponseError
 
 DEFAULT_WINDOW = 64
 
 
 class ReorgTooDeep(KeeperError, RuntimeError):
     """The chain forked below the oldest block we remember; state must be rebuilt."""
+
+
+# How nodes say that the block a read names is not (or no longer) there: anvil's
+# "BlockOutOfRangeError: block height is 343 but requested was 344" and "unknown block",
+# geth's "header not found", EIP-1898's "block not found" / "requested block ... not found".
+_BLOCK_GONE = ("block height is", "unknown block", "header not found", "block not found",
+               "blockoutofrange", "block out of range")
+
+
+def block_gone(exc: BaseException) -> bool:
+    """True when ``exc`` is the node saying the block a read named does not exist (any more):
+    a reorg or a restore is in progress, and the read is tried again once the sync has
+    caught up, not reported as a failure."""
+    if not isinstance(exc, RpcResponseError):
+        return False
+    m = exc.rpc_message.lower()
+    return any(s in m for s in _BLOCK_GONE) or (
+        "not found" in m and "block" in m)
 
 
 class Fit(enum.Enum):

@@ -7,6 +7,11 @@ on; leaving it with nothing sent keeps it; leaving it after ``mark_sent()`` with
 ``mark_used()``, or on an exception, forgets the counter so the next lease asks the node again
 (``eth_getTransactionCount(address, "pending")``): we no longer know whether the node holds our
 transaction, and the node does.
+
+A rollback (a reorg, or a node restored from an older state) can undo transactions we counted
+as mined: ``rolled_back()`` forgets the counter at once, and a lease that was open across it
+does not move the counter on when it ends. The next lease then takes the chain's nonce, so
+nothing is ever sent behind a gap that no transaction of ours will fill.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class NonceManager:
         self.timeout = timeout
         self._lock = asyncio.Lock()
         self._next: int | None = None
+        self._rollbacks = 0  # rollbacks seen; a lease open across one forgets its counter
 
     @property
     def busy(self) -> bool:
@@ -59,10 +65,26 @@ class NonceManager:
         )
         return hex_to_int(raw, "eth_getTransactionCount")
 
+    async def node_nonces(self) -> tuple[int, int]:
+        """The node's (latest, pending) transaction counts for the account, in one batch."""
+        latest, pending = await self.rpc.batch(
+            [("eth_getTransactionCount", [self.address, "latest"]),
+             ("eth_getTransactionCount", [self.address, "pending"])], timeout=self.timeout)
+        return (hex_to_int(latest, "eth_getTransactionCount"),
+                hex_to_int(pending, "eth_getTransactionCount"))
+
     async def resync(self) -> int:
-        """Forget the local counter and take the node's pending count."""
-        self._next = await self.node_nonce("pending")
+        """Forget the local counter and take the node's pending count (never below the mined
+        one: a node whose mempool lags its chain must not hand out a used nonce)."""
+        latest, pending = await self.node_nonces()
+        self._next = max(latest, pending)
         return self._next
+
+    def rolled_back(self) -> None:
+        """The chain went back (a reorg or a restore): transactions counted as mined may be
+        gone. Take the chain's nonce before the next send."""
+        self._rollbacks += 1
+        self._next = None
 
     def invalidate(self) -> None:
         """Ask the node before the next lease."""
@@ -74,13 +96,16 @@ class NonceManager:
         async with self._lock:
             nonce = self._next if self._next is not None else await self.resync()
             lease = NonceLease(nonce)
+            rollbacks = self._rollbacks
             try:
                 yield lease
             except BaseException:
                 self._next = None
                 raise
             # The holder may have moved the lease to the node's nonce after a nonce error.
-            if lease.used:
+            if rollbacks != self._rollbacks:
+                self._next = None  # what it saw mined may have been rolled back since
+            elif lease.used:
                 self._next = lease.nonce + 1
             elif lease.sent:
                 self._next = None

@@ -127,6 +127,13 @@ class Sender:
         """Wake the watcher now (call from the head follower); polling is the fallback."""
         self.reads.notify_head()
 
+    def rolled_back(self) -> None:
+        """The chain went back (a reorg, or a node restored from an older state): take the
+        chain's nonce before the next send, and let the watcher look at once."""
+        log.info("nonce_resync_after_rollback", account=self.address)
+        self.nonces.rolled_back()
+        self.reads.notify_head()
+
     # ---- the one public operation ------------------------------------------------------
     async def execute(self, req: TxRequest, still_wanted: StillWanted | None = None) -> TxOutcome:
         """Simulate, and unless refused sign, send and see ``req`` through. Never raises for
@@ -150,9 +157,17 @@ class Sender:
     ) -> TxOutcome | None:
         """One send and its watch; None after a nonce error (the caller resyncs and retries)."""
         loop = asyncio.get_running_loop()
-        sim = await self.simulator.simulate(req, "pending")
+        # The chain's nonce, read alongside the simulation (no extra latency): a counter that
+        # is ahead of it (a rollback not yet reported) would put ours behind a gap.
+        sim, (latest, pending) = await asyncio.gather(
+            self.simulator.simulate(req, "pending"), self.nonces.node_nonces())
         if sim.reason is not None:
             return self.accounting.skipped(req, "simulation_reverted", f"simulation: {sim.reason}")
+        chain_nonce = max(latest, pending)
+        if chain_nonce != lease.nonce and not self.settings.dry_run:
+            log.warning("nonce_moved_to_chain", label=req.label, counter=lease.nonce,
+                        chain=chain_nonce)
+            lease.nonce = chain_nonce
         admission = admit(req, sim, self.policy, self.guards,
                           gas_margin_percent=self.settings.gas_margin_percent, now=loop.time())
         if isinstance(admission, Refusal):
@@ -255,8 +270,7 @@ class Sender:
                         tx_hash=flight.current.tx_hash if flight.current else None, head=head)
             if mined_nonce <= flight.lease.nonce:
                 flight.lease.used = False
-                await self._after_reorg(flight, head)
-                return None
+                return await self._after_reorg(flight, head)
 
         if mined_nonce > flight.lease.nonce:
             # Our nonce is used, yet none of our hashes has a receipt: a node lagging on
@@ -290,6 +304,10 @@ class Sender:
                 return ended
 
         if head - flight.sent_block >= self.settings.replace_after_blocks:
+            if await self._behind_gap(flight):
+                # The node went back below our nonce (restored from an older state): neither
+                # a replacement nor a cancel could be mined. Plan the account again.
+                return self._rolled_back(flight)
             await self._replace(flight, head)
         return None
 
@@ -323,9 +341,22 @@ class Sender:
         return None
 
     # ---- same nonce again: resend, replace, cancel ---------------------------------------
-    async def _after_reorg(self, flight: Flight, head: int) -> None:
-        """Re-simulate; resend the same signed tx if still valid, else cancel it."""
+    async def _behind_gap(self, flight: Flight) -> bool:
+        """True when the chain's next nonce is below ours: a rollback took more than this
+        transaction, and sending at our nonce would leave it queued behind a gap."""
+        latest, pending = await self.nonces.node_nonces()
+        if max(latest, pending) >= flight.lease.nonce:
+            return False
+        log.warning("nonce_above_chain_after_rollback", label=flight.req.label,
+                    nonce=flight.lease.nonce, chain=max(latest, pending))
+        return True
+
+    async def _after_reorg(self, flight: Flight, head: int) -> TxOutcome | None:
+        """Re-simulate; resend the same signed tx if still valid, else cancel it; give it up
+        (to be planned again) when the rollback went below its nonce."""
         assert flight.current is not None and flight.current_fees is not None
+        if await self._behind_gap(flight):
+            return self._rolled_back(flight)
         if flight.cancel_hash is not None:
             signed = flight.signed[flight.cancel_hash]
         else:
@@ -333,7 +364,7 @@ class Sender:
             if sim.reason is not None:
                 # On a real node the reorged tx is back in the mempool and would now revert.
                 await self._cancel(flight, head, f"after reorg: {sim.reason}")
-                return
+                return None
             signed = flight.current
         try:
             await self._submit(flight, "resend", signed, flight.current_fees, flight.gas_limit,
@@ -341,6 +372,16 @@ class Sender:
         except RpcResponseError as exc:
             log.warning("resend_after_reorg_refused", error=exc.rpc_message,
                         label=flight.req.label)
+        return None
+
+    def _rolled_back(self, flight: Flight) -> TxOutcome:
+        """Give the request up: the chain's nonce is below ours, so it can never be mined as
+        signed. The nonce counter is re-read (the lease is not used) and the caller plans the
+        account again on the rolled-back state. Not the keeper's failure."""
+        flight.lease.used = False
+        self.nonces.rolled_back()
+        return self.accounting.failed(flight, Status.DROPPED, "rolled back below its nonce",
+                                      failure=False, rolled_back=True)
 
     async def _replace(self, flight: Flight, head: int) -> None:
         """Same nonce, fee cap and tip +≥10% (and at least today's price), if still worth it."""

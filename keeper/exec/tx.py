@@ -78,6 +78,7 @@ class TxOutcome:
     simulated_gas: int | None = None
     expected_cost: int | None = None  # wei, simulated gas × effective price at send time
     dry_run: bool = False
+    rolled_back: bool = False  # given up because a rollback went below its nonce: plan again
 
     @property
     def hashes(self) -> tuple[str, ...]:

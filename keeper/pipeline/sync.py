@@ -33,11 +33,11 @@ from dataclasses import dataclass
 
 from keeper.chain.heads import fetch_heads, follow_heads
 from keeper.chain.logs import chunk_ranges, get_logs, log_filter, parse_logs
-from keeper.chain.reorg import ReorgTooDeep
+from keeper.chain.reorg import ReorgTooDeep, block_gone
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import Head, Log, Reorg
 from keeper.chain.ws import WsRpc
-from keeper.errors import KeeperError
+from keeper.errors import KeeperError, RpcResponseError
 from keeper.obs.logging import get_logger
 from keeper.obs.progress import BackfillProgress
 from keeper.pipeline.store import BookStore
@@ -159,6 +159,13 @@ class BookSync:
         """Call ``callback`` (synchronously, on the loop) after each applied block."""
         self._callbacks.append(callback)
 
+    def _rolled_back(self, update: BlockUpdate | None) -> None:
+        """Tell every consumer which accounts a rollback restored (``update.rollback``)."""
+        if update is not None:
+            log.info("book_rolled_back", block=update.block.number,
+                     users=len(update.touched_users))
+            self._publish(update)
+
     def _publish(self, update: BlockUpdate) -> None:
         for q in self._subscribers:
             q.put_nowait(update)
@@ -180,6 +187,15 @@ class BookSync:
                 except (ReorgTooDeep, BookRollbackError) as exc:
                     log.warning("reorg_below_journal_reindexing", error=str(exc))
                     await self.reindex()
+                except RpcResponseError as exc:
+                    if not block_gone(exc):
+                        raise
+                    # The block we were reading was reorged out (or the node went back to
+                    # an older state) under us: follow again from the book's journal, and
+                    # the follower finds the new branch and reports the rollback.
+                    log.info("sync_block_gone_refollowing", block=self.book.block_number,
+                             error=exc.rpc_message)
+                    await asyncio.sleep(min(self.config.poll_interval, 0.1))
         finally:
             # Shielded: a cancelled run still records how far it got.
             await asyncio.shield(self.checkpoint())
@@ -235,7 +251,7 @@ class BookSync:
                     log.warning("checkpoint_reorged_out_rolling_back",
                                 checkpoint=self.book.block_number, to=ref.number)
                     try:
-                        self.book.rollback(ref.number)
+                        self._rolled_back(self.book.rollback(ref.number))
                     except BookRollbackError:
                         return False
                 return True
@@ -318,7 +334,7 @@ class BookSync:
                     self.reorgs += 1
                     log.warning("book_rollback", depth=event.depth,
                                 to=event.common_ancestor.number)
-                    self.book.rollback(event.common_ancestor.number)
+                    self._rolled_back(self.book.rollback(event.common_ancestor.number))
                     continue
                 if event.number <= self.book.block_number:
                     continue  # already applied (the follower restarts from the journal)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from keeper.chain.multicall import MULTICALL3
 from keeper.chain.rpc import JsonRpc
+from keeper.chain.types import BlockId
 from keeper.domain.account import AccountData, MissingMarketData, calculate_user_account_data
 from keeper.domain.liq_price import DEFAULT_MARGIN, HealthFactorPrefilter
 from keeper.domain.wadray import WAD, ArithmeticRevert
@@ -71,6 +72,14 @@ def _frozen(book: BookView) -> BookView:
     as they are: their owner must not change them during an off-loop rebuild.
     """
     return book.snapshot() if isinstance(book, PositionBook) else book
+
+
+def _pinned(book: BookView) -> BlockId:
+    """Where to read the chain to compare with ``book``: its block *by hash* (EIP-1898), so a
+    node that answers a number from the block it is mining cannot fake a mismatch, and a
+    block reorged out fails instead of answering for another; by number without a hash."""
+    block_hash = book.block_hash if isinstance(book, PositionBook) else ""
+    return block_hash if len(block_hash) == 66 else book.block_number
 
 
 def _differs(book: AccountData, chain: AccountData) -> bool:
@@ -250,7 +259,8 @@ class HealthScanner:
         exact = self.evaluate(picked)
         line = LIQUIDATION_THRESHOLD_HF * (1.0 + self.margin)
         near = [u for u in picked if u not in exact or exact[u].health_factor < line]
-        chain = await read_account_data(rpc, pool, near, block=block, chunk=chunk, multicall=multicall)
+        chain = await read_account_data(rpc, pool, near, block=_pinned(self.book), chunk=chunk,
+                                        multicall=multicall)
         found: list[LiquidatableAccount] = []
         for user, onchain in zip(near, chain, strict=True):
             book_data = exact.get(user)

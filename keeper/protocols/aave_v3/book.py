@@ -247,16 +247,24 @@ class PositionBook(BookContents):
         ))
 
     # ---- undo ------------------------------------------------------------------------------
-    def rollback(self, number: int) -> None:
-        """Undo every block above ``number``; the book is then at block ``number``."""
+    def rollback(self, number: int) -> BlockUpdate | None:
+        """Undo every block above ``number``; the book is then at block ``number``.
+
+        Returns what the rollback changed (``rollback=True``; the accounts whose records were
+        restored; the market is treated as changed), or None when there was nothing to undo:
+        whoever scanned or acted on the undone blocks must look at those accounts again.
+        """
         if self._open_block is not None:
             raise BookError("cannot roll back with a block open")
         if number >= self.block.number:
-            return
+            return None
+        users: set[str] = set()
         for j in self.journal.take_above(number, self.block.number):
             self._undo(j)
+            users.update(j.users)
             self.block = j.previous_block
         self._market = None
+        return BlockUpdate(self.block, frozenset(users), frozenset(), True, True, rollback=True)
 
     def recent_blocks(self) -> list[BookBlock]:
         """Journaled blocks, oldest first, ending with the book's block."""

@@ -104,6 +104,9 @@ class BlockUpdate:
     ``moved_assets``: assets whose oracle price differs from the previous block's, whose feed
     reported ``AnswerUpdated`` or whose source changed: re-check their holders.
     ``market_changed``: a reserve's parameters or an eMode category changed: re-check everyone.
+    ``rollback``: the book went *back* to ``block`` (a reorg, or a node restored from an older
+    state); ``touched_users`` are the accounts whose records were restored. What was planned
+    or sent on the undone blocks (nonces, cooldowns) must be looked at again.
     """
 
     block: BookBlock
@@ -111,3 +114,4 @@ class BlockUpdate:
     moved_assets: frozenset[str]
     market_changed: bool
     sources_changed: bool
+    rollback: bool = False
