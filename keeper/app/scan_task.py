@@ -14,7 +14,7 @@ from keeper.app.inflight import Lane
 from keeper.app.root import Keeper
 from keeper.app.supervise import Supervisor
 from keeper.chain.reorg import block_gone
-from keeper.errors import RpcError, RpcResponseError
+from keeper.errors import KeeperError, RpcError
 from keeper.obs.logging import get_logger
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 from keeper.protocols.aave_v3.book import BlockUpdate
@@ -80,13 +80,13 @@ class ScanTask:
                 self._take_queued()
                 try:
                     self.scanner = await self._scan(self.scanner, self.touched, self.rebuild)
-                except RpcResponseError as exc:
-                    if not block_gone(exc):
+                except KeeperError as exc:
+                    if isinstance(exc, RpcError) or not block_gone(exc):
                         raise
                     # The block the book is at is gone (a reorg or a restore in progress):
                     # scan again, from a fresh prefilter, once the sync has caught up.
                     log.info("scan_block_gone_waiting_for_sync",
-                             block=self.keeper.sync.book.block_number, error=exc.rpc_message)
+                             block=self.keeper.sync.book.block_number, error=str(exc))
                     self.rebuild = True
                     await self._next_update(None)
                     continue

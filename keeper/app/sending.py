@@ -15,7 +15,7 @@ from keeper.app.scan_task import Candidates
 from keeper.app.supervise import Supervisor
 from keeper.chain.reorg import block_gone
 from keeper.chain.ws import WsRpc
-from keeper.errors import KeeperError, RpcError, RpcResponseError
+from keeper.errors import KeeperError, RpcError
 from keeper.exec.backrun import behind
 from keeper.exec.executor import Execution
 from keeper.obs.logging import get_logger
@@ -48,12 +48,12 @@ class Sending:
             except RpcError as exc:
                 self.keeper.metrics.rpc_errors.labels(method=rpc_method).inc()
                 log.warning("liquidation_node_unreachable", task=task, user=user, error=str(exc))
-            except RpcResponseError as exc:
+            except KeeperError as exc:
                 if not block_gone(exc):
                     self.supervisor.failed(task, exc, user=user)
                 else:  # a reorg or a restore under the plan: planned again after the sync
                     log.info("liquidation_block_gone", task=task, user=user,
-                             error=exc.rpc_message)
+                             error=str(exc))
             except Exception as exc:  # a task boundary
                 self.supervisor.failed(task, exc, user=user)
         self.lane.back_off(user, block)

@@ -23,21 +23,28 @@ class ReorgTooDeep(KeeperError, RuntimeError):
 
 
 # How nodes say that the block a read names is not (or no longer) there: anvil's
-# "BlockOutOfRangeError: block height is 343 but requested was 344" and "unknown block",
-# geth's "header not found", EIP-1898's "block not found" / "requested block ... not found".
+# "BlockOutOfRangeError: block height is 343 but requested was 344", "unknown block" and, for a
+# hash, "Resource not found" (EIP-1474 code -32001); geth's "header not found"; EIP-1898's
+# "block not found" / "requested block ... not found".
 _BLOCK_GONE = ("block height is", "unknown block", "header not found", "block not found",
-               "blockoutofrange", "block out of range")
+               "blockoutofrange", "block out of range", "resource not found")
 
 
 def block_gone(exc: BaseException) -> bool:
-    """True when ``exc`` is the node saying the block a read named does not exist (any more):
-    a reorg or a restore is in progress, and the read is tried again once the sync has
-    caught up, not reported as a failure."""
-    if not isinstance(exc, RpcResponseError):
-        return False
-    m = exc.rpc_message.lower()
-    return any(s in m for s in _BLOCK_GONE) or (
-        "not found" in m and "block" in m)
+    """True when ``exc`` (or what caused it: a multicall wraps the node's error) is the node
+    saying the block a read named does not exist (any more): a reorg or a restore is in
+    progress, and the read is tried again once the sync has caught up, not reported as a
+    failure."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # a short chain of causes; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, RpcResponseError):
+            m = seen.rpc_message.lower()
+            if any(s in m for s in _BLOCK_GONE) or ("not found" in m and "block" in m):
+                return True
+        seen = seen.__cause__
+    return False
 
 
 class Fit(enum.Enum):

@@ -291,6 +291,11 @@ class Sender:
 
         if (still_wanted is not None and flight.cancel_hash is None
                 and not await self._wanted(flight, head, still_wanted)):
+            # A node may answer "latest" from the block it is mining, with ours already in
+            # it: look once more before paying for a cancel that can only be refused.
+            flight.receipt, mined_nonce = await self.reads.receipt_and_nonce(list(flight.signed))
+            if flight.receipt is not None or mined_nonce > flight.lease.nonce:
+                return None
             await self._cancel(flight, head, "no longer wanted")
             if flight.abandoned:
                 return self.accounting.failed(flight, Status.CANCELLED,
