@@ -232,6 +232,18 @@ class HeadFollower:
                 # Progress so far is in the tracker; ingesting again resumes from there.
                 log.warning("head_backfill_failed", up_to=head.number, error=str(exc))
                 await asyncio.sleep(self.retry_delay)
+                head = await self._unless_went_back(head)
+
+    async def _unless_went_back(self, head: Head) -> Head:
+        """``head``, or the node's latest head when it is below ``head``: the chain went back
+        (a node restored from an older state) and the blocks up to ``head`` will never come;
+        ingesting the latest instead finds where our chain and the node's part."""
+        with contextlib.suppress(RpcError):
+            latest = await self._fetch_latest()
+            if latest.number < head.number:
+                log.warning("head_beyond_chain", head=head.number, latest=latest.number)
+                return latest
+        return head
 
     async def _retrying(self, fetch: Callable[[], Awaitable[Head]]) -> Head:
         while True:
