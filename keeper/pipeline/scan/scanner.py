@@ -43,6 +43,9 @@ log = get_logger(__name__)
 LIQUIDATION_THRESHOLD_HF = WAD
 """An account is liquidatable when its health factor is below 1 (a wad)."""
 
+_REREAD_DELAY = 0.02
+"""Seconds before reading again the accounts whose chain figures disagreed with the book."""
+
 _OFF_LOOP_ATTEMPTS = 3
 """Rebuilds in a thread before ``sync_off_loop`` gives up on the market settling (it then
 catches up on the caller's thread)."""
@@ -259,8 +262,21 @@ class HealthScanner:
         exact = self.evaluate(picked)
         line = LIQUIDATION_THRESHOLD_HF * (1.0 + self.margin)
         near = [u for u in picked if u not in exact or exact[u].health_factor < line]
-        chain = await read_account_data(rpc, pool, near, block=_pinned(self.book), chunk=chunk,
+        at = _pinned(self.book)
+        chain = await read_account_data(rpc, pool, near, block=at, chunk=chunk,
                                         multicall=multicall)
+        doubtful = [i for i, (u, c) in enumerate(zip(near, chain, strict=True))
+                    if c is None or u not in exact or _differs(exact[u], c)]
+        if doubtful:
+            # A node still sealing the next block can answer a read of this one with that
+            # block's state or timestamp (anvil does, even by hash): one block's interest,
+            # or a revert where the index went back. Such a read is wrong for a moment only;
+            # what still disagrees a moment later is the book's error, or the chain's.
+            await asyncio.sleep(_REREAD_DELAY)
+            again = await read_account_data(rpc, pool, [near[i] for i in doubtful], block=at,
+                                            chunk=chunk, multicall=multicall)
+            for i, c in zip(doubtful, again, strict=True):
+                chain[i] = c
         found: list[LiquidatableAccount] = []
         for user, onchain in zip(near, chain, strict=True):
             book_data = exact.get(user)
