@@ -35,7 +35,7 @@ from keeper.chain.heads import fetch_heads, follow_heads
 from keeper.chain.logs import chunk_ranges, get_logs, log_filter, parse_logs
 from keeper.chain.reorg import ReorgTooDeep, block_gone
 from keeper.chain.rpc import JsonRpc
-from keeper.chain.types import Head, Log, Reorg
+from keeper.chain.types import Head, Log, Reorg, hex_to_int
 from keeper.chain.ws import WsRpc
 from keeper.errors import KeeperError, RpcResponseError
 from keeper.obs.logging import get_logger
@@ -369,6 +369,7 @@ class BookSync:
             read, hints = await self.reader.read(self.rpc, head.hash, needed)
         else:
             raise SyncError(f"block {head.number}: the node keeps answering for a later state")
+        read, hints = await self._settled(head, read, hints, needed)
         old = self.book.state
         sources_moved = (
             old.read is None
@@ -391,6 +392,20 @@ class BookSync:
         self.blocks_applied += 1
         self._publish(update)
         return update
+
+    async def _settled(self, head: Head, read: MarketRead, hints: MarketHints,
+                       needed: MarketHints) -> tuple[MarketRead, MarketHints]:
+        """``read``, or a read again once the node has moved past ``head``.
+
+        Even by block hash, a node that is sealing the next block can answer a read of its
+        tip from the next block's state (anvil does): a price set in the next block, which no
+        reserve timestamp betrays, would be booked a block early. Once the next block exists,
+        the tip is history and a read of it is exact: read it again then.
+        """
+        latest = hex_to_int(await self.rpc.call("eth_blockNumber"), "eth_blockNumber")
+        if latest <= head.number:
+            return read, hints
+        return await self.reader.read(self.rpc, head.hash, needed)
 
     def _addresses(self, *, feeds: bool) -> list[str]:
         c = self.contracts
