@@ -31,7 +31,8 @@ Once that tx is mined, ours is an ordinary request and every rule above applies.
 
 The parts: ``simulate`` (the checks against the chain), ``admission`` (fees, profit, guards,
 balance), ``submit`` (where signed bytes go), ``reads`` (heads, receipts, nonces), ``flight``
-(the state of one request), ``accounting`` (endings into guards and metrics).
+(the state of one request), ``accounting`` (endings into guards and metrics), ``same_nonce``
+(resend, replace, cancel, sign and hand out).
 """
 
 from __future__ import annotations
@@ -41,24 +42,23 @@ from dataclasses import dataclass
 
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import hex_to_int
-from keeper.domain.fees import FeePolicy, Fees, bump, is_profitable, replacement_fees
+from keeper.domain.fees import FeePolicy
 from keeper.errors import ConfigError, RpcError, RpcResponseError
 from keeper.exec.accounting import Accounting
 from keeper.exec.admission import admit
 from keeper.exec.flight import Flight
 from keeper.exec.guards import Guards, Refusal
-from keeper.exec.keys import SignedTx, Signer
+from keeper.exec.keys import Signer
 from keeper.exec.nonce import NonceLease, NonceManager
 from keeper.exec.reads import ChainReads
+from keeper.exec.same_nonce import SameNonce
 from keeper.exec.simulate import Simulator
-from keeper.exec.submit import PublicSubmitter, Submitter, is_already_known, is_nonce_error
+from keeper.exec.submit import PublicSubmitter, Submitter, is_nonce_error
 from keeper.exec.tx import Status, StillWanted, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 
 log = get_logger(__name__)
-
-CANCEL_GAS = 21_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,9 @@ class Sender:
                                 poll_interval=settings.poll_interval)
         self.simulator = Simulator(self.reads, self.address)
         self.accounting = Accounting(guards, self.metrics, dry_run=settings.dry_run)
+        self.same = SameNonce(self.address, settings.chain_id, signer, policy, self.submitter,
+                              self.nonces, self.reads, self.simulator, self.accounting,
+                              self.metrics)
 
     def __repr__(self) -> str:
         return f"Sender({self.address}, route={self.submitter.route}, dry_run={self.settings.dry_run})"
@@ -176,10 +179,10 @@ class Sender:
             return self.accounting.would_send(req, lease.nonce, sim.gas, admission)
 
         flight = Flight(req, lease, sim.gas, admission.gas_limit)
-        signed = self._sign(req.to, req.data, req.value, lease.nonce, admission.gas_limit,
+        signed = self.same.sign(req.to, req.data, req.value, lease.nonce, admission.gas_limit,
                             admission.fees)
         try:
-            await self._submit(flight, "send", signed, admission.fees, admission.gas_limit,
+            await self.same.submit(flight, "send", signed, admission.fees, admission.gas_limit,
                                sim.head)
         except RpcResponseError as exc:
             if is_nonce_error(exc):
@@ -191,30 +194,6 @@ class Sender:
         if req.detected_at is not None:
             self.metrics.detection_to_send_seconds.observe(max(loop.time() - req.detected_at, 0.0))
         return await self._watch(flight, still_wanted)
-
-    def _sign(self, to: str, data: bytes, value: int, nonce: int, gas_limit: int,
-              fees: Fees) -> SignedTx:
-        assert self.signer is not None  # guaranteed by __init__ outside dry run
-        return self.signer.sign_eip1559(self.settings.chain_id, nonce, to, data, value,
-                                        gas_limit, fees)
-
-    async def _submit(self, flight: Flight, kind: str, signed: SignedTx, fees: Fees,
-                      gas_limit: int, head: int) -> None:
-        """Hand out ``signed``. A transport error is not a refusal: the node may hold it."""
-        flight.lease.mark_sent()
-        flight.signed[signed.tx_hash] = signed
-        try:
-            await self.submitter.submit(signed, head)
-        except RpcResponseError as exc:
-            if not is_already_known(exc):
-                flight.signed.pop(signed.tx_hash, None)
-                raise
-        except RpcError as exc:
-            self.metrics.rpc_errors.labels("eth_sendRawTransaction").inc()
-            log.warning("send_outcome_unknown", label=flight.req.label, tx_hash=signed.tx_hash,
-                        error=str(exc))
-        flight.handed_out(kind, signed, fees, gas_limit, head)
-        self.accounting.handed_out(flight, self.submitter.route)
 
     # ---- watching ----------------------------------------------------------------------
     async def _watch(self, flight: Flight, still_wanted: StillWanted | None) -> TxOutcome:
@@ -230,7 +209,7 @@ class Sender:
                 # ``replace_after_blocks`` more blocks' worth of polling.
                 timed_out = True
                 last = self.reads.last_head
-                await self._cancel(flight, last[0] if last else 0,
+                await self.same.cancel(flight, last[0] if last else 0,
                                    "no receipt within receipt_timeout")
                 deadline = loop.time() + self.settings.poll_interval * (
                     self.settings.replace_after_blocks + 1)
@@ -270,7 +249,7 @@ class Sender:
                         tx_hash=flight.current.tx_hash if flight.current else None, head=head)
             if mined_nonce <= flight.lease.nonce:
                 flight.lease.used = False
-                return await self._after_reorg(flight, head)
+                return await self.same.after_reorg(flight, head)
 
         if mined_nonce > flight.lease.nonce:
             # Our nonce is used, yet none of our hashes has a receipt: a node lagging on
@@ -296,7 +275,7 @@ class Sender:
             flight.receipt, mined_nonce = await self.reads.receipt_and_nonce(list(flight.signed))
             if flight.receipt is not None or mined_nonce > flight.lease.nonce:
                 return None
-            await self._cancel(flight, head, "no longer wanted")
+            await self.same.cancel(flight, head, "no longer wanted")
             if flight.abandoned:
                 return self.accounting.failed(flight, Status.CANCELLED,
                                               f"lost by the node and {flight.abandoned}",
@@ -309,11 +288,11 @@ class Sender:
                 return ended
 
         if head - flight.sent_block >= self.settings.replace_after_blocks:
-            if await self._behind_gap(flight):
+            if await self.same.behind_gap(flight):
                 # The node went back below our nonce (restored from an older state): neither
                 # a replacement nor a cancel could be mined. Plan the account again.
-                return self._rolled_back(flight)
-            await self._replace(flight, head)
+                return self.same.rolled_back(flight)
+            await self.same.replace(flight, head)
         return None
 
     async def _wanted(self, flight: Flight, head: int, still_wanted: StillWanted) -> bool:
@@ -344,117 +323,3 @@ class Sender:
             self.metrics.rpc_errors.labels("resubmit").inc()
             log.warning("resubmit_failed", error=str(exc), label=flight.req.label)
         return None
-
-    # ---- same nonce again: resend, replace, cancel ---------------------------------------
-    async def _behind_gap(self, flight: Flight) -> bool:
-        """True when the chain's next nonce is below ours: a rollback took more than this
-        transaction, and sending at our nonce would leave it queued behind a gap."""
-        latest, pending = await self.nonces.node_nonces()
-        if max(latest, pending) >= flight.lease.nonce:
-            return False
-        log.warning("nonce_above_chain_after_rollback", label=flight.req.label,
-                    nonce=flight.lease.nonce, chain=max(latest, pending))
-        return True
-
-    async def _after_reorg(self, flight: Flight, head: int) -> TxOutcome | None:
-        """Re-simulate; resend the same signed tx if still valid, else cancel it; give it up
-        (to be planned again) when the rollback went below its nonce."""
-        assert flight.current is not None and flight.current_fees is not None
-        if await self._behind_gap(flight):
-            return self._rolled_back(flight)
-        if flight.cancel_hash is not None:
-            signed = flight.signed[flight.cancel_hash]
-        else:
-            sim = await self.simulator.simulate(flight.req, "latest")
-            if sim.reason is not None:
-                # On a real node the reorged tx is back in the mempool and would now revert.
-                await self._cancel(flight, head, f"after reorg: {sim.reason}")
-                return None
-            signed = flight.current
-        try:
-            await self._submit(flight, "resend", signed, flight.current_fees, flight.gas_limit,
-                               head)
-        except RpcResponseError as exc:
-            log.warning("resend_after_reorg_refused", error=exc.rpc_message,
-                        label=flight.req.label)
-        return None
-
-    def _rolled_back(self, flight: Flight) -> TxOutcome:
-        """Give the request up: the chain's nonce is below ours, so it can never be mined as
-        signed. The nonce counter is re-read (the lease is not used) and the caller plans the
-        account again on the rolled-back state. Not the keeper's failure."""
-        flight.lease.used = False
-        self.nonces.rolled_back()
-        return self.accounting.failed(flight, Status.DROPPED, "rolled back below its nonce",
-                                      failure=False, rolled_back=True)
-
-    async def _replace(self, flight: Flight, head: int) -> None:
-        """Same nonce, fee cap and tip +≥10% (and at least today's price), if still worth it."""
-        assert flight.current_fees is not None
-        if flight.cancel_hash is not None:
-            await self._cancel(flight, head, "cancel not mined yet")
-            return
-        sim = await self.simulator.simulate(flight.req, "latest")
-        if sim.reason is not None:
-            await self._cancel(flight, head, f"would now revert: {sim.reason}")
-            return
-        fees = replacement_fees(self.policy, flight.current_fees, sim.base_fee,
-                                flight.req.expected_profit_native, flight.gas)
-        if not self.policy.allows(fees):
-            await self._rebroadcast_if_lost(flight, head, fees)
-            return
-        if not is_profitable(flight.req.expected_profit_native, flight.gas, fees, sim.base_fee):
-            log.warning("replacement_unprofitable_waiting", label=flight.req.label)
-            flight.sent_block = head
-            return
-        signed = self._sign(flight.req.to, flight.req.data, flight.req.value, flight.lease.nonce,
-                            flight.gas_limit, fees)
-        try:
-            await self._submit(flight, "replace", signed, fees, flight.gas_limit, head)
-        except RpcResponseError as exc:
-            log.warning("replacement_refused_keeping_previous", error=exc.rpc_message,
-                        label=flight.req.label)
-            flight.sent_block = head
-
-    async def _rebroadcast_if_lost(self, flight: Flight, head: int, capped: Fees) -> None:
-        """We may not bid ``capped``. If the node has lost our transaction (evicted from its
-        mempool, a restart), hand the same signed bytes out again: same nonce, same hash,
-        nothing new is spent; otherwise it is merely waiting for its price."""
-        assert flight.current is not None and flight.current_fees is not None
-        if not await self.reads.known_to_node(flight.current.tx_hash):
-            log.warning("tx_lost_rebroadcasting", label=flight.req.label,
-                        tx_hash=flight.current.tx_hash)
-            try:
-                await self._submit(flight, "resend", flight.current, flight.current_fees,
-                                   flight.gas_limit, head)
-            except RpcResponseError as exc:
-                log.warning("rebroadcast_refused", error=exc.rpc_message, label=flight.req.label)
-                flight.sent_block = head
-            return
-        log.warning("replacement_over_fee_caps_waiting", label=flight.req.label,
-                    max_fee=capped.max_fee_per_gas, tip=capped.max_priority_fee_per_gas)
-        flight.sent_block = head
-
-    async def _cancel(self, flight: Flight, head: int, why: str) -> None:
-        """Take the nonce with a 0-value transfer to ourselves, fees bumped ≥10%."""
-        if flight.current_fees is None:
-            return
-        fees = bump(flight.current_fees)
-        if not self.policy.allows(fees):
-            assert flight.current is not None
-            if not await self.reads.known_to_node(flight.current.tx_hash):
-                # The node lost our transaction: nothing will spend the nonce, so there is
-                # nothing to cancel. Abandon it; the nonce is re-read before the next send.
-                flight.abandoned = why
-                return
-            # A cancel is a 21,000-gas self-transfer: even 10% above the caps it costs a small
-            # fraction of letting a ~500k-gas liquidation revert.
-            log.warning("cancel_over_fee_caps", label=flight.req.label, why=why,
-                        max_fee=fees.max_fee_per_gas, tip=fees.max_priority_fee_per_gas)
-        log.info("tx_cancelling", label=flight.req.label, nonce=flight.lease.nonce, why=why)
-        signed = self._sign(self.address, b"", 0, flight.lease.nonce, CANCEL_GAS, fees)
-        try:
-            await self._submit(flight, "cancel", signed, fees, CANCEL_GAS, head)
-        except RpcResponseError as exc:
-            log.warning("cancel_refused", error=exc.rpc_message, label=flight.req.label)
-            flight.sent_block = head

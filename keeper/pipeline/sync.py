@@ -35,12 +35,13 @@ from keeper.chain.heads import fetch_heads, follow_heads
 from keeper.chain.logs import chunk_ranges, get_logs, log_filter, parse_logs
 from keeper.chain.reorg import ReorgTooDeep, block_gone
 from keeper.chain.rpc import JsonRpc
-from keeper.chain.types import Head, Log, Reorg, hex_to_int
+from keeper.chain.types import Head, Log, Reorg
 from keeper.chain.ws import WsRpc
 from keeper.errors import KeeperError, RpcResponseError
 from keeper.obs.logging import get_logger
 from keeper.obs.progress import BackfillProgress
 from keeper.pipeline.store import BookStore
+from keeper.pipeline.tip_read import settled_read
 from keeper.protocols.aave_v3 import events as ev
 from keeper.protocols.aave_v3.book import (
     BlockUpdate,
@@ -49,17 +50,9 @@ from keeper.protocols.aave_v3.book import (
     MarketState,
     PositionBook,
 )
-from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketHints, MarketRead, MarketReader
+from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketHints, MarketReader
 
 log = get_logger(__name__)
-
-
-_STALE_READ_RETRIES = 5
-
-
-def _from_the_future(read: MarketRead, head: Head) -> bool:
-    """True when the read cannot be the state at ``head``: some reserve was updated later."""
-    return any(r.last_update_timestamp > head.timestamp for r in read.reserves.values())
 
 
 class SyncError(KeeperError, RuntimeError):
@@ -359,17 +352,11 @@ class BookSync:
         if not hints.covers(needed):
             # The market changed shape in this block: read it again with the new hints.
             read, hints = await self.reader.read(self.rpc, head.hash, needed)
-        for attempt in range(_STALE_READ_RETRIES):
-            if not _from_the_future(read, head):
-                break
-            # A reserve updated after this block's timestamp: the node answered for a later
-            # state (anvil does, for the newest block while it mines the next one). The block
-            # is sealed a moment later; read it again rather than book a future state.
-            await asyncio.sleep(0.01 * (attempt + 1))
-            read, hints = await self.reader.read(self.rpc, head.hash, needed)
-        else:
+        # A node may answer for the block it is sealing next (see ``tip_read``).
+        settled = await settled_read(self.rpc, self.reader, head, read, hints, needed)
+        if settled is None:
             raise SyncError(f"block {head.number}: the node keeps answering for a later state")
-        read, hints = await self._settled(head, read, hints, needed)
+        read, hints = settled
         old = self.book.state
         sources_moved = (
             old.read is None
@@ -392,20 +379,6 @@ class BookSync:
         self.blocks_applied += 1
         self._publish(update)
         return update
-
-    async def _settled(self, head: Head, read: MarketRead, hints: MarketHints,
-                       needed: MarketHints) -> tuple[MarketRead, MarketHints]:
-        """``read``, or a read again once the node has moved past ``head``.
-
-        Even by block hash, a node that is sealing the next block can answer a read of its
-        tip from the next block's state (anvil does): a price set in the next block, which no
-        reserve timestamp betrays, would be booked a block early. Once the next block exists,
-        the tip is history and a read of it is exact: read it again then.
-        """
-        latest = hex_to_int(await self.rpc.call("eth_blockNumber"), "eth_blockNumber")
-        if latest <= head.number:
-            return read, hints
-        return await self.reader.read(self.rpc, head.hash, needed)
 
     def _addresses(self, *, feeds: bool) -> list[str]:
         c = self.contracts

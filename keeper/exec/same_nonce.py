@@ -1,0 +1,178 @@
+"""The same nonce again: resend after a reorg, replace with higher fees, cancel, or give a
+request up when a rollback went below its nonce; and the signing and handing out they share
+with the first send. Part of the executor (``keeper.exec.sender`` runs the state machine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keeper.domain.fees import FeePolicy, Fees, bump, is_profitable, replacement_fees
+from keeper.errors import RpcError, RpcResponseError
+from keeper.exec.accounting import Accounting
+from keeper.exec.flight import Flight
+from keeper.exec.keys import SignedTx, Signer
+from keeper.exec.nonce import NonceManager
+from keeper.exec.reads import ChainReads
+from keeper.exec.simulate import Simulator
+from keeper.exec.submit import Submitter, is_already_known
+from keeper.exec.tx import Status, TxOutcome
+from keeper.obs.logging import get_logger
+from keeper.obs.metrics import Metrics
+
+log = get_logger(__name__)
+
+CANCEL_GAS = 21_000
+
+
+@dataclass(slots=True)
+class SameNonce:
+    """Hands out signed transactions for one account's nonce (owned by its ``Sender``)."""
+
+    address: str
+    chain_id: int
+    signer: Signer | None
+    policy: FeePolicy
+    submitter: Submitter
+    nonces: NonceManager
+    reads: ChainReads
+    simulator: Simulator
+    accounting: Accounting
+    metrics: Metrics
+
+    def sign(self, to: str, data: bytes, value: int, nonce: int, gas_limit: int,
+             fees: Fees) -> SignedTx:
+        assert self.signer is not None  # guaranteed by __init__ outside dry run
+        return self.signer.sign_eip1559(self.chain_id, nonce, to, data, value,
+                                        gas_limit, fees)
+
+    async def submit(self, flight: Flight, kind: str, signed: SignedTx, fees: Fees,
+                     gas_limit: int, head: int) -> None:
+        """Hand out ``signed``. A transport error is not a refusal: the node may hold it."""
+        flight.lease.mark_sent()
+        flight.signed[signed.tx_hash] = signed
+        try:
+            await self.submitter.submit(signed, head)
+        except RpcResponseError as exc:
+            if not is_already_known(exc):
+                flight.signed.pop(signed.tx_hash, None)
+                raise
+        except RpcError as exc:
+            self.metrics.rpc_errors.labels("eth_sendRawTransaction").inc()
+            log.warning("send_outcome_unknown", label=flight.req.label, tx_hash=signed.tx_hash,
+                        error=str(exc))
+        flight.handed_out(kind, signed, fees, gas_limit, head)
+        self.accounting.handed_out(flight, self.submitter.route)
+
+    async def behind_gap(self, flight: Flight) -> bool:
+        """True when the chain's next nonce is below ours: a rollback took more than this
+        transaction, and sending at our nonce would leave it queued behind a gap."""
+        latest, pending = await self.nonces.node_nonces()
+        if max(latest, pending) >= flight.lease.nonce:
+            return False
+        log.warning("nonce_above_chain_after_rollback", label=flight.req.label,
+                    nonce=flight.lease.nonce, chain=max(latest, pending))
+        return True
+
+    async def after_reorg(self, flight: Flight, head: int) -> TxOutcome | None:
+        """Re-simulate; resend the same signed tx if still valid, else cancel it; give it up
+        (to be planned again) when the rollback went below its nonce."""
+        assert flight.current is not None and flight.current_fees is not None
+        if await self.behind_gap(flight):
+            return self.rolled_back(flight)
+        if flight.cancel_hash is not None:
+            signed = flight.signed[flight.cancel_hash]
+        else:
+            sim = await self.simulator.simulate(flight.req, "latest")
+            if sim.reason is not None:
+                # On a real node the reorged tx is back in the mempool and would now revert.
+                await self.cancel(flight, head, f"after reorg: {sim.reason}")
+                return None
+            signed = flight.current
+        try:
+            await self.submit(flight, "resend", signed, flight.current_fees, flight.gas_limit,
+                               head)
+        except RpcResponseError as exc:
+            log.warning("resend_after_reorg_refused", error=exc.rpc_message,
+                        label=flight.req.label)
+        return None
+
+    def rolled_back(self, flight: Flight) -> TxOutcome:
+        """Give the request up: the chain's nonce is below ours, so it can never be mined as
+        signed. The nonce counter is re-read (the lease is not used) and the caller plans the
+        account again on the rolled-back state. Not the keeper's failure."""
+        flight.lease.used = False
+        self.nonces.rolled_back()
+        return self.accounting.failed(flight, Status.DROPPED, "rolled back below its nonce",
+                                      failure=False, rolled_back=True)
+
+    async def replace(self, flight: Flight, head: int) -> None:
+        """Same nonce, fee cap and tip +≥10% (and at least today's price), if still worth it."""
+        assert flight.current_fees is not None
+        if flight.cancel_hash is not None:
+            await self.cancel(flight, head, "cancel not mined yet")
+            return
+        sim = await self.simulator.simulate(flight.req, "latest")
+        if sim.reason is not None:
+            await self.cancel(flight, head, f"would now revert: {sim.reason}")
+            return
+        fees = replacement_fees(self.policy, flight.current_fees, sim.base_fee,
+                                flight.req.expected_profit_native, flight.gas)
+        if not self.policy.allows(fees):
+            await self._rebroadcast_if_lost(flight, head, fees)
+            return
+        if not is_profitable(flight.req.expected_profit_native, flight.gas, fees, sim.base_fee):
+            log.warning("replacement_unprofitable_waiting", label=flight.req.label)
+            flight.sent_block = head
+            return
+        signed = self.sign(flight.req.to, flight.req.data, flight.req.value, flight.lease.nonce,
+                            flight.gas_limit, fees)
+        try:
+            await self.submit(flight, "replace", signed, fees, flight.gas_limit, head)
+        except RpcResponseError as exc:
+            log.warning("replacement_refused_keeping_previous", error=exc.rpc_message,
+                        label=flight.req.label)
+            flight.sent_block = head
+
+    async def _rebroadcast_if_lost(self, flight: Flight, head: int, capped: Fees) -> None:
+        """We may not bid ``capped``. If the node has lost our transaction (evicted from its
+        mempool, a restart), hand the same signed bytes out again: same nonce, same hash,
+        nothing new is spent; otherwise it is merely waiting for its price."""
+        assert flight.current is not None and flight.current_fees is not None
+        if not await self.reads.known_to_node(flight.current.tx_hash):
+            log.warning("tx_lost_rebroadcasting", label=flight.req.label,
+                        tx_hash=flight.current.tx_hash)
+            try:
+                await self.submit(flight, "resend", flight.current, flight.current_fees,
+                                   flight.gas_limit, head)
+            except RpcResponseError as exc:
+                log.warning("rebroadcast_refused", error=exc.rpc_message, label=flight.req.label)
+                flight.sent_block = head
+            return
+        log.warning("replacement_over_fee_caps_waiting", label=flight.req.label,
+                    max_fee=capped.max_fee_per_gas, tip=capped.max_priority_fee_per_gas)
+        flight.sent_block = head
+
+    async def cancel(self, flight: Flight, head: int, why: str) -> None:
+        """Take the nonce with a 0-value transfer to ourselves, fees bumped ≥10%."""
+        if flight.current_fees is None:
+            return
+        fees = bump(flight.current_fees)
+        if not self.policy.allows(fees):
+            assert flight.current is not None
+            if not await self.reads.known_to_node(flight.current.tx_hash):
+                # The node lost our transaction: nothing will spend the nonce, so there is
+                # nothing to cancel. Abandon it; the nonce is re-read before the next send.
+                flight.abandoned = why
+                return
+            # A cancel is a 21,000-gas self-transfer: even 10% above the caps it costs a small
+            # fraction of letting a ~500k-gas liquidation revert.
+            log.warning("cancel_over_fee_caps", label=flight.req.label, why=why,
+                        max_fee=fees.max_fee_per_gas, tip=fees.max_priority_fee_per_gas)
+        log.info("tx_cancelling", label=flight.req.label, nonce=flight.lease.nonce, why=why)
+        signed = self.sign(self.address, b"", 0, flight.lease.nonce, CANCEL_GAS, fees)
+        try:
+            await self.submit(flight, "cancel", signed, fees, CANCEL_GAS, head)
+        except RpcResponseError as exc:
+            log.warning("cancel_refused", error=exc.rpc_message, label=flight.req.label)
+            flight.sent_block = head
