@@ -1,4 +1,4 @@
-"""Aave V3.0 events as typed frozen dataclasses, decoded from ``keeper.chain.types.Log``.
+"""Aave V3 events as typed frozen dataclasses, decoded from ``keeper.chain.types.Log``.
 
 ``decode_log(log)`` dispatches on ``topics[0]`` and returns one of the classes below, or None
 for a log the keeper does not follow. Addresses come out lower-case, amounts as ints.
@@ -17,7 +17,10 @@ ScaledBalanceTokenBase.sol of @aave/core-v3 1.19.3:
   (``amount.rayDiv(index)``, the exact figure the token moves).
 
 The scaled change of a mint or burn of ``amount`` is ``amount.rayDiv(index)``, rounded half up
-exactly as the token does it.
+exactly as the token does it; 3.5+ tokens emit balance differences instead, which the book
+turns into the stored scaled balance with ``keeper.domain.scaled_balance.scaled_after``.
+Events added after v3.0 (deficits, the proxy's ``Upgraded``, liquid eMode) are in
+``events_later``.
 """
 
 from __future__ import annotations
@@ -432,10 +435,22 @@ class Topics:
         return self.positions + self.feeds
 
 
+def _all_pool_builders() -> dict[str, tuple[Event, _Builder]]:
+    # Imported here: events_later builds on this module's classes.
+    from keeper.protocols.aave_v3 import events_later
+    return {**_pool_builders(), **events_later.pool_builders()}
+
+
+def _all_configurator_builders() -> dict[str, tuple[Event, _Builder]]:
+    from keeper.protocols.aave_v3 import events_later
+    return {**_configurator_builders(), **events_later.configurator_builders()}
+
+
 @functools.cache
 def _decoders() -> dict[str, tuple[Event, _Builder]]:
     table: dict[str, tuple[Event, _Builder]] = {}
-    for group in (_pool_builders(), _token_builders(), _configurator_builders(), _feed_builders()):
+    for group in (_all_pool_builders(), _token_builders(), _all_configurator_builders(),
+                  _feed_builders()):
         for event, builder in group.values():
             table[event.topic0] = (event, builder)
     return table
@@ -450,9 +465,9 @@ def topics() -> Topics:
 
     feeds = _feed_builders()
     return Topics(
-        pool=t0(_pool_builders()),
+        pool=t0(_all_pool_builders()),
         tokens=t0(_token_builders()),
-        configurator=t0(_configurator_builders()),
+        configurator=t0(_all_configurator_builders()),
         oracle=(feeds["AssetSourceUpdated"][0].topic0,),
         feeds=t0(feeds, skip=("AssetSourceUpdated",)),
     )
