@@ -232,8 +232,7 @@ def quote_liquidation_call(
     if account_data is None:
         account_data = calculate_user_account_data(account, market)
     health_factor = account_data.health_factor
-    debt_position = account.position(debt_asset)
-    current_debt = user_debt(debt, debt_position, now)
+    current_debt = user_debt(debt, account.position(debt_asset), now)
     total_debt = current_debt.total
 
     _validate(account, collateral, debt, health_factor, total_debt)
@@ -251,18 +250,16 @@ def quote_liquidation_call(
         total_debt=total_debt,
         collateral_balance=collateral_balance,
     )
-    max_liquidatable, bonus = terms.max_liquidatable, terms.bonus
-    collateral_price, debt_price = terms.collateral_price, terms.debt_price
 
-    actual_debt = min(debt_to_cover, max_liquidatable)
+    actual_debt = min(debt_to_cover, terms.max_liquidatable)
     result = available_collateral_to_liquidate(
         debt_to_cover=actual_debt,
         user_collateral_balance=collateral_balance,
-        collateral_price=collateral_price,
+        collateral_price=terms.collateral_price,
         collateral_decimals=collateral.configuration.decimals,
-        debt_price=debt_price,
+        debt_price=terms.debt_price,
         debt_decimals=debt.configuration.decimals,
-        liquidation_bonus=bonus,
+        liquidation_bonus=terms.bonus,
         liquidation_protocol_fee=collateral.configuration.liquidation_protocol_fee,
     )
     actual_debt = result.debt_amount_needed
@@ -282,12 +279,12 @@ def quote_liquidation_call(
         collateral_to_liquidator=seized,
         protocol_fee_collateral=fee,
         health_factor=health_factor,
-        max_liquidatable_debt=max_liquidatable,
+        max_liquidatable_debt=terms.max_liquidatable,
         user_debt=total_debt,
         user_collateral_balance=collateral_balance,
-        liquidation_bonus=bonus,
-        collateral_price=collateral_price,
-        debt_price=debt_price,
+        liquidation_bonus=terms.bonus,
+        collateral_price=terms.collateral_price,
+        debt_price=terms.debt_price,
     )
 
 
