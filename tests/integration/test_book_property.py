@@ -20,8 +20,9 @@ import pytest
 from keeper.chain.rpc import HttpRpc
 from keeper.contracts import artifacts
 from keeper.devnet import lifecycle
-from keeper.devnet.driver import MAX_UINT, STABLE, Devnet, Tx
+from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import crash, plan_population, seed_population
+from keeper.devnet.users import MAX_UINT, STABLE, Tx
 from keeper.domain.account import a_token_balance, is_bad_debt, user_debt
 from keeper.domain.revision import AaveRevision
 from keeper.domain.wadray import WAD
@@ -151,7 +152,7 @@ class RandomHistory:
         u = self.rng.choice(self.users)
         r = self.rng.choice(self.m.reserves)
         amount = int(10 ** r.decimals * self.rng.uniform(0.01, 5))
-        self._count("supply", await self.send(*self.d.deposit_txs(u, r.symbol, amount)))
+        self._count("supply", await self.send(*self.d.users.deposit_txs(u, r.symbol, amount)))
 
     async def borrow(self) -> None:
         u = self.rng.choice(self.users)
@@ -162,7 +163,7 @@ class RandomHistory:
         amount = int(ad.available_borrows_base * self.rng.uniform(0.1, 0.9) * 10 ** r.decimals
                      // price)
         if amount > 0:
-            self._count("borrow", await self.send(self.d.tx_borrow(u, sym, amount)))
+            self._count("borrow", await self.send(self.d.users.tx_borrow(u, sym, amount)))
 
     async def borrow_stable(self) -> None:
         # v3.0 stable-rate debt (enabled on the devnet's stablecoins); the Pool refuses it
@@ -176,7 +177,7 @@ class RandomHistory:
                      // price)
         if amount > 0:
             self._count("borrow_stable",
-                        await self.send(self.d.tx_borrow(u, sym, amount, STABLE)))
+                        await self.send(self.d.users.tx_borrow(u, sym, amount, STABLE)))
 
     async def repay_stable(self) -> None:
         holders = [u for u in self.users
@@ -189,8 +190,8 @@ class RandomHistory:
         r = self.m.reserve(sym)
         full = self.rng.random() < 0.4
         amount = MAX_UINT if full else int(10 ** r.decimals * self.rng.uniform(0.001, 0.5))
-        ok = await self.send(self.d.tx_mint(u, sym, 10 ** (r.decimals + 6)),
-                             self.d.tx_approve(u, sym), self.d.tx_repay(u, sym, amount, STABLE))
+        ok = await self.send(self.d.users.tx_mint(u, sym, 10 ** (r.decimals + 6)),
+                             self.d.users.tx_approve(u, sym), self.d.users.tx_repay(u, sym, amount, STABLE))
         self._count("repay_stable_full" if full else "repay_stable", ok)
 
     async def repay(self) -> None:
@@ -202,8 +203,8 @@ class RandomHistory:
         r = self.m.reserve(sym)
         full = self.rng.random() < 0.4
         amount = MAX_UINT if full else int(10 ** r.decimals * self.rng.uniform(0.001, 0.5))
-        ok = await self.send(self.d.tx_mint(u, sym, 10 ** (r.decimals + 6)),
-                             self.d.tx_approve(u, sym), self.d.tx_repay(u, sym, amount))
+        ok = await self.send(self.d.users.tx_mint(u, sym, 10 ** (r.decimals + 6)),
+                             self.d.users.tx_approve(u, sym), self.d.users.tx_repay(u, sym, amount))
         self._count("repay_full" if full else "repay", ok)
 
     async def withdraw(self) -> None:
@@ -217,7 +218,7 @@ class RandomHistory:
         balance = a_token_balance(reserve, self.book.record(u).positions[asset], market.timestamp)
         full = self.rng.random() < 0.3
         amount = MAX_UINT if full else max(1, int(balance * self.rng.uniform(0.05, 0.5)))
-        ok = await self.send(self.d.tx_withdraw(u, self.symbol(asset), amount))
+        ok = await self.send(self.d.users.tx_withdraw(u, self.symbol(asset), amount))
         self._count("withdraw_full" if full else "withdraw", ok)
 
     async def transfer(self) -> None:
@@ -241,12 +242,12 @@ class RandomHistory:
         if held:
             asset = self.rng.choice(held)
             enable = asset not in self.book.record(u).collateral
-            tx = self.d.tx_use_as_collateral(u, self.symbol(asset), enable)
+            tx = self.d.users.tx_use_as_collateral(u, self.symbol(asset), enable)
             self._count("collateral_toggle", await self.send(tx))
 
     async def emode(self) -> None:
         u = self.rng.choice(self.users)
-        self._count("emode", await self.send(self.d.tx_set_emode(u, self.rng.choice(self.emodes))))
+        self._count("emode", await self.send(self.d.users.tx_set_emode(u, self.rng.choice(self.emodes))))
 
     async def price(self) -> None:
         sym = self.rng.choice(sorted(self.aggregator))
@@ -304,7 +305,7 @@ class RandomHistory:
         sym = self.symbol(debt)
         liq = self.liquidator
         data = _POOL["liquidationCall"].encode(col, debt, user, MAX_UINT, self.rng.random() < 0.3)
-        ok = await self.send(self.d.tx_mint(liq, sym, 2 * owed + 10), self.d.tx_approve(liq, sym),
+        ok = await self.send(self.d.users.tx_mint(liq, sym, 2 * owed + 10), self.d.users.tx_approve(liq, sym),
                              Tx(liq, self.m.pool, data, 1_500_000))
         self._count("liquidation", ok)
 
