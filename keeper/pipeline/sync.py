@@ -44,6 +44,7 @@ from keeper.errors import KeeperError
 from keeper.obs.logging import get_logger
 from keeper.obs.progress import BackfillProgress
 from keeper.pipeline.store import BookStore
+from keeper.protocols.aave_v3 import decoding
 from keeper.protocols.aave_v3 import events as ev
 from keeper.protocols.aave_v3.book import (
     BlockUpdate,
@@ -97,7 +98,7 @@ def decode_logs(logs: Iterable[Log]) -> list[ev.AaveEvent]:
     """The typed events among ``logs``, in chain order."""
     out = []
     for lg in logs:
-        e = ev.decode_log(lg)
+        e = decoding.decode_log(lg)
         if e is not None:
             out.append(e)
     return out
@@ -287,7 +288,7 @@ class BookSync:
         self.book.register_reserves(read.tokens.values())
         progress = BackfillProgress(to_block - first + 1, tty=None if cfg.progress else False)
         addresses = self._addresses(feeds=False)
-        topics = [list(ev.topics().positions)]
+        topics = [list(decoding.topics().positions)]
         pending: list[ev.AaveEvent] = []  # the target block's own events
         for lo, hi in chunk_ranges(first, to_block, cfg.chunk):
             # get_logs halves a range the node finds too large and grows back after.
@@ -369,7 +370,7 @@ class BookSync:
                             f"{self.book.block_number} {self.book.block_hash}")
         self._use_revision(self.book.state.revision)  # a rollback may have undone an upgrade
         hints = self.book.state.hints
-        flt = log_filter(self._addresses(feeds=True), [list(ev.topics().all)],
+        flt = log_filter(self._addresses(feeds=True), [list(decoding.topics().all)],
                          block_hash=head.hash)
         method, params = self.reader.request(hints, head.hash)
         raw_logs, raw_market = await self.rpc.batch([("eth_getLogs", [flt]), (method, params)])
