@@ -180,9 +180,11 @@ async def configure_reserves(
 
 
 async def configure_reserve(
-    ctx: DeployContext, configurator: str, cfg_art: Artifact, asset: str, spec: market.ReserveSpec
+    ctx: DeployContext, configurator: str, cfg_art: Artifact, asset: str, spec: market.ReserveSpec,
+    *, v3_0: bool = True,
 ) -> None:
-    """One reserve's risk parameters, in the order the configurator accepts them."""
+    """One reserve's risk parameters, in the order the configurator accepts them. Stable-rate
+    borrowing and the per-asset eMode category exist on v3.0 only (3.2 dropped both)."""
     await ctx.do(configurator, cfg_art, "configureReserveAsCollateral", asset, spec.ltv,
                  spec.liquidation_threshold, spec.liquidation_bonus)
     await ctx.do(configurator, cfg_art, "setReserveBorrowing", asset, True)
@@ -190,9 +192,9 @@ async def configure_reserve(
     await ctx.do(configurator, cfg_art, "setReserveFactor", asset, spec.reserve_factor)
     await ctx.do(configurator, cfg_art, "setLiquidationProtocolFee", asset,
                  spec.liquidation_protocol_fee)
-    if spec.stable_borrowing:
+    if v3_0 and spec.stable_borrowing:
         await ctx.do(configurator, cfg_art, "setReserveStableRateBorrowing", asset, True)
-    if spec.emode_category:
+    if v3_0 and spec.emode_category:
         await ctx.do(configurator, cfg_art, "setAssetEModeCategory", asset, spec.emode_category)
     if spec.borrowable_in_isolation:
         await ctx.do(configurator, cfg_art, "setBorrowableInIsolation", asset, True)
