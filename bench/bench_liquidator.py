@@ -34,18 +34,18 @@ _POOL = artifacts.aave("Pool").abi
 async def _setup(devnet: Devnet) -> str:
     m = devnet.m
     await devnet.fund([*WETH_USERS, *USDC_USERS])
-    txs = [*devnet.deposit_txs(m.deployer, "USDC", 1_000_000 * 10**6),
-           *devnet.deposit_txs(m.deployer, "WETH", 1_000 * 10**18),
+    txs = [*devnet.users.deposit_txs(m.deployer, "USDC", 1_000_000 * 10**6),
+           *devnet.users.deposit_txs(m.deployer, "WETH", 1_000 * 10**18),
            # The baseline liquidator (the keeper account itself) holds USDC, approved the Pool.
-           devnet.tx_mint(m.keeper, "USDC", 100_000 * 10**6),
-           devnet.tx_approve(m.keeper, "USDC")]
+           devnet.users.tx_mint(m.keeper, "USDC", 100_000 * 10**6),
+           devnet.users.tx_approve(m.keeper, "USDC")]
     for user in WETH_USERS:  # 10 WETH, 15,000 USDC borrowed: HF 1.10, 0.99 at $1,800
-        txs += [*devnet.deposit_txs(user, "WETH", 10 * 10**18),
-                devnet.tx_borrow(user, "USDC", 15_000 * 10**6)]
+        txs += [*devnet.users.deposit_txs(user, "WETH", 10 * 10**18),
+                devnet.users.tx_borrow(user, "USDC", 15_000 * 10**6)]
     for user in USDC_USERS:  # 10 WETH + 10,000 USDC, 23,000 USDC borrowed
-        txs += [*devnet.deposit_txs(user, "WETH", 10 * 10**18),
-                *devnet.deposit_txs(user, "USDC", 10_000 * 10**6),
-                devnet.tx_borrow(user, "USDC", 23_000 * 10**6)]
+        txs += [*devnet.users.deposit_txs(user, "WETH", 10 * 10**18),
+                *devnet.users.deposit_txs(user, "USDC", 10_000 * 10**6),
+                devnet.users.tx_borrow(user, "USDC", 23_000 * 10**6)]
     await devnet.send_many(txs)
     await devnet.set_price("WETH", 1800 * 10**8)
     await devnet.arbitrage(["WETH"])

@@ -55,7 +55,7 @@ async def run() -> list[tuple[str, str, str]]:
             })
             async with HttpRpc(node.url, timeout=60) as rpc:
                 devnet = Devnet(rpc, manifest)
-                await devnet.send_many(devnet.deposit_txs(manifest.deployer, "USDC",
+                await devnet.send_many(devnet.users.deposit_txs(manifest.deployer, "USDC",
                                                           50_000_000 * 10**6))
                 async with app.build(cfg, resolve_target(cfg), dry_run=False) as keeper:
                     daemon = Daemon(keeper)
@@ -93,8 +93,8 @@ async def _rounds(devnet: Devnet) -> list[float]:
         # 10 WETH borrowed against up to the 80% LTV: HF = 82.5% / 79.9% ≈ 1.03.
         weth_usd = 10 * prices["WETH"] // 10**8
         debt = int(weth_usd * 0.799) * 10**6
-        await devnet.send_many([*devnet.deposit_txs(user, "WETH", 10 * 10**18),
-                                devnet.tx_borrow(user, "USDC", debt)])
+        await devnet.send_many([*devnet.users.deposit_txs(user, "WETH", 10 * 10**18),
+                                devnet.users.tx_borrow(user, "USDC", debt)])
         await asyncio.sleep(0.3)  # let the daemon settle on the new block
         start_block = int(await devnet.rpc.call("eth_blockNumber"), 16)
         t0 = time.perf_counter()

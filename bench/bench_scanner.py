@@ -34,7 +34,7 @@ from keeper.domain.wadray import RAY
 from keeper.obs.logging import configure_logging
 from keeper.pipeline.scan import HealthScanner
 from keeper.pipeline.sync import BookSync, SyncConfig, decode_logs
-from keeper.protocols.aave_v3 import events as ev
+from keeper.protocols.aave_v3 import decoding
 from keeper.protocols.aave_v3.account_data import read_account_data
 from keeper.protocols.aave_v3.book import BookBlock, MarketState, PositionBook, UserRecord
 from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketRead
@@ -237,7 +237,7 @@ async def _devnet_rows() -> list[Row]:
             # The addresses and topics the sync asks logs of, to count the events it applied.
             addresses = [contracts.pool, contracts.pool_configurator, contracts.oracle,
                          *sync.book.watched_addresses(feeds=False)]
-            found_logs = await get_logs(rpc, addresses, [list(ev.topics().positions)],
+            found_logs = await get_logs(rpc, addresses, [list(decoding.topics().positions)],
                                         manifest.deploy_block, tip)
             events = len(decode_logs(found_logs))
             rows.append(("backfill (BookSync.catch_up)", f"{events / backfill:,.0f} events/s",

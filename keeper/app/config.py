@@ -170,7 +170,8 @@ class NetworkConfig(_Section):
 class AaveConfig(_Section):
     pool_addresses_provider: Address | None = None
     start_block: Int = Field(0, ge=0, le=MAX_BLOCK)
-    rules: Literal["v3.0", "v3.3"] = "v3.0"
+    # An override: by default the liquidation rules follow the Pool's POOL_REVISION.
+    rules: Literal["v3.0", "v3.3"] | None = None
 
 
 class DexConfig(_Section):

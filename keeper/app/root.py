@@ -36,6 +36,7 @@ from keeper.pipeline.planning import LiquidationPlanner
 from keeper.pipeline.store import BookStore
 from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
+from keeper.protocols.aave_v3.revision import read_revision
 
 log = get_logger(__name__)
 
@@ -138,7 +139,7 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
                   a_tokens=a_tokens)
     planner = PlannerConfig(
         liquidator=venue.liquidator, native_asset=target.native_asset.lower(),
-        rules=AaveRules(cfg.aave.rules), min_profit_base=round(ex.min_profit_usd * 10**8),
+        rules=await _rules(cfg, rpc, contracts), min_profit_base=round(ex.min_profit_usd * 10**8),
         profit_tolerance_bps=ex.profit_tolerance_bps)
     executor = LiquidationExecutor(rpc, sender, metrics, owner=owner,
                                    native_asset=planner.native_asset,
@@ -146,6 +147,15 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
                                    block_time=cfg.network.block_time)
     return executor, LiquidationPlanner(rpc, venue, planner, policy, metrics,
                                         block_time=cfg.network.block_time)
+
+
+async def _rules(cfg: KeeperConfig, rpc: JsonRpc, contracts: AaveV3Contracts) -> AaveRules:
+    """``aave.rules`` when configured, else from the Pool's revision (3.3+ liquidation rules
+    from 3.3 on)."""
+    if cfg.aave.rules is not None:
+        return AaveRules(cfg.aave.rules)
+    revision = await read_revision(rpc, contracts.pool)
+    return AaveRules.V3_3 if revision.has_deficit else AaveRules.V3_0
 
 
 async def _a_tokens(rpc: JsonRpc, contracts: AaveV3Contracts) -> dict[str, str]:

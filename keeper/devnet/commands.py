@@ -10,8 +10,9 @@ from typing import Any
 
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet import lifecycle
-from keeper.devnet.driver import AccountData, Devnet
+from keeper.devnet.driver import Devnet
 from keeper.devnet.manifest import Manifest
+from keeper.devnet.reads import AccountData
 from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.errors import DevnetError, UsageError
 

@@ -21,6 +21,7 @@ from keeper.devnet.deploy import (
     DEV_ACCOUNTS,
     ZERO,
     DeployContext,
+    configure_reserve,
     deploy_feeds,
     deploy_periphery,
     deploy_provider_and_acl,
@@ -75,18 +76,7 @@ async def _init_reserves(ctx: DeployContext, pool: str, configurator: str, token
     await ctx.do(configurator, cfg, "initReserves", inputs)
     await ctx.do(configurator, cfg, "updateFlashloanPremium", market_v36.FLASHLOAN_PREMIUM)
     for spec in market.RESERVES:
-        asset = tokens[spec.symbol]
-        await ctx.do(configurator, cfg, "configureReserveAsCollateral", asset, spec.ltv,
-                     spec.liquidation_threshold, spec.liquidation_bonus)
-        await ctx.do(configurator, cfg, "setReserveBorrowing", asset, True)
-        await ctx.do(configurator, cfg, "setReserveFlashLoaning", asset, True)
-        await ctx.do(configurator, cfg, "setReserveFactor", asset, spec.reserve_factor)
-        await ctx.do(configurator, cfg, "setLiquidationProtocolFee", asset,
-                     spec.liquidation_protocol_fee)
-        if spec.borrowable_in_isolation:
-            await ctx.do(configurator, cfg, "setBorrowableInIsolation", asset, True)
-        if spec.debt_ceiling:
-            await ctx.do(configurator, cfg, "setDebtCeiling", asset, spec.debt_ceiling)
+        await configure_reserve(ctx, configurator, cfg, tokens[spec.symbol], spec, v3_0=False)
     for e in market_v36.EMODES:
         await ctx.do(configurator, cfg, "setEModeCategory", e.id, e.ltv, e.liquidation_threshold,
                      e.liquidation_bonus, e.label)

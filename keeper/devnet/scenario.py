@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from eth_utils import keccak
 
-from keeper.devnet.driver import Devnet, Tx
+from keeper.devnet.driver import Devnet
 from keeper.devnet.manifest import EModeInfo, Manifest, ReserveInfo
+from keeper.devnet.users import Tx
 from keeper.errors import DevnetError
 
 PRICE_UNIT = 10**8
@@ -128,21 +129,21 @@ async def seed_population(devnet: Devnet, plans: list[BorrowerPlan]) -> None:
     for r in m.reserves:
         # Twice the demand plus a floor, so utilisation (and interest) stays realistic and low.
         amount = 2 * demand.get(r.symbol, 0) + 1_000_000 * 10**r.decimals // 10**(2 if r.decimals > 6 else 0)
-        lp_txs += devnet.deposit_txs(lp, r.symbol, amount)
+        lp_txs += devnet.users.deposit_txs(lp, r.symbol, amount)
     await devnet.send_many(lp_txs)
     await devnet.fund(p.address for p in plans)
     txs: list[Tx] = []
     for p in plans:
         if p.emode:
-            txs.append(devnet.tx_set_emode(p.address, p.emode))
+            txs.append(devnet.users.tx_set_emode(p.address, p.emode))
         for sym, amt in p.supplies:
-            txs += devnet.deposit_txs(p.address, sym, amt)
+            txs += devnet.users.deposit_txs(p.address, sym, amt)
             if m.reserve(sym).debt_ceiling:
                 # v3.0.2+: an isolated asset is never enabled as collateral as a side effect
                 # of a supply (only ISOLATED_COLLATERAL_SUPPLIER_ROLE may); the user opts in.
-                txs.append(devnet.tx_use_as_collateral(p.address, sym, True))
+                txs.append(devnet.users.tx_use_as_collateral(p.address, sym, True))
         for sym, amt in p.borrows:
-            txs.append(devnet.tx_borrow(p.address, sym, amt))
+            txs.append(devnet.users.tx_borrow(p.address, sym, amt))
     await devnet.send_many(txs)
 
 

@@ -1,4 +1,4 @@
-"""A user's account data exactly as Aave V3.0's Pool.getUserAccountData returns it.
+"""A user's account data exactly as Aave V3's Pool.getUserAccountData returns it, 3.0 to 3.6.
 
 This is GenericLogic.calculateUserAccountData (plus calculateAvailableBorrows) of
 @aave/core-v3 1.19.3, operation for operation, so the health factor agrees with the chain to the
@@ -15,6 +15,15 @@ Points the Solidity settles and we follow:
 * A collateral counts only if the reserve's own liquidation threshold is non-zero (even when
   the eMode threshold would be used) and the user's collateral bit is set.
 * Isolation mode, siloed borrowing, frozen or paused reserves do not enter this computation.
+
+What later revisions change (``Market.revision``, see ``keeper.domain.revision``):
+* 3.2+: an asset is in the user's eMode only if it is in the category's collateral bitmap
+  (the reserve configuration's eMode bits are stale); an asset in the category's ltv-zero
+  bitmap counts with LTV 0; no eMode price source; a collateral counts whatever its own
+  liquidation threshold.
+* 3.5+: balances round toward the protocol: aToken balance ``rayMulFloor``, debt ``rayMulCeil``
+  and debt value ``mulDivCeil``; the health factor is
+  ``wadDiv(sum(value * threshold), debt) / 1e4`` and available borrows use ``percentMulFloor``.
 """
 
 from __future__ import annotations
@@ -24,13 +33,19 @@ from dataclasses import dataclass, field
 
 from keeper.domain.interest import normalized_debt, normalized_income, stable_debt_balance
 from keeper.domain.reserve_config import ReserveConfiguration, UserConfiguration
+from keeper.domain.revision import AaveRevision
 from keeper.domain.wadray import (
+    PERCENTAGE_FACTOR,
     RAY,
     UINT256_MAX,
     asset_unit,
     check_uint256,
+    mul_div_ceil,
     percent_mul,
+    percent_mul_floor,
     ray_mul,
+    ray_mul_ceil,
+    ray_mul_floor,
     wad_div,
 )
 from keeper.errors import KeeperError
@@ -65,13 +80,14 @@ class ReserveState:
             self.liquidity_index, self.current_liquidity_rate, self.last_update_timestamp, now
         )
 
-    def normalized_debt(self, now: int) -> int:
+    def normalized_debt(self, now: int, revision: AaveRevision = AaveRevision.V3_0) -> int:
         """The variable borrow index at ``now`` (Pool.getReserveNormalizedVariableDebt)."""
         return normalized_debt(
             self.variable_borrow_index,
             self.current_variable_borrow_rate,
             self.last_update_timestamp,
             now,
+            revision,
         )
 
 
@@ -84,11 +100,26 @@ class EModeCategory:
     liquidation_bonus: int
     price_source: str = ZERO_ADDRESS
     label: str = ""
+    # 3.2+ (liquid eMode): reserve-id bitmaps; None on v3.0, where membership is the reserve
+    # configuration's eMode category.
+    collateral_bitmap: int | None = None
+    borrowable_bitmap: int | None = None
+    ltvzero_bitmap: int = 0
 
     @property
     def has_price_source(self) -> bool:
         """Whether the category overrides the oracle price of its assets."""
         return int(self.price_source, 16) != 0
+
+    def counts_as_collateral(self, reserve: ReserveState, category_id: int) -> bool:
+        """Whether ``reserve`` takes this category's LTV and threshold as collateral."""
+        if self.collateral_bitmap is None:
+            return reserve.configuration.emode_category == category_id
+        return bool(self.collateral_bitmap >> reserve.id & 1)
+
+    def ltv_is_zero(self, reserve: ReserveState) -> bool:
+        """Whether ``reserve`` counts with LTV 0 in this category (3.6 ltv-zero bitmap)."""
+        return bool(self.ltvzero_bitmap >> reserve.id & 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +170,7 @@ class Market:
     prices: Mapping[str, int]
     timestamp: int
     emode_categories: Mapping[int, EModeCategory] = field(default_factory=dict)
+    revision: AaveRevision = AaveRevision.V3_0
 
     def reserve(self, reserve_id: int) -> ReserveState:
         """The reserve with id ``reserve_id``; raises MissingMarketData if unknown."""
@@ -200,16 +232,34 @@ class UserDebt:
         return self.stable + self.variable
 
 
-def a_token_balance(reserve: ReserveState, position: UserReserve, now: int) -> int:
+def a_token_balance_of(scaled: int, index: int, revision: AaveRevision) -> int:
+    """An aToken balance from a scaled one: half up on v3.0 to 3.4, down on 3.5+."""
+    return ray_mul_floor(scaled, index) if revision.has_directed_rounding else ray_mul(scaled, index)
+
+
+def debt_balance_of(scaled: int, index: int, revision: AaveRevision) -> int:
+    """A variable debt balance from a scaled one: half up on v3.0 to 3.4, up on 3.5+."""
+    return ray_mul_ceil(scaled, index) if revision.has_directed_rounding else ray_mul(scaled, index)
+
+
+def a_token_balance(
+    reserve: ReserveState, position: UserReserve, now: int,
+    revision: AaveRevision = AaveRevision.V3_0,
+) -> int:
     """AToken.balanceOf: the scaled balance times the liquidity index at ``now``."""
-    return ray_mul(position.scaled_a_token_balance, reserve.normalized_income(now))
+    return a_token_balance_of(
+        position.scaled_a_token_balance, reserve.normalized_income(now), revision)
 
 
-def user_debt(reserve: ReserveState, position: UserReserve, now: int) -> UserDebt:
+def user_debt(
+    reserve: ReserveState, position: UserReserve, now: int,
+    revision: AaveRevision = AaveRevision.V3_0,
+) -> UserDebt:
     """The user's stable and variable debt in ``reserve`` at ``now``, as the debt tokens report."""
     variable = 0
     if position.scaled_variable_debt != 0:
-        variable = ray_mul(position.scaled_variable_debt, reserve.normalized_debt(now))
+        variable = debt_balance_of(
+            position.scaled_variable_debt, reserve.normalized_debt(now, revision), revision)
     stable = stable_debt_balance(
         position.stable_debt_principal,
         position.stable_borrow_rate,
@@ -221,7 +271,7 @@ def user_debt(reserve: ReserveState, position: UserReserve, now: int) -> UserDeb
 
 def asset_price(market: Market, account: UserAccount, reserve: ReserveState) -> int:
     """The price GenericLogic uses for ``reserve``: the eMode price source's when it applies."""
-    if account.emode_category != 0:
+    if account.emode_category != 0 and not market.revision.has_liquid_emode:
         category = market.emode_category(account.emode_category)
         if (
             category.has_price_source
@@ -245,11 +295,9 @@ def calculate_user_account_data(account: UserAccount, market: Market) -> Account
     if config.is_empty():
         return AccountData(0, 0, 0, 0, 0, UINT256_MAX, False)
 
+    rev = market.revision
     emode_id = account.emode_category
-    emode_ltv = emode_threshold = 0
-    if emode_id != 0:
-        category = market.emode_category(emode_id)
-        emode_ltv, emode_threshold = category.ltv, category.liquidation_threshold
+    category = market.emode_category(emode_id) if emode_id != 0 else None
 
     now = market.timestamp
     total_collateral = total_debt = 0
@@ -263,25 +311,31 @@ def calculate_user_account_data(account: UserAccount, market: Market) -> Account
         price = asset_price(market, account, reserve)
         position = account.position(reserve.asset)
 
-        if cfg.liquidation_threshold != 0 and config.is_using_as_collateral(reserve_id):
-            balance_base = (
-                check_uint256(a_token_balance(reserve, position, now) * price, "collateral") // unit
-            )
+        if config.is_using_as_collateral(reserve_id) and (
+            rev.has_liquid_emode or cfg.liquidation_threshold != 0
+        ):
+            balance = a_token_balance(reserve, position, now, rev)
+            balance_base = check_uint256(balance * price, "collateral") // unit
             total_collateral = check_uint256(total_collateral + balance_base, "total collateral")
-            in_emode = emode_id != 0 and cfg.emode_category == emode_id
-            if cfg.ltv != 0:
-                ltv = emode_ltv if in_emode else cfg.ltv
+            in_emode = category is not None and category.counts_as_collateral(reserve, emode_id)
+            ltv = _collateral_ltv(cfg, category if in_emode else None, reserve, rev)
+            # v3.0 flags the reserve's own LTV of 0; 3.2+ the LTV the user gets.
+            if (ltv if rev.has_liquid_emode else cfg.ltv) != 0:
                 weighted_ltv = check_uint256(weighted_ltv + balance_base * ltv, "avg ltv")
             else:
                 has_zero_ltv_collateral = True
-            threshold = emode_threshold if in_emode else cfg.liquidation_threshold
+            threshold = (category.liquidation_threshold if in_emode and category is not None
+                         else cfg.liquidation_threshold)
             weighted_threshold = check_uint256(
                 weighted_threshold + balance_base * threshold, "avg liquidation threshold"
             )
 
         if config.is_borrowing(reserve_id):
-            debt = user_debt(reserve, position, now).total
-            debt_base = check_uint256(price * debt, "debt") // unit
+            debt = user_debt(reserve, position, now, rev).total
+            if rev.has_directed_rounding:
+                debt_base = mul_div_ceil(debt, price, unit)
+            else:
+                debt_base = check_uint256(price * debt, "debt") // unit
             total_debt = check_uint256(total_debt + debt_base, "total debt")
 
     avg_ltv = weighted_ltv // total_collateral if total_collateral else 0
@@ -289,13 +343,15 @@ def calculate_user_account_data(account: UserAccount, market: Market) -> Account
 
     if total_debt == 0:
         health_factor = UINT256_MAX
+    elif rev.has_directed_rounding:
+        health_factor = wad_div(weighted_threshold, total_debt) // PERCENTAGE_FACTOR
     else:
         health_factor = wad_div(percent_mul(total_collateral, avg_threshold), total_debt)
 
     return AccountData(
         total_collateral_base=total_collateral,
         total_debt_base=total_debt,
-        available_borrows_base=available_borrows(total_collateral, total_debt, avg_ltv),
+        available_borrows_base=available_borrows(total_collateral, total_debt, avg_ltv, rev),
         current_liquidation_threshold=avg_threshold,
         ltv=avg_ltv,
         health_factor=health_factor,
@@ -303,7 +359,34 @@ def calculate_user_account_data(account: UserAccount, market: Market) -> Account
     )
 
 
-def available_borrows(total_collateral_base: int, total_debt_base: int, ltv: int) -> int:
-    """GenericLogic.calculateAvailableBorrows: ``percentMul(collateral, ltv) - debt``, floor 0."""
-    capacity = percent_mul(total_collateral_base, ltv)
+def _collateral_ltv(
+    cfg: ReserveConfiguration, category: EModeCategory | None, reserve: ReserveState,
+    rev: AaveRevision,
+) -> int:
+    """The LTV a collateral counts with (``category``: the user's eMode, when it applies).
+
+    v3.0: a reserve LTV of 0 stays 0 even in eMode; 3.2+ (ValidationLogic.getUserReserveLtv):
+    the category's LTV, or 0 where the category's ltv-zero bitmap says so.
+    """
+    if category is None:
+        return cfg.ltv
+    if rev.has_liquid_emode:
+        return 0 if category.ltv_is_zero(reserve) else category.ltv
+    return category.ltv if cfg.ltv != 0 else 0
+
+
+def is_bad_debt(data: AccountData) -> bool:
+    """Debt and no collateral at all: nothing to liquidate; the protocol (3.3+) burns such
+    debt into the reserve's deficit, a liquidator cannot."""
+    return data.total_debt_base != 0 and data.total_collateral_base == 0
+
+
+def available_borrows(
+    total_collateral_base: int, total_debt_base: int, ltv: int,
+    revision: AaveRevision = AaveRevision.V3_0,
+) -> int:
+    """GenericLogic.calculateAvailableBorrows: ``percentMul(collateral, ltv) - debt``, floor 0
+    (``percentMulFloor`` on 3.5+)."""
+    mul = percent_mul_floor if revision.has_directed_rounding else percent_mul
+    capacity = mul(total_collateral_base, ltv)
     return capacity - total_debt_base if capacity >= total_debt_base else 0

@@ -1,4 +1,8 @@
-"""Interest accrual as Aave V3.0 computes it (MathUtils, ReserveLogic, StableDebtToken).
+"""Interest accrual as Aave V3 computes it (MathUtils, ReserveLogic, StableDebtToken).
+
+v3.0 expands the compounding in three separately truncated terms; the 3.5+ Pools compute the
+same series from ``x = rate * n / T`` (``compounded_interest_short``). ``normalized_debt`` picks
+by revision.
 
 Timestamps are unix seconds; rates and indexes are rays. ``now`` is the block timestamp the
 contract would see: the keeper passes the timestamp of the block it evaluates against.
@@ -6,7 +10,8 @@ contract would see: the keeper passes the timestamp of the block it evaluates ag
 
 from __future__ import annotations
 
-from keeper.domain.wadray import RAY, ArithmeticRevert, check_uint256, ray_mul
+from keeper.domain.revision import AaveRevision
+from keeper.domain.wadray import RAY, UINT256_MAX, ArithmeticRevert, check_uint256, ray_mul
 
 SECONDS_PER_YEAR = 365 * 24 * 60 * 60
 
@@ -48,6 +53,21 @@ def calculate_compounded_interest(rate: int, last_update_timestamp: int, now: in
     return check_uint256(RAY + first_term + second_term + third_term, "compounded interest")
 
 
+def compounded_interest_short(rate: int, last_update_timestamp: int, now: int) -> int:
+    """MathUtils.calculateCompoundedInterest of the 3.5+ Pools:
+    ``RAY + x + rayMul(x, x/2 + rayMul(x, x/6))`` with ``x = rate * n / T`` (floor).
+
+    The Solidity sums in an ``unchecked`` block: the additions wrap modulo 2**256 there, and so
+    they do here (only the rayMuls revert on overflow).
+    """
+    exp = _elapsed(last_update_timestamp, now)
+    if exp == 0:
+        return RAY
+    x = (rate * exp & UINT256_MAX) // SECONDS_PER_YEAR
+    inner = (x // 2 + ray_mul(x, x // 6)) & UINT256_MAX
+    return (RAY + x + ray_mul(x, inner)) & UINT256_MAX
+
+
 def normalized_income(
     liquidity_index: int, liquidity_rate: int, last_update_timestamp: int, now: int
 ) -> int:
@@ -63,7 +83,11 @@ def normalized_income(
 
 
 def normalized_debt(
-    variable_borrow_index: int, variable_borrow_rate: int, last_update_timestamp: int, now: int
+    variable_borrow_index: int,
+    variable_borrow_rate: int,
+    last_update_timestamp: int,
+    now: int,
+    revision: AaveRevision = AaveRevision.V3_0,
 ) -> int:
     """ReserveLogic.getNormalizedDebt: the variable borrow index as of ``now`` (ray).
 
@@ -71,9 +95,12 @@ def normalized_debt(
     """
     if last_update_timestamp == now:
         return variable_borrow_index
+    compound = (
+        compounded_interest_short if revision.has_directed_rounding
+        else calculate_compounded_interest
+    )
     return ray_mul(
-        calculate_compounded_interest(variable_borrow_rate, last_update_timestamp, now),
-        variable_borrow_index,
+        compound(variable_borrow_rate, last_update_timestamp, now), variable_borrow_index
     )
 
 

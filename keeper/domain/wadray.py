@@ -108,3 +108,52 @@ def asset_unit(decimals: int) -> int:
     """``10**decimals``: one whole token in its smallest units."""
     unit: int = 10**decimals
     return unit
+
+
+# ---- directed rounding (Aave 3.5+: WadRayMath.*Floor / *Ceil, MathUtils.mulDivCeil) ------------
+def ray_mul_floor(a: int, b: int) -> int:
+    """``a * b / RAY`` rounded down (WadRayMath.rayMulFloor)."""
+    _require_uint(a, b)
+    if b != 0 and a > UINT256_MAX // b:
+        raise ArithmeticRevert("rayMulFloor overflow")
+    return a * b // RAY
+
+
+def ray_mul_ceil(a: int, b: int) -> int:
+    """``a * b / RAY`` rounded up (WadRayMath.rayMulCeil)."""
+    _require_uint(a, b)
+    if b != 0 and a > UINT256_MAX // b:
+        raise ArithmeticRevert("rayMulCeil overflow")
+    return -(-(a * b) // RAY)
+
+
+def ray_div_floor(a: int, b: int) -> int:
+    """``a * RAY / b`` rounded down (WadRayMath.rayDivFloor); reverts on ``b == 0``."""
+    _require_uint(a, b)
+    if b == 0 or a > UINT256_MAX // RAY:
+        raise ArithmeticRevert("rayDivFloor overflow or division by zero")
+    return a * RAY // b
+
+
+def ray_div_ceil(a: int, b: int) -> int:
+    """``a * RAY / b`` rounded up (WadRayMath.rayDivCeil); reverts on ``b == 0``."""
+    _require_uint(a, b)
+    if b == 0 or a > UINT256_MAX // RAY:
+        raise ArithmeticRevert("rayDivCeil overflow or division by zero")
+    return -(-(a * RAY) // b)
+
+
+def mul_div_ceil(a: int, b: int, c: int) -> int:
+    """``a * b / c`` rounded up (MathUtils.mulDivCeil); reverts on ``c == 0`` or overflow."""
+    _require_uint(a, b, c)
+    if c == 0 or (b != 0 and a > UINT256_MAX // b):
+        raise ArithmeticRevert("mulDivCeil overflow or division by zero")
+    return -(-(a * b) // c)
+
+
+def percent_mul_floor(value: int, percentage: int) -> int:
+    """``value * percentage / 1e4`` rounded down (PercentageMath.percentMulFloor)."""
+    _require_uint(value, percentage)
+    if percentage != 0 and value > UINT256_MAX // percentage:
+        raise ArithmeticRevert("percentMulFloor overflow")
+    return value * percentage // PERCENTAGE_FACTOR

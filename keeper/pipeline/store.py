@@ -29,6 +29,7 @@ from keeper.domain.reserve_config import (
     decode_reserve_configuration,
     encode_reserve_configuration,
 )
+from keeper.domain.revision import AaveRevision
 from keeper.errors import KeeperError
 from keeper.protocols.aave_v3.book import (
     BlockJournal,
@@ -93,8 +94,24 @@ def _read_json(r: MarketRead) -> dict[str, Any]:
         "prices": dict(r.prices),
         "sources": dict(r.sources),
         "emodes": {str(i): [c.ltv, c.liquidation_threshold, c.liquidation_bonus, c.price_source,
-                            c.label] for i, c in r.emode_categories.items()},
+                            c.label, c.collateral_bitmap, c.borrowable_bitmap, c.ltvzero_bitmap]
+                   for i, c in r.emode_categories.items()},
+        "virtual": dict(r.virtual_balances),
+        "grace": dict(r.grace_periods),
+        "deficits": dict(r.deficits),
     }
+
+
+def _emode(c: list[Any]) -> EModeCategory:
+    # Checkpoints written before liquid eMode have five fields: a v3.0 category.
+    bitmaps = [*c[5:8], None, None, 0][:3]
+    return EModeCategory(int(c[0]), int(c[1]), int(c[2]), str(c[3]), str(c[4]),
+                         None if bitmaps[0] is None else int(bitmaps[0]),
+                         None if bitmaps[1] is None else int(bitmaps[1]), int(bitmaps[2] or 0))
+
+
+def _ints(d: Mapping[str, Any] | None) -> dict[str, int]:
+    return {k: int(v) for k, v in (d or {}).items()}
 
 
 def _read(d: Mapping[str, Any]) -> MarketRead:
@@ -106,10 +123,10 @@ def _read(d: Mapping[str, Any]) -> MarketRead:
         tokens={t.asset: t for t in tokens},
         prices={k: int(v) for k, v in d["prices"].items()},
         sources=dict(d["sources"]),
-        emode_categories={
-            int(i): EModeCategory(int(c[0]), int(c[1]), int(c[2]), str(c[3]), str(c[4]))
-            for i, c in d["emodes"].items()
-        },
+        emode_categories={int(i): _emode(c) for i, c in d["emodes"].items()},
+        virtual_balances=_ints(d.get("virtual")),
+        grace_periods=_ints(d.get("grace")),
+        deficits=_ints(d.get("deficits")),
     )
 
 
@@ -121,6 +138,7 @@ def state_json(s: MarketState) -> dict[str, Any]:
                    for t in s.tokens.values()],
         "aggregators": {a: sorted(v) for a, v in s.aggregators.items()},
         "proxies": sorted(s.proxies),
+        "revision": int(s.revision),
     }
 
 
@@ -133,6 +151,7 @@ def state(d: Mapping[str, Any]) -> MarketState:
         tokens={t.asset: t for t in tokens},
         aggregators={a: frozenset(v) for a, v in d["aggregators"].items()},
         proxies=frozenset(d["proxies"]),
+        revision=AaveRevision(int(d.get("revision", AaveRevision.V3_0))),
     )
 
 

@@ -31,17 +31,21 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from eth_abi.exceptions import DecodingError
+
 from keeper.chain.heads import fetch_heads, follow_heads
 from keeper.chain.logs import chunk_ranges, get_logs, log_filter, parse_logs
 from keeper.chain.reorg import ReorgTooDeep, block_gone
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import Head, Log, Reorg
 from keeper.chain.ws import WsRpc
+from keeper.domain.revision import AaveRevision
 from keeper.errors import KeeperError, RpcResponseError
 from keeper.obs.logging import get_logger
 from keeper.obs.progress import BackfillProgress
 from keeper.pipeline.store import BookStore
 from keeper.pipeline.tip_read import settled_read
+from keeper.protocols.aave_v3 import decoding
 from keeper.protocols.aave_v3 import events as ev
 from keeper.protocols.aave_v3.book import (
     BlockUpdate,
@@ -50,7 +54,9 @@ from keeper.protocols.aave_v3.book import (
     MarketState,
     PositionBook,
 )
+from keeper.protocols.aave_v3.events_later import Upgraded
 from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketHints, MarketReader
+from keeper.protocols.aave_v3.revision import read_revision
 
 log = get_logger(__name__)
 
@@ -85,7 +91,7 @@ def decode_logs(logs: Iterable[Log]) -> list[ev.AaveEvent]:
     """The typed events among ``logs``, in chain order."""
     out = []
     for lg in logs:
-        e = ev.decode_log(lg)
+        e = decoding.decode_log(lg)
         if e is not None:
             out.append(e)
     return out
@@ -126,7 +132,8 @@ class BookSync:
         self.book = book if book is not None else PositionBook(window=config.window)
         self.store = store
         self.ws = ws
-        self.reader = MarketReader(contracts)
+        # Rebuilt for the Pool's revision once it is known (prepare, or an Upgraded event).
+        self.reader = MarketReader(contracts, self.book.state.revision)
         self._subscribers: list[asyncio.Queue[BlockUpdate]] = []
         self._callbacks: list[Callable[[BlockUpdate], None]] = []
         self._prepared = False
@@ -207,6 +214,7 @@ class BookSync:
         loaded = await self.store.load() if self.store is not None else None
         if loaded is not None:
             self.book.load(loaded.block, loaded.state, loaded.users, loaded.journal)
+            self._use_revision(loaded.state.revision)
             log.info("book_loaded_from_checkpoint", block=loaded.block.number,
                      users=len(loaded.users), journal=len(loaded.journal))
             if await self._verify_checkpoint():
@@ -226,6 +234,22 @@ class BookSync:
         self._prepared = False
         if prepare:
             await self.prepare()
+
+    def _use_revision(self, revision: AaveRevision) -> None:
+        if revision != self.reader.revision:
+            self.reader = MarketReader(self.contracts, revision)
+
+    async def _first_revision(self, block: int) -> AaveRevision:
+        """The revision at the backfill's first block; the target's when the Pool was not
+        there yet (deployed within the range) or the node keeps no state that old."""
+        try:
+            return await read_revision(self.rpc, self.contracts.pool, block)
+        except (KeeperError, DecodingError):
+            return self.reader.revision
+
+    def _upgraded(self, events: Sequence[ev.AaveEvent]) -> bool:
+        """Whether the Pool's proxy moved to another implementation among ``events``."""
+        return any(isinstance(e, Upgraded) and e.address == self.contracts.pool for e in events)
 
     async def _verify_checkpoint(self) -> bool:
         """True when the book's block is canonical, after rolling back if need be."""
@@ -261,14 +285,19 @@ class BookSync:
             tip = int(await self.rpc.call("eth_blockNumber"), 16)
             to_block = max(cfg.start_block, tip - cfg.follow_depth)
         (target,) = await fetch_heads(self.rpc, [to_block])
+        first = max(cfg.start_block, self.book.block_number + 1)
+        self._use_revision(await read_revision(self.rpc, self.contracts.pool, target.hash))
+        if self.book.block_number < 0:
+            # Token events are applied with the rules of the revision they were emitted under:
+            # the revision at the first block, then each Upgraded's (see _apply_backfill).
+            self.book.set_revision(await self._first_revision(first))
         # The reserves listed at the target: their tokens are the addresses to ask logs of
         # (a reserve added within the range is listed there too).
         read, hints = await self.reader.read(self.rpc, target.hash, self.book.state.hints)
         self.book.register_reserves(read.tokens.values())
-        first = max(cfg.start_block, self.book.block_number + 1)
         progress = BackfillProgress(to_block - first + 1, tty=None if cfg.progress else False)
         addresses = self._addresses(feeds=False)
-        topics = [list(ev.topics().positions)]
+        topics = [list(decoding.topics().positions)]
         pending: list[ev.AaveEvent] = []  # the target block's own events
         for lo, hi in chunk_ranges(first, to_block, cfg.chunk):
             # get_logs halves a range the node finds too large and grows back after.
@@ -277,11 +306,14 @@ class BookSync:
             await self._apply_backfill(events, to_block, pending)
             progress.update(hi - lo + 1, len(events))
         progress.finish()
-        if not hints.covers(hints_after(hints, pending)):
-            read, hints = await self.reader.read(self.rpc, target.hash, hints_after(hints, pending))
+        # eMode categories users entered during the backfill (on 3.2+ no reserve names them).
+        wanted = hints_after(hints.union(self.book.state.hints), pending)
+        if not hints.covers(wanted):
+            read, hints = await self.reader.read(self.rpc, target.hash, wanted)
         feeds = await self.reader.resolve_aggregators(self.rpc, read.sources.values(), target.hash)
         self.book.begin_block(head_ref(target), journal=True)
         try:
+            self.book.set_revision(self.reader.revision)
             self.book.apply_all(pending)
             self.book.set_market(read, hints)
             self.book.set_feeds(feeds)
@@ -310,9 +342,13 @@ class BookSync:
             es = by_block[n]
             if n <= self.book.block_number:
                 continue
+            revision = (await read_revision(self.rpc, self.contracts.pool, n)
+                        if self._upgraded(es) else None)
             # Far below the tip, never rolled back: the hash is not needed.
             ref = BookBlock(n, "", "", stamps.get(n, 0))
             self.book.begin_block(ref, journal=False)
+            if revision is not None:
+                self.book.set_revision(revision)
             self.book.apply_all(es)
             self.book.end_block()
 
@@ -341,13 +377,21 @@ class BookSync:
         if head.parent_hash != self.book.block_hash:
             raise SyncError(f"block {head.number} does not build on the book's "
                             f"{self.book.block_number} {self.book.block_hash}")
+        self._use_revision(self.book.state.revision)  # a rollback may have undone an upgrade
         hints = self.book.state.hints
-        flt = log_filter(self._addresses(feeds=True), [list(ev.topics().all)],
+        flt = log_filter(self._addresses(feeds=True), [list(decoding.topics().all)],
                          block_hash=head.hash)
         method, params = self.reader.request(hints, head.hash)
         raw_logs, raw_market = await self.rpc.batch([("eth_getLogs", [flt]), (method, params)])
         events = decode_logs(parse_logs(raw_logs))
         read = self.reader.decode(hints, raw_market)
+        if self._upgraded(events):
+            revision = await read_revision(self.rpc, self.contracts.pool, head.hash)
+            if revision != self.reader.revision:
+                log.warning("pool_upgraded", block=head.number, revision=revision.label,
+                            previous=self.reader.revision.label)
+                self._use_revision(revision)
+                read, hints = await self.reader.read(self.rpc, head.hash, hints)
         needed = hints_after(hints, events).union(read.needs())
         if not hints.covers(needed):
             # The market changed shape in this block: read it again with the new hints.
@@ -368,6 +412,7 @@ class BookSync:
             feeds = await self.reader.resolve_aggregators(self.rpc, read.sources.values(), head.hash)
         self.book.begin_block(head_ref(head), journal=True)
         try:
+            self.book.set_revision(self.reader.revision)
             self.book.apply_all(events)
             self.book.set_market(read, hints)
             if feeds is not None:

@@ -37,9 +37,9 @@ async def test_in_flight_liquidation_of_a_repaid_account_is_cancelled(
             await asyncio.sleep(0.025)
         assert victim is not None, "the keeper sent nothing"
         debt = "USDC" if victim == pair[0] else "DAI"
-        await devnet.send_many([devnet.tx_mint(victim, debt, 100_000 * 10**18),
-                                devnet.tx_approve(victim, debt),
-                                devnet.tx_repay(victim, debt, 2**256 - 1)])
+        await devnet.send_many([devnet.users.tx_mint(victim, debt, 100_000 * 10**18),
+                                devnet.users.tx_approve(victim, debt),
+                                devnet.users.tx_repay(victim, debt, 2**256 - 1)])
         while not task.done():
             await devnet.rpc.call("evm_mine")
             await asyncio.sleep(0.1)

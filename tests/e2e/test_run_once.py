@@ -30,8 +30,9 @@ from keeper.app.once import run_once
 from keeper.app.report import format_executions
 from keeper.commands.target import resolve_target
 from keeper.contracts import artifacts
-from keeper.devnet.driver import Devnet, Tx
+from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import crash, plan_population, seed_population
+from keeper.devnet.users import Tx
 from keeper.domain.plan import RejectionReason
 from keeper.exec.executor import Execution
 from keeper.exec.tx import Status
@@ -227,7 +228,7 @@ async def provide_liquidity(devnet: Devnet, usd: float = 5_000_000) -> None:
     prices = await devnet.prices()
     txs: list[Tx] = []
     for r in devnet.m.reserves:
-        txs += devnet.deposit_txs(devnet.m.deployer, r.symbol, amount_of(devnet, prices, r.symbol, usd))
+        txs += devnet.users.deposit_txs(devnet.m.deployer, r.symbol, amount_of(devnet, prices, r.symbol, usd))
     await devnet.send_many(txs)
 
 
@@ -237,8 +238,8 @@ async def open_positions(devnet: Devnet, positions: list[tuple[str, str, float, 
     await devnet.fund(p[0] for p in positions)
     txs: list[Tx] = []
     for user, coll, coll_usd, debt, debt_usd in positions:
-        txs += devnet.deposit_txs(user, coll, amount_of(devnet, prices, coll, coll_usd))
-        txs.append(devnet.tx_borrow(user, debt, amount_of(devnet, prices, debt, debt_usd)))
+        txs += devnet.users.deposit_txs(user, coll, amount_of(devnet, prices, coll, coll_usd))
+        txs.append(devnet.users.tx_borrow(user, debt, amount_of(devnet, prices, debt, debt_usd)))
     await devnet.send_many(txs)
 
 

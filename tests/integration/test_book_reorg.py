@@ -62,9 +62,9 @@ async def test_reorg_rolls_back_and_equals_a_fresh_index(devnet: Devnet) -> None
         d = devnet
         weth = d.m.reserve("WETH")
         debt_symbol = plans[1].borrows[0][0]
-        await d.send(d.tx_approve(users[1], debt_symbol))
-        await d.send(d.tx_borrow(users[0], "USDC", 10 * 10**6))
-        await d.send(d.tx_repay(users[1], debt_symbol, 1000))
+        await d.send(d.users.tx_approve(users[1], debt_symbol))
+        await d.send(d.users.tx_borrow(users[0], "USDC", 10 * 10**6))
+        await d.send(d.users.tx_repay(users[1], debt_symbol, 1000))
         await d.tx.transact(weth.aggregator, _FEED["updateAnswer"], 1_700 * 10**8)
         before = await tip(d)
         await wait_for_block(sync, before)

@@ -38,7 +38,7 @@ async def some_activity(devnet: Devnet, users: list[str], rng: random.Random, n:
     for _ in range(n):
         u = rng.choice(users)
         sym = rng.choice(["USDC", "DAI", "WETH"])
-        await devnet.send_many(devnet.deposit_txs(u, sym, 10 ** devnet.m.reserve(sym).decimals))
+        await devnet.send_many(devnet.users.deposit_txs(u, sym, 10 ** devnet.m.reserve(sym).decimals))
     await devnet.increase_time(86_400)
     await devnet.set_price("WBTC", int((await devnet.prices())["WBTC"] * 0.97))
 

@@ -92,16 +92,16 @@ async def test_plain_liquidation_pays_aave_formula_to_the_wei(devnet: Devnet) ->
     weth, usdc = m.reserve("WETH"), m.reserve("USDC")
     user = "0x000000000000000000000000000000000000b0b1"
     await devnet.fund([user, LIQUIDATOR])
-    await devnet.send_many(devnet.deposit_txs(m.deployer, "USDC", 1_000_000 * 10**6))
-    await devnet.send_many([*devnet.deposit_txs(user, "WETH", 10 * WAD),
-                            devnet.tx_borrow(user, "USDC", 15_000 * 10**6)])
+    await devnet.send_many(devnet.users.deposit_txs(m.deployer, "USDC", 1_000_000 * 10**6))
+    await devnet.send_many([*devnet.users.deposit_txs(user, "WETH", 10 * WAD),
+                            devnet.users.tx_borrow(user, "USDC", 15_000 * 10**6)])
     assert 1.09 < (await devnet.account_data([user]))[0].health_factor / WAD < 1.11
     await devnet.set_price("WETH", 1800 * 10**8)
     (hf_data,) = await devnet.account_data([user])
     assert 0.95 * WAD <= hf_data.health_factor < WAD  # close factor 50%
 
-    await devnet.send_many([devnet.tx_mint(LIQUIDATOR, "USDC", 20_000 * 10**6),
-                            devnet.tx_approve(LIQUIDATOR, "USDC")])
+    await devnet.send_many([devnet.users.tx_mint(LIQUIDATOR, "USDC", 20_000 * 10**6),
+                            devnet.users.tx_approve(LIQUIDATOR, "USDC")])
     # Freeze time: read the debt at T, liquidate in a block at the same T.
     t = int((await rpc.call("eth_getBlockByNumber", ["latest", False]))["timestamp"], 16) + 10
     await rpc.call("evm_setNextBlockTimestamp", [t])

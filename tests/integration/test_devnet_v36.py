@@ -19,9 +19,10 @@ import pytest
 
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet import lifecycle, market_v36
-from keeper.devnet.driver import MAX_UINT, STABLE, Devnet, Tx
+from keeper.devnet.driver import Devnet
 from keeper.devnet.origin_build import origin
 from keeper.devnet.scenario import crash, plan_population, seed_population
+from keeper.devnet.users import MAX_UINT, STABLE, Tx
 from keeper.errors import DevnetError
 from tests.conftest import TEST_STATE_DIR
 
@@ -104,11 +105,11 @@ async def test_v36_liquidation_call_follows_v33_rules(devnet36: Devnet) -> None:
     weth, usdc = m.reserve("WETH"), m.reserve("USDC")
     user, liquidator = "0x" + "b0" * 20, "0x" + "1c" * 20
     await d.fund([user, liquidator])
-    lp = d.deposit_txs(m.deployer, "USDC", 1_000_000 * 10**6)
-    await d.send_many([*lp, *d.deposit_txs(user, "WETH", 10 * WAD),
-                       d.tx_borrow(user, "USDC", 15_000 * 10**6)])
+    lp = d.users.deposit_txs(m.deployer, "USDC", 1_000_000 * 10**6)
+    await d.send_many([*lp, *d.users.deposit_txs(user, "WETH", 10 * WAD),
+                       d.users.tx_borrow(user, "USDC", 15_000 * 10**6)])
     await d.set_price("WETH", 1_800 * 10**8)  # HF 0.99: 10 WETH × 1800 × 0.825 / 15,000
-    await d.send_many([d.tx_mint(liquidator, "USDC", 20_000 * 10**6), d.tx_approve(liquidator, "USDC")])
+    await d.send_many([d.users.tx_mint(liquidator, "USDC", 20_000 * 10**6), d.users.tx_approve(liquidator, "USDC")])
 
     # The account as the liquidation will see it: in the next block (one second later).
     t = await _now(d) + 1
@@ -180,4 +181,4 @@ def test_v36_cli_up_from_saved_state(tmp_path: Path, devnet36: Devnet) -> None:
 
 async def test_v36_driver_refuses_stable_rate(devnet36: Devnet) -> None:
     with pytest.raises(DevnetError, match="no stable-rate debt"):
-        devnet36.tx_borrow("0x" + "b1" * 20, "USDC", 10**6, rate_mode=STABLE)
+        devnet36.users.tx_borrow("0x" + "b1" * 20, "USDC", 10**6, rate_mode=STABLE)

@@ -130,16 +130,16 @@ async def deploy(devnet: Devnet) -> str:
 
 async def provide_liquidity(devnet: Devnet) -> None:
     """A lender (the deployer) supplies what the borrowers borrow and the flash loans lend."""
-    await devnet.send_many([*devnet.deposit_txs(devnet.m.deployer, "USDC", 1_000_000 * 10**6),
-                            *devnet.deposit_txs(devnet.m.deployer, "WETH", 1_000 * 10**18)])
+    await devnet.send_many([*devnet.users.deposit_txs(devnet.m.deployer, "USDC", 1_000_000 * 10**6),
+                            *devnet.users.deposit_txs(devnet.m.deployer, "WETH", 1_000 * 10**18)])
 
 
 async def weth_usdc_borrower(devnet: Devnet, user: str = "0x" + "b0" * 20) -> Setup:
     """10 WETH supplied, 15,000 USDC borrowed (HF 1.10); WETH to $1,800 (HF 0.99)."""
     await devnet.fund([user, ATTACKER])
     await provide_liquidity(devnet)
-    await devnet.send_many([*devnet.deposit_txs(user, "WETH", 10 * 10**18),
-                            devnet.tx_borrow(user, "USDC", 15_000 * 10**6)])
+    await devnet.send_many([*devnet.users.deposit_txs(user, "WETH", 10 * 10**18),
+                            devnet.users.tx_borrow(user, "USDC", 15_000 * 10**6)])
     await devnet.set_price("WETH", 1800 * 10**8)
     await devnet.arbitrage(["WETH"])
     return Setup(await deploy(devnet), devnet.m.keeper, user)
@@ -150,9 +150,9 @@ async def usdc_usdc_borrower(devnet: Devnet, user: str = "0x" + "b1" * 20) -> Se
     the USDC collateral runs out before the close factor (the collateral cap applies)."""
     await devnet.fund([user, ATTACKER])
     await provide_liquidity(devnet)
-    await devnet.send_many([*devnet.deposit_txs(user, "WETH", 10 * 10**18),
-                            *devnet.deposit_txs(user, "USDC", 10_000 * 10**6),
-                            devnet.tx_borrow(user, "USDC", 23_000 * 10**6)])
+    await devnet.send_many([*devnet.users.deposit_txs(user, "WETH", 10 * 10**18),
+                            *devnet.users.deposit_txs(user, "USDC", 10_000 * 10**6),
+                            devnet.users.tx_borrow(user, "USDC", 23_000 * 10**6)])
     await devnet.set_price("WETH", 1800 * 10**8)
     await devnet.arbitrage(["WETH"])
     return Setup(await deploy(devnet), devnet.m.keeper, user)

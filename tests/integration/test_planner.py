@@ -119,7 +119,7 @@ async def provide_liquidity(devnet: Devnet, amounts: dict[str, int]) -> None:
     await devnet.fund([lender])
     txs = []
     for symbol, amount in amounts.items():
-        txs += devnet.deposit_txs(lender, symbol, amount)
+        txs += devnet.users.deposit_txs(lender, symbol, amount)
     await devnet.send_many(txs)
 
 
@@ -217,8 +217,8 @@ async def test_weth_usdc(devnet: Devnet) -> None:
     user = "0x" + "a1" * 20
     await provide_liquidity(devnet, {"USDC": 100_000 * 10**6})
     await devnet.fund([user])
-    await devnet.send_many([*devnet.deposit_txs(user, "WETH", 10 * 10**18),
-                            devnet.tx_borrow(user, "USDC", 15_000 * 10**6)])
+    await devnet.send_many([*devnet.users.deposit_txs(user, "WETH", 10 * 10**18),
+                            devnet.users.tx_borrow(user, "USDC", 15_000 * 10**6)])
     await devnet.set_price("WETH", 1_800 * 10**8)
     await devnet.arbitrage(["WETH"])
     plan = await check_plan_executes_to_the_wei(devnet, user, "WETH", "USDC")
@@ -231,8 +231,8 @@ async def _wbtc_dai_under_water(devnet: Devnet, user: str) -> None:
     """1 WBTC against 28,000 DAI (8 vs 18 decimals); WBTC $40,000 -> $37,000 (HF 0.99)."""
     await provide_liquidity(devnet, {"DAI": 100_000 * 10**18})
     await devnet.fund([user])
-    await devnet.send_many([*devnet.deposit_txs(user, "WBTC", 10**8),
-                            devnet.tx_borrow(user, "DAI", 28_000 * 10**18)])
+    await devnet.send_many([*devnet.users.deposit_txs(user, "WBTC", 10**8),
+                            devnet.users.tx_borrow(user, "DAI", 28_000 * 10**18)])
     await devnet.set_price("WBTC", 37_000 * 10**8)
     await devnet.arbitrage(["WBTC"])
 
@@ -250,9 +250,9 @@ async def test_wsteth_weth_in_emode(devnet: Devnet) -> None:
     # A small WETH supply so that utilisation (86%) and the borrow rate are high.
     await provide_liquidity(devnet, {"WETH": 12 * 10**18})
     await devnet.fund([user])
-    await devnet.send_many([devnet.tx_set_emode(user, 2),
-                            *devnet.deposit_txs(user, "wstETH", 10 * 10**18),
-                            devnet.tx_borrow(user, "WETH", 10_300_000_000_000_000_000)])
+    await devnet.send_many([devnet.users.tx_set_emode(user, 2),
+                            *devnet.users.deposit_txs(user, "wstETH", 10 * 10**18),
+                            devnet.users.tx_borrow(user, "WETH", 10_300_000_000_000_000_000)])
     await devnet.increase_time(60 * 86_400)
     await devnet.arbitrage(["wstETH"])
     (data,) = await devnet.account_data([user])
@@ -266,9 +266,9 @@ async def test_link_usdc_isolated(devnet: Devnet) -> None:
     user = "0x" + "a4" * 20
     await provide_liquidity(devnet, {"USDC": 100_000 * 10**6})
     await devnet.fund([user])
-    await devnet.send_many([*devnet.deposit_txs(user, "LINK", 2_000 * 10**18),
-                            devnet.tx_use_as_collateral(user, "LINK", True),
-                            devnet.tx_borrow(user, "USDC", 15_000 * 10**6)])
+    await devnet.send_many([*devnet.users.deposit_txs(user, "LINK", 2_000 * 10**18),
+                            devnet.users.tx_use_as_collateral(user, "LINK", True),
+                            devnet.users.tx_borrow(user, "USDC", 15_000 * 10**6)])
     await devnet.set_price("LINK", 1_140_000_000)
     await devnet.arbitrage(["LINK"])
     await check_plan_executes_to_the_wei(devnet, user, "LINK", "USDC")
@@ -288,8 +288,8 @@ async def test_own_balance_without_a_flash_loan(devnet: Devnet) -> None:
     user = "0x" + "a7" * 20
     await provide_liquidity(devnet, {"USDC": 100_000 * 10**6})
     await devnet.fund([user])
-    await devnet.send_many([*devnet.deposit_txs(user, "WETH", 10 * 10**18),
-                            devnet.tx_borrow(user, "USDC", 15_000 * 10**6)])
+    await devnet.send_many([*devnet.users.deposit_txs(user, "WETH", 10 * 10**18),
+                            devnet.users.tx_borrow(user, "USDC", 15_000 * 10**6)])
     await devnet.set_price("WETH", 1_800 * 10**8)
     await devnet.arbitrage(["WETH"])
     liquidator = await deploy(devnet)
@@ -322,7 +322,7 @@ async def test_healthy_account_is_rejected(devnet: Devnet) -> None:
     user = "0x" + "a5" * 20
     await provide_liquidity(devnet, {"USDC": 100_000 * 10**6})
     await devnet.fund([user])
-    await devnet.send_many([*devnet.deposit_txs(user, "WETH", 10 * 10**18),
-                            devnet.tx_borrow(user, "USDC", 15_000 * 10**6)])
+    await devnet.send_many([*devnet.users.deposit_txs(user, "WETH", 10 * 10**18),
+                            devnet.users.tx_borrow(user, "USDC", 15_000 * 10**6)])
     plan, _ = await plan_now(devnet, user, await deploy(devnet))
     assert isinstance(plan, Rejection) and plan.reason is RejectionReason.HEALTHY

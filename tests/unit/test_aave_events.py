@@ -6,7 +6,7 @@ from eth_abi import encode
 
 from keeper.chain.types import Log
 from keeper.domain.wadray import RAY, ray_div, ray_mul
-from keeper.protocols.aave_v3 import abis
+from keeper.protocols.aave_v3 import abis, decoding
 from keeper.protocols.aave_v3 import events as ev
 
 TOKEN = "0x" + "aa" * 20
@@ -25,7 +25,7 @@ def _log(topic0: str, topics: list[str], data: bytes, address: str = TOKEN) -> L
 
 def _mint(value: int, increase: int, index: int) -> ev.ScaledMint:
     t0 = abis.a_token().event("Mint").topic0
-    e = ev.decode_log(_log(t0, [_topic(ALICE), _topic(BOB)],
+    e = decoding.decode_log(_log(t0, [_topic(ALICE), _topic(BOB)],
                            encode(["uint256"] * 3, [value, increase, index])))
     assert isinstance(e, ev.ScaledMint)
     return e
@@ -51,7 +51,7 @@ def test_interest_only_mint_of_a_transfer_changes_nothing() -> None:
 def test_burn_subtracts_amount_plus_interest() -> None:
     t0 = abis.a_token().event("Burn").topic0
     index = RAY * 11 // 10
-    e = ev.decode_log(_log(t0, [_topic(ALICE), _topic(BOB)],
+    e = decoding.decode_log(_log(t0, [_topic(ALICE), _topic(BOB)],
                            encode(["uint256"] * 3, [990, 10, index])))
     assert isinstance(e, ev.ScaledBurn)
     assert e.scaled_delta == -ray_div(1_000, index)
@@ -63,15 +63,15 @@ def test_burn_subtracts_amount_plus_interest() -> None:
 def test_pool_event_and_unknown_logs() -> None:
     supply = abis.pool().event("Supply")
     data = encode(["address", "uint256"], [ALICE, 5])
-    e = ev.decode_log(_log(supply.topic0, [_topic(TOKEN), _topic(BOB), "0x" + "00" * 32], data))
+    e = decoding.decode_log(_log(supply.topic0, [_topic(TOKEN), _topic(BOB), "0x" + "00" * 32], data))
     assert e == ev.Supply(TOKEN, 7, 3, TOKEN, ALICE, BOB, 5)
-    assert ev.decode_log(_log("0x" + "ff" * 32, [], b"")) is None
+    assert decoding.decode_log(_log("0x" + "ff" * 32, [], b"")) is None
     # Right topic0, wrong number of indexed topics (an ERC-721-like twin): not ours.
-    assert ev.decode_log(_log(supply.topic0, [], data)) is None
+    assert decoding.decode_log(_log(supply.topic0, [], data)) is None
 
 
 def test_topic_groups_are_disjoint_where_it_matters() -> None:
-    t = ev.topics()
+    t = decoding.topics()
     assert abis.price_feed().event("AnswerUpdated").topic0 in t.feeds
     assert not set(t.feeds) & set(t.positions)
     assert len(set(t.all)) == len(t.all)

@@ -28,7 +28,12 @@ from dataclasses import dataclass
 from keeper.chain.multicall import MULTICALL3
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import BlockId
-from keeper.domain.account import AccountData, MissingMarketData, calculate_user_account_data
+from keeper.domain.account import (
+    AccountData,
+    MissingMarketData,
+    calculate_user_account_data,
+    is_bad_debt,
+)
 from keeper.domain.liq_price import DEFAULT_MARGIN, HealthFactorPrefilter
 from keeper.domain.wadray import WAD, ArithmeticRevert
 from keeper.obs.logging import get_logger
@@ -65,6 +70,7 @@ class ScanStats:
     last_prefiltered: int = 0
     last_exact_near: int = 0
     last_confirmed: int = 0
+    last_bad_debt: int = 0
 
 
 def _frozen(book: BookView) -> BookView:
@@ -111,6 +117,9 @@ class HealthScanner:
         self.margin = margin
         self.refresh_drift = refresh_drift
         self.stats = ScanStats()
+        # The last scan's accounts with debt and no collateral: bad debt, never liquidatable
+        # (nothing to seize; 3.3+ burns it into the reserve's deficit).
+        self.bad_debt: list[LiquidatableAccount] = []
         self._index = PrefilterIndex()
         self.rebuild()
 
@@ -255,7 +264,8 @@ class HealthScanner:
 
         The prefilter's candidates are evaluated exactly; those with an exact HF under the
         band (or that the book cannot evaluate) are read back from the chain at the book's
-        block in one Multicall3 batch. Call ``sync`` first when the book has moved.
+        block in one Multicall3 batch. Call ``sync`` first when the book has moved. Accounts
+        with debt and no collateral go to ``self.bad_debt`` instead.
         """
         block = self.book.block_number
         picked = self.prefilter_candidates()
@@ -278,12 +288,16 @@ class HealthScanner:
             for i, c in zip(doubtful, again, strict=True):
                 chain[i] = c
         found: list[LiquidatableAccount] = []
+        bad: list[LiquidatableAccount] = []
         for user, onchain in zip(near, chain, strict=True):
             book_data = exact.get(user)
             if onchain is None:
                 self.stats.chain_failures += 1
                 log.warning("chain_account_data_failed", user=user, block=block)
-                if book_data is not None and book_data.health_factor < LIQUIDATION_THRESHOLD_HF:
+                if book_data is not None and is_bad_debt(book_data):
+                    bad.append(LiquidatableAccount.of(user, book_data, confirmed=False,
+                                                      block=block))
+                elif book_data is not None and book_data.health_factor < LIQUIDATION_THRESHOLD_HF:
                     found.append(LiquidatableAccount.of(user, book_data, confirmed=False,
                                                         block=block))
                 continue
@@ -298,11 +312,17 @@ class HealthScanner:
                     book_debt_base=None if book_data is None else book_data.total_debt_base,
                     chain_debt_base=onchain.total_debt_base,
                 )
-            if onchain.health_factor < LIQUIDATION_THRESHOLD_HF:
+            if is_bad_debt(onchain):
+                bad.append(LiquidatableAccount.of(user, onchain, confirmed=True, block=block))
+            elif onchain.health_factor < LIQUIDATION_THRESHOLD_HF:
                 found.append(LiquidatableAccount.of(user, onchain, confirmed=True, block=block))
         ranked = rank(found)
         self.stats.scans += 1
         self.stats.last_prefiltered = len(picked)
         self.stats.last_exact_near = len(near)
         self.stats.last_confirmed = sum(c.confirmed_on_chain for c in ranked)
+        self.stats.last_bad_debt = len(bad)
+        self.bad_debt = bad
+        if bad:
+            log.info("bad_debt_accounts", count=len(bad), block=block)
         return ranked

@@ -75,3 +75,16 @@ AGGREGATE3 = Function("aggregate3", ("(address,bool,bytes)[]",), ("(bool,bytes)[
 AGGREGATOR = Function("aggregator", (), ("address",))
 BASE_FEED = Function("baseFeed", (), ("address",))
 SCALED_BALANCE_OF = Function("scaledBalanceOf", ("address",), ("uint256",))
+
+# Pool reads added after v3.0, written out so one keeper reads every revision (the unit tests
+# check them against the 3.6 build).
+POOL_REVISION = Function("POOL_REVISION", (), ("uint256",))
+EMODE_COLLATERAL_CONFIG = Function(
+    "getEModeCategoryCollateralConfig", ("uint8",), ("(uint16,uint16,uint16)",))
+EMODE_LABEL = Function("getEModeCategoryLabel", ("uint8",), ("string",))
+EMODE_COLLATERAL_BITMAP = Function("getEModeCategoryCollateralBitmap", ("uint8",), ("uint128",))
+EMODE_BORROWABLE_BITMAP = Function("getEModeCategoryBorrowableBitmap", ("uint8",), ("uint128",))
+EMODE_LTVZERO_BITMAP = Function("getEModeCategoryLtvzeroBitmap", ("uint8",), ("uint128",))
+VIRTUAL_UNDERLYING_BALANCE = Function("getVirtualUnderlyingBalance", ("address",), ("uint128",))
+LIQUIDATION_GRACE_PERIOD = Function("getLiquidationGracePeriod", ("address",), ("uint40",))
+RESERVE_DEFICIT = Function("getReserveDeficit", ("address",), ("uint256",))

@@ -38,7 +38,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from keeper.domain.revision import AaveRevision
+from keeper.domain.scaled_balance import scaled_after
+from keeper.domain.wadray import ArithmeticRevert
 from keeper.protocols.aave_v3 import events as ev
+from keeper.protocols.aave_v3 import events_later as evl
 from keeper.protocols.aave_v3.book_contents import BookContents
 from keeper.protocols.aave_v3.book_records import with_scaled_delta, with_stable_debt
 from keeper.protocols.aave_v3.book_state import (
@@ -168,13 +172,15 @@ class PositionBook(BookContents):
         c = self._changes
         match event:
             case ev.ScaledMint():
-                self._scaled(event.address, event.on_behalf_of, event.scaled_delta)
+                self._scaled(event.address, event.on_behalf_of,
+                             event.value - event.balance_increase, event.index)
             case ev.ScaledBurn():
-                self._scaled(event.address, event.from_, event.scaled_delta)
+                self._scaled(event.address, event.from_,
+                             -(event.value + event.balance_increase), event.index)
             case ev.BalanceTransfer():
                 if event.from_ != event.to:
-                    self._scaled(event.address, event.from_, -event.value)
-                    self._scaled(event.address, event.to, event.value)
+                    self._moved(event.address, event.from_, -event.value)
+                    self._moved(event.address, event.to, event.value)
             case ev.StableDebtMint():
                 self._stable(event.address, event.on_behalf_of, event.principal_after,
                              event.new_rate, block.timestamp)
@@ -191,7 +197,9 @@ class PositionBook(BookContents):
                 self._put(event.user, replace(self.record(event.user),
                                               emode_category=event.category_id))
                 self._want_emode(event.category_id)
-            case ev.Supply() | ev.Withdraw() | ev.Borrow() | ev.Repay() | ev.LiquidationCall():
+            case (ev.Supply() | ev.Withdraw() | ev.Borrow() | ev.Repay() | ev.LiquidationCall()
+                  | evl.DeficitCreated()):
+                # A deficit's burned debt arrives as the debt token's Burn: the book follows it.
                 c.touched.add(event.user)
             case ev.ReserveInitialized():
                 self._register_reserve(ReserveTokens(
@@ -200,7 +208,7 @@ class PositionBook(BookContents):
                 self._want_emode(event.category_id)
                 c.shape_changed = True
             case (ev.CollateralConfigurationChanged() | ev.EModeAssetCategoryChanged()
-                  | ev.ReserveParamsChanged() | ev.ReserveDropped()):
+                  | ev.ReserveParamsChanged() | ev.ReserveDropped() | evl.EModeAssetChanged()):
                 c.shape_changed = True
             case ev.AssetSourceUpdated():
                 c.moved.add(event.asset)
@@ -229,6 +237,13 @@ class PositionBook(BookContents):
         emode_ids = hints.emode_ids | self.state.hints.emode_ids
         self._set_state(replace(
             self.state, read=read, tokens=tokens, hints=replace(hints, emode_ids=emode_ids)))
+
+    def set_revision(self, revision: AaveRevision) -> None:
+        """The Pool runs ``revision`` from the open block on (read at start and after the
+        proxy's ``Upgraded``); events of the block are applied with its rules."""
+        if revision != self.state.revision:
+            self._set_state(replace(self.state, revision=revision))
+            self._changes.shape_changed = True
 
     def set_feeds(self, aggregators_by_source: Mapping[str, str]) -> None:
         """Record which aggregator each oracle source reads (from ``resolve_aggregators``)."""
@@ -310,7 +325,26 @@ class PositionBook(BookContents):
         self._changes.touched.add(user)
         self._store_user(user, rec)
 
-    def _scaled(self, token: str, user: str, delta: int) -> None:
+    def _scaled(self, token: str, user: str, balance_change: int, index: int) -> None:
+        """A Mint or Burn: the scaled balance after it, by the revision's token math."""
+        role = self._roles.get(token)
+        if role is None or role[1] == STABLE_DEBT:
+            return
+        asset, kind = role
+        pos = self.record(user).positions.get(asset)
+        before = 0
+        if pos is not None:
+            before = pos.scaled_variable_debt if kind == VARIABLE_DEBT else pos.scaled_a_token_balance
+        try:
+            after = scaled_after(before, balance_change, index, debt=kind == VARIABLE_DEBT,
+                                 revision=self.state.revision)
+        except ArithmeticRevert as exc:
+            # The token would have reverted: the book missed an event. Fail loudly.
+            raise BookError(f"{user} in {token}: {exc}") from None
+        self._moved(token, user, after - before)
+
+    def _moved(self, token: str, user: str, delta: int) -> None:
+        """A scaled balance change the event states outright (BalanceTransfer)."""
         role = self._roles.get(token)
         if role is None or delta == 0:
             return

@@ -56,6 +56,7 @@ class BookContents:
                 prices=dict(read.prices),
                 timestamp=self.block.timestamp,
                 emode_categories=dict(read.emode_categories),
+                revision=self.state.revision,
             )
         return self._market
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from keeper.domain.account import UserReserve
+from keeper.domain.revision import AaveRevision
 from keeper.errors import KeeperError
 from keeper.protocols.aave_v3.reader import MarketHints, MarketRead, ReserveTokens
 
@@ -42,7 +43,8 @@ EMPTY_USER = UserRecord()
 
 @dataclass(frozen=True, slots=True)
 class MarketState:
-    """Everything but users: the last market read, the token roles, the feed aggregators.
+    """Everything but users: the last market read, the token roles, the feed aggregators, the
+    Pool's revision.
 
     ``aggregators`` maps each aggregator (the contract that emits ``AnswerUpdated``) to the
     assets whose oracle source reads it; ``hints`` is what the next market read asks for.
@@ -53,6 +55,8 @@ class MarketState:
     tokens: Mapping[str, ReserveTokens] = field(default_factory=dict)
     aggregators: Mapping[str, frozenset[str]] = field(default_factory=dict)
     proxies: frozenset[str] = frozenset()
+    # The Pool's revision at this block: how token events and balances are rounded.
+    revision: AaveRevision = AaveRevision.V3_0
 
     def token_roles(self) -> dict[str, tuple[str, str]]:
         """token address → (asset, A_TOKEN | VARIABLE_DEBT | STABLE_DEBT)."""
@@ -60,7 +64,8 @@ class MarketState:
         for t in self.tokens.values():
             roles[t.a_token] = (t.asset, A_TOKEN)
             roles[t.variable_debt_token] = (t.asset, VARIABLE_DEBT)
-            roles[t.stable_debt_token] = (t.asset, STABLE_DEBT)
+            if int(t.stable_debt_token, 16):  # 3.2+ reserves have none
+                roles[t.stable_debt_token] = (t.asset, STABLE_DEBT)
         return roles
 
     def with_reserve(self, tokens: ReserveTokens) -> MarketState:

@@ -1,4 +1,5 @@
-"""Read an Aave V3.0 market at one block in one Multicall3 ``aggregate3``.
+"""Read an Aave V3 market (any Pool revision, 3.0 to 3.6) at one block in one Multicall3
+``aggregate3``.
 
 One ``eth_call`` carries, for every listed reserve, ``Pool.getReserveData`` (configuration word,
 indexes, rates, last update, id, token addresses) and ``AaveOracle.getSourceOfAsset``, plus
@@ -10,7 +11,8 @@ A request is built from *hints* (the reserves, eMode ids and sources known befor
 answer shows more (a new reserve, a category first used), the read is repeated with the
 larger hints, which happens only when the market changed shape. ``MarketReader.request`` and
 ``MarketReader.decode`` are separate so that the caller can put the read in the same JSON-RPC
-batch as that block's ``eth_getLogs``.
+batch as that block's ``eth_getLogs``. What differs by revision (liquid eMode, virtual balances,
+grace periods, deficits) is in ``market_calls``; the reader is built for one revision.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from keeper.chain.rpc import JsonParams, JsonRpc
 from keeper.chain.types import BlockId
 from keeper.domain.account import ZERO_ADDRESS, EModeCategory, ReserveState, UserReserve
 from keeper.domain.reserve_config import UserConfiguration, decode_reserve_configuration
+from keeper.domain.revision import AaveRevision
 from keeper.errors import KeeperError
 from keeper.protocols.aave_v3 import abis
+from keeper.protocols.aave_v3.market_calls import parts_for
 
 
 class ReadError(KeeperError, RuntimeError):
@@ -111,6 +115,11 @@ class MarketRead:
     prices: Mapping[str, int]
     sources: Mapping[str, str]
     emode_categories: Mapping[int, EModeCategory] = field(default_factory=dict)
+    # 3.1+: the Pool's own count of each reserve's underlying, and the end of each reserve's
+    # liquidation grace period (unix seconds, 0 if none); 3.3+: each reserve's deficit.
+    virtual_balances: Mapping[str, int] = field(default_factory=dict)
+    grace_periods: Mapping[str, int] = field(default_factory=dict)
+    deficits: Mapping[str, int] = field(default_factory=dict)
 
     def needs(self) -> MarketHints:
         """The hints a complete read of this market takes."""
@@ -129,8 +138,12 @@ _Call = tuple[str, Function, tuple[Any, ...]]
 class MarketReader:
     """Builds and decodes the one-``eth_call`` market read of ``contracts``."""
 
-    def __init__(self, contracts: AaveV3Contracts) -> None:
+    def __init__(
+        self, contracts: AaveV3Contracts, revision: AaveRevision = AaveRevision.V3_0
+    ) -> None:
         self.contracts = contracts
+        self.revision = revision
+        self._parts = parts_for(revision)
         pool, oracle = abis.pool(), abis.oracle()
         self._reserves_list = pool["getReservesList"]
         self._reserve_data = pool["getReserveData"]
@@ -145,8 +158,9 @@ class MarketReader:
         calls += [(c.pool, self._reserve_data, (a,)) for a in hints.assets]
         calls += [(c.oracle, self._source, (a,)) for a in hints.assets]
         calls.append((c.oracle, self._prices, (list(hints.assets),)))
-        calls += [(c.pool, self._emode, (i,)) for i in sorted(hints.emode_ids)]
+        calls += self._parts.emode.calls(c.pool, sorted(hints.emode_ids))
         calls += [(c.oracle, self._price, (s,)) for s in sorted(hints.emode_sources)]
+        calls += self._parts.reserves.calls(c.pool, hints.assets)
         return calls
 
     def request(self, hints: MarketHints, block: BlockId) -> tuple[str, JsonParams]:
@@ -165,8 +179,10 @@ class MarketReader:
         data = [next(it) for _ in range(n)]
         sources = [next(it) for _ in range(n)]
         prices_raw = next(it)
-        emodes = [next(it) for _ in range(len(hints.emode_ids))]
+        ids = sorted(hints.emode_ids)
+        emodes = [next(it) for _ in range(len(ids) * len(self._parts.emode.fns))]
         emode_prices = [next(it) for _ in range(len(hints.emode_sources))]
+        extras = self._parts.reserves.decode(hints.assets, list(it))
 
         reserves: dict[str, ReserveState] = {}
         tokens: dict[str, ReserveTokens] = {}
@@ -194,15 +210,7 @@ class MarketReader:
         for source, row in zip(sorted(hints.emode_sources), emode_prices, strict=True):
             if row is not None:
                 prices[source] = int(row[0])
-        categories: dict[int, EModeCategory] = {}
-        for cid, row in zip(sorted(hints.emode_ids), emodes, strict=True):
-            if row is None:
-                continue
-            (e,) = row
-            categories[cid] = EModeCategory(
-                ltv=int(e[0]), liquidation_threshold=int(e[1]), liquidation_bonus=int(e[2]),
-                price_source=str(e[3]).lower(), label=str(e[4]),
-            )
+        categories = self._parts.emode.decode_all(ids, emodes)
         return MarketRead(
             reserves_list=reserves_list,
             reserves=reserves,
@@ -214,6 +222,9 @@ class MarketReader:
                 if s is not None and a in reserves
             },
             emode_categories=categories,
+            virtual_balances={a: v for a, v in extras.virtual_balances.items() if a in reserves},
+            grace_periods={a: v for a, v in extras.grace_periods.items() if a in reserves},
+            deficits={a: v for a, v in extras.deficits.items() if a in reserves},
         )
 
     async def read(
@@ -285,7 +296,9 @@ class MarketReader:
         principal_fn, rate_fn = stable["principalBalanceOf"], stable["getUserStableRate"]
         updated_fn = stable["getUserLastUpdated"]
         assets = sorted(tokens)
-        per_user = 2 + 5 * len(assets)
+        has_stable = self.revision.has_stable_debt
+        per_asset = 5 if has_stable else 2
+        per_user = 2 + per_asset * len(assets)
         out: dict[str, UserSnapshot] = {}
         step = max(1, chunk // per_user)
         for lo in range(0, len(users), step):
@@ -298,10 +311,13 @@ class MarketReader:
                     calls += [
                         (t.a_token, abis.SCALED_BALANCE_OF, (u,)),
                         (t.variable_debt_token, abis.SCALED_BALANCE_OF, (u,)),
-                        (t.stable_debt_token, principal_fn, (u,)),
-                        (t.stable_debt_token, rate_fn, (u,)),
-                        (t.stable_debt_token, updated_fn, (u,)),
                     ]
+                    if has_stable:
+                        calls += [
+                            (t.stable_debt_token, principal_fn, (u,)),
+                            (t.stable_debt_token, rate_fn, (u,)),
+                            (t.stable_debt_token, updated_fn, (u,)),
+                        ]
             method, params = aggregate3_request(self.contracts.multicall3, calls, block)
             results = decode_aggregate3(calls, await rpc.call(method, params))
             for j, u in enumerate(part):
@@ -310,7 +326,8 @@ class MarketReader:
                     raise ReadError(f"reading user {u} failed")
                 positions: dict[str, UserReserve] = {}
                 for k, a in enumerate(assets):
-                    s_a, s_v, p, r, ts = (int(x[0]) for x in row[2 + 5 * k: 7 + 5 * k])  # type: ignore[index]
+                    cells = row[2 + per_asset * k: 2 + per_asset * (k + 1)]
+                    s_a, s_v, p, r, ts = (*(int(x[0]) for x in cells), 0, 0, 0)[:5]  # type: ignore[index]
                     if s_a or s_v or p:
                         positions[a] = UserReserve(s_a, s_v, p, r, ts)
                 cfg, emode = row[0], row[1]
