@@ -159,12 +159,16 @@ class BookSync:
         """Call ``callback`` (synchronously, on the loop) after each applied block."""
         self._callbacks.append(callback)
 
-    def _rolled_back(self, update: BlockUpdate | None) -> None:
-        """Tell every consumer which accounts a rollback restored (``update.rollback``)."""
+    def roll_back(self, number: int) -> BlockUpdate | None:
+        """Roll the book back to block ``number`` and tell every consumer which accounts it
+        restored (a ``BlockUpdate`` with ``rollback`` set): they re-scan them, and whatever
+        was sent on the undone blocks is looked at again. None when nothing was undone."""
+        update = self.book.rollback(number)
         if update is not None:
             log.info("book_rolled_back", block=update.block.number,
                      users=len(update.touched_users))
             self._publish(update)
+        return update
 
     def _publish(self, update: BlockUpdate) -> None:
         for q in self._subscribers:
@@ -268,7 +272,7 @@ class BookSync:
                     log.warning("checkpoint_reorged_out_rolling_back",
                                 checkpoint=self.book.block_number, to=ref.number)
                     try:
-                        self._rolled_back(self.book.rollback(ref.number))
+                        self.roll_back(ref.number)
                     except BookRollbackError:
                         return False
                 return True
@@ -363,7 +367,7 @@ class BookSync:
                     self.reorgs += 1
                     log.warning("book_rollback", depth=event.depth,
                                 to=event.common_ancestor.number)
-                    self._rolled_back(self.book.rollback(event.common_ancestor.number))
+                    self.roll_back(event.common_ancestor.number)
                     continue
                 if event.number <= self.book.block_number:
                     continue  # already applied (the follower restarts from the journal)
