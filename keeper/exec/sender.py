@@ -262,6 +262,12 @@ class Sender:
                                               "transaction")
             return None
 
+        if mined_nonce < flight.lease.nonce and await self.same.behind_gap(flight):
+            # Nonces below ours are not mined and the node holds nothing for them: the chain
+            # went back (a node restored from an older state) and ours can never be mined.
+            return self.same.rolled_back(flight)
+        flight.sent_block = min(flight.sent_block, head)  # the head may have gone back
+
         if flight.req.after is not None and await self.reads.waiting_in_mempool(flight.req.after):
             # The tx we follow is not mined yet: at the head ours would revert, and a higher
             # tip would put ours before it. Wait; count the replacement blocks from its mining.
