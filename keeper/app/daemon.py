@@ -198,7 +198,8 @@ class Daemon:
     def _on_block(self, update: BlockUpdate) -> None:
         """Every applied block (called by the sync, on the loop)."""
         book = self.keeper.sync.book
-        self.metrics.blocks_processed.inc()
+        if not update.rollback:  # a rollback processes no block
+            self.metrics.blocks_processed.inc()
         self.metrics.synced_block.set(book.block_number)
         self.metrics.positions_tracked.set(len(book))
         self.supervisor.succeeded("sync")

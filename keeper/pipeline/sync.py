@@ -191,6 +191,9 @@ class BookSync:
                 except (ReorgTooDeep, BookRollbackError) as exc:
                     log.warning("reorg_below_journal_reindexing", error=str(exc))
                     await self.reindex()
+                    # A re-sync is a rollback of everything: every account is looked at again.
+                    self._publish(BlockUpdate(self.book.block, frozenset(self.book.users()),
+                                              frozenset(), True, True, rollback=True))
                 except RpcResponseError as exc:
                     if not block_gone(exc):
                         raise
