@@ -27,6 +27,7 @@ from keeper.app.sending import BackrunTask, ExecuteTask, Sending
 from keeper.app.supervise import Supervisor
 from keeper.errors import ConfigError, KeeperError
 from keeper.obs.logging import get_logger
+from keeper.obs.metrics import HALT_REASONS
 from keeper.obs.server import ObsServer
 from keeper.pipeline.sync import SyncError
 from keeper.protocols.aave_v3.book import BlockUpdate
@@ -64,12 +65,16 @@ class Daemon:
         self.settings = settings or DaemonSettings.from_config(keeper.cfg)
         s = self.settings
         self.metrics = keeper.metrics
+        # The head is read twice per head_poll, and a node silent for a little more than one
+        # head_poll makes the keeper unready: a late answer under load is not an outage.
         self.readiness = DaemonReadiness(max_lag_blocks=s.ready_lag_blocks,
-                                         max_head_age=s.ready_head_age)
+                                         max_head_age=s.ready_head_age,
+                                         silence=1.4 * s.head_poll)
         keeper.readiness = self.readiness
         self.supervisor = Supervisor(keeper.metrics, keeper.executor,
                                      max_consecutive_failures=s.max_consecutive_failures,
-                                     retry_min=s.retry_min, retry_max=s.retry_max)
+                                     retry_min=s.retry_min, retry_max=s.retry_max,
+                                     breaker_cooldown=s.breaker_cooldown)
         self.stop = asyncio.Event()
         self.force = asyncio.Event()
         self.stop_reason = ""
@@ -139,7 +144,8 @@ class Daemon:
             "execute": asyncio.create_task(self.execute.run(), name="execute"),
             "head": asyncio.create_task(
                 watch_head(self.keeper.rpc, self.readiness, self.metrics,
-                           self.settings.head_poll), name="head"),
+                           interval=self.settings.head_poll / 2, timeout=self.settings.head_poll,
+                           on_tick=self._on_tick), name="head"),
         }
         if self.keeper.cfg.executor.backrun_oracle_updates:
             tasks["backrun"] = asyncio.create_task(self.backrun.run(), name="backrun")
@@ -193,6 +199,23 @@ class Daemon:
             log.error("final_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
         else:
             log.info("keeper_stopped", checkpoint_block=book.block_number)
+
+    def _on_tick(self, now: float) -> None:
+        """Every head read: breakers that stayed quiet close; what halts sending goes to
+        ``/readyz`` and ``keeper_sending_halted{reason}``."""
+        self.supervisor.resume()
+        executor = self.keeper.executor
+        halts = executor.sender.guards.halts(now) if executor is not None else []
+        messages = [h.message for h in halts]
+        if messages != self.readiness.halted:
+            if messages:
+                log.warning("sending_halted", reasons=messages)
+            else:
+                log.info("sending_no_longer_halted")
+        self.readiness.halted = messages
+        codes = {h.code for h in halts}
+        for reason in HALT_REASONS:
+            self.metrics.sending_halted.labels(reason=reason).set(1 if reason in codes else 0)
 
     # ---- sync --------------------------------------------------------------------------
     def _on_block(self, update: BlockUpdate) -> None:

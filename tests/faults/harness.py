@@ -31,8 +31,8 @@ from keeper.devnet.anvil import PROJECT_ROOT, Anvil, free_port
 from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.domain.wadray import WAD
-from keeper.pipeline.scanner import read_account_data
 from keeper.pipeline.sync import SyncConfig
+from keeper.protocols.aave_v3.account_data import read_account_data
 from tests.conftest import TEST_STATE_DIR
 from tests.e2e.test_daemon import (
     LIQUIDATION_CALL,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from keeper.app.config import load_config
-from keeper.app.daemon import DaemonSettings
+from keeper.app.daemon_settings import DaemonSettings
 from keeper.devnet.anvil import PROJECT_ROOT
 from tests.faults.harness import (
     CRASH,
