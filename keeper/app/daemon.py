@@ -65,11 +65,10 @@ class Daemon:
         self.settings = settings or DaemonSettings.from_config(keeper.cfg)
         s = self.settings
         self.metrics = keeper.metrics
-        # The head is read twice per head_poll, and a node silent for a little more than one
-        # head_poll makes the keeper unready: a late answer under load is not an outage.
+        # A node silent for one head_poll makes the keeper unready; the head is read three
+        # times per head_poll, so that an answer merely late under load is not an outage.
         self.readiness = DaemonReadiness(max_lag_blocks=s.ready_lag_blocks,
-                                         max_head_age=s.ready_head_age,
-                                         silence=1.4 * s.head_poll)
+                                         max_head_age=s.ready_head_age, silence=s.head_poll)
         keeper.readiness = self.readiness
         self.supervisor = Supervisor(keeper.metrics, keeper.executor,
                                      max_consecutive_failures=s.max_consecutive_failures,
@@ -144,7 +143,7 @@ class Daemon:
             "execute": asyncio.create_task(self.execute.run(), name="execute"),
             "head": asyncio.create_task(
                 watch_head(self.keeper.rpc, self.readiness, self.metrics,
-                           interval=self.settings.head_poll / 2, timeout=self.settings.head_poll,
+                           interval=self.settings.head_poll / 3, timeout=self.settings.head_poll,
                            on_tick=self._on_tick), name="head"),
         }
         if self.keeper.cfg.executor.backrun_oracle_updates:

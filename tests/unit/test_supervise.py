@@ -56,7 +56,7 @@ async def test_forever_restarts_counts_and_waits_between_runs() -> None:
     await asyncio.wait_for(started.wait(), 5)
     assert runs == 5
     assert slept == [0.5, 1.0, 2.0, 2.0]
-    assert metrics.value("keeper_rpc_errors_total", {"method": "sync"}) == 2
+    assert metrics.value("keeper_rpc_errors_total", {"method": "sync", "kind": "connection"}) == 2
     assert metrics.value("keeper_task_failures_total", {"task": "sync"}) == 2
     assert sup.breakers["sync"].consecutive == 2
     task.cancel()
