@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 import pytest
 from eth_utils import keccak
+from prometheus_client.parser import text_string_to_metric_families
 
 from keeper.chain.rpc import HttpRpc
 from keeper.contracts import artifacts
