@@ -30,8 +30,8 @@ from keeper.obs.metrics import Metrics
 
 log = get_logger(__name__)
 
-TASKS = ("sync", "scan", "execute", "backrun")
-"""The tasks that run behind a boundary (the head watcher only reads, see ``keeper.app.head``)."""
+TASKS = ("sync", "scan", "execute", "backrun", "head")
+"""The tasks that run behind a boundary (``head``: the watcher of ``keeper.app.head``)."""
 
 
 class Backoff:

@@ -43,7 +43,8 @@ _DEFINITE_MESSAGES = (
     "out of gas", "outofgas", "gas required exceeds", "intrinsic gas", "exceeds block gas limit",
     "nonce too low", "nonce too high", "already known", "known transaction",
     "replacement transaction underpriced", "underpriced", "insufficient funds", "fee cap",
-    "invalid sender", "invalid signature", "exceeds the configured cap", "tx fee",
+    "invalid sender", "invalid signature", "invalid chain id", "exceeds the configured cap",
+    "tx fee", "fee per gas", "tip above", "oversized data",
 )
 
 

@@ -40,6 +40,7 @@ FAST = RetryPolicy(attempts=4, initial=0.0, max_wait=0.0, total=5.0)
     ({"code": -32000, "message": "nonce too low"}, RpcResponseError),
     ({"code": -32000, "message": "insufficient funds for gas * price + value"}, RpcResponseError),
     ({"code": -32000, "message": "already known"}, RpcResponseError),
+    ({"code": -32003, "message": "invalid chain id for signer"}, RpcResponseError),
     ({"code": -32603, "message": "EVM error OutOfGas"}, RpcResponseError),
 ])
 def test_error_objects_are_classified_in_one_place(error: dict[str, Any], kind: type) -> None:
