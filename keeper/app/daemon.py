@@ -27,6 +27,7 @@ from keeper.app.sending import BackrunTask, ExecuteTask, Sending
 from keeper.app.supervise import Supervisor
 from keeper.errors import ConfigError, KeeperError
 from keeper.obs.logging import get_logger
+from keeper.obs.metrics import HALT_REASONS
 from keeper.obs.server import ObsServer
 from keeper.pipeline.sync import SyncError
 from keeper.protocols.aave_v3.book import BlockUpdate
@@ -45,14 +46,17 @@ class Daemon:
       when an account is due again is the ``Lane``'s).
     - *backrun* (only with ``executor.backrun_oracle_updates`` and a WebSocket): liquidates
       right after a pending oracle update, in the execute task's lane (``BackrunTask``).
-    - *head*: reads the chain head for ``keeper_head_block`` and readiness (ready = the last
-      scan is within ``ready_lag_blocks`` of a head the node reported recently).
+    - *head*: reads the chain head three times per ``head_poll`` for ``keeper_head_block`` and
+      readiness: ready = the last scan is within ``ready_lag_blocks`` of a head the node
+      reported, the node answered within one ``head_poll``, and nothing halts sending (what
+      does is in the ``/readyz`` body and ``keeper_sending_halted{reason}``).
 
     Each task is a boundary (``Supervisor``): an unexpected error is logged with context,
     counted in ``keeper_task_failures_total{task}`` and the task goes on;
     ``max_consecutive_failures`` in a row open the circuit breaker, which engages the sender's
-    kill switch. Transport errors (the node is down) are counted in ``keeper_rpc_errors_total``
-    and only retried.
+    kill switch until ``breaker_cooldown`` seconds pass without a failure. Transient node
+    errors (any ``RpcError``: down, slow, overloaded, junk) are counted in
+    ``keeper_rpc_errors_total{method,kind}`` and only retried.
 
     On SIGINT/SIGTERM: no new liquidation starts, the one in flight finishes (bounded by
     ``drain_timeout``; a second signal stops waiting), the other tasks are cancelled and the
@@ -64,12 +68,15 @@ class Daemon:
         self.settings = settings or DaemonSettings.from_config(keeper.cfg)
         s = self.settings
         self.metrics = keeper.metrics
+        # A node silent for one head_poll makes the keeper unready; the head is read three
+        # times per head_poll, so that an answer merely late under load is not an outage.
         self.readiness = DaemonReadiness(max_lag_blocks=s.ready_lag_blocks,
-                                         max_head_age=s.ready_head_age)
+                                         max_head_age=s.ready_head_age, silence=s.head_poll)
         keeper.readiness = self.readiness
         self.supervisor = Supervisor(keeper.metrics, keeper.executor,
                                      max_consecutive_failures=s.max_consecutive_failures,
-                                     retry_min=s.retry_min, retry_max=s.retry_max)
+                                     retry_min=s.retry_min, retry_max=s.retry_max,
+                                     breaker_cooldown=s.breaker_cooldown)
         self.stop = asyncio.Event()
         self.force = asyncio.Event()
         self.stop_reason = ""
@@ -137,9 +144,8 @@ class Daemon:
             "sync": asyncio.create_task(self._sync_loop(), name="sync"),
             "scan": asyncio.create_task(self.scan.run(self.prepared), name="scan"),
             "execute": asyncio.create_task(self.execute.run(), name="execute"),
-            "head": asyncio.create_task(
-                watch_head(self.keeper.rpc, self.readiness, self.metrics,
-                           self.settings.head_poll), name="head"),
+            "head": asyncio.create_task(self.supervisor.forever("head", self._watch_head),
+                                        name="head"),
         }
         if self.keeper.cfg.executor.backrun_oracle_updates:
             tasks["backrun"] = asyncio.create_task(self.backrun.run(), name="backrun")
@@ -193,6 +199,28 @@ class Daemon:
             log.error("final_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
         else:
             log.info("keeper_stopped", checkpoint_block=book.block_number)
+
+    async def _watch_head(self) -> NoReturn:
+        await watch_head(self.keeper.rpc, self.readiness, self.metrics,
+                         interval=self.settings.head_poll / 3, timeout=self.settings.head_poll,
+                         on_tick=self._on_tick)
+
+    def _on_tick(self, now: float) -> None:
+        """Every head read: breakers that stayed quiet close; what halts sending goes to
+        ``/readyz`` and ``keeper_sending_halted{reason}``."""
+        self.supervisor.resume()
+        executor = self.keeper.executor
+        halts = executor.sender.guards.halts(now) if executor is not None else []
+        messages = [h.message for h in halts]
+        if messages != self.readiness.halted:
+            if messages:
+                log.warning("sending_halted", reasons=messages)
+            else:
+                log.info("sending_no_longer_halted")
+        self.readiness.halted = messages
+        codes = {h.code for h in halts}
+        for reason in HALT_REASONS:
+            self.metrics.sending_halted.labels(reason=reason).set(1 if reason in codes else 0)
 
     # ---- sync --------------------------------------------------------------------------
     def _on_block(self, update: BlockUpdate) -> None:

@@ -19,6 +19,7 @@ class DaemonSettings:
     backoff_max_blocks: int = 64  # a candidate that was not liquidated waits 1, 2, 4 ... blocks
     drain_timeout: float = 90.0  # on a signal, how long the liquidation in flight may take
     max_consecutive_failures: int = 5  # task failures in a row that open the circuit breaker
+    breaker_cooldown: float = 60.0  # ... which closes again after this many quiet seconds
 
     @classmethod
     def from_config(cls, cfg: KeeperConfig) -> DaemonSettings:

@@ -66,6 +66,7 @@ async def build(cfg: KeeperConfig, target: Target, *, dry_run: bool, execute: bo
     metrics = Metrics()
     readiness = Readiness()
     async with RpcPool(list(target.rpc_urls), timeout=cfg.network.request_timeout) as rpc:
+        rpc.on_error = metrics.rpc_error  # every transient failure, by method and kind
         chain_id = int(await rpc.call("eth_chainId"), 16)
         if chain_id != cfg.network.chain_id:
             raise ConfigError(f"network.chain_id: the node is on chain {chain_id}, "

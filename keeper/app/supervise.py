@@ -3,13 +3,19 @@
 A boundary is the one place a broad ``except`` belongs: an unexpected error is logged with
 context, counted in ``keeper_task_failures_total{task}`` and recorded by the task's circuit
 breaker; ``max_consecutive_failures`` in a row engage the sender's kill switch (scanning and
-reporting go on; sending waits for an operator's restart). A transport error (the node is
-down) is no failure of the keeper: it is counted in ``keeper_rpc_errors_total`` and retried.
+reporting go on). A transient node error (any ``RpcError``: down, slow, overloaded, junk) is no
+failure of the keeper: it is counted in ``keeper_rpc_errors_total`` and retried, never shown
+to a breaker.
+
+The breaker closes again after ``breaker_cooldown`` seconds without a failure (``resume``,
+called on every head tick), and releases the kill switch it engaged itself; a kill switch an
+operator engaged (the config's ``executor.kill_switch``) is never released here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
@@ -24,8 +30,8 @@ from keeper.obs.metrics import Metrics
 
 log = get_logger(__name__)
 
-TASKS = ("sync", "scan", "execute", "backrun")
-"""The tasks that run behind a boundary (the head watcher only reads, see ``keeper.app.head``)."""
+TASKS = ("sync", "scan", "execute", "backrun", "head")
+"""The tasks that run behind a boundary (``head``: the watcher of ``keeper.app.head``)."""
 
 
 class Backoff:
@@ -53,12 +59,17 @@ class Supervisor:
     """Boundaries, circuit breakers and restarts for the daemon's tasks."""
 
     def __init__(self, metrics: Metrics, executor: LiquidationExecutor | None, *,
-                 max_consecutive_failures: int, retry_min: float, retry_max: float) -> None:
+                 max_consecutive_failures: int, retry_min: float, retry_max: float,
+                 breaker_cooldown: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.metrics = metrics
         self.executor = executor
         self.retry_min = retry_min
         self.retry_max = retry_max
-        self.breakers = {task: CircuitBreaker(max_consecutive_failures) for task in TASKS}
+        self.clock = clock
+        self.breakers = {task: CircuitBreaker(max_consecutive_failures, breaker_cooldown)
+                         for task in TASKS}
+        self._engaged: str | None = None  # the kill switch reason we set, to release it later
         self.task_failures = Counter("task_failures", "Unexpected errors at a daemon task boundary",
                                      ["task"], namespace="keeper", registry=metrics.registry)
 
@@ -69,7 +80,7 @@ class Supervisor:
     def failed(self, task: str, exc: BaseException, **context: object) -> None:
         """An unexpected error at ``task``'s boundary: log, count, let the breaker decide."""
         breaker = self.breakers[task]
-        breaker.record_failure(f"{type(exc).__name__}: {exc}")
+        breaker.record_failure(f"{type(exc).__name__}: {exc}", self.clock())
         self.task_failures.labels(task=task).inc()
         log.error("task_failed", task=task, error=f"{type(exc).__name__}: {exc}",
                   consecutive=breaker.consecutive,
@@ -80,8 +91,26 @@ class Supervisor:
             reason = (f"circuit breaker: {task} failed {breaker.consecutive} times in a row "
                       f"(last: {breaker.last_reason})")
             executor.sender.guards.kill.engage(reason)
+            self._engaged = reason
             self.metrics.circuit_breaker_open.set(1)
             log.error("circuit_breaker_open_sending_halted", task=task, reason=reason)
+
+    def resume(self) -> None:
+        """Close the breakers that stayed quiet for their cooldown; once none is open, release
+        the kill switch if this supervisor engaged it (and nobody re-engaged it since)."""
+        now = self.clock()
+        for task, breaker in self.breakers.items():
+            if breaker.close_if_quiet(now):
+                log.info("circuit_breaker_closed_after_quiet_period", task=task,
+                         cooldown=breaker.cooldown, last=breaker.last_reason)
+        if self._engaged is None or any(b.is_open for b in self.breakers.values()):
+            return
+        kill = self.executor.sender.guards.kill if self.executor is not None else None
+        if kill is not None and kill.engaged and kill.reason == self._engaged:
+            kill.release()
+            self.metrics.circuit_breaker_open.set(0)
+            log.warning("sending_resumed", reason="circuit breaker closed after a quiet period")
+        self._engaged = None
 
     async def forever(self, task: str, body: Callable[[], Awaitable[object]], *,
                       progress: Callable[[], int] = lambda: 0,
@@ -106,7 +135,7 @@ class Supervisor:
         assert state.outcome is not None and state.next_action is not None
         exc = state.outcome.exception()
         if isinstance(exc, RpcError):
-            self.metrics.rpc_errors.labels(method=task).inc()
+            self.metrics.rpc_errors.labels(task, exc.kind).inc()
             log.warning("task_node_unreachable_retrying", task=task, error=str(exc),
                         retry_in=state.next_action.sleep)
         elif exc is not None:

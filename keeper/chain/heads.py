@@ -27,7 +27,7 @@ from keeper.chain.rpc import JsonRpc
 from keeper.chain.subscription import Resubscribed
 from keeper.chain.types import ChainEvent, Head
 from keeper.chain.ws import WsRpc
-from keeper.errors import RpcError
+from keeper.errors import RpcError, RpcMalformedReply, RpcNotAvailable
 from keeper.obs.logging import get_logger
 
 log = get_logger(__name__)
@@ -36,8 +36,8 @@ log = get_logger(__name__)
 async def fetch_heads(rpc: JsonRpc, numbers: Sequence[int]) -> list[Head]:
     """Headers of blocks ``numbers`` in one batch, in the given order.
 
-    A missing block (a load-balanced node lagging behind another) is an ``RpcError``: it is
-    transient and the caller tries again later.
+    A missing block (a load-balanced node lagging behind another) is ``RpcNotAvailable``, an
+    ``RpcError``: it is transient and the caller tries again later.
     """
     if not numbers:
         return []
@@ -45,7 +45,7 @@ async def fetch_heads(rpc: JsonRpc, numbers: Sequence[int]) -> list[Head]:
     heads = []
     for n, block in zip(numbers, results, strict=True):
         if block is None:
-            raise RpcError(f"eth_getBlockByNumber: block {n} not available yet")
+            raise RpcNotAvailable(f"eth_getBlockByNumber: block {n} not available yet")
         heads.append(Head.from_json(block))
     return heads
 
@@ -54,7 +54,7 @@ async def fetch_head_by_hash(rpc: JsonRpc, block_hash: str) -> Head:
     """The header of the block with ``block_hash`` (``RpcError`` if the node lacks it)."""
     block = await rpc.call("eth_getBlockByHash", [block_hash, False])
     if block is None:
-        raise RpcError(f"eth_getBlockByHash: block {block_hash} unknown to the node")
+        raise RpcNotAvailable(f"eth_getBlockByHash: block {block_hash} unknown to the node")
     return Head.from_json(block)
 
 
@@ -75,7 +75,14 @@ async def ws_heads(ws: WsRpc) -> AsyncGenerator[Head, None]:
                 if latest is not None:
                     yield Head.from_json(latest)
                 continue
-            yield Head.from_json(item)
+            try:
+                head = Head.from_json(item)
+            except RpcMalformedReply as exc:
+                # One bad notification is not the end of the subscription: the next head
+                # (or the follower's backfill by number) covers the block.
+                log.warning("head_notification_malformed", error=str(exc))
+                continue
+            yield head
     finally:
         await sub.unsubscribe()
 
@@ -97,10 +104,14 @@ async def polled_heads(rpc: JsonRpc, interval: float = 1.0) -> AsyncGenerator[He
             log.warning("head_poll_failed", error=str(exc))
         else:
             if block is not None:
-                head = Head.from_json(block)
-                if head.hash != last_hash:
-                    last_hash = head.hash
-                    yield head
+                try:
+                    head = Head.from_json(block)
+                except RpcMalformedReply as exc:
+                    log.warning("head_poll_failed", error=str(exc))
+                else:
+                    if head.hash != last_hash:
+                        last_hash = head.hash
+                        yield head
         # Keep the cadence: the time the call took counts against the interval.
         await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
 
@@ -260,7 +271,7 @@ class HeadFollower:
     async def _fetch_latest(self) -> Head:
         block = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
         if block is None:
-            raise RpcError("eth_getBlockByNumber: no latest block")
+            raise RpcMalformedReply("eth_getBlockByNumber: no latest block")
         return Head.from_json(block)
 
     async def ingest(self, head: Head) -> AsyncIterator[ChainEvent]:

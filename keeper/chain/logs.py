@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
+from keeper.chain import decode
+from keeper.chain.replies import is_too_many_results as is_too_many_results
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.subscription import Resubscribed
 from keeper.chain.types import Log
 from keeper.chain.ws import WsRpc
-from keeper.errors import RpcError, RpcResponseError
+from keeper.errors import RpcResponseError
 from keeper.obs.logging import get_logger
 
 log = get_logger(__name__)
@@ -24,28 +26,7 @@ log = get_logger(__name__)
 Address = str | Sequence[str] | None
 Topics = Sequence[str | Sequence[str] | None] | None
 
-# Wording used by geth, erigon, nethermind, reth, anvil and the large providers (Infura,
-# Alchemy, QuickNode) for "ask for less"; matched in lowercase.
-_TOO_MANY_HINTS = (
-    "query returned more than",
-    "too many",
-    "response size",
-    "response is too big",
-    "limit exceeded",
-    "exceeds the limit",
-    "block range",
-    "range is too large",
-    "max results",
-)
-_TOO_MANY_CODES = frozenset({-32005})
-
 DEFAULT_CHUNK = 2_000
-
-
-def is_too_many_results(exc: RpcResponseError) -> bool:
-    """True when the node refused an ``eth_getLogs`` because the answer would be too large."""
-    text = exc.rpc_message.lower()
-    return exc.code in _TOO_MANY_CODES or any(h in text for h in _TOO_MANY_HINTS)
 
 
 def chunk_ranges(from_block: int, to_block: int, size: int) -> list[tuple[int, int]]:
@@ -84,9 +65,7 @@ def log_filter(
 
 def parse_logs(raw: Any) -> list[Log]:
     """Typed logs from an ``eth_getLogs`` result, in chain order."""
-    if not isinstance(raw, list):
-        raise RpcError(f"eth_getLogs: expected a list, got {type(raw).__name__}")
-    return sorted((Log.from_json(item) for item in raw), key=lambda lg: lg.key)
+    return sorted((Log.from_json(item) for item in decode.check_logs(raw)), key=lambda lg: lg.key)
 
 
 async def iter_logs(

@@ -18,7 +18,7 @@ from eth_utils import keccak
 
 from keeper.chain.rpc import JsonParams, JsonRpc
 from keeper.chain.types import BlockId, block_param
-from keeper.errors import KeeperError, RpcResponseError
+from keeper.errors import KeeperError, RpcError, RpcResponseError
 from keeper.obs.logging import get_logger
 
 log = get_logger(__name__)
@@ -186,6 +186,8 @@ async def aggregate3(
                 rpc, part, allow_failure=allow_failure, block=block, chunk=len(part) // 2,
                 address=address, timeout=timeout))
             continue
+        if isinstance(answer, RpcError):
+            raise answer  # the node, not the calls: transient, the caller may read again
         if isinstance(answer, Exception):
             first = i * chunk
             raise MulticallError(

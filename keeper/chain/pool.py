@@ -2,7 +2,9 @@
 
 Endpoints are tried in their configured order (the first is the preferred one). A transport
 error puts an endpoint in cool-down and a read moves on to the next one at once; a round
-through all of them that fails is retried with backoff (``RetryPolicy``). Writes go once to
+through all of them that fails is retried with backoff (``RetryPolicy``); in a batch of reads,
+only the calls that failed are asked again (``retry_batch``). Every transient failure is told
+to ``on_error`` (the composition root counts them in ``keeper_rpc_errors_total``). Writes go once to
 one endpoint and their failure surfaces to the caller: a timed-out send may still have reached
 the mempool, so only the caller, after checking nonce and receipt, may send again.
 """
@@ -15,7 +17,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from keeper.chain.retry import DEFAULT_RETRY, RetryPolicy, all_idempotent, retry_read
+from keeper.chain.retry import (
+    DEFAULT_RETRY,
+    ErrorObserver,
+    RetryPolicy,
+    all_idempotent,
+    retry_batch,
+    retry_read,
+)
 from keeper.chain.rpc import HttpRpc, JsonParams, JsonRpc, public_url
 from keeper.errors import ConfigError, RpcError
 from keeper.obs.logging import get_logger
@@ -82,6 +91,11 @@ class RpcPool:
         self.cooldown = cooldown
         self.retry = retry
         self._clock = clock
+        self.on_error: ErrorObserver | None = None
+
+    def _observe(self, method: str, exc: RpcError) -> None:
+        if self.on_error is not None:
+            self.on_error(method, exc)
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -117,13 +131,14 @@ class RpcPool:
         ep.failures = 0
         ep.unhealthy_until = 0.0
 
-    async def _one_round(self, send: Callable[[JsonRpc], Awaitable[T]]) -> T:
+    async def _one_round(self, what: str, send: Callable[[JsonRpc], Awaitable[T]]) -> T:
         """Try each endpoint once, in order, until one answers."""
         last: RpcError | None = None
         for ep in self.ordered():
             try:
                 result = await send(ep.rpc)
             except RpcError as exc:
+                self._observe(what, exc)
                 self._mark_down(ep, exc)
                 last = exc
                 continue
@@ -132,28 +147,27 @@ class RpcPool:
         assert last is not None
         raise last
 
-    async def _send_once(self, send: Callable[[JsonRpc], Awaitable[T]]) -> T:
+    async def _send_once(self, what: str, send: Callable[[JsonRpc], Awaitable[T]]) -> T:
         ep = self.current
         try:
             result = await send(ep.rpc)
         except RpcError as exc:
+            self._observe(what, exc)
             self._mark_down(ep, exc)
             raise
         self._mark_up(ep)
         return result
 
-    async def _dispatch(self, methods: Sequence[str], send: Callable[[JsonRpc], Awaitable[T]]) -> T:
-        if not all_idempotent(methods):
-            return await self._send_once(send)
-        return await retry_read(methods, lambda: self._one_round(send), self.retry)
-
     async def call(
         self, method: str, params: JsonParams = (), *, timeout: float | None = None
     ) -> Any:
         """One JSON-RPC call; reads fail over and retry, writes are sent once."""
-        return await self._dispatch(
-            (method,), lambda rpc: rpc.call(method, params, timeout=timeout)
-        )
+        def send(rpc: JsonRpc) -> Awaitable[Any]:
+            return rpc.call(method, params, timeout=timeout)
+
+        if not all_idempotent((method,)):
+            return await self._send_once(method, send)
+        return await retry_read((method,), lambda: self._one_round(method, send), self.retry)
 
     async def batch(
         self,
@@ -162,13 +176,21 @@ class RpcPool:
         timeout: float | None = None,
         return_exceptions: bool = False,
     ) -> list[Any]:
-        """A JSON-RPC batch; it fails over only if every call in it is a read."""
+        """A JSON-RPC batch; it fails over, and its failed calls are asked again, only if
+        every call in it is a read."""
         if not calls:
             return []
-        return await self._dispatch(
-            [m for m, _ in calls],
-            lambda rpc: rpc.batch(calls, timeout=timeout, return_exceptions=return_exceptions),
-        )
+
+        def send(sub: Sequence[tuple[str, JsonParams]]) -> Awaitable[list[Any]]:
+            return self._one_round(
+                "batch", lambda rpc: rpc.batch(sub, timeout=timeout, return_exceptions=True))
+
+        if not all_idempotent(m for m, _ in calls):
+            return await self._send_once(
+                "batch",
+                lambda rpc: rpc.batch(calls, timeout=timeout, return_exceptions=return_exceptions))
+        return await retry_batch(calls, send, self.retry, return_exceptions=return_exceptions,
+                                 observe=self._observe)
 
     async def close(self) -> None:
         """Close every endpoint's client that has a ``close``."""

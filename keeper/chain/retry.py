@@ -2,9 +2,13 @@
 
 A read that failed in transit can be asked again without changing anything. A write cannot: a
 ``eth_sendRawTransaction`` that timed out may well have reached the mempool, so it is never
-retried here; the executor checks nonce and receipt before it sends anything again. Error
-objects from the node (a revert, a bad argument) are answers, not transport failures, and are
-never retried either.
+retried here; the executor checks nonce and receipt before it sends anything again.
+
+What is retried is what ``keeper.errors`` calls transient, an ``RpcError``: no connection, a
+timeout, a malformed reply, an error object that says nothing about the request (overloaded,
+rate limited). Error objects about the request (a revert, a bad argument) are answers and are
+never retried. In a batch of reads only the calls that failed are asked again: under a 20%
+error rate a batch of 20 calls almost never comes back whole, while its failed calls do.
 """
 
 from __future__ import annotations
@@ -66,11 +70,17 @@ def all_idempotent(methods: Iterable[str]) -> bool:
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    """True for failures in transit (connection, timeout, HTTP status), the retryable kind.
+    """True for transient failures (``RpcError``: connection, timeout, HTTP status, malformed
+    reply, an error object about the node rather than the request), the retryable kind.
 
-    ``RpcResponseError`` and ``ExecutionReverted`` are not ``RpcError``: the node answered.
+    A plain ``RpcResponseError`` or ``ExecutionReverted`` is not an ``RpcError``: the node
+    answered about the request.
     """
     return isinstance(exc, RpcError)
+
+
+ErrorObserver = Callable[[str, RpcError], None]
+"""Told of every transient failure: (method, or "batch" for a whole batch; the error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +123,52 @@ async def retry_read(
     raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
 
+async def retry_batch(
+    calls: Sequence[tuple[str, JsonParams]],
+    send: Callable[[Sequence[tuple[str, JsonParams]]], Awaitable[list[Any]]],
+    policy: RetryPolicy,
+    *,
+    return_exceptions: bool,
+    observe: ErrorObserver | None = None,
+) -> list[Any]:
+    """A batch through ``send`` (which must return per-call exceptions in its list); reads
+    whose answer was transient are sent again, alone, under ``policy``, until every call has a
+    definite answer or the policy gives up (then the last transient error is raised).
+
+    A batch with a write in it is sent once. Without ``return_exceptions`` the first error in
+    call order is raised, as ``JsonRpc.batch`` does.
+    """
+    results: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+
+    async def once() -> None:
+        nonlocal todo
+        got = await send([calls[i] for i in todo])
+        for i, answer in zip(todo, got, strict=True):
+            results[i] = answer
+        todo = [i for i in todo if isinstance(results[i], RpcError)]
+        if observe is not None:
+            for i in todo:
+                observe(calls[i][0], results[i])
+
+    async def until_definite() -> None:
+        await once()
+        if todo:
+            raise results[todo[0]]
+
+    if policy.attempts > 1 and all_idempotent(m for m, _ in calls):
+        async for attempt in policy.retrying():
+            with attempt:
+                await until_definite()
+    else:
+        await once()  # a write: its transient answers stay in the list, like the others
+    if not return_exceptions:
+        for answer in results:
+            if isinstance(answer, BaseException):
+                raise answer
+    return results
+
+
 class RetryingRpc:
     """Wrap any ``JsonRpc`` so that idempotent reads are retried on transport errors."""
 
@@ -135,9 +191,10 @@ class RetryingRpc:
         timeout: float | None = None,
         return_exceptions: bool = False,
     ) -> list[Any]:
-        """``inner.batch``, retried as a whole when every call in it is a read."""
-        return await retry_read(
-            [m for m, _ in calls],
-            lambda: self.inner.batch(calls, timeout=timeout, return_exceptions=return_exceptions),
-            self.policy,
-        )
+        """``inner.batch``; when every call in it is a read, the calls that failed in transit
+        are sent again (``retry_batch``)."""
+        if not calls:
+            return []
+        return await retry_batch(
+            calls, lambda sub: self.inner.batch(sub, timeout=timeout, return_exceptions=True),
+            self.policy, return_exceptions=return_exceptions)

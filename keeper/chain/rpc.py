@@ -1,8 +1,9 @@
 """JSON-RPC over HTTP with aiohttp: single calls and batches, a timeout on every request.
 
 This is the transport the rest of the keeper talks to. It returns the node's ``result`` as
-decoded JSON and raises ``RpcResponseError`` (or ``ExecutionReverted``) for error objects and
-``RpcError``/``RpcTimeout`` for transport failures. It adds no middleware: a call is one request.
+decoded JSON, checked against the method's type (``keeper.chain.replies.check_result``), and
+raises what ``keeper.chain.replies.response_error`` makes of an error object, ``RpcTimeout``,
+``RpcMalformedReply`` or ``RpcError`` otherwise. It adds no middleware: a call is one request.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from keeper.errors import ExecutionReverted, RpcError, RpcResponseError, RpcTimeout
+from keeper.chain.replies import check_result, response_error
+from keeper.errors import RpcError, RpcMalformedReply, RpcResponseError, RpcTimeout
+
+__all__ = ["HttpRpc", "JsonParams", "JsonRpc", "public_url", "response_error"]
 
 JsonParams = Sequence[Any]
-
-_REVERT_CODES = frozenset({3, -32015})
 
 
 class JsonRpc(Protocol):
@@ -57,16 +59,6 @@ def public_url(url: str) -> str:
         port = ""
     hidden = "/…" if parts.path not in ("", "/") or parts.query or parts.username else ""
     return f"{parts.scheme}://{parts.hostname or ''}{port}{hidden}"
-
-
-def response_error(method: str, error: dict[str, Any]) -> RpcResponseError:
-    """Build the typed exception for a JSON-RPC error object."""
-    code = int(error.get("code", 0))
-    message = str(error.get("message", ""))
-    data = error.get("data")
-    if code in _REVERT_CODES or "revert" in message.lower():
-        return ExecutionReverted(method, code, message, data)
-    return RpcResponseError(method, code, message, data)
 
 
 class HttpRpc:
@@ -120,17 +112,17 @@ class HttpRpc:
             raise RpcError(f"{what}: {type(exc).__name__} talking to {self.label}: {exc}") from exc
         except ValueError as exc:
             # A proxy's HTML error page or a truncated body: the endpoint is unhealthy, not the call.
-            raise RpcError(f"{what}: invalid JSON from {self.label}: {exc}") from exc
+            raise RpcMalformedReply(f"{what}: invalid JSON from {self.label}: {exc}") from exc
 
     async def call(self, method: str, params: JsonParams = (), *, timeout: float | None = None) -> Any:
         """Send one JSON-RPC request and return its ``result``."""
         payload = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
         body = await self._post(payload, timeout, method)
         if not isinstance(body, dict):
-            raise RpcError(f"{method}: malformed response from {self.label}")
+            raise RpcMalformedReply(f"{method}: malformed response from {self.label}")
         if "error" in body and body["error"] is not None:
             raise response_error(method, body["error"])
-        return body.get("result")
+        return check_result(method, params, body.get("result"))
 
     async def batch(
         self,
@@ -159,18 +151,19 @@ class HttpRpc:
         if isinstance(body, dict) and "error" in body:
             raise response_error("batch", body["error"])
         if not isinstance(body, list):
-            raise RpcError(f"batch: malformed response from {self.label}")
+            raise RpcMalformedReply(f"batch: malformed response from {self.label}")
         by_id = {item.get("id"): item for item in body if isinstance(item, dict)}
         out: list[Any] = []
-        for i, (method, _) in zip(ids, calls, strict=True):
+        for i, (method, params) in zip(ids, calls, strict=True):
             item = by_id.get(i)
             if item is None:
-                raise RpcError(f"batch: no answer for {method} (id {i}) from {self.label}")
-            if item.get("error") is not None:
-                err = response_error(method, item["error"])
+                raise RpcMalformedReply(f"batch: no answer for {method} (id {i}) from {self.label}")
+            try:
+                if item.get("error") is not None:
+                    raise response_error(method, item["error"])
+                out.append(check_result(method, params, item.get("result")))
+            except (RpcError, RpcResponseError) as err:
                 if not return_exceptions:
-                    raise err
+                    raise
                 out.append(err)
-            else:
-                out.append(item.get("result"))
         return out

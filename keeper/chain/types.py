@@ -2,8 +2,8 @@
 
 Hashes, addresses and log payloads stay lowercase ``0x`` hex strings, the form the node sends
 and ``keeper.chain.abi.Event.decode`` takes; numbers become ``int``. Parsing is strict: a
-missing or malformed field raises ``RpcError`` here, at the edge, rather than a ``KeyError``
-deep inside the book.
+missing or malformed field raises ``RpcMalformedReply`` (an ``RpcError``) here, at the edge,
+rather than a ``KeyError`` deep inside the book (decoders in ``keeper.chain.decode``).
 """
 
 from __future__ import annotations
@@ -12,18 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from keeper.chain import decode
+from keeper.chain.decode import quantity as hex_to_int
 from keeper.domain.fees import Fees
-from keeper.errors import RpcError
 
-
-def hex_to_int(value: object, field: str = "value") -> int:
-    """Decode a JSON-RPC quantity (``"0x1a"``) into an int."""
-    if isinstance(value, str) and value.startswith(("0x", "0X")):
-        try:
-            return int(value, 16)
-        except ValueError:
-            pass
-    raise RpcError(f"malformed quantity for {field}: {value!r}")
+__all__ = ["Block", "BlockId", "ChainEvent", "Head", "Log", "PendingTx", "Reorg", "block_param", "hex_to_int"]
 
 
 BlockId = int | str
@@ -40,17 +33,8 @@ def block_param(block: BlockId) -> str | dict[str, str]:
     return block
 
 
-def _hex(value: object, field: str) -> str:
-    if isinstance(value, str) and value.startswith("0x"):
-        return value.lower()
-    raise RpcError(f"malformed hex string for {field}: {value!r}")
-
-
-def _get(obj: Mapping[str, Any], key: str, what: str) -> Any:
-    try:
-        return obj[key]
-    except KeyError:
-        raise RpcError(f"{what} without {key!r}") from None
+_hex = decode.hex_string
+_get = decode.field
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +50,7 @@ class Head:
     @classmethod
     def from_json(cls, block: Mapping[str, Any]) -> Head:
         """Parse a header or block object from newHeads / eth_getBlockByNumber."""
-        if not isinstance(block, Mapping):
-            raise RpcError(f"expected a block object, got {type(block).__name__}")
+        block = decode.mapping(block, "a block")
         base_fee = block.get("baseFeePerGas")
         return cls(
             number=hex_to_int(_get(block, "number", "block"), "number"),
@@ -100,7 +83,7 @@ class Block:
     def from_json(cls, block: Mapping[str, Any]) -> Block:
         """Parse an eth_getBlockByNumber(..., false) result."""
         head = Head.from_json(block)
-        txs = block.get("transactions") or []
+        txs = decode.sequence(block.get("transactions") or [], "transactions")
         return cls(
             head=head,
             gas_limit=hex_to_int(_get(block, "gasLimit", "block"), "gasLimit"),
@@ -134,11 +117,11 @@ class Log:
     @classmethod
     def from_json(cls, log: Mapping[str, Any]) -> Log:
         """Parse an eth_getLogs item or a logs subscription notification."""
-        if not isinstance(log, Mapping):
-            raise RpcError(f"expected a log object, got {type(log).__name__}")
+        log = decode.mapping(log, "a log")
         return cls(
             address=_hex(_get(log, "address", "log"), "address"),
-            topics=tuple(_hex(t, "topics") for t in _get(log, "topics", "log")),
+            topics=tuple(_hex(t, "topics") for t in decode.sequence(_get(log, "topics", "log"),
+                                                                     "topics")),
             data=_hex(_get(log, "data", "log"), "data"),
             block_number=hex_to_int(_get(log, "blockNumber", "log"), "blockNumber"),
             block_hash=_hex(_get(log, "blockHash", "log"), "blockHash"),

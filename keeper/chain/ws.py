@@ -22,7 +22,8 @@ from typing import Any
 
 import aiohttp
 
-from keeper.chain.rpc import JsonParams, public_url, response_error
+from keeper.chain.replies import check_result, response_error
+from keeper.chain.rpc import JsonParams, public_url
 from keeper.chain.subscription import (
     DEFAULT_RECONNECT,
     END,
@@ -30,7 +31,7 @@ from keeper.chain.subscription import (
     ReconnectPolicy,
     Subscription,
 )
-from keeper.errors import RpcError, RpcResponseError, RpcTimeout
+from keeper.errors import RpcError, RpcErrorReply, RpcMalformedReply, RpcResponseError, RpcTimeout
 from keeper.obs.logging import get_logger
 
 log = get_logger(__name__)
@@ -187,14 +188,21 @@ class WsRpc:
 
     async def _resubscribe_all(self) -> None:
         for sub in list(self._subs):
-            try:
-                await self._subscribe_on_node(sub, resubscribe=True)
-            except RpcResponseError as exc:
-                # The node answered no: this subscription cannot continue; tell its consumer.
-                self._subs.remove(sub)
-                sub.push(exc)
-            except RpcError:
-                return  # the connection dropped again; the next reconnect retries
+            for attempt in itertools.count():
+                try:
+                    await self._subscribe_on_node(sub, resubscribe=True)
+                except (RpcErrorReply, RpcMalformedReply):
+                    # An answer that says nothing about the subscription (overloaded, junk):
+                    # the connection is up, ask again.
+                    await asyncio.sleep(self.reconnect_policy.delay(attempt))
+                    continue
+                except RpcResponseError as exc:
+                    # The node answered no: this subscription cannot continue; tell its consumer.
+                    self._subs.remove(sub)
+                    sub.push(exc)
+                except RpcError:
+                    return  # the connection dropped again; the next reconnect retries
+                break
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -280,11 +288,12 @@ class WsRpc:
                 ident, fut = self._register(method, _on_result)
                 payload = {"jsonrpc": "2.0", "id": ident, "method": method, "params": list(params)}
                 await self._send(payload, method)
-                return await fut
+                result = await fut
         except TimeoutError as exc:
             raise RpcTimeout(f"{method}: no answer from {self.label} within {limit:g}s") from exc
         finally:
             self._pending.pop(ident, None)
+        return check_result(method, params, result)
 
     async def batch(
         self,
@@ -315,11 +324,21 @@ class WsRpc:
         finally:
             for i, _ in regs:
                 self._pending.pop(i, None)
-        for r in results:
-            # A lost connection fails the whole batch; error objects are per call.
-            if isinstance(r, RpcError) or (isinstance(r, BaseException) and not return_exceptions):
+        out: list[Any] = []
+        for (method, params), r in zip(calls, results, strict=True):
+            # A lost connection fails the whole batch; error objects and malformed results are
+            # per call.
+            if isinstance(r, RpcError) and not isinstance(r, RpcErrorReply):
                 raise r
-        return list(results)
+            if not isinstance(r, BaseException):
+                try:
+                    r = check_result(method, params, r)
+                except RpcMalformedReply as exc:
+                    r = exc
+            if isinstance(r, BaseException) and not return_exceptions:
+                raise r
+            out.append(r)
+        return out
 
     # -- subscriptions ---------------------------------------------------------------------
 

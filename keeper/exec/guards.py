@@ -51,19 +51,28 @@ class SpendBudget:
 
 class CircuitBreaker:
     """Opens after ``max_consecutive`` failures in a row (reverts on chain, rejected sends,
-    lost transactions); any success closes the count again. Once open it stays open until
-    ``reset()``: repeated failures mean something is wrong that a human should look at.
+    lost transactions, unexpected errors at a task boundary); any success closes the count
+    again. A transient node error is never a failure: callers never record one.
+
+    Without ``cooldown`` it stays open until ``reset()``: repeated failures mean something is
+    wrong that a human should look at. With ``cooldown``, ``close_if_quiet(now)`` closes it
+    once ``cooldown`` seconds passed without a failure, half-open: the next failure opens it
+    again at once, a success closes the count.
 
     A simulation that reverts is *not* a failure: nothing was sent, and losing a race to
     another liquidator is the normal case.
     """
 
-    def __init__(self, max_consecutive: int) -> None:
+    def __init__(self, max_consecutive: int, cooldown: float | None = None) -> None:
         if max_consecutive <= 0:
             raise ValueError("max_consecutive must be positive")
+        if cooldown is not None and cooldown <= 0:
+            raise ValueError("cooldown must be positive")
         self.max_consecutive = max_consecutive
+        self.cooldown = cooldown
         self.consecutive = 0
         self.last_reason = ""
+        self.last_failure_at: float | None = None
         self._open = False
 
     @property
@@ -74,17 +83,29 @@ class CircuitBreaker:
         if not self._open:
             self.consecutive = 0
 
-    def record_failure(self, reason: str) -> None:
+    def record_failure(self, reason: str, now: float | None = None) -> None:
         self.consecutive += 1
         self.last_reason = reason
+        self.last_failure_at = now
         if self.consecutive >= self.max_consecutive:
             self._open = True
+
+    def close_if_quiet(self, now: float) -> bool:
+        """Close an open breaker after ``cooldown`` quiet seconds; True when it closed now."""
+        if not self._open or self.cooldown is None:
+            return False
+        if self.last_failure_at is not None and now - self.last_failure_at < self.cooldown:
+            return False
+        self._open = False
+        self.consecutive = self.max_consecutive - 1  # half-open: one more failure reopens
+        return True
 
     def reset(self) -> None:
         """Close the breaker (an operator decision)."""
         self._open = False
         self.consecutive = 0
         self.last_reason = ""
+        self.last_failure_at = None
 
 
 @dataclass(slots=True)
@@ -133,17 +154,34 @@ class Guards:
             kill=KillSwitch(kill_switch, "executor.kill_switch" if kill_switch else ""),
         )
 
+    def _stops(self) -> list[Refusal]:
+        out = []
+        if self.kill.engaged:
+            out.append(Refusal("kill_switch",
+                               f"kill switch engaged ({self.kill.reason or 'no reason given'})"))
+        if self.breaker.is_open:
+            out.append(Refusal("circuit_breaker",
+                               f"circuit breaker open after {self.breaker.consecutive} consecutive "
+                               f"failures (last: {self.breaker.last_reason})"))
+        return out
+
+    def _over_budget(self, now: float) -> Refusal:
+        return Refusal("gas_budget",
+                       f"gas budget exhausted: {self.budget.spent(now)} wei spent in the "
+                       f"last {self.budget.window:g}s, limit {self.budget.limit_wei}")
+
+    def halts(self, now: float) -> list[Refusal]:
+        """What halts every send right now, whatever it costs (for readiness and metrics)."""
+        out = self._stops()
+        if self.budget.remaining(now) == 0:
+            out.append(self._over_budget(now))
+        return out
+
     def refusal(self, cost_wei: int, now: float) -> Refusal | None:
         """Why sending a transaction expected to cost ``cost_wei`` is refused, or None."""
-        if self.kill.engaged:
-            return Refusal("kill_switch",
-                           f"kill switch engaged ({self.kill.reason or 'no reason given'})")
-        if self.breaker.is_open:
-            return Refusal("circuit_breaker",
-                           f"circuit breaker open after {self.breaker.consecutive} consecutive "
-                           f"failures (last: {self.breaker.last_reason})")
+        stops = self._stops()
+        if stops:
+            return stops[0]
         if not self.budget.allows(cost_wei, now):
-            return Refusal("gas_budget",
-                           f"gas budget exhausted: {self.budget.spent(now)} wei spent in the "
-                           f"last {self.budget.window:g}s, limit {self.budget.limit_wei}")
+            return self._over_budget(now)
         return None

@@ -190,7 +190,8 @@ class Sender:
                             error=exc.rpc_message)
                 return None
             return self.accounting.failed(flight, Status.DROPPED,
-                                          f"rejected by node: {exc.rpc_message}")
+                                          f"rejected by node: {exc.rpc_message}",
+                                          failure=not isinstance(exc, RpcError))  # transient
         if req.detected_at is not None:
             self.metrics.detection_to_send_seconds.observe(max(loop.time() - req.detected_at, 0.0))
         return await self._watch(flight, still_wanted)

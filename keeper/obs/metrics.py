@@ -21,7 +21,8 @@ build their own and read values back with ``Metrics.value``. Names are prefixed 
 | profit_realised_eth | Counter | | caller, from the Outcome (ETH, float) |
 | gas_spent_eth | Counter | | sender, gas × effective price of mined/reverted txs (ETH) |
 | circuit_breaker_open | Gauge | | sender, 1 when open |
-| rpc_errors | Counter | method | any IO layer, per failed call |
+| sending_halted | Gauge | reason (kill_switch/circuit_breaker/gas_budget) | daemon, 1 while that guard halts sending |
+| rpc_errors | Counter | method, kind | the RPC pool, per transient failure (kind: connection, timeout, malformed, error_reply, not_available); task boundaries |
 | detection_to_send_seconds | Histogram | | sender, from TxRequest.detected_at to send |
 """
 
@@ -40,6 +41,21 @@ _LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2
 def wei_to_eth(wei: int) -> float:
     """For metrics only: floats are fine for a dashboard, never for money decisions."""
     return wei / WEI_PER_ETH
+
+
+HALT_REASONS = ("kill_switch", "circuit_breaker", "gas_budget")
+
+
+class RpcErrorCounter:
+    """``keeper_rpc_errors_total{method, kind}``. ``labels(method)`` alone counts under
+    ``kind="other"``, for callers that only know which call failed."""
+
+    def __init__(self, registry: CollectorRegistry, namespace: str) -> None:
+        self.counter = Counter("rpc_errors", "Failed JSON-RPC calls, by method and kind of failure",
+                               ["method", "kind"], namespace=namespace, registry=registry)
+
+    def labels(self, method: str, kind: str = "other") -> Counter:
+        return self.counter.labels(method=method, kind=kind)
 
 
 class Metrics:
@@ -69,11 +85,18 @@ class Metrics:
         self.gas_spent_eth = Counter("gas_spent_eth", "Gas paid by our transactions (ETH)", namespace=ns, registry=r)
         self.circuit_breaker_open = Gauge("circuit_breaker_open", "1 while execution is halted by the breaker",
                                           namespace=ns, registry=r)
-        self.rpc_errors = Counter("rpc_errors", "Failed JSON-RPC calls, by method", ["method"],
-                                  namespace=ns, registry=r)
+        self.sending_halted = Gauge("sending_halted", "1 while this guard halts sending",
+                                    ["reason"], namespace=ns, registry=r)
+        for reason in HALT_REASONS:
+            self.sending_halted.labels(reason=reason).set(0)
+        self.rpc_errors = RpcErrorCounter(r, ns)
         self.detection_to_send_seconds = Histogram(
             "detection_to_send_seconds", "From detection of a liquidatable position to the send",
             buckets=_LATENCY_BUCKETS, namespace=ns, registry=r)
+
+    def rpc_error(self, method: str, exc: BaseException) -> None:
+        """Count a failed call; ``kind`` from the error's class (``keeper.errors``)."""
+        self.rpc_errors.labels(method, str(getattr(exc, "kind", "other"))).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

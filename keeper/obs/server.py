@@ -52,6 +52,11 @@ class Readiness:
             return False, f"{lag} blocks behind head {self.head}"
         return True, f"synced to {self.processed} (head {self.head})"
 
+    def body(self, now: float | None = None) -> dict[str, object]:
+        """The ``/readyz`` JSON: ready, the reason, and what it is based on."""
+        ready, reason = self.check(now)
+        return {"ready": ready, "reason": reason, "processed": self.processed, "head": self.head}
+
 
 class ObsServer:
     """aiohttp server for the three endpoints; ``port=0`` binds a free port (see ``.port``)."""
@@ -79,10 +84,8 @@ class ObsServer:
         return web.Response(text="ok\n")
 
     async def _readyz(self, _: web.Request) -> web.Response:
-        ready, reason = self.readiness.check()
-        body = json.dumps({"ready": ready, "reason": reason,
-                           "processed": self.readiness.processed, "head": self.readiness.head})
-        return web.Response(status=200 if ready else 503, text=body + "\n",
+        body = self.readiness.body()
+        return web.Response(status=200 if body["ready"] else 503, text=json.dumps(body) + "\n",
                             content_type="application/json")
 
     async def start(self) -> int:

@@ -159,6 +159,9 @@ async def test_readiness_during_a_blackhole(tmp_path: Path) -> None:
         if not keeper.running:
             problems.append(f"the daemon is not running: {exit_report(keeper)}")
         print("readyz:", [(round(t - silent, 1), s) for t, s, _ in probe.samples][::5])
+        print("first 503 after", None if first_503 is None else round(first_503 - silent, 2),
+              "s of silence; 200 again", None if again is None else round(again - back, 2),
+              "s after the node came back")
     assert not problems, "\n".join(problems)
 
 

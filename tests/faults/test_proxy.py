@@ -16,7 +16,7 @@ import pytest
 
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet.anvil import Anvil
-from keeper.errors import RpcError, RpcResponseError, RpcTimeout
+from keeper.errors import RpcError, RpcMalformedReply, RpcResponseError, RpcTimeout
 from tests.faults.proxy import JUNK_KINDS, PASS, FaultProxy, Faults, wrong_type
 
 # The proxy serves on the loop that started it: the fixture's (session) loop, so the tests too.
@@ -86,16 +86,37 @@ async def test_wrong_type_changes_the_type() -> None:
     assert wrong_type("0x1a", "int") == 26
 
 
+async def raw_results(url: str, payload: object) -> object:
+    """The ``result`` (or list of results) of a raw JSON-RPC request: the keeper's own client
+    refuses wrong-typed results, so the proxy is judged on the wire."""
+    async with aiohttp.ClientSession() as session, session.post(url, json=payload) as resp:
+        body = await resp.json(content_type=None)
+    return [item["result"] for item in body] if isinstance(body, list) else body["result"]
+
+
 async def test_wrong_typed_replies(proxy: FaultProxy) -> None:
-    async with HttpRpc(proxy.url, timeout=5) as rpc:
-        for kind, expected in (("int", int), ("null", type(None)), ("list", list), ("object", dict)):
-            proxy.faults = Faults(junk_rate=1.0, junk_kinds=(kind,))
-            assert type(await rpc.call("eth_blockNumber")) is expected, kind
-            block = (await rpc.batch([("eth_getBlockByNumber", ["latest", False])]))[0]
-            assert not isinstance(block, dict) or set(block) == {"result"}, kind
-        proxy.faults = PASS
-        assert isinstance(await rpc.call("eth_blockNumber"), str)
+    call = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}
+    batch = [{"jsonrpc": "2.0", "id": 2, "method": "eth_getBlockByNumber",
+              "params": ["latest", False]}]
+    for kind, expected in (("int", int), ("null", type(None)), ("list", list), ("object", dict)):
+        proxy.faults = Faults(junk_rate=1.0, junk_kinds=(kind,))
+        assert type(await raw_results(proxy.url, call)) is expected, kind
+        results = await raw_results(proxy.url, batch)
+        assert isinstance(results, list)
+        block = results[0]
+        assert not isinstance(block, dict) or set(block) == {"result"}, kind
+    proxy.faults = PASS
+    assert isinstance(await raw_results(proxy.url, call), str)
     assert proxy.total("junk") == 8 and proxy.counts["junk:int", "eth_blockNumber"] == 1
+    # And the keeper's client says so: a malformed reply, a transient RpcError.
+    async with HttpRpc(proxy.url, timeout=5) as rpc:
+        proxy.faults = Faults(junk_rate=1.0)
+        with pytest.raises(RpcMalformedReply):
+            await rpc.call("eth_blockNumber")
+        got = await rpc.batch([("eth_getBlockByNumber", ["latest", False])],
+                              return_exceptions=True)
+        assert isinstance(got[0], RpcMalformedReply)
+        proxy.faults = PASS
 
 
 async def test_truncated_replies_are_not_json(proxy: FaultProxy) -> None:

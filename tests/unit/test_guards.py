@@ -66,3 +66,34 @@ def test_guards_refusal_order_and_codes() -> None:
     from_config = Guards.from_config(1, 1, kill_switch=True)
     refusal = from_config.refusal(0, 0)
     assert refusal is not None and "executor.kill_switch" in refusal.message
+
+
+def test_a_breaker_with_a_cooldown_closes_half_open_after_a_quiet_period() -> None:
+    breaker = CircuitBreaker(2, cooldown=60)
+    breaker.record_failure("a", now=0)
+    breaker.record_failure("b", now=10)
+    assert breaker.is_open
+    assert not breaker.close_if_quiet(69)  # 59 s since the last failure
+    assert breaker.close_if_quiet(70) and not breaker.is_open
+    breaker.record_failure("c", now=71)  # half-open: one more failure opens it again
+    assert breaker.is_open
+    assert breaker.close_if_quiet(131)
+    breaker.record_success()
+    breaker.record_failure("d", now=132)
+    assert not breaker.is_open and breaker.consecutive == 1
+    # Without a cooldown only reset() closes it.
+    manual = CircuitBreaker(1)
+    manual.record_failure("x", now=0)
+    assert not manual.close_if_quiet(1e9) and manual.is_open
+
+
+def test_halts_say_what_stops_every_send() -> None:
+    guards = Guards.from_config(100, 1, kill_switch=False)
+    assert guards.halts(0) == []
+    guards.budget.record(100, now=0)
+    guards.breaker.record_failure("reverted", now=0)
+    guards.kill.engage("operator")
+    assert [h.code for h in guards.halts(1)] == ["kill_switch", "circuit_breaker", "gas_budget"]
+    assert "operator" in guards.halts(1)[0].message
+    refusal = guards.refusal(1, 1)
+    assert refusal is not None and refusal.code == "kill_switch"

@@ -56,7 +56,7 @@ async def test_forever_restarts_counts_and_waits_between_runs() -> None:
     await asyncio.wait_for(started.wait(), 5)
     assert runs == 5
     assert slept == [0.5, 1.0, 2.0, 2.0]
-    assert metrics.value("keeper_rpc_errors_total", {"method": "sync"}) == 2
+    assert metrics.value("keeper_rpc_errors_total", {"method": "sync", "kind": "connection"}) == 2
     assert metrics.value("keeper_task_failures_total", {"task": "sync"}) == 2
     assert sup.breakers["sync"].consecutive == 2
     task.cancel()
@@ -78,3 +78,62 @@ def test_the_breaker_engages_the_kill_switch_once_and_success_resets_it() -> Non
     assert "ValueError: three" in kill.reason
     assert metrics.value("keeper_circuit_breaker_open") == 1
     assert metrics.value("keeper_task_failures_total", {"task": "scan"}) == 3
+
+
+def test_the_breaker_closes_after_a_quiet_period_and_releases_only_its_own_kill() -> None:
+    metrics = Metrics()
+    kill = KillSwitch()
+    executor = SimpleNamespace(sender=SimpleNamespace(guards=SimpleNamespace(kill=kill)))
+    now = [0.0]
+    sup = Supervisor(metrics, cast(LiquidationExecutor | None, executor),
+                     max_consecutive_failures=2, retry_min=0.5, retry_max=2.0,
+                     breaker_cooldown=60, clock=lambda: now[0])
+    sup.failed("execute", ValueError("one"))
+    sup.failed("execute", ValueError("two"))
+    assert kill.engaged
+    now[0] = 59
+    sup.resume()
+    assert kill.engaged
+    now[0] = 61
+    sup.resume()
+    assert not kill.engaged and metrics.value("keeper_circuit_breaker_open") == 0
+    # An operator's kill switch is never released by a quiet period.
+    sup.failed("execute", ValueError("three"))  # half-open: opens again at once
+    assert kill.engaged
+    kill.engage("operator says stop")
+    now[0] = 1000
+    sup.resume()
+    assert kill.engaged and kill.reason == "operator says stop"
+
+
+async def test_transient_node_errors_never_reach_a_breaker() -> None:
+    from keeper.errors import RpcErrorReply, RpcMalformedReply
+
+    metrics = Metrics()
+    sup = supervisor(metrics, failures=1)
+    slept: list[float] = []
+    runs = 0
+    started = asyncio.Event()
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    async def body() -> NoReturn:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise RpcErrorReply("eth_blockNumber", -32000, "overloaded")
+        if runs == 2:
+            raise RpcMalformedReply("eth_blockNumber: malformed quantity: None")
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    task = asyncio.create_task(sup.forever("sync", body, sleep=sleep))
+    await asyncio.wait_for(started.wait(), 5)
+    assert sup.breakers["sync"].consecutive == 0 and not sup.breakers["sync"].is_open
+    assert metrics.value("keeper_rpc_errors_total", {"method": "sync", "kind": "error_reply"}) == 1
+    assert metrics.value("keeper_rpc_errors_total", {"method": "sync", "kind": "malformed"}) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -1,0 +1,174 @@
+"""Typed decoders for what a node sends: quantities, data, hashes, block headers, receipts,
+transactions and logs.
+
+Every value from the wire passes one of these before the rest of the keeper sees it. A value of
+the wrong type (an int where a hex string belongs, null where a block belongs, a list for an
+object) raises ``RpcMalformedReply``: an ``RpcError``, so a read is retried and a task goes on,
+instead of a ``TypeError`` deep inside the book ending the process.
+
+The ``check_*`` functions validate the JSON in place (callers keep the node's own shapes); the
+``quantity`` / ``data`` / ``hash32`` decoders also return the decoded value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from keeper.errors import RpcMalformedReply
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def _is_hex_body(text: str) -> bool:
+    return all(c in _HEX_DIGITS for c in text)
+
+
+def quantity(value: object, field: str = "value") -> int:
+    """A JSON-RPC quantity (``"0x1a"``) as an int."""
+    if isinstance(value, str) and value[:2] in ("0x", "0X") and 2 < len(value) <= 66 \
+            and _is_hex_body(value[2:]):
+        return int(value, 16)
+    raise RpcMalformedReply(f"malformed quantity for {field}: {_show(value)}")
+
+
+def data(value: object, field: str = "value") -> str:
+    """Unformatted data (``"0x"`` and an even number of hex digits), lowercased."""
+    if isinstance(value, str) and value[:2] in ("0x", "0X") and len(value) % 2 == 0 \
+            and _is_hex_body(value[2:]):
+        return value.lower()
+    raise RpcMalformedReply(f"malformed data for {field}: {_show(value)}")
+
+
+def hex_string(value: object, field: str = "value") -> str:
+    """Any ``0x`` hex string (a hash, an address, data), lowercased."""
+    if isinstance(value, str) and value[:2] in ("0x", "0X") and _is_hex_body(value[2:]):
+        return value.lower()
+    raise RpcMalformedReply(f"malformed hex string for {field}: {_show(value)}")
+
+
+def hash32(value: object, field: str = "hash") -> str:
+    """A 32-byte hash (``0x`` and 64 hex digits), lowercased."""
+    if isinstance(value, str) and len(value) == 66:
+        return hex_string(value, field)
+    raise RpcMalformedReply(f"malformed hash for {field}: {_show(value)}")
+
+
+def mapping(value: object, what: str) -> Mapping[str, Any]:
+    """A JSON object."""
+    if isinstance(value, Mapping):
+        return value
+    raise RpcMalformedReply(f"expected {what} object, got {type(value).__name__}")
+
+
+def sequence(value: object, what: str) -> list[Any]:
+    """A JSON array."""
+    if isinstance(value, list):
+        return value
+    raise RpcMalformedReply(f"expected a list of {what}, got {type(value).__name__}")
+
+
+def field(obj: Mapping[str, Any], key: str, what: str) -> Any:
+    """``obj[key]``, or ``RpcMalformedReply`` naming what lacks it."""
+    try:
+        return obj[key]
+    except KeyError:
+        raise RpcMalformedReply(f"{what} without {key!r}") from None
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ---- whole objects (validated, returned as they came) ------------------------------------
+
+_HEADER_QUANTITIES = ("number", "timestamp", "gasLimit", "gasUsed")
+
+
+def check_block(value: object, *, pending: bool = False) -> Mapping[str, Any]:
+    """A block or header object; ``pending``: the pending block, whose hash may be null."""
+    block = mapping(value, "a block")
+    for key in _HEADER_QUANTITIES:
+        quantity(field(block, key, "block"), key)
+    for key in ("hash", "parentHash"):
+        got = field(block, key, "block")
+        if not (pending and got is None):
+            hash32(got, key)
+    if block.get("baseFeePerGas") is not None:
+        quantity(block["baseFeePerGas"], "baseFeePerGas")
+    txs = sequence(block.get("transactions", []), "transactions")
+    for tx in txs:
+        if isinstance(tx, Mapping):
+            check_transaction(tx)
+        else:
+            hash32(tx, "transactions")
+    return block
+
+
+def check_log(value: object) -> Mapping[str, Any]:
+    """An event log object."""
+    log = mapping(value, "a log")
+    hex_string(field(log, "address", "log"), "address")
+    for topic in sequence(field(log, "topics", "log"), "topics"):
+        hash32(topic, "topics")
+    data(field(log, "data", "log"), "data")
+    # Pending logs carry nulls here; the keeper only reads mined ones, but must not choke.
+    for key in ("blockNumber", "logIndex"):
+        if log.get(key) is not None:
+            quantity(log[key], key)
+    for key in ("blockHash", "transactionHash"):
+        if log.get(key) is not None:
+            hash32(log[key], key)
+    return log
+
+
+def check_receipt(value: object) -> Mapping[str, Any]:
+    """A transaction receipt."""
+    receipt = mapping(value, "a receipt")
+    hash32(field(receipt, "transactionHash", "receipt"), "transactionHash")
+    hash32(field(receipt, "blockHash", "receipt"), "blockHash")
+    for key in ("blockNumber", "gasUsed", "status"):
+        quantity(field(receipt, key, "receipt"), key)
+    if receipt.get("effectiveGasPrice") is not None:
+        quantity(receipt["effectiveGasPrice"], "effectiveGasPrice")
+    for log in sequence(receipt.get("logs", []), "logs"):
+        check_log(log)
+    return receipt
+
+
+def check_transaction(value: object) -> Mapping[str, Any]:
+    """A transaction object (eth_getTransactionByHash, full blocks)."""
+    tx = mapping(value, "a transaction")
+    hash32(field(tx, "hash", "transaction"), "hash")
+    quantity(field(tx, "nonce", "transaction"), "nonce")
+    hex_string(field(tx, "from", "transaction"), "from")
+    if tx.get("blockNumber") is not None:
+        quantity(tx["blockNumber"], "blockNumber")
+    for key in ("gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "value"):
+        if tx.get(key) is not None:
+            quantity(tx[key], key)
+    for key in ("input", "data"):
+        if tx.get(key) is not None:
+            data(tx[key], key)
+    return tx
+
+
+def check_logs(value: object) -> list[Any]:
+    """An eth_getLogs result: a list of logs (null is not an empty list)."""
+    logs = sequence(value, "logs")
+    for log in logs:
+        check_log(log)
+    return logs
+
+
+def check_fee_history(value: object) -> Mapping[str, Any]:
+    """An eth_feeHistory result."""
+    history = mapping(value, "a fee history")
+    quantity(field(history, "oldestBlock", "fee history"), "oldestBlock")
+    for fee in sequence(field(history, "baseFeePerGas", "fee history"), "baseFeePerGas"):
+        quantity(fee, "baseFeePerGas")
+    for row in sequence(history.get("reward", []), "reward"):
+        for reward in sequence(row, "reward"):
+            quantity(reward, "reward")
+    return history
