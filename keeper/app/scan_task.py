@@ -81,7 +81,7 @@ class ScanTask:
                 try:
                     self.scanner = await self._scan(self.scanner, self.touched, self.rebuild)
                 except KeeperError as exc:
-                    if isinstance(exc, RpcError) or not block_gone(exc):
+                    if not block_gone(exc):
                         raise
                     # The block the book is at is gone (a reorg or a restore in progress):
                     # scan again, from a fresh prefilter, once the sync has caught up.

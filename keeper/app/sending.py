@@ -45,15 +45,15 @@ class Sending:
         with self.lane.flying(user):
             try:
                 return await send()
-            except RpcError as exc:
-                self.keeper.metrics.rpc_errors.labels(method=rpc_method).inc()
-                log.warning("liquidation_node_unreachable", task=task, user=user, error=str(exc))
             except KeeperError as exc:
-                if not block_gone(exc):
+                if block_gone(exc):  # a reorg or a restore under the plan: planned again
+                    log.info("liquidation_block_gone", task=task, user=user, error=str(exc))
+                elif isinstance(exc, RpcError):
+                    self.keeper.metrics.rpc_errors.labels(method=rpc_method).inc()
+                    log.warning("liquidation_node_unreachable", task=task, user=user,
+                                error=str(exc))
+                else:
                     self.supervisor.failed(task, exc, user=user)
-                else:  # a reorg or a restore under the plan: planned again after the sync
-                    log.info("liquidation_block_gone", task=task, user=user,
-                             error=str(exc))
             except Exception as exc:  # a task boundary
                 self.supervisor.failed(task, exc, user=user)
         self.lane.back_off(user, block)
