@@ -58,103 +58,18 @@ async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
     deploy_block = int(await rpc.call("eth_blockNumber"), 16)
 
     feeds = await deploy_feeds(ctx)
-    tokens, sources = feeds.tokens, feeds.sources
-
-    # 2. Addresses provider and ACL.
-    provider_art, acl_art = artifacts.aave("PoolAddressesProvider"), artifacts.aave("ACLManager")
-    provider, acl = await deploy_provider_and_acl(ctx, provider_art, acl_art)
-
-    # 3. Pool: libraries, implementation, proxy.
-    libs: dict[str, str] = {}
-    for name in POOL_LIBRARIES:
-        libs[name] = await ctx.deploy(artifacts.aave(name))
-    libs["FlashLoanLogic"] = await ctx.deploy(artifacts.aave("FlashLoanLogic"), libraries=libs)
-    pool_art = artifacts.aave("Pool")
-    pool_impl = await ctx.deploy(pool_art, provider, libraries=libs)
-    await ctx.do(pool_impl, pool_art, "initialize", provider)
-    await ctx.do(provider, provider_art, "setPoolImpl", pool_impl)
-    (pool,) = await ctx.read(provider, provider_art, "getPool")
-    pool = str(pool).lower()
-    (revision,) = await ctx.read(pool, pool_art, "POOL_REVISION")
-
-    # 4. Configurator.
-    cfg_art = artifacts.aave("PoolConfigurator")
-    cfg_libs = {"ConfiguratorLogic": await ctx.deploy(artifacts.aave("ConfiguratorLogic"))}
-    cfg_impl = await ctx.deploy(cfg_art, libraries=cfg_libs)
-    await ctx.do(cfg_impl, cfg_art, "initialize", provider)
-    await ctx.do(provider, provider_art, "setPoolConfiguratorImpl", cfg_impl)
-    (configurator,) = await ctx.read(provider, provider_art, "getPoolConfigurator")
-    configurator = str(configurator).lower()
-
-    # 5. Oracle and data provider.
-    symbols = [s.symbol for s in market.RESERVES]
-    oracle_art = artifacts.aave("AaveOracle")
-    oracle = await ctx.deploy(oracle_art, provider, [tokens[s] for s in symbols],
-                              [sources[s] for s in symbols], ZERO, ZERO, market.PRICE_UNIT)
-    await ctx.do(provider, provider_art, "setPriceOracle", oracle)
-    dp_art = artifacts.aave("AaveProtocolDataProvider")
-    data_provider = await ctx.deploy(dp_art, provider)
-    await ctx.do(provider, provider_art, "setPoolDataProvider", data_provider)
-
-    await ctx.do(configurator, cfg_art, "updateFlashloanPremiumTotal", market.FLASHLOAN_PREMIUM_TOTAL)
-    await ctx.do(configurator, cfg_art, "updateFlashloanPremiumToProtocol",
-                 market.FLASHLOAN_PREMIUM_TO_PROTOCOL)
-
-    # 6. Token implementations (they take the Pool proxy) and rate strategies.
+    provider, acl = await deploy_provider_and_acl(ctx, artifacts.aave("PoolAddressesProvider"),
+                                                  artifacts.aave("ACLManager"))
+    pool, revision = await deploy_pool(ctx, provider)
+    configurator = await deploy_configurator(ctx, provider)
+    oracle, data_provider = await deploy_oracle_and_data_provider(ctx, provider, feeds, configurator)
     treasury = derived_address("keeper-devnet-treasury")
-    impls: dict[str, str] = {}
-    for name in ("AToken", "StableDebtToken", "VariableDebtToken"):
-        art = artifacts.aave(name)
-        impls[name] = await ctx.deploy(art, pool)
-        # Initialise the bare implementations so nobody else can.
-        if name == "AToken":
-            await ctx.do(impls[name], art, "initialize", pool, ZERO, ZERO, ZERO, 0,
-                         "ATOKEN_IMPL", "ATOKEN_IMPL", b"")
-        else:
-            await ctx.do(impls[name], art, "initialize", pool, ZERO, ZERO, 0,
-                         "DEBT_IMPL", "DEBT_IMPL", b"")
-    strategies: dict[market.RateModel, str] = {}
-    irs_art = artifacts.aave("DefaultReserveInterestRateStrategy")
-    for model in (market.STABLE_RATES, market.VOLATILE_RATES):
-        strategies[model] = await ctx.deploy(irs_art, provider, *model.args())
+    impls = await deploy_token_implementations(ctx, pool)
+    strategies = await deploy_rate_strategies(ctx, provider)
+    await configure_reserves(ctx, configurator, feeds.tokens, impls, strategies, treasury)
+    reserve_tokens = await read_reserve_tokens(ctx, data_provider, feeds.tokens)
 
-    # 7. Reserves.
-    inputs = [
-        (impls["AToken"], impls["StableDebtToken"], impls["VariableDebtToken"], spec.decimals,
-         strategies[spec.rates], tokens[spec.symbol], treasury, ZERO,
-         f"Aave Devnet {spec.symbol}", f"aDev{spec.symbol}",
-         f"Aave Devnet Variable Debt {spec.symbol}", f"variableDebtDev{spec.symbol}",
-         f"Aave Devnet Stable Debt {spec.symbol}", f"stableDebtDev{spec.symbol}", b"")
-        for spec in market.RESERVES
-    ]
-    await ctx.do(configurator, cfg_art, "initReserves", inputs)
-    for e in market.EMODES:
-        await ctx.do(configurator, cfg_art, "setEModeCategory", e.id, e.ltv, e.liquidation_threshold,
-                     e.liquidation_bonus, ZERO, e.label)
-    for spec in market.RESERVES:
-        asset = tokens[spec.symbol]
-        await ctx.do(configurator, cfg_art, "configureReserveAsCollateral", asset, spec.ltv,
-                     spec.liquidation_threshold, spec.liquidation_bonus)
-        await ctx.do(configurator, cfg_art, "setReserveBorrowing", asset, True)
-        await ctx.do(configurator, cfg_art, "setReserveFlashLoaning", asset, True)
-        await ctx.do(configurator, cfg_art, "setReserveFactor", asset, spec.reserve_factor)
-        await ctx.do(configurator, cfg_art, "setLiquidationProtocolFee", asset,
-                     spec.liquidation_protocol_fee)
-        if spec.stable_borrowing:
-            await ctx.do(configurator, cfg_art, "setReserveStableRateBorrowing", asset, True)
-        if spec.emode_category:
-            await ctx.do(configurator, cfg_art, "setAssetEModeCategory", asset, spec.emode_category)
-        if spec.borrowable_in_isolation:
-            await ctx.do(configurator, cfg_art, "setBorrowableInIsolation", asset, True)
-        if spec.debt_ceiling:
-            await ctx.do(configurator, cfg_art, "setDebtCeiling", asset, spec.debt_ceiling)
-
-    reserve_tokens: dict[str, tuple[str, str, str]] = {}
-    for spec in market.RESERVES:
-        a, s, v = await ctx.read(data_provider, dp_art, "getReserveTokensAddresses", tokens[spec.symbol])
-        reserve_tokens[spec.symbol] = (str(a).lower(), str(s).lower(), str(v).lower())
-
-    periphery = await deploy_periphery(ctx, rpc, oracle, tokens, provider)
+    periphery = await deploy_periphery(ctx, rpc, oracle, feeds.tokens, provider)
 
     reserves = reserve_infos(feeds, reserve_tokens)
     emodes = tuple(EModeInfo(e.id, e.ltv, e.liquidation_threshold, e.liquidation_bonus, e.label)
@@ -168,6 +83,133 @@ async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
         pairs=periphery.pairs, liquidator=periphery.liquidator, aave_version="3.0",
         pool_revision=int(revision),
     )
+
+
+async def deploy_pool(ctx: DeployContext, provider: str) -> tuple[str, int]:
+    """Pool libraries, implementation and proxy; returns the proxy and its POOL_REVISION."""
+    provider_art, pool_art = artifacts.aave("PoolAddressesProvider"), artifacts.aave("Pool")
+    libs: dict[str, str] = {}
+    for name in POOL_LIBRARIES:
+        libs[name] = await ctx.deploy(artifacts.aave(name))
+    libs["FlashLoanLogic"] = await ctx.deploy(artifacts.aave("FlashLoanLogic"), libraries=libs)
+    pool_impl = await ctx.deploy(pool_art, provider, libraries=libs)
+    await ctx.do(pool_impl, pool_art, "initialize", provider)
+    await ctx.do(provider, provider_art, "setPoolImpl", pool_impl)
+    (pool,) = await ctx.read(provider, provider_art, "getPool")
+    pool = str(pool).lower()
+    (revision,) = await ctx.read(pool, pool_art, "POOL_REVISION")
+    return pool, int(revision)
+
+
+async def deploy_configurator(ctx: DeployContext, provider: str) -> str:
+    """The PoolConfigurator implementation and its proxy (returned)."""
+    provider_art, cfg_art = artifacts.aave("PoolAddressesProvider"), artifacts.aave("PoolConfigurator")
+    cfg_libs = {"ConfiguratorLogic": await ctx.deploy(artifacts.aave("ConfiguratorLogic"))}
+    cfg_impl = await ctx.deploy(cfg_art, libraries=cfg_libs)
+    await ctx.do(cfg_impl, cfg_art, "initialize", provider)
+    await ctx.do(provider, provider_art, "setPoolConfiguratorImpl", cfg_impl)
+    (configurator,) = await ctx.read(provider, provider_art, "getPoolConfigurator")
+    return str(configurator).lower()
+
+
+async def deploy_oracle_and_data_provider(
+    ctx: DeployContext, provider: str, feeds: Feeds, configurator: str
+) -> tuple[str, str]:
+    """The AaveOracle over the feeds, the data provider, then the flash-loan premiums."""
+    provider_art, cfg_art = artifacts.aave("PoolAddressesProvider"), artifacts.aave("PoolConfigurator")
+    symbols = [s.symbol for s in market.RESERVES]
+    oracle = await ctx.deploy(artifacts.aave("AaveOracle"), provider,
+                              [feeds.tokens[s] for s in symbols], [feeds.sources[s] for s in symbols],
+                              ZERO, ZERO, market.PRICE_UNIT)
+    await ctx.do(provider, provider_art, "setPriceOracle", oracle)
+    data_provider = await ctx.deploy(artifacts.aave("AaveProtocolDataProvider"), provider)
+    await ctx.do(provider, provider_art, "setPoolDataProvider", data_provider)
+
+    await ctx.do(configurator, cfg_art, "updateFlashloanPremiumTotal", market.FLASHLOAN_PREMIUM_TOTAL)
+    await ctx.do(configurator, cfg_art, "updateFlashloanPremiumToProtocol",
+                 market.FLASHLOAN_PREMIUM_TO_PROTOCOL)
+    return oracle, data_provider
+
+
+async def deploy_token_implementations(ctx: DeployContext, pool: str) -> dict[str, str]:
+    """The aToken and debt token implementations (they take the Pool proxy), by contract name."""
+    impls: dict[str, str] = {}
+    for name in ("AToken", "StableDebtToken", "VariableDebtToken"):
+        art = artifacts.aave(name)
+        impls[name] = await ctx.deploy(art, pool)
+        # Initialise the bare implementations so nobody else can.
+        if name == "AToken":
+            await ctx.do(impls[name], art, "initialize", pool, ZERO, ZERO, ZERO, 0,
+                         "ATOKEN_IMPL", "ATOKEN_IMPL", b"")
+        else:
+            await ctx.do(impls[name], art, "initialize", pool, ZERO, ZERO, 0,
+                         "DEBT_IMPL", "DEBT_IMPL", b"")
+    return impls
+
+
+async def deploy_rate_strategies(ctx: DeployContext, provider: str) -> dict[market.RateModel, str]:
+    """One interest rate strategy per rate model of the market."""
+    strategies: dict[market.RateModel, str] = {}
+    irs_art = artifacts.aave("DefaultReserveInterestRateStrategy")
+    for model in (market.STABLE_RATES, market.VOLATILE_RATES):
+        strategies[model] = await ctx.deploy(irs_art, provider, *model.args())
+    return strategies
+
+
+async def configure_reserves(
+    ctx: DeployContext, configurator: str, tokens: dict[str, str], impls: dict[str, str],
+    strategies: dict[market.RateModel, str], treasury: str,
+) -> None:
+    """Initialise every reserve, the eMode categories, then each reserve's risk parameters
+    (a new reserve has borrowing and flash loans off and LTV 0)."""
+    cfg_art = artifacts.aave("PoolConfigurator")
+    inputs = [
+        (impls["AToken"], impls["StableDebtToken"], impls["VariableDebtToken"], spec.decimals,
+         strategies[spec.rates], tokens[spec.symbol], treasury, ZERO,
+         f"Aave Devnet {spec.symbol}", f"aDev{spec.symbol}",
+         f"Aave Devnet Variable Debt {spec.symbol}", f"variableDebtDev{spec.symbol}",
+         f"Aave Devnet Stable Debt {spec.symbol}", f"stableDebtDev{spec.symbol}", b"")
+        for spec in market.RESERVES
+    ]
+    await ctx.do(configurator, cfg_art, "initReserves", inputs)
+    for e in market.EMODES:
+        await ctx.do(configurator, cfg_art, "setEModeCategory", e.id, e.ltv, e.liquidation_threshold,
+                     e.liquidation_bonus, ZERO, e.label)
+    for spec in market.RESERVES:
+        await configure_reserve(ctx, configurator, cfg_art, tokens[spec.symbol], spec)
+
+
+async def configure_reserve(
+    ctx: DeployContext, configurator: str, cfg_art: Artifact, asset: str, spec: market.ReserveSpec
+) -> None:
+    """One reserve's risk parameters, in the order the configurator accepts them."""
+    await ctx.do(configurator, cfg_art, "configureReserveAsCollateral", asset, spec.ltv,
+                 spec.liquidation_threshold, spec.liquidation_bonus)
+    await ctx.do(configurator, cfg_art, "setReserveBorrowing", asset, True)
+    await ctx.do(configurator, cfg_art, "setReserveFlashLoaning", asset, True)
+    await ctx.do(configurator, cfg_art, "setReserveFactor", asset, spec.reserve_factor)
+    await ctx.do(configurator, cfg_art, "setLiquidationProtocolFee", asset,
+                 spec.liquidation_protocol_fee)
+    if spec.stable_borrowing:
+        await ctx.do(configurator, cfg_art, "setReserveStableRateBorrowing", asset, True)
+    if spec.emode_category:
+        await ctx.do(configurator, cfg_art, "setAssetEModeCategory", asset, spec.emode_category)
+    if spec.borrowable_in_isolation:
+        await ctx.do(configurator, cfg_art, "setBorrowableInIsolation", asset, True)
+    if spec.debt_ceiling:
+        await ctx.do(configurator, cfg_art, "setDebtCeiling", asset, spec.debt_ceiling)
+
+
+async def read_reserve_tokens(
+    ctx: DeployContext, data_provider: str, tokens: dict[str, str]
+) -> dict[str, tuple[str, str, str]]:
+    """(aToken, stable debt token, variable debt token) of every reserve, by symbol."""
+    dp_art = artifacts.aave("AaveProtocolDataProvider")
+    reserve_tokens: dict[str, tuple[str, str, str]] = {}
+    for spec in market.RESERVES:
+        a, s, v = await ctx.read(data_provider, dp_art, "getReserveTokensAddresses", tokens[spec.symbol])
+        reserve_tokens[spec.symbol] = (str(a).lower(), str(s).lower(), str(v).lower())
+    return reserve_tokens
 
 
 @dataclass(frozen=True)

@@ -232,63 +232,44 @@ def quote_liquidation_call(
     if account_data is None:
         account_data = calculate_user_account_data(account, market)
     health_factor = account_data.health_factor
-    debt_position = account.position(debt_asset)
-    current_debt = user_debt(debt, debt_position, now)
+    current_debt = user_debt(debt, account.position(debt_asset), now)
     total_debt = current_debt.total
 
     _validate(account, collateral, debt, health_factor, total_debt)
 
     collateral_position = account.position(collateral_asset)
     collateral_balance = a_token_balance(collateral, collateral_position, now)
-    c_decimals = collateral.configuration.decimals
-    d_decimals = debt.configuration.decimals
+    terms = _liquidation_terms(
+        rules,
+        account,
+        market,
+        collateral,
+        debt,
+        health_factor,
+        total_debt_base=account_data.total_debt_base,
+        total_debt=total_debt,
+        collateral_balance=collateral_balance,
+    )
 
-    if rules is AaveRules.V3_0:
-        max_liquidatable = percent_mul(total_debt, close_factor(health_factor))
-        bonus, collateral_price, debt_price = _bonus_and_prices(account, market, collateral, debt)
-    else:
-        bonus = _v33_bonus(account, market, collateral)
-        collateral_price, debt_price = market.price(collateral_asset), market.price(debt_asset)
-        max_liquidatable = _v33_max_liquidatable_debt(
-            health_factor=health_factor,
-            total_debt_base=account_data.total_debt_base,
-            reserve_debt=total_debt,
-            debt_price=debt_price,
-            debt_decimals=d_decimals,
-            collateral_balance=collateral_balance,
-            collateral_price=collateral_price,
-            collateral_decimals=c_decimals,
-        )
-
-    actual_debt = min(debt_to_cover, max_liquidatable)
+    actual_debt = min(debt_to_cover, terms.max_liquidatable)
     result = available_collateral_to_liquidate(
         debt_to_cover=actual_debt,
         user_collateral_balance=collateral_balance,
-        collateral_price=collateral_price,
-        collateral_decimals=c_decimals,
-        debt_price=debt_price,
-        debt_decimals=d_decimals,
-        liquidation_bonus=bonus,
+        collateral_price=terms.collateral_price,
+        collateral_decimals=collateral.configuration.decimals,
+        debt_price=terms.debt_price,
+        debt_decimals=debt.configuration.decimals,
+        liquidation_bonus=terms.bonus,
         liquidation_protocol_fee=collateral.configuration.liquidation_protocol_fee,
     )
     actual_debt = result.debt_amount_needed
     seized, fee = result.collateral_amount, result.liquidation_protocol_fee
 
-    if rules is AaveRules.V3_3 and actual_debt < total_debt and seized + fee < collateral_balance:
-        c_left = collateral_balance - seized - fee
-        debt_left = (total_debt - actual_debt) * debt_price // asset_unit(d_decimals)
-        collateral_left = c_left * collateral_price // asset_unit(c_decimals)
-        if debt_left < MIN_LEFTOVER_BASE or collateral_left < MIN_LEFTOVER_BASE:
-            raise LiquidationRevert(
-                "MUST_NOT_LEAVE_DUST", f"leaves debt {debt_left}, collateral {collateral_left}"
-            )
-
-    # _burnDebtTokens: burning a variable amount that scales to zero reverts (INVALID_BURN_AMOUNT).
-    if (
-        current_debt.variable >= actual_debt
-        and ray_div(actual_debt, debt.normalized_debt(now)) == 0
-    ):
-        raise LiquidationRevert("INVALID_BURN_AMOUNT", "debt to cover scales to zero")
+    if rules is AaveRules.V3_3:
+        _check_no_dust(
+            collateral, debt, terms, total_debt - actual_debt, collateral_balance - seized - fee
+        )
+    _check_debt_burn(debt, current_debt.variable, actual_debt, now)
 
     fee = _protocol_fee_after_transfer(
         collateral, collateral_position.scaled_a_token_balance, seized, fee, now, receive_a_token
@@ -298,13 +279,81 @@ def quote_liquidation_call(
         collateral_to_liquidator=seized,
         protocol_fee_collateral=fee,
         health_factor=health_factor,
-        max_liquidatable_debt=max_liquidatable,
+        max_liquidatable_debt=terms.max_liquidatable,
         user_debt=total_debt,
         user_collateral_balance=collateral_balance,
-        liquidation_bonus=bonus,
-        collateral_price=collateral_price,
-        debt_price=debt_price,
+        liquidation_bonus=terms.bonus,
+        collateral_price=terms.collateral_price,
+        debt_price=terms.debt_price,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """The cap on the debt repaid, the bonus and the two prices a liquidation uses."""
+
+    max_liquidatable: int
+    bonus: int
+    collateral_price: int
+    debt_price: int
+
+
+def _liquidation_terms(
+    rules: AaveRules,
+    account: UserAccount,
+    market: Market,
+    collateral: ReserveState,
+    debt: ReserveState,
+    health_factor: int,
+    *,
+    total_debt_base: int,
+    total_debt: int,
+    collateral_balance: int,
+) -> _Terms:
+    if rules is AaveRules.V3_0:
+        max_liquidatable = percent_mul(total_debt, close_factor(health_factor))
+        bonus, collateral_price, debt_price = _bonus_and_prices(account, market, collateral, debt)
+        return _Terms(max_liquidatable, bonus, collateral_price, debt_price)
+    bonus = _v33_bonus(account, market, collateral)
+    collateral_price, debt_price = market.price(collateral.asset), market.price(debt.asset)
+    max_liquidatable = _v33_max_liquidatable_debt(
+        health_factor=health_factor,
+        total_debt_base=total_debt_base,
+        reserve_debt=total_debt,
+        debt_price=debt_price,
+        debt_decimals=debt.configuration.decimals,
+        collateral_balance=collateral_balance,
+        collateral_price=collateral_price,
+        collateral_decimals=collateral.configuration.decimals,
+    )
+    return _Terms(max_liquidatable, bonus, collateral_price, debt_price)
+
+
+def _check_no_dust(
+    collateral: ReserveState,
+    debt: ReserveState,
+    terms: _Terms,
+    debt_left: int,
+    collateral_left: int,
+) -> None:
+    # v3.3: a partial liquidation (debt and collateral both left) must not leave dust of either.
+    if debt_left <= 0 or collateral_left <= 0:
+        return
+    debt_left_base = debt_left * terms.debt_price // asset_unit(debt.configuration.decimals)
+    collateral_left_base = (
+        collateral_left * terms.collateral_price // asset_unit(collateral.configuration.decimals)
+    )
+    if debt_left_base < MIN_LEFTOVER_BASE or collateral_left_base < MIN_LEFTOVER_BASE:
+        raise LiquidationRevert(
+            "MUST_NOT_LEAVE_DUST",
+            f"leaves debt {debt_left_base}, collateral {collateral_left_base}",
+        )
+
+
+def _check_debt_burn(debt: ReserveState, variable_debt: int, actual_debt: int, now: int) -> None:
+    # _burnDebtTokens: burning a variable amount that scales to zero reverts (INVALID_BURN_AMOUNT).
+    if variable_debt >= actual_debt and ray_div(actual_debt, debt.normalized_debt(now)) == 0:
+        raise LiquidationRevert("INVALID_BURN_AMOUNT", "debt to cover scales to zero")
 
 
 def _v33_max_liquidatable_debt(

@@ -287,39 +287,57 @@ def optimise_liquidation(
         raise LiquidationRevert("INVALID_AMOUNT", "no debt can be covered")
 
     to_debt, x_top = _search_space(full, market, collateral_asset, debt_asset, top)
-    outcomes: dict[int, Outcome] = {}
-    errors: list[Exception] = []
-
-    def at_debt(d: int) -> Outcome | None:
-        if d not in outcomes:
-            try:
-                outcomes[d] = outcome(d)
-            except LiquidationRevert as exc:
-                if exc.reason not in _SIZE_REVERTS:
-                    raise
-                errors.append(exc)
-                return None
-            except (SwapRevert, ArithmeticRevert) as exc:
-                errors.append(exc)
-                return None
-        return outcomes[d]
-
-    def at(x: int) -> Outcome | None:
-        return at_debt(to_debt(x))
-
-    def profit(x: int) -> int | None:
-        o = at(x)
-        return None if o is None else o.gross_profit
+    sizes = _Sizes(outcome, to_debt)
 
     # v3.3 leaves no dust: sizes that leave less than MIN_LEFTOVER_BASE are refused, except
     # the full size. The refused sizes form a band just below the top; search below it.
     x_hi = x_top
-    if x_top > 1 and at(x_top - 1) is None and _is_dust(errors[-1]):
-        x_hi = _last_feasible(at, 1, x_top - 1)
-    best = maximise_unimodal(profit, 1, x_hi)
+    if x_top > 1 and sizes.at(x_top - 1) is None and _is_dust(sizes.errors[-1]):
+        x_hi = _last_feasible(sizes.at, 1, x_top - 1)
+    best = maximise_unimodal(sizes.profit, 1, x_hi)
     # The top itself, exactly (the search variable may not map onto it): the whole debt or
     # the whole collateral, which v3.3 allows even where the sizes below it leave dust.
-    found = [at(best[0]) if best else None, at_debt(top)]
+    found = [sizes.at(best[0]) if best else None, sizes.at_debt(top)]
+    return _most_profitable(found, sizes.errors)
+
+
+class _Sizes:
+    """Outcomes by size, each evaluated once; a size that cannot execute is recorded as None
+    and its revert kept in ``errors`` (a pair-level revert propagates)."""
+
+    def __init__(self, outcome: Callable[[int], Outcome], to_debt: Callable[[int], int]) -> None:
+        self._outcome = outcome
+        self._to_debt = to_debt
+        self._outcomes: dict[int, Outcome] = {}
+        self.errors: list[Exception] = []
+
+    def at_debt(self, d: int) -> Outcome | None:
+        """The outcome of repaying ``d`` of the debt, None when that size reverts."""
+        if d not in self._outcomes:
+            try:
+                self._outcomes[d] = self._outcome(d)
+            except LiquidationRevert as exc:
+                if exc.reason not in _SIZE_REVERTS:
+                    raise
+                self.errors.append(exc)
+                return None
+            except (SwapRevert, ArithmeticRevert) as exc:
+                self.errors.append(exc)
+                return None
+        return self._outcomes[d]
+
+    def at(self, x: int) -> Outcome | None:
+        """The outcome at search variable ``x``."""
+        return self.at_debt(self._to_debt(x))
+
+    def profit(self, x: int) -> int | None:
+        """The gross profit at search variable ``x``, None when that size reverts."""
+        o = self.at(x)
+        return None if o is None else o.gross_profit
+
+
+def _most_profitable(found: list[Outcome | None], errors: list[Exception]) -> Outcome:
+    # Ties go to the smaller size; with no executable size, the last revert met explains why.
     candidates = [o for o in found if o is not None]
     if not candidates:
         if errors:
