@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from keeper.app.config import KeeperConfig
 from keeper.app.exec_settings import load_signer, sender_settings
 from keeper.app.target import Target
+from keeper.chain.abi import Function
 from keeper.chain.pool import RpcPool
 from keeper.chain.rpc import JsonRpc, public_url
 from keeper.chain.ws import WsRpc
 from keeper.contracts import artifacts
 from keeper.domain.fees import FeePolicy, gwei_to_wei
-from keeper.domain.liquidation import AaveRules
+from keeper.domain.liquidation import AaveRules, rules_for_pool_revision
 from keeper.errors import ConfigError, RpcError
 from keeper.exec.executor import LiquidationExecutor
 from keeper.exec.guards import Guards
@@ -41,6 +42,7 @@ log = get_logger(__name__)
 
 _OWNER = bytes.fromhex("8da5cb5b")  # owner()
 _RESERVE_DATA = "getReserveData"
+_POOL_REVISION = Function("POOL_REVISION", (), ("uint256",))
 
 
 @dataclass(slots=True)
@@ -138,14 +140,26 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
                   a_tokens=a_tokens)
     planner = PlannerConfig(
         liquidator=venue.liquidator, native_asset=target.native_asset.lower(),
-        rules=AaveRules(cfg.aave.rules), min_profit_base=round(ex.min_profit_usd * 10**8),
-        profit_tolerance_bps=ex.profit_tolerance_bps)
+        rules=await _liquidation_rules(rpc, contracts.pool, cfg.aave.rules),
+        min_profit_base=round(ex.min_profit_usd * 10**8),
+        profit_tolerance_bps=ex.profit_tolerance_bps, owner=owner)
     executor = LiquidationExecutor(rpc, sender, metrics, owner=owner,
                                    native_asset=planner.native_asset,
                                    native_decimals=planner.native_decimals,
                                    block_time=cfg.network.block_time)
     return executor, LiquidationPlanner(rpc, venue, planner, policy, metrics,
                                         block_time=cfg.network.block_time)
+
+
+async def _liquidation_rules(rpc: JsonRpc, pool: str, configured: str) -> AaveRules:
+    """The configured rules, or (``auto``) those of the Pool's POOL_REVISION."""
+    if configured != "auto":
+        return AaveRules(configured)
+    (revision,) = _POOL_REVISION.decode_output(await rpc.call(
+        "eth_call", [{"to": pool, "data": _POOL_REVISION.encode_hex()}, "latest"]))
+    rules = rules_for_pool_revision(int(revision))
+    log.info("liquidation_rules_selected", pool_revision=int(revision), rules=rules.value)
+    return rules
 
 
 async def _a_tokens(rpc: JsonRpc, contracts: AaveV3Contracts) -> dict[str, str]:
