@@ -294,39 +294,20 @@ def quote_liquidation_call(
     debt_side = ReserveSide(total_debt, debt_price, debt.configuration.decimals)
     collateral_side = ReserveSide(collateral_balance, collateral_price,
                                   collateral.configuration.decimals)
-    if rules.has_v33_close_factor:
-        max_liquidatable = v33_max_liquidatable_debt(
-            health_factor=health_factor, total_debt_base=account_data.total_debt_base,
-            debt=debt_side, collateral=collateral_side, rounding=rounding)
-    else:
-        max_liquidatable = percent_mul(total_debt, close_factor(health_factor))
-
+    max_liquidatable = _max_liquidatable_debt(rules, health_factor, account_data, debt_side,
+                                              collateral_side)
     result = available_collateral_to_liquidate(
         debt_to_cover=min(debt_to_cover, max_liquidatable),
-        user_collateral_balance=collateral_balance,
-        collateral_price=collateral_price,
-        collateral_decimals=collateral.configuration.decimals,
-        debt_price=debt_price,
-        debt_decimals=debt.configuration.decimals,
-        liquidation_bonus=bonus,
+        user_collateral_balance=collateral_balance, collateral_price=collateral_price,
+        collateral_decimals=collateral_side.decimals, debt_price=debt_price,
+        debt_decimals=debt_side.decimals, liquidation_bonus=bonus,
         liquidation_protocol_fee=collateral.configuration.liquidation_protocol_fee,
-        rounding=rounding,
-    )
+        rounding=rounding)
     actual_debt = result.debt_amount_needed
     seized, fee = result.collateral_amount, result.liquidation_protocol_fee
 
-    bad_debt = False
-    if rules.has_v33_close_factor:
-        dust = leaves_dust(total_debt - actual_debt, collateral_balance - seized - fee,
-                           debt_side, collateral_side, rounding)
-        if dust is not None:
-            raise LiquidationRevert("MUST_NOT_LEAVE_DUST",
-                                    f"leaves debt {dust[0]}, collateral {dust[1]}")
-        # The Pool compares the collateral taken (fee included) with the user's whole
-        # collateral value: equal, the rest of the user's debt is burned into a deficit.
-        taken_base = collateral_base(seized + fee, collateral_price,
-                                     collateral.configuration.decimals)
-        bad_debt = account_data.total_collateral_base == taken_base
+    bad_debt = rules.has_v33_close_factor and _check_v33_leftovers(
+        rules, account_data, debt_side, collateral_side, actual_debt, seized, fee)
     burned = total_debt if bad_debt else actual_debt
     _check_debt_burn(rules, debt, variable_debt, burned, now)
 
@@ -334,21 +315,37 @@ def quote_liquidation_call(
         rules, collateral, collateral_position.scaled_a_token_balance, seized, fee, now,
         receive_a_token)
     quote = LiquidationQuote(
-        debt_to_cover_actual=actual_debt,
-        collateral_to_liquidator=seized,
-        protocol_fee_collateral=fee,
-        health_factor=health_factor,
-        max_liquidatable_debt=max_liquidatable,
-        user_debt=total_debt,
-        user_collateral_balance=collateral_balance,
-        liquidation_bonus=bonus,
-        collateral_price=collateral_price,
-        debt_price=debt_price,
-        bad_debt_burned=bad_debt,
-    )
+        debt_to_cover_actual=actual_debt, collateral_to_liquidator=seized,
+        protocol_fee_collateral=fee, health_factor=health_factor,
+        max_liquidatable_debt=max_liquidatable, user_debt=total_debt,
+        user_collateral_balance=collateral_balance, liquidation_bonus=bonus,
+        collateral_price=collateral_price, debt_price=debt_price, bad_debt_burned=bad_debt)
     if rules.has_grace_period and not receive_a_token:
         _check_virtual_balance(limits, collateral_asset, debt_asset, quote)
     return quote
+
+
+def _max_liquidatable_debt(rules: AaveRules, health_factor: int, account_data: AccountData,
+                           debt: ReserveSide, collateral: ReserveSide) -> int:
+    if rules.has_v33_close_factor:
+        return v33_max_liquidatable_debt(
+            health_factor=health_factor, total_debt_base=account_data.total_debt_base,
+            debt=debt, collateral=collateral, rounding=rules.rounding)
+    return percent_mul(debt.amount, close_factor(health_factor))
+
+
+def _check_v33_leftovers(rules: AaveRules, account_data: AccountData, debt: ReserveSide,
+                         collateral: ReserveSide, actual_debt: int, seized: int,
+                         fee: int) -> bool:
+    # 3.3+: no dust left behind; True when the call takes all the user's collateral value
+    # (fee included), after which the Pool burns the rest of the user's debt into a deficit.
+    dust = leaves_dust(debt.amount - actual_debt, collateral.amount - seized - fee,
+                       debt, collateral, rules.rounding)
+    if dust is not None:
+        raise LiquidationRevert("MUST_NOT_LEAVE_DUST",
+                                f"leaves debt {dust[0]}, collateral {dust[1]}")
+    taken_base = collateral_base(seized + fee, collateral.price, collateral.decimals)
+    return account_data.total_collateral_base == taken_base
 
 
 def _check_virtual_balance(limits: PoolLimits, collateral_asset: str, debt_asset: str,
