@@ -147,7 +147,7 @@ class LiquidationRevert(KeeperError, ValueError):
     """Pool.liquidationCall would revert; ``reason`` is the name in Aave's Errors library.
 
     ``not_before`` (a grace period) is the first block timestamp the call can pass at;
-    ``quote`` (a virtual balance too short) is what the call would have done.
+    ``quote`` (dust, or a virtual balance too short) is what the call would have done.
     """
 
     def __init__(self, reason: str, detail: str = "", *, not_before: int | None = None,
@@ -306,8 +306,8 @@ def quote_liquidation_call(
     actual_debt = result.debt_amount_needed
     seized, fee = result.collateral_amount, result.liquidation_protocol_fee
 
-    bad_debt = rules.has_v33_close_factor and _check_v33_leftovers(
-        rules, account_data, debt_side, collateral_side, actual_debt, seized, fee)
+    dust, bad_debt = _v33_leftovers(rules, account_data, debt_side, collateral_side,
+                                    actual_debt, seized, fee)
     burned = total_debt if bad_debt else actual_debt
     _check_debt_burn(rules, debt, variable_debt, burned, now)
 
@@ -320,6 +320,9 @@ def quote_liquidation_call(
         max_liquidatable_debt=max_liquidatable, user_debt=total_debt,
         user_collateral_balance=collateral_balance, liquidation_bonus=bonus,
         collateral_price=collateral_price, debt_price=debt_price, bad_debt_burned=bad_debt)
+    if dust is not None:
+        raise LiquidationRevert("MUST_NOT_LEAVE_DUST",
+                                f"leaves debt {dust[0]}, collateral {dust[1]}", quote=quote)
     if rules.has_grace_period and not receive_a_token:
         _check_virtual_balance(limits, collateral_asset, debt_asset, quote)
     return quote
@@ -334,18 +337,18 @@ def _max_liquidatable_debt(rules: AaveRules, health_factor: int, account_data: A
     return percent_mul(debt.amount, close_factor(health_factor))
 
 
-def _check_v33_leftovers(rules: AaveRules, account_data: AccountData, debt: ReserveSide,
-                         collateral: ReserveSide, actual_debt: int, seized: int,
-                         fee: int) -> bool:
-    # 3.3+: no dust left behind; True when the call takes all the user's collateral value
-    # (fee included), after which the Pool burns the rest of the user's debt into a deficit.
+def _v33_leftovers(rules: AaveRules, account_data: AccountData, debt: ReserveSide,
+                   collateral: ReserveSide, actual_debt: int, seized: int,
+                   fee: int) -> tuple[tuple[int, int] | None, bool]:
+    # 3.3+: the leftovers if they are dust (the call reverts), and whether the call takes all
+    # the user's collateral value (fee included): then the Pool burns the rest of the user's
+    # debt into a deficit.
+    if not rules.has_v33_close_factor:
+        return None, False
     dust = leaves_dust(debt.amount - actual_debt, collateral.amount - seized - fee,
                        debt, collateral, rules.rounding)
-    if dust is not None:
-        raise LiquidationRevert("MUST_NOT_LEAVE_DUST",
-                                f"leaves debt {dust[0]}, collateral {dust[1]}")
     taken_base = collateral_base(seized + fee, collateral.price, collateral.decimals)
-    return account_data.total_collateral_base == taken_base
+    return dust, account_data.total_collateral_base == taken_base
 
 
 def _check_virtual_balance(limits: PoolLimits, collateral_asset: str, debt_asset: str,

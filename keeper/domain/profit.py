@@ -316,22 +316,28 @@ def _refuses_large(error: Exception) -> bool:
 
 
 def _full_quote(quotes: PairQuotes) -> LiquidationQuote:
-    # The largest liquidation, even when the reserve's virtual balance cannot pay it out: its
-    # size bounds the search, which then stays within the balance.
+    # The largest liquidation, even when it would leave dust (the close factor's cap short of
+    # clearing a side) or the reserve's virtual balance cannot pay it out: its size bounds the
+    # search, which then stays below the sizes refused.
     try:
         return quotes(UINT256_MAX)
     except LiquidationRevert as exc:
-        if exc.reason != VIRTUAL_BALANCE_SHORT or exc.quote is None:
+        if exc.reason not in _LARGE_SIZE_REVERTS or exc.quote is None:
             raise
         return exc.quote
 
 
 def _last_feasible(at: Callable[[int], Outcome | None], lo: int, hi: int) -> int:
-    # Largest x in [lo, hi] that executes; 0 when even lo does not. Leaving dust is monotone
-    # in the size (both leftovers shrink as it grows), and so is the collateral paid out of the
-    # virtual balance, so bisection finds the edge.
-    if at(lo) is None:
-        return 0
+    # Largest x in [lo, hi] that executes; 0 when none does. The sizes refused form a prefix
+    # (too small to burn a scaled unit: 3.5+ rounds the debt burn down) and a suffix (dust
+    # left, or more collateral than the virtual balance): both monotone in the size. Find a
+    # feasible anchor by doubling, then bisect to the suffix's edge.
+    anchor = lo
+    while at(anchor) is None:
+        if anchor >= hi:
+            return 0
+        anchor = min(2 * anchor, hi)
+    lo = anchor
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if at(mid) is None:

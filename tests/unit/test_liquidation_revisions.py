@@ -32,7 +32,7 @@ from keeper.domain.quote import UniswapV2Quoter
 from keeper.domain.wadray import RAY, UINT256_MAX
 from keeper.pipeline.pair_search import rejection_reason
 from keeper.pipeline.planner import plan_liquidation
-from tests.unit.test_account import T0, USDC, WETH, account, market, usd
+from tests.unit.test_account import T0, USDC, WBTC, WETH, account, market, usd
 from tests.unit.test_planner import CONFIG, FLASH, LIQUIDATOR, USER, flash_market, reserves
 
 WEI = 10**18
@@ -266,3 +266,21 @@ def test_planner_sizes_to_the_dust_rule() -> None:
     with pytest.raises(LiquidationRevert, match="MUST_NOT_LEAVE_DUST"):
         quote_liquidation_call(user, m, WETH, USDC, v36.debt_to_cover + 1_000,
                                rules=AaveRules.V3_6)
+
+
+def test_a_close_factor_cap_that_leaves_dust_is_searched_below() -> None:
+    # 2 WETH ($3,700) against 2,500 USDC and 0.015 WBTC ($600): HF 0.985. On USDC the cap is 50%
+    # of all debt ($1,550), leaving $950 of USDC: the cap itself is refused (MustNotLeaveDust),
+    # and the best size leaves exactly $1,000 (3.6 rounds the tiny sizes' debt burn to zero too).
+    user = account({WETH: 2 * WEI}, {USDC: 2_500 * USDC_UNIT, WBTC: 1_500_000})
+    m = market({WETH: usd(1850)})
+    with pytest.raises(LiquidationRevert, match="MUST_NOT_LEAVE_DUST") as err:
+        quote_liquidation_call(user, m, WETH, USDC, MAX, rules=AaveRules.V3_6)
+    assert err.value.quote is not None and err.value.quote.debt_to_cover_actual == 1_550 * USDC_UNIT
+
+    def swap(amount: int) -> int:
+        return amount * 1_840 // 10**12
+
+    best = optimise_liquidation(user, m, WETH, USDC, swap=swap, flash_premium_bps=5, gas_cost=0,
+                                rules=AaveRules.V3_6)
+    assert best.debt_to_cover == 1_500 * USDC_UNIT
