@@ -8,6 +8,8 @@ timestamp. What the plan says is checked against the chain.
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,7 +34,10 @@ from keeper.obs.metrics import Metrics
 from keeper.pipeline.gather import FundingSource, Venue, decode_limits, limits_calls, read_funding
 from keeper.pipeline.planner import PlannerConfig, plan_liquidation
 from keeper.pipeline.planning import LiquidationPlanner
+from keeper.pipeline.scan import HealthScanner
+from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.liquidator import LiquidatorConfig, deploy_liquidator
+from keeper.protocols.aave_v3.reader import AaveV3Contracts
 from keeper.protocols.uniswap_v2.pair import UNISWAP_V2_PAIR_INIT_CODE_HASH, load_pair_reserves
 from tests.conftest import TEST_STATE_DIR
 
@@ -47,6 +52,8 @@ WAD = 10**18
 USD = 10**8
 SEND_GAS = 3_000_000
 V36 = AaveRules.V3_6
+# The book reads a 3.6 market exactly from the revision-aware reader on (keeper.domain.revision).
+BOOK_FOLLOWS_REVISIONS = importlib.util.find_spec("keeper.domain.revision") is not None
 
 
 @pytest.fixture
@@ -268,27 +275,52 @@ async def test_a_position_under_a_grace_period_is_sent_in_the_first_block_after_
 # ---- deficit ----------------------------------------------------------------------------------
 
 
-async def test_seizing_all_collateral_creates_a_deficit_and_leaves_nothing_to_liquidate(
-        devnet36: Devnet) -> None:
-    d, user = devnet36, "0x" + "de" * 20
+async def liquidate_all_collateral(d: Devnet, user: str) -> tuple[Plan, int]:
+    """A WETH/USDC position under water liquidated whole; the plan and the deficit it left."""
     await open_position(d, user, {"WETH": 10_000}, "USDC", 7_900)
     await drop_price(d, "WETH", 0.7)  # $7,000 of WETH against $7,900 of USDC: under water
     liquidator = await deploy(d)
     plan, ts = await plan_at(d, user, liquidator)
     assert isinstance(plan, Plan), plan
     receipt = await send_at(d, plan, ts)
-    deficit_topic = "0x" + POOL.event("DeficitCreated").topic0.removeprefix("0x")
+    deficit_topic = POOL.event("DeficitCreated").topic0
     created = [lg for lg in receipt["logs"] if lg["topics"][0] == deficit_topic]
     assert len(created) == 1
-    usdc = d.m.reserve("USDC").address
-    (deficit,) = await d.tx.call(d.m.pool, POOL["getReserveDeficit"], usdc)
+    (deficit,) = await d.tx.call(d.m.pool, POOL["getReserveDeficit"], d.m.reserve("USDC").address)
     assert deficit > 0
+    return plan, deficit
+
+
+async def test_seizing_all_collateral_creates_a_deficit_and_leaves_nothing_to_liquidate(
+        devnet36: Devnet) -> None:
+    d, user = devnet36, "0x" + "de" * 20
+    plan, deficit = await liquidate_all_collateral(d, user)
     # The account has nothing left: no debt, no collateral, health factor "infinite"; the
-    # planner finds nothing to do. (The book's view of it comes with the revision-aware book.)
+    # planner finds nothing to do.
     (after,) = await d.account_data([user])
     assert after.total_debt_base == 0 and after.total_collateral_base == 0
     assert after.health_factor == UINT256_MAX
-    again, _ = await plan_at(d, user, liquidator)
+    again, _ = await plan_at(d, user, plan.liquidator)
     assert isinstance(again, Rejection) and again.reason is RejectionReason.HEALTHY
     print(f"\ndeficit: repaid {plan.debt_to_cover / 1e6:.6f} USDC for all the WETH; "
           f"{deficit / 1e6:.6f} USDC burned into the reserve deficit")
+
+
+@pytest.mark.skipif(not BOOK_FOLLOWS_REVISIONS, reason="needs the revision-aware book")
+async def test_after_a_deficit_the_book_has_no_liquidatable_account_for_the_user(
+        devnet36: Devnet) -> None:
+    d, user = devnet36, "0x" + "df" * 20
+    await liquidate_all_collateral(d, user)
+    m = d.m
+    sync = BookSync(d.rpc, AaveV3Contracts(m.pool, m.oracle, m.pool_configurator,
+                                           m.pool_addresses_provider),
+                    SyncConfig(start_block=m.deploy_block, follow_depth=0, progress=False,
+                               checkpoint_every=0.0))
+    await sync.catch_up()
+    scanner = await asyncio.to_thread(HealthScanner, sync.book)
+    found = await scanner.scan(d.rpc, m.pool, multicall=m.multicall3)
+    assert user not in {c.user for c in found}
+    bad_debt = getattr(scanner, "bad_debt", None)  # the revision-aware scanner's bad-debt set
+    assert bad_debt is not None and user not in {c.user for c in bad_debt}
+    # The burned debt is gone from the book too.
+    assert all(p.scaled_variable_debt == 0 for p in sync.book.account(user).reserves.values())
