@@ -17,6 +17,7 @@ class _Cooldown:
 
     retry_at: int
     failures: int = 0
+    not_before: int | None = None  # a known time it waits for (block timestamp), if any
 
 
 class Lane:
@@ -26,7 +27,10 @@ class Lane:
     serialise two of them too, but a backrun must not wait behind a liquidation: by then its
     block is gone). An account is due again from a scan of the block that mined our
     liquidation of it (never while it is in flight, never on a stale view); one that was not
-    liquidated waits 1, 2, 4 ... blocks, up to ``backoff_max_blocks``.
+    liquidated waits 1, 2, 4 ... blocks, up to ``backoff_max_blocks``. One that waits for a
+    known time (a liquidation grace period) does not back off: it is due on every new block,
+    since the planner, which knows each block's timestamp, is what holds it until that time,
+    and a back-off would miss the first block after it.
     """
 
     def __init__(self, backoff_max_blocks: int) -> None:
@@ -71,17 +75,33 @@ class Lane:
         wait = min(2 ** (failures - 1), self.backoff_max_blocks)
         self._cooldowns[user] = _Cooldown(retry_at=block + wait, failures=failures)
 
+    def wait_for(self, user: str, block: int, not_before: int) -> None:
+        """``user`` cannot be liquidated before the block stamped ``not_before``: due again on
+        the next block, its back-off unchanged."""
+        previous = self._cooldowns.get(user)
+        self._cooldowns[user] = _Cooldown(retry_at=block + 1,
+                                          failures=previous.failures if previous else 0,
+                                          not_before=not_before)
+
+    def waiting_until(self, user: str) -> int | None:
+        """The time ``user`` waits for, if any (for the logs and tests)."""
+        cooldown = self._cooldowns.get(user)
+        return cooldown.not_before if cooldown else None
+
     def settle(self, user: str, block: int, outcome: TxOutcome | None, *,
-               back_off_unsent: bool = True) -> int | None:
+               back_off_unsent: bool = True, not_before: int | None = None) -> int | None:
         """Record how the liquidation of ``user``, tried at ``block``, ended; the block it was
         mined in, or None (then the account backs off, unless nothing was sent and
-        ``back_off_unsent`` is false)."""
+        ``back_off_unsent`` is false, or it waits for the time ``not_before``)."""
         if (outcome is not None and outcome.status is Status.MINED
                 and outcome.block_number is not None):
             # Due again once a scan has seen the block with our liquidation in it: the close
             # factor may leave the account under 1, worth another round.
             self._cooldowns[user] = _Cooldown(retry_at=outcome.block_number)
             return outcome.block_number
+        if not_before is not None and (outcome is None or outcome.tx_hash is None):
+            self.wait_for(user, block, not_before)
+            return None
         if back_off_unsent or (outcome is not None and outcome.tx_hash is not None):
             self.back_off(user, block)
         return None
