@@ -49,8 +49,8 @@ demo: setup
 	echo; echo "== keeper run --once"; \
 	KEEPER_PRIVATE_KEY=$(DEVNET_KEY) $(KEEPER) run -c config/devnet.toml --once; \
 	echo; echo "== after: one pass liquidates each account once (50% close factor); what is left"; \
-	echo "   is bad debt with no collateral (v3.0 has no clean-up) or a second round, which the"; \
-	echo "   daemon (keeper run) takes on the following blocks while it pays"; \
+	echo "   is a second round (the 50% close factor), which the daemon (keeper run) takes on the"; \
+	echo "   following blocks while it pays, or a position too small to pay for its gas"; \
 	$(KEEPER) scan -c config/devnet.toml --limit 5
 
 lint: setup

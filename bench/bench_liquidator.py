@@ -65,7 +65,7 @@ async def _gas(devnet: Devnet, to: str, data: bytes) -> int:
 
 async def run() -> list[tuple[str, str, str]]:
     """Rows of (path, gas used, note)."""
-    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(STATE_DIR))
+    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(STATE_DIR), aave="3.0")
     try:
         async with HttpRpc(node.url, timeout=120) as rpc:
             devnet = Devnet(rpc, manifest)

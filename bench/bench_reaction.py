@@ -41,7 +41,7 @@ async def _liquidated(rpc: HttpRpc, pool: str, user: str, from_block: int) -> bo
 
 
 async def run() -> list[tuple[str, str, str]]:
-    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(ROOT / "build" / "bench-devnet"))
+    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(ROOT / "build" / "bench-devnet"), aave="3.0")
     handle = configure_logging("ERROR")
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -194,7 +194,7 @@ async def _prefilter_rows(n: int) -> list[Row]:
 
 async def _devnet_rows() -> list[Row]:
     logs = configure_logging("WARNING")  # stderr, warnings only: the table is on stdout
-    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(STATE_DIR))
+    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(STATE_DIR), aave="3.0")
     try:
         async with HttpRpc(node.url, timeout=120) as rpc:
             devnet = Devnet(rpc, manifest)

@@ -33,7 +33,7 @@ async def anvil() -> AsyncIterator[Anvil]:
 @pytest.fixture
 async def devnet_node() -> AsyncIterator[tuple[Anvil, Devnet]]:
     """A fresh anvil with the deployed market, and a Devnet handle on it."""
-    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(TEST_STATE_DIR))
+    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(TEST_STATE_DIR), aave="3.0")
     try:
         async with HttpRpc(node.url, timeout=120) as rpc:
             yield node, Devnet(rpc, manifest)

@@ -170,8 +170,8 @@ class NetworkConfig(_Section):
 class AaveConfig(_Section):
     pool_addresses_provider: Address | None = None
     start_block: Int = Field(0, ge=0, le=MAX_BLOCK)
-    # An override: by default the liquidation rules follow the Pool's POOL_REVISION.
-    rules: Literal["v3.0", "v3.3"] | None = None
+    # "auto": the rules of the Pool's POOL_REVISION, read at start; a version overrides it.
+    rules: Literal["auto", "v3.0", "v3.1", "v3.2", "v3.3", "v3.4", "v3.5", "v3.6"] = "auto"
 
 
 class DexConfig(_Section):

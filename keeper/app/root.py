@@ -21,7 +21,7 @@ from keeper.chain.rpc import JsonRpc, public_url
 from keeper.chain.ws import WsRpc
 from keeper.contracts import artifacts
 from keeper.domain.fees import FeePolicy, gwei_to_wei
-from keeper.domain.liquidation import AaveRules
+from keeper.domain.liquidation import AaveRules, rules_of
 from keeper.errors import ConfigError, RpcError
 from keeper.exec.executor import LiquidationExecutor
 from keeper.exec.guards import Guards
@@ -140,8 +140,9 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
                   a_tokens=a_tokens)
     planner = PlannerConfig(
         liquidator=venue.liquidator, native_asset=target.native_asset.lower(),
-        rules=await _rules(cfg, rpc, contracts), min_profit_base=round(ex.min_profit_usd * 10**8),
-        profit_tolerance_bps=ex.profit_tolerance_bps)
+        rules=await _liquidation_rules(rpc, contracts.pool, cfg.aave.rules),
+        min_profit_base=round(ex.min_profit_usd * 10**8),
+        profit_tolerance_bps=ex.profit_tolerance_bps, owner=owner)
     executor = LiquidationExecutor(rpc, sender, metrics, owner=owner,
                                    native_asset=planner.native_asset,
                                    native_decimals=planner.native_decimals,
@@ -150,13 +151,13 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
                                         block_time=cfg.network.block_time)
 
 
-async def _rules(cfg: KeeperConfig, rpc: JsonRpc, contracts: AaveV3Contracts) -> AaveRules:
-    """``aave.rules`` when configured, else from the Pool's revision (3.3+ liquidation rules
-    from 3.3 on)."""
-    if cfg.aave.rules is not None:
-        return AaveRules(cfg.aave.rules)
-    revision = await read_revision(rpc, contracts.pool)
-    return AaveRules.V3_3 if revision.has_deficit else AaveRules.V3_0
+async def _liquidation_rules(rpc: JsonRpc, pool: str, configured: str) -> AaveRules:
+    """The configured rules, or (``auto``) those of the Pool's POOL_REVISION."""
+    if configured != "auto":
+        return AaveRules(configured)
+    rules = rules_of(await read_revision(rpc, pool))
+    log.info("liquidation_rules_selected", rules=rules.value)
+    return rules
 
 
 async def _a_tokens(rpc: JsonRpc, contracts: AaveV3Contracts) -> dict[str, str]:

@@ -94,7 +94,8 @@ class ExecuteTask:
         if execution is None:
             return
         self.sending.supervisor.succeeded("execute")
-        mined = self.lane.settle(user, block, execution.outcome)
+        waits = execution.rejection.not_before if execution.rejection is not None else None
+        mined = self.lane.settle(user, block, execution.outcome, not_before=waits)
         if mined is not None and execution.outcome is not None:
             log.info("liquidated", user=user, tx_hash=execution.outcome.tx_hash, block=mined,
                      realised_net_usd=(execution.realised_net_usd or 0) / 1e8)

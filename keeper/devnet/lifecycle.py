@@ -27,7 +27,8 @@ from keeper.errors import DevnetError
 DEFAULT_STATE_DIR = Path(".devnet")
 RECENT_BLOCKS = 64  # the book's reorg window
 AAVE_VERSIONS = ("3.0", "3.6")
-DEFAULT_AAVE_VERSION = "3.0"
+DEFAULT_AAVE_VERSION = "3.6"
+"""What `keeper devnet up` deploys: the Aave production markets run (3.0 on request)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,7 @@ async def up(
 ) -> tuple[Manifest, bool]:
     """Start the detached devnet (or find it running). Returns the manifest and whether it was
     loaded from saved state (False when it deployed or was already running). ``aave`` picks
-    the revision (default 3.0); asking for another one than the running devnet's is an error."""
+    the revision (default 3.6); asking for another one than the running devnet's is an error."""
     if aave is not None:
         _check_version(aave)
     if sd.running_pid() is not None:

@@ -124,6 +124,13 @@ class RejectionReason(enum.Enum):
     """The market snapshot lacks a reserve, price or eMode category the account needs."""
     WOULD_REVERT = "would_revert"
     """Some other revert (arithmetic) on every candidate."""
+    GRACE_PERIOD = "grace_period"
+    """3.1+: a liquidation grace period runs on an asset of every pair worth liquidating; the
+    plan waits for the first block after it (``Rejection.not_before``)."""
+    BAD_DEBT = "bad_debt"
+    """3.3+: debt and no collateral: only the protocol's deficit handling can clear it."""
+    SELF_LIQUIDATION = "self_liquidation"
+    """3.4+: the user is our liquidator contract or its owner (SelfLiquidation)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +142,8 @@ class Rejection:
     detail: str = ""
     best_net_profit_usd: int | None = None
     """For UNPROFITABLE: the best net profit found (USD, 8 decimals), usually negative."""
+    not_before: int | None = None
+    """For GRACE_PERIOD: the first block timestamp at which the liquidation can pass."""
 
 
 @dataclass(frozen=True, slots=True)

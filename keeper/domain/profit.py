@@ -26,11 +26,15 @@ from dataclasses import dataclass
 from keeper.domain.account import Market, UserAccount, calculate_user_account_data
 from keeper.domain.amm import SwapRevert
 from keeper.domain.liquidation import (
+    NO_LIMITS,
+    VIRTUAL_BALANCE_SHORT,
     AaveRules,
     LiquidationQuote,
     LiquidationRevert,
+    PoolLimits,
     quote_liquidation_call,
 )
+from keeper.domain.unimodal import maximise_unimodal
 from keeper.domain.wadray import UINT256_MAX, ArithmeticRevert, asset_unit, percent_mul
 
 SwapOut = Callable[[int], int]
@@ -39,11 +43,10 @@ SwapOut = Callable[[int], int]
 NATIVE_DECIMALS = 18
 
 # Revert reasons that mean "this size is not executable", as opposed to "this pair is not".
-_SIZE_REVERTS = frozenset({"MUST_NOT_LEAVE_DUST", "INVALID_BURN_AMOUNT"})
-
-# Below this many candidate sizes the search scans every one instead of splitting further:
-# integer rounding makes the profit curve locally flat and a little noisy near its top.
-_SCAN_WIDTH = 16
+_SIZE_REVERTS = frozenset({"MUST_NOT_LEAVE_DUST", "INVALID_BURN_AMOUNT", VIRTUAL_BALANCE_SHORT})
+# Size reverts of every size from some point up to (and maybe excluding) the largest: the
+# search stays below them.
+_LARGE_SIZE_REVERTS = frozenset({"MUST_NOT_LEAVE_DUST", VIRTUAL_BALANCE_SHORT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,8 @@ class Outcome:
 
 
 class PairQuotes:
-    """``quote_liquidation_call`` for one (account, market, collateral, debt, rules), memoised.
+    """``quote_liquidation_call`` for one (account, market, collateral, debt, rules, limits),
+    memoised.
 
     The planner tries several routes and fundings per pair; the liquidation itself does not
     depend on either, so they share these quotes (reverts are remembered too).
@@ -86,12 +90,14 @@ class PairQuotes:
         collateral_asset: str,
         debt_asset: str,
         rules: AaveRules = AaveRules.V3_0,
+        limits: PoolLimits = NO_LIMITS,
     ) -> None:
         self.account = account
         self.market = market
         self.collateral_asset = collateral_asset
         self.debt_asset = debt_asset
         self.rules = rules
+        self.limits = limits
         # The account's data does not depend on the size: compute it once for every quote.
         self.account_data = calculate_user_account_data(account, market)
         self._memo: dict[int, LiquidationQuote | LiquidationRevert | ArithmeticRevert] = {}
@@ -109,6 +115,7 @@ class PairQuotes:
                     debt_to_cover,
                     rules=self.rules,
                     account_data=self.account_data,
+                    limits=self.limits,
                 )
             except (LiquidationRevert, ArithmeticRevert) as exc:
                 found = exc
@@ -196,50 +203,6 @@ def evaluate_liquidation(
     )
 
 
-def maximise_unimodal(
-    objective: Callable[[int], int | None], lo: int, hi: int
-) -> tuple[int, int] | None:
-    """The integer ``x`` in ``[lo, hi]`` with the largest ``objective(x)``, and that value.
-
-    ``objective`` is unimodal (up, then down; noisy by rounding near its top) and returns None
-    where ``x`` is not feasible; infeasible points may only form a prefix of the range. Ternary
-    search down to a handful of points, then every remaining point and both ends are evaluated.
-    Ties go to the smaller ``x`` (less capital, less flash premium). None if nothing is feasible.
-    """
-    if lo > hi:
-        return None
-    memo: dict[int, int | None] = {}
-
-    def f(x: int) -> int | None:
-        if x not in memo:
-            memo[x] = objective(x)
-        return memo[x]
-
-    a, b = lo, hi
-    while b - a > _SCAN_WIDTH:
-        third = (b - a) // 3
-        m1, m2 = a + third, b - third
-        v1, v2 = f(m1), f(m2)
-        if v1 is None:
-            # Infeasible points are a prefix: everything up to m1 is out.
-            a = m1 + 1
-        elif v2 is None or v1 > v2:
-            b = m2 - 1
-        elif v1 < v2:
-            a = m1 + 1
-        else:
-            # Equal values: the top lies between them, or (a flat top) reaches left of m1;
-            # keep the left part so that ties go to the smaller x.
-            b = m2
-    candidates = [*range(a, b + 1), lo, hi]
-    best: tuple[int, int] | None = None
-    for x in sorted(set(candidates)):
-        v = f(x)
-        if v is not None and (best is None or v > best[1]):
-            best = (x, v)
-    return best
-
-
 def optimise_liquidation(
     account: UserAccount,
     market: Market,
@@ -252,6 +215,7 @@ def optimise_liquidation(
     rules: AaveRules = AaveRules.V3_0,
     max_debt_to_cover: int = UINT256_MAX,
     quotes: PairQuotes | None = None,
+    limits: PoolLimits = NO_LIMITS,
 ) -> Outcome:
     """The liquidation of this pair with the largest gross (hence net) profit.
 
@@ -263,7 +227,7 @@ def optimise_liquidation(
     if max_debt_to_cover <= 0:
         raise LiquidationRevert("INVALID_AMOUNT", "nothing available to repay with")
     if quotes is None:
-        quotes = PairQuotes(account, market, collateral_asset, debt_asset, rules)
+        quotes = PairQuotes(account, market, collateral_asset, debt_asset, rules, limits)
 
     def outcome(debt_to_cover: int) -> Outcome:
         return evaluate_liquidation(
@@ -281,7 +245,7 @@ def optimise_liquidation(
 
     # The largest size the protocol takes; pair-level reverts (HF, paused, not borrowed)
     # surface here. A cap below the full size may leave dust under v3.3: that is a size revert.
-    full = quotes(UINT256_MAX)
+    full = _full_quote(quotes)
     top = min(full.debt_to_cover_actual, max_debt_to_cover)
     if top <= 0:
         raise LiquidationRevert("INVALID_AMOUNT", "no debt can be covered")
@@ -290,9 +254,10 @@ def optimise_liquidation(
     sizes = _Sizes(outcome, to_debt)
 
     # v3.3 leaves no dust: sizes that leave less than MIN_LEFTOVER_BASE are refused, except
-    # the full size. The refused sizes form a band just below the top; search below it.
+    # the full size. The refused sizes form a band just below the top; search below it. A
+    # short virtual balance (3.1+) refuses every size from some point on, the top included.
     x_hi = x_top
-    if x_top > 1 and sizes.at(x_top - 1) is None and _is_dust(sizes.errors[-1]):
+    if x_top > 1 and sizes.at(x_top - 1) is None and _refuses_large(sizes.errors[-1]):
         x_hi = _last_feasible(sizes.at, 1, x_top - 1)
     best = maximise_unimodal(sizes.profit, 1, x_hi)
     # The top itself, exactly (the search variable may not map onto it): the whole debt or
@@ -346,15 +311,33 @@ def _most_profitable(found: list[Outcome | None], errors: list[Exception]) -> Ou
     return max(candidates, key=lambda o: (o.gross_profit, -o.debt_to_cover))
 
 
-def _is_dust(error: Exception) -> bool:
-    return isinstance(error, LiquidationRevert) and error.reason == "MUST_NOT_LEAVE_DUST"
+def _refuses_large(error: Exception) -> bool:
+    return isinstance(error, LiquidationRevert) and error.reason in _LARGE_SIZE_REVERTS
+
+
+def _full_quote(quotes: PairQuotes) -> LiquidationQuote:
+    # The largest liquidation, even when it would leave dust (the close factor's cap short of
+    # clearing a side) or the reserve's virtual balance cannot pay it out: its size bounds the
+    # search, which then stays below the sizes refused.
+    try:
+        return quotes(UINT256_MAX)
+    except LiquidationRevert as exc:
+        if exc.reason not in _LARGE_SIZE_REVERTS or exc.quote is None:
+            raise
+        return exc.quote
 
 
 def _last_feasible(at: Callable[[int], Outcome | None], lo: int, hi: int) -> int:
-    # Largest x in [lo, hi] that does not leave dust; 0 when even lo does. Leaving dust is
-    # monotone in the size (both leftovers shrink as it grows), so bisection finds the edge.
-    if at(lo) is None:
-        return 0
+    # Largest x in [lo, hi] that executes; 0 when none does. The sizes refused form a prefix
+    # (too small to burn a scaled unit: 3.5+ rounds the debt burn down) and a suffix (dust
+    # left, or more collateral than the virtual balance): both monotone in the size. Find a
+    # feasible anchor by doubling, then bisect to the suffix's edge.
+    anchor = lo
+    while at(anchor) is None:
+        if anchor >= hi:
+            return 0
+        anchor = min(2 * anchor, hi)
+    lo = anchor
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if at(mid) is None:

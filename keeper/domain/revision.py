@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from keeper.errors import KeeperError
+
 
 class AaveRevision(IntEnum):
     """An Aave V3 release line; the value is the minor version times ten plus 300."""
@@ -59,3 +61,27 @@ class AaveRevision(IntEnum):
     def has_ltvzero_bitmap(self) -> bool:
         """eMode categories carry an ltv-zero bitmap (read where it exists; 0 elsewhere)."""
         return self >= AaveRevision.V3_2
+
+
+# POOL_REVISION of each release: 1 for the v3.0 line (@aave/core-v3), then 4, 5, 7, 8, 9, 10
+# for 3.1 to 3.6 (6 was a 3.2 patch). Patches between releases keep their release's rules.
+_BY_POOL_REVISION = {
+    1: AaveRevision.V3_0, 2: AaveRevision.V3_0, 3: AaveRevision.V3_0,
+    4: AaveRevision.V3_1, 5: AaveRevision.V3_2, 6: AaveRevision.V3_2,
+    7: AaveRevision.V3_3, 8: AaveRevision.V3_4, 9: AaveRevision.V3_5, 10: AaveRevision.V3_6,
+}
+NEWEST_POOL_REVISION = max(_BY_POOL_REVISION)
+
+
+class UnknownRevision(KeeperError, ValueError):
+    """The Pool answered a revision the keeper cannot map (0, or not a Pool)."""
+
+
+def from_pool_revision(pool_revision: int) -> AaveRevision:
+    """The release of a ``POOL_REVISION()`` value; newer than known → the newest known rules."""
+    known = _BY_POOL_REVISION.get(pool_revision)
+    if known is not None:
+        return known
+    if pool_revision > NEWEST_POOL_REVISION:
+        return _BY_POOL_REVISION[NEWEST_POOL_REVISION]
+    raise UnknownRevision(f"POOL_REVISION {pool_revision} is not an Aave V3 Pool's")

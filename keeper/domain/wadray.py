@@ -157,3 +157,11 @@ def percent_mul_floor(value: int, percentage: int) -> int:
     if percentage != 0 and value > UINT256_MAX // percentage:
         raise ArithmeticRevert("percentMulFloor overflow")
     return value * percentage // PERCENTAGE_FACTOR
+
+
+def percent_div_ceil(value: int, percentage: int) -> int:
+    """``value * 1e4 / percentage`` rounded up (PercentageMath.percentDivCeil)."""
+    _require_uint(value, percentage)
+    if percentage == 0 or value > UINT256_MAX // PERCENTAGE_FACTOR:
+        raise ArithmeticRevert("percentDivCeil overflow or division by zero")
+    return -(-(value * PERCENTAGE_FACTOR) // percentage)

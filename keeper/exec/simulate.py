@@ -19,6 +19,8 @@ from keeper.errors import RpcError, RpcResponseError
 from keeper.exec.reads import ChainReads
 from keeper.exec.tx import TxRequest
 from keeper.obs.logging import get_logger
+from keeper.protocols.aave_v3.liquidator import decode_revert
+from keeper.protocols.aave_v3.pool_errors import decode_pool_error
 
 log = get_logger(__name__)
 
@@ -130,7 +132,8 @@ def _next_block(pending: Any) -> tuple[int, int]:
 
 
 def revert_reason(exc: RpcResponseError) -> str:
-    """A readable revert reason from a node's error: Error(string), Panic(code) or selector."""
+    """A readable revert reason from a node's error: Error(string), Panic(code), an Aave 3.4+
+    or FlashLiquidator custom error by name, or the selector."""
     data: Any = exc.data
     if isinstance(data, dict):
         data = data.get("data")
@@ -142,6 +145,12 @@ def revert_reason(exc: RpcResponseError) -> str:
         with contextlib.suppress(Exception):
             (code,) = abi_decode(["uint256"], bytes.fromhex(data[10:]))
             return f"reverted: panic 0x{code:02x}"
+    if isinstance(data, str) and len(data) >= 10:
+        with contextlib.suppress(ValueError):
+            raw = bytes.fromhex(data[2:] if data.startswith("0x") else data)
+            named = decode_pool_error(raw) or decode_revert(raw)
+            if named is not None:
+                return f"reverted: {named}"
     if isinstance(data, str) and len(data) >= 10 and "revert" in exc.rpc_message.lower():
         return f"{exc.rpc_message} (error selector {data[:10]})"
     return exc.rpc_message

@@ -2,7 +2,8 @@
 
 The batch carries the node's latest header (the next block's timestamp and base fee follow
 from it), the AMM reserves of the pairs the user's assets can route through, the Pool's
-flash-loan premium and the funding of our contract.
+flash-loan premium and the funding of our contract, and on Aave 3.1+ each of the user's
+reserves' liquidation grace period and virtual underlying balance (``PoolLimits``).
 
 Why the node's header and not the sync's: the book applies a block some milliseconds (after a
 burst, blocks) after the node has it, and a plan must be exact for the second it is mined in
@@ -18,14 +19,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from keeper.chain.abi import Function
 from keeper.chain.rpc import JsonRpc
+from keeper.domain.liquidation import NO_LIMITS, AaveRules, PoolLimits
 from keeper.domain.quote import needed_pairs
 from keeper.errors import RpcError
-from keeper.pipeline.planner import Funding
+from keeper.pipeline.pair_search import Funding
 from keeper.protocols.erc20 import balance_of
 from keeper.protocols.uniswap_v2.pair import Pair, decode_reserves, reserves_calls, sorted_pairs
 
 _FLASHLOAN_PREMIUM_TOTAL = "0x074b2e43"  # Pool.FLASHLOAN_PREMIUM_TOTAL()
+# Aave 3.1+ Pool views (absent from the v3.0 ABI the keeper ships).
+_GRACE_PERIOD = Function("getLiquidationGracePeriod", ("address",), ("uint40",))
+_VIRTUAL_BALANCE = Function("getVirtualUnderlyingBalance", ("address",), ("uint128",))
 
 RpcCall = tuple[str, list[Any]]
 
@@ -57,6 +63,7 @@ class Gathered:
     next_block: NextBlock
     reserves: dict[Pair, tuple[int, int]]
     funding: Funding
+    limits: PoolLimits = NO_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,22 +125,41 @@ async def read_funding(rpc: JsonRpc, source: FundingSource, block: str = "latest
     return decode_funding(source, await rpc.batch(funding_calls(source, block)))
 
 
+def limits_calls(pool: str, assets: Sequence[str], block: str = "latest") -> list[RpcCall]:
+    """Per asset (in the given order): its grace period's end, then its virtual balance."""
+    return [("eth_call", [{"to": pool, "data": fn.encode_hex(asset)}, block])
+            for asset in assets for fn in (_GRACE_PERIOD, _VIRTUAL_BALANCE)]
+
+
+def decode_limits(assets: Sequence[str], results: Sequence[Any]) -> PoolLimits:
+    """The answers to ``limits_calls(pool, assets)``, in their order."""
+    values = [int(str(r), 16) for r in results]
+    return PoolLimits(
+        grace_period_until={a: values[2 * i] for i, a in enumerate(assets)},
+        virtual_balances={a: values[2 * i + 1] for i, a in enumerate(assets)})
+
+
 async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
-                 block_time: int | None) -> Gathered:
+                 block_time: int | None, rules: AaveRules = AaveRules.V3_0) -> Gathered:
     """What planning a user with ``assets`` needs for the next block: one batch.
 
-    Only the user's own assets can be seized or repaid, so only their pools and funding are
-    read.
+    Only the user's own assets can be seized or repaid, so only their pools, funding and (on
+    3.1+) grace periods and virtual balances are read.
     """
     keys = sorted_pairs(needed_pairs(assets, assets, hubs=list(venue.hubs)))
     source = FundingSource(venue.pool, venue.liquidator,
                            {a: venue.a_tokens[a] for a in assets if a in venue.a_tokens})
+    limited = list(assets) if rules.has_grace_period else []
     calls: list[RpcCall] = [("eth_getBlockByNumber", ["latest", False])]
     calls += reserves_calls(venue.uniswap_v2_factory, keys, init_code_hash=venue.pair_init_code_hash)
+    calls += limits_calls(venue.pool, limited)
     calls += funding_calls(source)
     header, *results = await rpc.batch(calls)
+    n_pairs, n_limits = len(keys), 2 * len(limited)
     return Gathered(
         next_block=next_block(header, block_time=block_time, now=time.time()),
-        reserves=decode_reserves(keys, results[:len(keys)]),
-        funding=decode_funding(source, results[len(keys):]),
+        reserves=decode_reserves(keys, results[:n_pairs]),
+        funding=decode_funding(source, results[n_pairs + n_limits:]),
+        limits=decode_limits(limited, results[n_pairs:n_pairs + n_limits])
+        if limited else NO_LIMITS,
     )

@@ -1,52 +1,56 @@
 """Decide how to liquidate one account: a ``Plan`` (unsent) or a ``Rejection`` with its reason.
 
-For every pair of the user's collateral and debt assets, every route the quoter knows from the
-collateral to the debt asset, and each way to fund the repayment (a flash loan of the debt
-asset, or the liquidator contract's own balance), the profit model (keeper.domain.profit)
-finds the ``debtToCover`` with the largest profit; gas is valued in the debt asset through the
-oracle. The best of those, compared in USD, becomes the plan, with the calldata for our
-FlashLiquidator and a ``minProfit`` that makes the chain revert a trade that turns out worse
-than planned by more than the configured tolerance.
+The account is checked first (healthy, bad debt, our own position); then every pair, route and
+funding is searched (keeper.pipeline.pair_search) and the best candidate, compared in USD,
+becomes the plan, with the calldata for our FlashLiquidator and a ``minProfit`` that makes the
+chain revert a trade that turns out worse than planned by more than the configured tolerance.
+A pair that cannot be liquidated before a grace period ends makes the account wait for it
+(GRACE_PERIOD, with the first timestamp it may be sent at) rather than settle for less.
 
 ``plan_liquidation`` is pure given its inputs: the account and market snapshot at the block
-timestamp the transaction is meant for, a quoter over a reserves snapshot, the gas price and
-the funding facts. Those are read once per block by keeper.pipeline.gather; the value types it
-returns (``Plan``, ``Rejection``) live in keeper.domain.plan, where the executor reads them too.
+timestamp the transaction is meant for, a quoter over a reserves snapshot, the gas price, the
+funding facts and the Pool's per-reserve limits. Those are read once per block by
+keeper.pipeline.gather; the value types it returns (``Plan``, ``Rejection``) live in
+keeper.domain.plan, where the executor reads them too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from keeper.domain.account import (
     Market,
     MissingMarketData,
     UserAccount,
-    a_token_balance,
     calculate_user_account_data,
 )
-from keeper.domain.amm import SwapRevert
 from keeper.domain.liquidation import (
     HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
+    NO_LIMITS,
     AaveRules,
-    LiquidationRevert,
+    PoolLimits,
 )
 from keeper.domain.plan import GasPrice, LiquidationParams, Plan, Rejection, RejectionReason
-from keeper.domain.profit import (
-    Outcome,
-    PairQuotes,
-    SwapOut,
-    asset_to_base,
-    native_to_asset,
-    optimise_liquidation,
+from keeper.domain.profit import asset_to_base
+from keeper.domain.quote import Quoter
+from keeper.domain.wadray import PERCENTAGE_FACTOR, percent_mul
+from keeper.pipeline.pair_search import (
+    Candidate,
+    Failure,
+    Funding,
+    GasModel,
+    SearchInputs,
+    positions,
+    search,
 )
-from keeper.domain.quote import Quoter, Route
-from keeper.domain.wadray import PERCENTAGE_FACTOR, ArithmeticRevert, percent_mul
 from keeper.protocols.aave_v3.liquidator import encode_liquidate
 
-# When several pairs fail for different reasons, report the one closest to a trade.
+__all__ = ["Funding", "GasModel", "PlannerConfig", "plan_liquidation"]
+
+# When several pairs fail for different reasons, report the one closest to a trade. A grace
+# period comes first: once it ends, that pair may be the trade.
 _PRIORITY = (
+    RejectionReason.GRACE_PERIOD,
     RejectionReason.UNPROFITABLE,
     RejectionReason.DUST,
     RejectionReason.NO_ROUTE,
@@ -57,37 +61,6 @@ _PRIORITY = (
     RejectionReason.NO_POSITION,
 )
 
-_REVERT_REASONS = {
-    "HEALTH_FACTOR_NOT_BELOW_THRESHOLD": RejectionReason.HEALTHY,
-    "RESERVE_PAUSED": RejectionReason.PAUSED_RESERVE,
-    "RESERVE_INACTIVE": RejectionReason.INACTIVE_RESERVE,
-    "COLLATERAL_CANNOT_BE_LIQUIDATED": RejectionReason.NO_POSITION,
-    "SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER": RejectionReason.NO_POSITION,
-    "MUST_NOT_LEAVE_DUST": RejectionReason.DUST,
-    "INVALID_BURN_AMOUNT": RejectionReason.DUST,
-    "INVALID_AMOUNT": RejectionReason.NO_FUNDS,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class GasModel:
-    """Gas of one ``FlashLiquidator.liquidate`` call, by shape.
-
-    Measured on the devnet (tests/integration/test_planner.py checks every shape against its
-    receipt): a first liquidation by a fresh contract used 555-568k gas with a flash loan and
-    one swap, 649k with two swaps, 500k from its own balance with one swap. The defaults add
-    about 8% on top; Aave's health-factor loop costs more for users with many reserves, and
-    the executor's simulation (eth_estimateGas) has the last word on the gas limit.
-    """
-
-    base: int = 440_000
-    flash_loan: int = 75_000
-    per_hop: int = 95_000
-
-    def estimate(self, *, hops: int, flash_loan: bool) -> int:
-        """Gas for a call with ``hops`` swaps (0 for a same-asset liquidation)."""
-        return self.base + (self.flash_loan if flash_loan else 0) + self.per_hop * hops
-
 
 @dataclass(frozen=True, slots=True)
 class PlannerConfig:
@@ -97,6 +70,7 @@ class PlannerConfig:
     Ethereum; WMATIC, WAVAX... elsewhere). ``min_profit_base`` is the least net profit worth a
     transaction, in the oracle's base currency (USD, 8 decimals). ``profit_tolerance_bps`` is
     how much worse than planned the on-chain profit may come out before the contract reverts.
+    ``owner`` is the account that owns (and sends to) the liquidator contract.
     """
 
     liquidator: str
@@ -104,37 +78,13 @@ class PlannerConfig:
     rules: AaveRules = AaveRules.V3_0
     min_profit_base: int = 10**8
     profit_tolerance_bps: int = 100
-    gas: GasModel = GasModel()
+    gas: GasModel = field(default_factory=GasModel)
     native_decimals: int = 18
+    owner: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.profit_tolerance_bps <= PERCENTAGE_FACTOR:
             raise ValueError("profit_tolerance_bps must be within 0..10000")
-
-
-@dataclass(frozen=True, slots=True)
-class Funding:
-    """How the liquidator can pay for a repayment.
-
-    ``flash_premium_bps`` is the Pool's FLASHLOAN_PREMIUM_TOTAL; ``own_balances`` the liquidator
-    contract's balances by asset; ``flash_liquidity`` what each reserve can lend now (its
-    aToken's underlying balance), or None to leave it unchecked.
-    """
-
-    flash_premium_bps: int
-    own_balances: Mapping[str, int] = field(default_factory=dict)
-    flash_liquidity: Mapping[str, int] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Candidate:
-    collateral_asset: str
-    debt_asset: str
-    outcome: Outcome
-    route: Route | None
-    flash_loan: bool
-    gas: int
-    net_profit_usd: int
 
 
 def plan_liquidation(
@@ -145,6 +95,7 @@ def plan_liquidation(
     gas_price: GasPrice,
     funding: Funding,
     config: PlannerConfig,
+    limits: PoolLimits = NO_LIMITS,
 ) -> Plan | Rejection:
     """The most profitable liquidation of ``user``, or why there is none.
 
@@ -152,83 +103,44 @@ def plan_liquidation(
     (``market.timestamp``); the plan is exact for that timestamp and those reserves.
     """
     try:
-        health_factor = calculate_user_account_data(account, market).health_factor
+        data = calculate_user_account_data(account, market)
         native_price = market.price(config.native_asset)
     except MissingMarketData as exc:
         return Rejection(user, RejectionReason.MISSING_DATA, str(exc))
-    if health_factor >= HEALTH_FACTOR_LIQUIDATION_THRESHOLD:
-        return Rejection(user, RejectionReason.HEALTHY, f"health factor {health_factor}")
+    if data.health_factor >= HEALTH_FACTOR_LIQUIDATION_THRESHOLD:
+        return Rejection(user, RejectionReason.HEALTHY, f"health factor {data.health_factor}")
+    if config.rules.has_v33_close_factor and data.total_collateral_base == 0 \
+            and data.total_debt_base > 0:
+        return Rejection(user, RejectionReason.BAD_DEBT,
+                         f"debt {data.total_debt_base} and no collateral (USD, 8 decimals)")
+    ours = {config.liquidator.lower(), (config.owner or config.liquidator).lower()}
+    if config.rules.forbids_self_liquidation and user.lower() in ours:
+        return Rejection(user, RejectionReason.SELF_LIQUIDATION, "our own position")
 
-    collaterals, debts = _positions(account, market)
+    collaterals, debts = positions(account, market)
     if not collaterals or not debts:
         return Rejection(user, RejectionReason.NO_POSITION, "no seizable collateral or no debt")
+    inputs = SearchInputs(market, quoter, gas_price, funding, config.rules, config.gas,
+                          native_price, config.native_decimals, limits)
+    found = search(account, collaterals, debts, inputs)
+    return _verdict(user, market, found.best, found.failures, gas_price, config)
 
-    failures: list[tuple[RejectionReason, str]] = []
-    best: _Candidate | None = None
-    for debt_asset in debts:
-        debt_reserve = market.reserve_of(debt_asset)
-        debt_price = market.price(debt_asset)
-        debt_decimals = debt_reserve.configuration.decimals
-        ways = _funding_options(debt_asset, debt_reserve.configuration.flashloan_enabled, funding)
-        if not ways:
-            failures.append((RejectionReason.NO_FUNDS, f"nothing to repay {debt_asset} with"))
-            continue
-        for collateral_asset in collaterals:
-            pair = f"{collateral_asset}->{debt_asset}"
-            quotes = PairQuotes(account, market, collateral_asset, debt_asset, config.rules)
-            routes: Sequence[Route | None]
-            if collateral_asset == debt_asset:
-                routes = [None]
-            else:
-                routes = quoter.routes(collateral_asset, debt_asset)
-                if not routes:
-                    failures.append((RejectionReason.NO_ROUTE, f"{pair}: no pool"))
-                    continue
-            for route in routes:
-                for flash_loan, cap in ways:
-                    gas = config.gas.estimate(hops=route.hops if route else 0, flash_loan=flash_loan)
-                    try:
-                        gas_cost = native_to_asset(
-                            gas * gas_price.per_gas,
-                            native_price=native_price,
-                            asset_price=debt_price,
-                            asset_decimals=debt_decimals,
-                            native_decimals=config.native_decimals,
-                        )
-                        outcome = optimise_liquidation(
-                            account,
-                            market,
-                            collateral_asset,
-                            debt_asset,
-                            swap=_swap_fn(quoter, route),
-                            flash_premium_bps=funding.flash_premium_bps if flash_loan else 0,
-                            gas_cost=gas_cost,
-                            rules=config.rules,
-                            max_debt_to_cover=cap,
-                            quotes=quotes,
-                        )
-                    except LiquidationRevert as exc:
-                        reason = _REVERT_REASONS.get(exc.reason, RejectionReason.WOULD_REVERT)
-                        if reason is RejectionReason.HEALTHY:
-                            return Rejection(user, reason, str(exc))
-                        failures.append((reason, f"{pair}: {exc}"))
-                        continue
-                    except SwapRevert as exc:
-                        failures.append((RejectionReason.NO_ROUTE, f"{pair}: {exc}"))
-                        continue
-                    except (ArithmeticRevert, MissingMarketData) as exc:
-                        failures.append((RejectionReason.WOULD_REVERT, f"{pair}: {exc}"))
-                        continue
-                    usd = asset_to_base(outcome.net_profit, price=debt_price, decimals=debt_decimals)
-                    candidate = _Candidate(
-                        collateral_asset, debt_asset, outcome, route, flash_loan, gas, usd
-                    )
-                    if best is None or _better(candidate, best):
-                        best = candidate
 
-    if best is None:
-        return _rejection(user, failures)
-    if best.outcome.gross_profit <= 0 or best.net_profit_usd < config.min_profit_base:
+def _verdict(user: str, market: Market, best: Candidate | None, failures: list[Failure],
+             gas_price: GasPrice, config: PlannerConfig) -> Plan | Rejection:
+    healthy = next((f for f in failures if f.reason is RejectionReason.HEALTHY), None)
+    if healthy is not None:
+        return Rejection(user, healthy.reason, healthy.detail)
+    waits = [f.not_before for f in failures
+             if f.reason is RejectionReason.GRACE_PERIOD and f.not_before is not None]
+    if best is None or best.outcome.gross_profit <= 0 \
+            or best.net_profit_usd < config.min_profit_base:
+        if waits:
+            # A pair is held back by a grace period: wait for it, whatever the others pay now.
+            detail = "; ".join(f.detail for f in failures)
+            return Rejection(user, RejectionReason.GRACE_PERIOD, detail, not_before=min(waits))
+        if best is None:
+            return _rejection(user, failures)
         return Rejection(
             user,
             RejectionReason.UNPROFITABLE,
@@ -239,71 +151,14 @@ def plan_liquidation(
     return _plan(user, market, best, gas_price, config)
 
 
-def _better(a: _Candidate, b: _Candidate) -> bool:
-    # More USD first; on a tie the cheaper shape (own funds, fewer hops, smaller size).
-    def key(c: _Candidate) -> tuple[int, int, int, int]:
-        hops = c.route.hops if c.route else 0
-        return (c.net_profit_usd, -int(c.flash_loan), -hops, -c.outcome.debt_to_cover)
-
-    return key(a) > key(b)
-
-
-def _positions(account: UserAccount, market: Market) -> tuple[list[str], list[str]]:
-    """Assets the user could lose as collateral (non-zero balance) and assets they owe."""
-    collaterals: list[str] = []
-    debts: list[str] = []
-    config = account.configuration
-    for reserve_id in config.active_reserve_ids():
-        reserve = market.reserve(reserve_id)
-        position = account.position(reserve.asset)
-        if (
-            config.is_using_as_collateral(reserve_id)
-            and reserve.configuration.liquidation_threshold != 0
-            and a_token_balance(reserve, position, market.timestamp) > 0
-        ):
-            collaterals.append(reserve.asset)
-        if config.is_borrowing(reserve_id):
-            debts.append(reserve.asset)
-    return collaterals, debts
-
-
-def _funding_options(
-    debt_asset: str, flashloan_enabled: bool, funding: Funding
-) -> list[tuple[bool, int]]:
-    """(flash_loan, largest debt it can repay) for each way to pay the debt asset."""
-    ways: list[tuple[bool, int]] = []
-    own = funding.own_balances.get(debt_asset, 0)
-    if own > 0:
-        ways.append((False, own))
-    if flashloan_enabled:
-        liquidity = (
-            None if funding.flash_liquidity is None else funding.flash_liquidity.get(debt_asset, 0)
-        )
-        if liquidity is None:
-            ways.append((True, 2**256 - 1))
-        elif liquidity > 0:
-            ways.append((True, liquidity))
-    return ways
-
-
-def _swap_fn(quoter: Quoter, route: Route | None) -> SwapOut | None:
-    if route is None:
-        return None
-
-    def sell(amount_in: int) -> int:
-        return quoter.quote_route(route, amount_in).amount_out
-
-    return sell
-
-
-def _rejection(user: str, failures: list[tuple[RejectionReason, str]]) -> Rejection:
-    reasons = {r for r, _ in failures}
+def _rejection(user: str, failures: list[Failure]) -> Rejection:
+    reasons = {f.reason for f in failures}
     reason = next((r for r in _PRIORITY if r in reasons), RejectionReason.NO_POSITION)
-    return Rejection(user, reason, "; ".join(detail for _, detail in failures))
+    return Rejection(user, reason, "; ".join(f.detail for f in failures))
 
 
 def _plan(
-    user: str, market: Market, best: _Candidate, gas_price: GasPrice, config: PlannerConfig
+    user: str, market: Market, best: Candidate, gas_price: GasPrice, config: PlannerConfig
 ) -> Plan:
     o = best.outcome
     collateral_asset, debt_asset = best.collateral_asset, best.debt_asset

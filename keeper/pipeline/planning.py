@@ -40,12 +40,17 @@ class LiquidationPlanner:
         pending oracle update).
         """
         gathered = await gather(self.rpc, self.venue, sorted(account.reserves),
-                                block_time=self.block_time)
+                                block_time=self.block_time, rules=self.config.rules)
         verdict = self._decide(user, account, market, gathered)
         if isinstance(verdict, Rejection):
             self.metrics.rejections.labels(reason=verdict.reason.value).inc()
-            log.info("liquidation_skipped", user=user, reason=verdict.reason.value,
-                     detail=verdict.detail)
+            if verdict.not_before is not None:
+                # A grace period: the account is due again at the first block after it.
+                log.info("liquidation_waiting", user=user, reason=verdict.reason.value,
+                         not_before=verdict.not_before, detail=verdict.detail)
+            else:
+                log.info("liquidation_skipped", user=user, reason=verdict.reason.value,
+                         detail=verdict.detail)
         else:
             self.metrics.plans.inc()
         return verdict
@@ -60,7 +65,7 @@ class LiquidationPlanner:
         gas_price = GasPrice(gathered.next_block.base_fee, self.fee_policy.max_priority_fee)
         try:
             return plan_liquidation(user, account, planned_market, quoter, gas_price,
-                                    gathered.funding, self.config)
+                                    gathered.funding, self.config, gathered.limits)
         except Exception as exc:  # a task boundary for one candidate: log, count, go on
             log.error("planning_failed", user=user, error=f"{type(exc).__name__}: {exc}")
             return Rejection(user, RejectionReason.MISSING_DATA, f"{type(exc).__name__}: {exc}")

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,8 +29,10 @@ from keeper.app import root as app
 from keeper.app.config import load_config
 from keeper.app.once import run_once
 from keeper.app.report import format_executions
+from keeper.chain.rpc import HttpRpc
 from keeper.commands.target import resolve_target
 from keeper.contracts import artifacts
+from keeper.devnet import lifecycle
 from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.devnet.users import Tx
@@ -38,6 +41,7 @@ from keeper.exec.executor import Execution
 from keeper.exec.tx import Status
 from keeper.obs.logging import configure_logging
 from keeper.pipeline.sync import SyncConfig
+from tests.conftest import TEST_STATE_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -254,8 +258,21 @@ def skipped_logs(run: Run, who: str) -> list[dict[str, Any]]:
 # ---- 1. predicted = realised over many mixed liquidations ---------------------------------------
 
 
+@pytest.fixture(params=["3.0", "3.6"])
+async def any_devnet(request: pytest.FixtureRequest) -> AsyncIterator[Devnet]:
+    """A fresh anvil with the Aave 3.0 or 3.6 market (each deployed once, then loaded)."""
+    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(TEST_STATE_DIR),
+                                              aave=request.param)
+    try:
+        async with HttpRpc(node.url, timeout=120) as rpc:
+            yield Devnet(rpc, manifest)
+    finally:
+        await node.stop()
+
+
 async def test_predicted_net_profit_matches_the_owners_balance_change(
-        devnet: Devnet, tmp_path: Path) -> None:
+        any_devnet: Devnet, tmp_path: Path) -> None:
+    devnet = any_devnet
     plans = plan_population(5, 250, devnet.m, await devnet.prices())
     await seed_population(devnet, plans)
     await crash(devnet, {"WETH": 0.72, "WBTC": 0.85, "LINK": 0.8}, blocks=3)
@@ -270,7 +287,7 @@ async def test_predicted_net_profit_matches_the_owners_balance_change(
                 for r in done]
     worst = max(measured, key=lambda x: x.relative_error)
     pairs = {x.pair for x in measured}
-    print(f"\n{len(measured)} liquidations over {len(pairs)} pairs {sorted(pairs)}; debt decimals "
+    print(f"\nAave {devnet.m.aave_version}: {len(measured)} liquidations over {len(pairs)} pairs {sorted(pairs)}; debt decimals "
           f"{sorted({x.debt_decimals for x in measured})}; max |predicted - realised| / realised "
           f"= {float(worst.relative_error):.6%} ({worst.pair}, predicted "
           f"${float(worst.predicted_usd):.4f}, realised ${float(worst.realised_usd):.4f}); gross "

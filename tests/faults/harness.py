@@ -141,7 +141,7 @@ class FaultRun:
     @contextlib.asynccontextmanager
     async def open(cls, tmp: Path, *, seed: int = 1, block_time: float = 1.0
                    ) -> AsyncIterator[FaultRun]:
-        node, manifest, _ = await lifecycle.start(lifecycle.StateDir(TEST_STATE_DIR))
+        node, manifest, _ = await lifecycle.start(lifecycle.StateDir(TEST_STATE_DIR), aave="3.0")
         try:
             async with HttpRpc(node.url, timeout=120) as rpc, \
                     FaultProxy(node.url, node.ws_url, seed=seed) as proxy:

@@ -26,7 +26,7 @@ def test_up_from_saved_state_status_down(tmp_path: Path, devnet_node: object) ->
     for name in ("deployed-state.json", "deployed-manifest.json", "deployed-state.key"):
         shutil.copy(TEST_STATE_DIR / name, state / name)
     t0 = time.perf_counter()
-    up = keeper(state, "up")
+    up = keeper(state, "up", "--aave", "3.0")  # the saved v3.0 deploy (3.6: test_devnet_v36)
     elapsed = time.perf_counter() - t0
     assert up.returncode == 0, up.stderr
     assert "loaded saved state" in up.stdout
@@ -38,7 +38,7 @@ def test_up_from_saved_state_status_down(tmp_path: Path, devnet_node: object) ->
         assert is_anvil_pid(pid)
         status = keeper(state, "status")
         assert status.returncode == 0 and "devnet running" in status.stdout
-        again = keeper(state, "up")  # idempotent: finds the running one
+        again = keeper(state, "up", "--aave", "3.0")  # idempotent: finds the running one
         assert again.returncode == 0 and int((state / "anvil.pid").read_text()) == pid
     finally:
         down = keeper(state, "down")

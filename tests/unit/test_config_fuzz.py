@@ -165,7 +165,7 @@ def bad_string(draw: st.DrawFn) -> Case:
         ("network", "name", ""),
         ("aave", "pool_addresses_provider", "0x" + draw(st.text("0123456789abcdefg", max_size=45)
                                                         .filter(lambda t: len(t) != 40))),
-        ("aave", "rules", draw(junk.filter(lambda t: t not in ("v3.0", "v3.3")))),
+        ("aave", "rules", draw(junk.filter(lambda t: t not in ("auto", "v3.0", "v3.1", "v3.2", "v3.3", "v3.4", "v3.5", "v3.6")))),
         ("dex", "hubs", ["0x" + draw(st.text("0123456789abcdef", max_size=39))]),
         ("dex", "pair_init_code_hash", "0x" + draw(st.text("0123456789abcdef", max_size=63))),
         ("executor", "private_relay_url", "ftp://" + draw(junk)),

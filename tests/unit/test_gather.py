@@ -100,3 +100,40 @@ def test_balance_of_is_the_abi_encoding() -> None:
     method, (call, block) = balance_of(USDC, LIQUIDATOR.upper().replace("0X", "0x"), "0x10")
     assert (method, call["to"], block) == ("eth_call", USDC, "0x10")
     assert call["data"] == "0x70a08231" + abi_encode(["address"], [LIQUIDATOR]).hex()
+
+
+async def test_on_31_and_later_the_batch_reads_each_assets_grace_period_and_virtual_balance(
+) -> None:
+    from keeper.domain.liquidation import AaveRules
+    from keeper.pipeline.gather import decode_limits, limits_calls
+
+    calls = limits_calls(POOL, [USDC, WETH])
+    assert [c[1][0]["to"] for c in calls] == [POOL] * 4
+    selectors = [c[1][0]["data"][:10] for c in calls]
+    assert selectors[0] == selectors[2] and selectors[1] == selectors[3]
+    assert selectors[0] != selectors[1]
+    assert calls[0][1][0]["data"].endswith(USDC[2:]) and calls[2][1][0]["data"].endswith(WETH[2:])
+    limits = decode_limits([USDC, WETH], [word(TS + 60), word(10**12), word(0), word(5 * 10**18)])
+    assert limits.grace_period_until == {USDC: TS + 60, WETH: 0}
+    assert limits.virtual_balances == {USDC: 10**12, WETH: 5 * 10**18}
+
+    class PoolRpc(FakeRpc):
+        async def batch(self, calls: Sequence[tuple[str, Any]], *, timeout: float | None = None,
+                        return_exceptions: bool = False) -> list[Any]:
+            pool_calls = [c for c in calls if c[0] == "eth_call" and c[1][0]["to"] == POOL
+                          and c[1][0]["data"][:10] in selectors]
+            rest = [c for c in calls if c not in pool_calls]
+            answers = iter(await super().batch(rest))
+            self.batches[-1] = list(calls)
+            return [word(7) if c in pool_calls else next(answers) for c in calls]
+
+    rpc = PoolRpc(_answers())
+    v30 = await gather(rpc, VENUE, [WBTC, USDC, WETH], block_time=12)
+    # v3.0 has neither: none asked, nothing checked.
+    assert not [c for c in rpc.batches[0] if c[0] == "eth_call" and c[1][0]["to"] == POOL
+                and c[1][0]["data"][:10] in selectors]
+    assert v30.limits.virtual_balances is None and v30.limits.grace_period_until == {}
+    v36 = await gather(rpc, VENUE, [WBTC, USDC, WETH], block_time=12, rules=AaveRules.V3_6)
+    assert len(rpc.batches[1]) == len(rpc.batches[0]) + 6
+    assert v36.limits.grace_period_until == {WBTC: 7, USDC: 7, WETH: 7}
+    assert v36.funding == v30.funding and v36.reserves == v30.reserves

@@ -63,3 +63,19 @@ async def test_one_in_flight_marked_while_held() -> None:
         assert not idle.done()
     await asyncio.wait_for(idle, 1)
     assert not lane.busy
+
+
+def test_an_account_in_a_grace_period_is_due_every_block_and_keeps_its_back_off() -> None:
+    lane = Lane(backoff_max_blocks=64)
+    lane.back_off("a", 10)
+    lane.back_off("a", 11)  # failures: 2, due at 13
+    # Rejected for a grace period ending at t=5000: due on the next block, each block, so
+    # the first block after the period is not missed; the back-off does not grow.
+    for block in (13, 14, 15, 16):
+        assert lane.due("a", block)
+        assert lane.settle("a", block, None, not_before=5_000) is None
+        assert not lane.due("a", block) and lane.due("a", block + 1)
+        assert lane.waiting_until("a") == 5_000
+    lane.back_off("a", 17)  # the third failure since: 4 blocks
+    assert not lane.due("a", 20) and lane.due("a", 21)
+    assert lane.waiting_until("a") is None

@@ -17,10 +17,10 @@ from keeper.domain.profit import (
     asset_to_base,
     evaluate_liquidation,
     flash_loan_premium,
-    maximise_unimodal,
     native_to_asset,
     optimise_liquidation,
 )
+from keeper.domain.unimodal import maximise_unimodal
 from keeper.domain.wadray import RAY
 from tests.unit.test_account import USDC, WBTC, WETH, account, market, usd
 

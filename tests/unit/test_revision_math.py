@@ -19,7 +19,7 @@ from keeper.domain.account import (
 )
 from keeper.domain.interest import calculate_compounded_interest, compounded_interest_short
 from keeper.domain.reserve_config import ReserveConfiguration, UserConfiguration
-from keeper.domain.revision import AaveRevision
+from keeper.domain.revision import AaveRevision, UnknownRevision, from_pool_revision
 from keeper.domain.scaled_balance import scaled_after
 from keeper.domain.wadray import (
     RAY,
@@ -31,7 +31,6 @@ from keeper.domain.wadray import (
     ray_mul_ceil,
     ray_mul_floor,
 )
-from keeper.protocols.aave_v3.revision import UnknownRevision, from_pool_revision
 
 R = AaveRevision
 

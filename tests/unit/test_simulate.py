@@ -36,3 +36,16 @@ def test_pair_failure() -> None:
     assert pair_failure(refused) == "eth_simulateV1: method not found"
     assert (pair_failure(RpcTimeout("slow")) or "").startswith("eth_simulateV1: RpcTimeout")
     assert (pair_failure({"weird": 1}) or "").startswith("eth_simulateV1: unexpected answer")
+
+
+def test_aave_custom_errors_are_named() -> None:
+    from eth_utils import keccak
+
+    dust = "0x" + keccak(text="MustNotLeaveDust()")[:4].hex()
+    grace = "0x" + keccak(text="LiquidationGraceSentinelCheckFailed()")[:4].hex()
+    emode = "0x" + keccak(text="InvalidDebtInEmode(address,uint256)")[:4].hex() + abi_encode(
+        ["address", "uint256"], ["0x" + "11" * 20, 2]).hex()
+    assert revert_reason(reverted(dust)) == "reverted: MustNotLeaveDust"
+    assert revert_reason(reverted({"data": grace})) == "reverted: LiquidationGraceSentinelCheckFailed"
+    assert revert_reason(reverted(emode)) == (
+        "reverted: InvalidDebtInEmode(0x1111111111111111111111111111111111111111, 2)")

@@ -1,0 +1,53 @@
+"""The integer maximum of a unimodal function evaluated exactly: the profit model's size search."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# Below this many candidate sizes the search scans every one instead of splitting further:
+# integer rounding makes the profit curve locally flat and a little noisy near its top.
+_SCAN_WIDTH = 16
+
+
+def maximise_unimodal(
+    objective: Callable[[int], int | None], lo: int, hi: int
+) -> tuple[int, int] | None:
+    """The integer ``x`` in ``[lo, hi]`` with the largest ``objective(x)``, and that value.
+
+    ``objective`` is unimodal (up, then down; noisy by rounding near its top) and returns None
+    where ``x`` is not feasible; infeasible points may only form a prefix of the range. Ternary
+    search down to a handful of points, then every remaining point and both ends are evaluated.
+    Ties go to the smaller ``x`` (less capital, less flash premium). None if nothing is feasible.
+    """
+    if lo > hi:
+        return None
+    memo: dict[int, int | None] = {}
+
+    def f(x: int) -> int | None:
+        if x not in memo:
+            memo[x] = objective(x)
+        return memo[x]
+
+    a, b = lo, hi
+    while b - a > _SCAN_WIDTH:
+        third = (b - a) // 3
+        m1, m2 = a + third, b - third
+        v1, v2 = f(m1), f(m2)
+        if v1 is None:
+            # Infeasible points are a prefix: everything up to m1 is out.
+            a = m1 + 1
+        elif v2 is None or v1 > v2:
+            b = m2 - 1
+        elif v1 < v2:
+            a = m1 + 1
+        else:
+            # Equal values: the top lies between them, or (a flat top) reaches left of m1;
+            # keep the left part so that ties go to the smaller x.
+            b = m2
+    candidates = [*range(a, b + 1), lo, hi]
+    best: tuple[int, int] | None = None
+    for x in sorted(set(candidates)):
+        v = f(x)
+        if v is not None and (best is None or v > best[1]):
+            best = (x, v)
+    return best

@@ -1,0 +1,258 @@
+"""The search behind a plan: every (collateral, debt) pair, route and funding, optimised.
+
+For each pair of the user's collateral and debt assets, every route the quoter knows from the
+collateral to the debt asset, and each way to fund the repayment (a flash loan of the debt
+asset, or the liquidator contract's own balance), the profit model (keeper.domain.profit)
+finds the ``debtToCover`` with the largest profit; gas is valued in the debt asset through the
+oracle. The best candidate, compared in USD, and why the others failed, go back to the planner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from keeper.domain.account import Market, MissingMarketData, UserAccount, a_token_balance
+from keeper.domain.amm import SwapRevert
+from keeper.domain.liquidation import (
+    GRACE_PERIOD,
+    NO_LIMITS,
+    SELF_LIQUIDATION,
+    AaveRules,
+    LiquidationRevert,
+    PoolLimits,
+    error_name,
+)
+from keeper.domain.plan import GasPrice, RejectionReason
+from keeper.domain.profit import (
+    Outcome,
+    PairQuotes,
+    SwapOut,
+    asset_to_base,
+    native_to_asset,
+    optimise_liquidation,
+)
+from keeper.domain.quote import Quoter, Route
+from keeper.domain.wadray import UINT256_MAX, ArithmeticRevert
+
+# Aave's revert names (pre-3.4 UPPER_SNAKE; a 3.4+ custom error name maps through error_name).
+REVERT_REASONS = {
+    "HEALTH_FACTOR_NOT_BELOW_THRESHOLD": RejectionReason.HEALTHY,
+    "RESERVE_PAUSED": RejectionReason.PAUSED_RESERVE,
+    "RESERVE_INACTIVE": RejectionReason.INACTIVE_RESERVE,
+    "COLLATERAL_CANNOT_BE_LIQUIDATED": RejectionReason.NO_POSITION,
+    "SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER": RejectionReason.NO_POSITION,
+    "MUST_NOT_LEAVE_DUST": RejectionReason.DUST,
+    "INVALID_BURN_AMOUNT": RejectionReason.DUST,
+    "INVALID_AMOUNT": RejectionReason.NO_FUNDS,
+    GRACE_PERIOD: RejectionReason.GRACE_PERIOD,
+    SELF_LIQUIDATION: RejectionReason.SELF_LIQUIDATION,
+}
+
+
+def rejection_reason(revert: str) -> RejectionReason:
+    """The planner's reason for an Aave revert name, old (``MUST_NOT_LEAVE_DUST``) or 3.4+
+    (``MustNotLeaveDust``); WOULD_REVERT for any other."""
+    return REVERT_REASONS.get(error_name(revert), RejectionReason.WOULD_REVERT)
+
+
+@dataclass(frozen=True, slots=True)
+class GasModel:
+    """Gas of one ``FlashLiquidator.liquidate`` call, by shape.
+
+    Measured on the devnet (tests/integration/test_planner.py checks every shape against its
+    receipt): a first liquidation by a fresh contract used 555-568k gas with a flash loan and
+    one swap, 649k with two swaps, 500k from its own balance with one swap. The defaults add
+    about 8% on top; Aave's health-factor loop costs more for users with many reserves, and
+    the executor's simulation (eth_estimateGas) has the last word on the gas limit.
+    """
+
+    base: int = 440_000
+    flash_loan: int = 75_000
+    per_hop: int = 95_000
+
+    def estimate(self, *, hops: int, flash_loan: bool) -> int:
+        """Gas for a call with ``hops`` swaps (0 for a same-asset liquidation)."""
+        return self.base + (self.flash_loan if flash_loan else 0) + self.per_hop * hops
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    """How the liquidator can pay for a repayment.
+
+    ``flash_premium_bps`` is the Pool's FLASHLOAN_PREMIUM_TOTAL; ``own_balances`` the liquidator
+    contract's balances by asset; ``flash_liquidity`` what each reserve can lend now (its
+    aToken's underlying balance), or None to leave it unchecked.
+    """
+
+    flash_premium_bps: int
+    own_balances: Mapping[str, int] = field(default_factory=dict)
+    flash_liquidity: Mapping[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One executable liquidation: its pair, outcome, route, funding and gas."""
+
+    collateral_asset: str
+    debt_asset: str
+    outcome: Outcome
+    route: Route | None
+    flash_loan: bool
+    gas: int
+    net_profit_usd: int
+
+    def better_than(self, other: Candidate) -> bool:
+        """More USD first; on a tie the cheaper shape (own funds, fewer hops, smaller size)."""
+        def key(c: Candidate) -> tuple[int, int, int, int]:
+            hops = c.route.hops if c.route else 0
+            return (c.net_profit_usd, -int(c.flash_loan), -hops, -c.outcome.debt_to_cover)
+
+        return key(self) > key(other)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why one pair (or route, or funding) gave no candidate."""
+
+    reason: RejectionReason
+    detail: str
+    not_before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchInputs:
+    """What the search reads besides the account: market, AMM, gas, funding and rules."""
+
+    market: Market
+    quoter: Quoter
+    gas_price: GasPrice
+    funding: Funding
+    rules: AaveRules
+    gas: GasModel
+    native_price: int
+    native_decimals: int = 18
+    limits: PoolLimits = NO_LIMITS
+
+
+@dataclass
+class SearchResult:
+    best: Candidate | None = None
+    failures: list[Failure] = field(default_factory=list)
+
+    def offer(self, candidate: Candidate) -> None:
+        if self.best is None or candidate.better_than(self.best):
+            self.best = candidate
+
+
+def search(account: UserAccount, collaterals: Sequence[str], debts: Sequence[str],
+           inputs: SearchInputs) -> SearchResult:
+    """The best candidate over every pair, and the failures met on the way. A revert that says
+    the account is healthy ends the search (it holds for every pair)."""
+    result = SearchResult()
+    for debt_asset in debts:
+        reserve = inputs.market.reserve_of(debt_asset)
+        ways = funding_options(debt_asset, reserve.configuration.flashloan_enabled,
+                               inputs.funding)
+        if not ways:
+            result.failures.append(Failure(RejectionReason.NO_FUNDS,
+                                           f"nothing to repay {debt_asset} with"))
+            continue
+        for collateral_asset in collaterals:
+            _search_pair(account, collateral_asset, debt_asset, ways, inputs, result)
+            if any(f.reason is RejectionReason.HEALTHY for f in result.failures):
+                return result
+    return result
+
+
+def _search_pair(account: UserAccount, collateral_asset: str, debt_asset: str,
+                 ways: list[tuple[bool, int]], inputs: SearchInputs, result: SearchResult) -> None:
+    pair = f"{collateral_asset}->{debt_asset}"
+    market = inputs.market
+    quotes = PairQuotes(account, market, collateral_asset, debt_asset, inputs.rules, inputs.limits)
+    routes: Sequence[Route | None]
+    if collateral_asset == debt_asset:
+        routes = [None]
+    else:
+        routes = inputs.quoter.routes(collateral_asset, debt_asset)
+        if not routes:
+            result.failures.append(Failure(RejectionReason.NO_ROUTE, f"{pair}: no pool"))
+            return
+    debt_price = market.price(debt_asset)
+    debt_decimals = market.reserve_of(debt_asset).configuration.decimals
+    for route in routes:
+        for flash_loan, cap in ways:
+            gas = inputs.gas.estimate(hops=route.hops if route else 0, flash_loan=flash_loan)
+            try:
+                gas_cost = native_to_asset(
+                    gas * inputs.gas_price.per_gas, native_price=inputs.native_price,
+                    asset_price=debt_price, asset_decimals=debt_decimals,
+                    native_decimals=inputs.native_decimals)
+                outcome = optimise_liquidation(
+                    account, market, collateral_asset, debt_asset,
+                    swap=_swap_fn(inputs.quoter, route),
+                    flash_premium_bps=inputs.funding.flash_premium_bps if flash_loan else 0,
+                    gas_cost=gas_cost, rules=inputs.rules, max_debt_to_cover=cap, quotes=quotes)
+            except LiquidationRevert as exc:
+                result.failures.append(
+                    Failure(rejection_reason(exc.reason), f"{pair}: {exc}", exc.not_before))
+                if exc.reason == GRACE_PERIOD or rejection_reason(exc.reason) is \
+                        RejectionReason.HEALTHY:
+                    return  # the same for every route and funding of the pair
+                continue
+            except SwapRevert as exc:
+                result.failures.append(Failure(RejectionReason.NO_ROUTE, f"{pair}: {exc}"))
+                continue
+            except (ArithmeticRevert, MissingMarketData) as exc:
+                result.failures.append(Failure(RejectionReason.WOULD_REVERT, f"{pair}: {exc}"))
+                continue
+            usd = asset_to_base(outcome.net_profit, price=debt_price, decimals=debt_decimals)
+            result.offer(Candidate(collateral_asset, debt_asset, outcome, route, flash_loan, gas,
+                                   usd))
+
+
+def positions(account: UserAccount, market: Market) -> tuple[list[str], list[str]]:
+    """Assets the user could lose as collateral (non-zero balance) and assets they owe."""
+    collaterals: list[str] = []
+    debts: list[str] = []
+    config = account.configuration
+    for reserve_id in config.active_reserve_ids():
+        reserve = market.reserve(reserve_id)
+        position = account.position(reserve.asset)
+        if (
+            config.is_using_as_collateral(reserve_id)
+            and reserve.configuration.liquidation_threshold != 0
+            and a_token_balance(reserve, position, market.timestamp) > 0
+        ):
+            collaterals.append(reserve.asset)
+        if config.is_borrowing(reserve_id):
+            debts.append(reserve.asset)
+    return collaterals, debts
+
+
+def funding_options(debt_asset: str, flashloan_enabled: bool,
+                    funding: Funding) -> list[tuple[bool, int]]:
+    """(flash_loan, largest debt it can repay) for each way to pay the debt asset."""
+    ways: list[tuple[bool, int]] = []
+    own = funding.own_balances.get(debt_asset, 0)
+    if own > 0:
+        ways.append((False, own))
+    if flashloan_enabled:
+        liquidity = (
+            None if funding.flash_liquidity is None else funding.flash_liquidity.get(debt_asset, 0)
+        )
+        if liquidity is None:
+            ways.append((True, UINT256_MAX))
+        elif liquidity > 0:
+            ways.append((True, liquidity))
+    return ways
+
+
+def _swap_fn(quoter: Quoter, route: Route | None) -> SwapOut | None:
+    if route is None:
+        return None
+
+    def sell(amount_in: int) -> int:
+        return quoter.quote_route(route, amount_in).amount_out
+
+    return sell
