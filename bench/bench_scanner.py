@@ -32,8 +32,9 @@ from keeper.domain.account import EModeCategory, ReserveState, UserReserve
 from keeper.domain.reserve_config import ReserveConfiguration
 from keeper.domain.wadray import RAY
 from keeper.obs.logging import configure_logging
+from keeper.pipeline.block_events import decode_logs
 from keeper.pipeline.scan import HealthScanner
-from keeper.pipeline.sync import BookSync, SyncConfig, decode_logs
+from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3 import decoding
 from keeper.protocols.aave_v3.account_data import read_account_data
 from keeper.protocols.aave_v3.book import BookBlock, MarketState, PositionBook, UserRecord

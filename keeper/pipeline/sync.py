@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eth_abi.exceptions import DecodingError
@@ -37,14 +37,16 @@ from keeper.chain.heads import fetch_heads, follow_heads
 from keeper.chain.logs import chunk_ranges, get_logs, log_filter, parse_logs
 from keeper.chain.reorg import ReorgTooDeep, block_gone
 from keeper.chain.rpc import JsonRpc
-from keeper.chain.types import Head, Log, Reorg
+from keeper.chain.types import Head, Reorg
 from keeper.chain.ws import WsRpc
 from keeper.domain.revision import AaveRevision
 from keeper.errors import KeeperError, RpcResponseError
 from keeper.obs.logging import get_logger
 from keeper.obs.progress import BackfillProgress
+from keeper.pipeline.block_events import decode_logs, head_ref, hints_after, ref_head
 from keeper.pipeline.store import BookStore
 from keeper.pipeline.tip_read import settled_read
+from keeper.pipeline.updates import UpdateFeed
 from keeper.protocols.aave_v3 import decoding
 from keeper.protocols.aave_v3 import events as ev
 from keeper.protocols.aave_v3.book import (
@@ -55,7 +57,7 @@ from keeper.protocols.aave_v3.book import (
     PositionBook,
 )
 from keeper.protocols.aave_v3.events_later import Upgraded
-from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketHints, MarketReader
+from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketReader
 from keeper.protocols.aave_v3.revision import read_revision
 
 log = get_logger(__name__)
@@ -79,37 +81,7 @@ class SyncConfig:
     progress: bool = True
 
 
-def head_ref(head: Head) -> BookBlock:
-    return BookBlock(head.number, head.hash, head.parent_hash, head.timestamp)
-
-
-def ref_head(ref: BookBlock) -> Head:
-    return Head(ref.number, ref.hash, ref.parent_hash, ref.timestamp, None)
-
-
-def decode_logs(logs: Iterable[Log]) -> list[ev.AaveEvent]:
-    """The typed events among ``logs``, in chain order."""
-    out = []
-    for lg in logs:
-        e = decoding.decode_log(lg)
-        if e is not None:
-            out.append(e)
-    return out
-
-
-def hints_after(hints: MarketHints, events: Sequence[ev.AaveEvent]) -> MarketHints:
-    """``hints`` grown by what ``events`` introduce (a new reserve, an eMode category used)."""
-    assets = list(hints.assets)
-    ids = set(hints.emode_ids)
-    for e in events:
-        if isinstance(e, ev.ReserveInitialized) and e.asset not in assets:
-            assets.append(e.asset)
-        elif isinstance(e, ev.EModeCategoryAdded | ev.UserEModeSet) and e.category_id:
-            ids.add(e.category_id)
-    return MarketHints(tuple(assets), frozenset(ids), hints.emode_sources)
-
-
-class BookSync:
+class BookSync(UpdateFeed):
     """Keeps a ``PositionBook`` in step with the chain; see the module docstring.
 
     ``rpc`` serves reads and backfills (an ``HttpRpc`` or ``RpcPool``); ``ws``, when given,
@@ -134,30 +106,13 @@ class BookSync:
         self.ws = ws
         # Rebuilt for the Pool's revision once it is known (prepare, or an Upgraded event).
         self.reader = MarketReader(contracts, self.book.state.revision)
-        self._subscribers: list[asyncio.Queue[BlockUpdate]] = []
-        self._callbacks: list[Callable[[BlockUpdate], None]] = []
+        UpdateFeed.__init__(self)
         self._prepared = False
         self._last_checkpoint = 0.0
         self.blocks_applied = 0
         self.reorgs = 0
         # The block the book resumed from after loading the store (None: it was backfilled).
         self.resumed_from: int | None = None
-
-    # ---- consumers -------------------------------------------------------------------------
-    def subscribe(self) -> asyncio.Queue[BlockUpdate]:
-        """A queue that receives every ``BlockUpdate`` from now on (unbounded: drain it)."""
-        q: asyncio.Queue[BlockUpdate] = asyncio.Queue()
-        self._subscribers.append(q)
-        return q
-
-    def unsubscribe(self, queue: asyncio.Queue[BlockUpdate]) -> None:
-        """Stop feeding a queue from ``subscribe``."""
-        with contextlib.suppress(ValueError):
-            self._subscribers.remove(queue)
-
-    def on_update(self, callback: Callable[[BlockUpdate], None]) -> None:
-        """Call ``callback`` (synchronously, on the loop) after each applied block."""
-        self._callbacks.append(callback)
 
     def roll_back(self, number: int) -> BlockUpdate | None:
         """Roll the book back to block ``number`` and tell every consumer which accounts it
@@ -169,12 +124,6 @@ class BookSync:
                      users=len(update.touched_users))
             self._publish(update)
         return update
-
-    def _publish(self, update: BlockUpdate) -> None:
-        for q in self._subscribers:
-            q.put_nowait(update)
-        for cb in self._callbacks:
-            cb(update)
 
     # ---- the main loop ---------------------------------------------------------------------
     async def run(self, *, until: int | None = None) -> None:
