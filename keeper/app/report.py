@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from keeper.app.root import Keeper
 from keeper.exec.executor import Execution
+from keeper.exec.tx import Status
 
 
 def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool) -> str:
@@ -30,6 +31,8 @@ def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool
             mined += 1
         elif dry_run and r.outcome is not None and r.outcome.dry_run:
             tail = "dry run: would send (simulated ok)"
+        elif r.outcome is not None and r.outcome.status not in (Status.SKIPPED, Status.MINED):
+            tail = r.skipped_reason  # sent: "reverted: …", "dropped: …", "cancelled: …"
         else:
             tail = f"skipped: {r.skipped_reason}"
         lines.append(f"{r.user:44s} {pair:16s} {covered:>16s} {expected:>11,.2f} {realised:>11s} "

@@ -124,6 +124,12 @@ class AaveRules(Enum):
         return self._minor >= 4
 
     @property
+    def revision(self) -> AaveRevision:
+        """The release these rules are from (its interest accrual: the 3.5+ Pools compound
+        with the shorter series, so a debt balance differs in the last digits)."""
+        return AaveRevision(300 + 10 * self._minor)
+
+    @property
     def rounding(self) -> Rounding:
         """Directed rounding from 3.5 on, half up before."""
         return DIRECTED if self._minor >= 5 else HALF_UP
@@ -273,16 +279,18 @@ def quote_liquidation_call(
     ``account_data`` is ``calculate_user_account_data(account, market)`` when the caller has
     it already (a size search quotes the same account dozens of times).
     """
-    now, rounding = market.timestamp, rules.rounding
+    now, rounding, revision = market.timestamp, rules.rounding, rules.revision
     collateral = market.reserve_of(collateral_asset)
     debt = market.reserve_of(debt_asset)
     if account_data is None:
         account_data = calculate_user_account_data(account, market)
     health_factor = account_data.health_factor
     debt_position = account.position(debt_asset)
-    current_debt = user_debt(debt, debt_position, now)
+    # The debt as the Pool accrues it in this revision: a model a few wei short of the chain
+    # plans a "whole debt" repayment that leaves those wei, and the dust rule refuses it.
+    current_debt = user_debt(debt, debt_position, now, revision)
     variable_debt = rounding.debt_balance(debt_position.scaled_variable_debt,
-                                          debt.normalized_debt(now))
+                                          debt.normalized_debt(now, revision))
     total_debt = current_debt.stable + variable_debt
 
     _validate(rules, account, market, collateral, debt, health_factor, total_debt, limits)
@@ -373,7 +381,7 @@ def _check_debt_burn(rules: AaveRules, debt: ReserveState, variable_debt: int, b
     # 3.2 stable debt may pay part of it (then the variable side is burned whole, or not at all).
     if not rules.has_liquid_emode and variable_debt < burned:
         return
-    if rules.rounding.debt_burn_scaled(burned, debt.normalized_debt(now)) == 0:
+    if rules.rounding.debt_burn_scaled(burned, debt.normalized_debt(now, rules.revision)) == 0:
         raise LiquidationRevert("INVALID_BURN_AMOUNT", "debt to cover scales to zero")
 
 

@@ -21,7 +21,7 @@ ternary search on exact integer evaluations, then a scan of the last few points 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from keeper.domain.account import Market, UserAccount, calculate_user_account_data
 from keeper.domain.amm import SwapRevert
@@ -63,6 +63,13 @@ class Outcome:
     flash_premium: int
     gas_cost: int
     quote: LiquidationQuote
+    headroom: int = 0
+    """Asked for above ``debt_to_cover`` (see ``_with_headroom``); the Pool takes no more."""
+
+    @property
+    def debt_to_send(self) -> int:
+        """The ``debtToCover`` argument (and the flash loan's amount)."""
+        return self.debt_to_cover + self.headroom
 
     @property
     def gross_profit(self) -> int:
@@ -263,7 +270,41 @@ def optimise_liquidation(
     # The top itself, exactly (the search variable may not map onto it): the whole debt or
     # the whole collateral, which v3.3 allows even where the sizes below it leave dust.
     found = [sizes.at(best[0]) if best else None, sizes.at_debt(top)]
-    return _most_profitable(found, sizes.errors)
+    chosen = _most_profitable(found, sizes.errors)
+    return _with_headroom(chosen, quotes, flash_premium_bps, max_debt_to_cover)
+
+
+HEADROOM_BPS = 1
+"""What a liquidation that clears a side asks for above the debt it repays (0.01%)."""
+
+
+def _with_headroom(o: Outcome, quotes: PairQuotes, flash_premium_bps: int, cap: int) -> Outcome:
+    """Ask a little more than the plan repays when the Pool caps the repayment anyway.
+
+    A plan that repays the whole debt, or the debt that buys all of a collateral, sits on the
+    edge of the dust rule: asked exactly, it turns into a partial liquidation leaving a few wei
+    (MustNotLeaveDust) when the debt has accrued one more second of interest, the collateral
+    balance grew, or its price rose a unit (a rate-based feed moves every second) by the block
+    that includes it. Asked with headroom, the Pool caps it to the same liquidation. The
+    headroom is kept only where the quote of the larger amount is that same liquidation; a
+    flash loan borrows the headroom too, and pays its premium on it.
+    """
+    q = o.quote
+    clears = quotes.rules.has_v33_close_factor and (
+        q.debt_to_cover_actual == q.user_debt
+        or q.collateral_to_liquidator + q.protocol_fee_collateral + 1 >= q.user_collateral_balance)
+    asked = min(o.debt_to_cover + max(percent_mul(o.debt_to_cover, HEADROOM_BPS), 1), cap)
+    if not clears or asked <= o.debt_to_cover:
+        return o  # no dust rule, or a partial liquidation the rule already leaves room for
+    try:
+        quote = quotes(asked)
+    except (LiquidationRevert, ArithmeticRevert):
+        return o
+    if (quote.debt_to_cover_actual, quote.collateral_to_liquidator) != \
+            (o.debt_to_cover, o.collateral_seized):
+        return o
+    premium = flash_loan_premium(asked, flash_premium_bps)
+    return replace(o, headroom=asked - o.debt_to_cover, flash_premium=premium)
 
 
 class _Sizes:

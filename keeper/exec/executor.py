@@ -46,9 +46,11 @@ class Execution:
     def skipped_reason(self) -> str:
         if self.rejection is not None:
             return f"{self.rejection.reason.value}: {self.rejection.detail}".rstrip(": ")
-        if self.outcome is not None and self.outcome.status is not Status.MINED:
-            return f"{self.outcome.status.value}: {self.outcome.reason}"
-        return ""
+        if self.outcome is None or self.outcome.status is Status.MINED:
+            return ""
+        if self.outcome.status is Status.SKIPPED:
+            return self.outcome.reason  # the report says "skipped: " once
+        return f"{self.outcome.status.value}: {self.outcome.reason}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,7 +170,7 @@ def _plan(
         collateral_asset=collateral_asset,
         debt_asset=debt_asset,
         user=user,
-        debt_to_cover=o.debt_to_cover,
+        debt_to_cover=o.debt_to_send,
         swap_path=path,
         min_profit=min_profit,
         flash_loan=best.flash_loan,

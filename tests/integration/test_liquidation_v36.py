@@ -9,6 +9,7 @@ timestamp. What the plan says is checked against the chain.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from keeper.contracts import artifacts
 from keeper.devnet import lifecycle
 from keeper.devnet.driver import Devnet
 from keeper.devnet.origin_build import origin
+from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.domain.account import Market, ReserveState, UserAccount, UserReserve
 from keeper.domain.fees import FeePolicy
 from keeper.domain.liquidation import AaveRules, PoolLimits, quote_liquidation_call
@@ -320,3 +322,60 @@ async def test_after_a_deficit_the_book_has_no_liquidatable_account_for_the_user
     assert bad_debt is not None and user not in {c.user for c in bad_debt}
     # The burned debt is gone from the book too.
     assert all(p.scaled_variable_debt == 0 for p in sync.book.account(user).reserves.values())
+
+
+# ---- the demo's population: plan = chain ------------------------------------------------------
+
+
+async def test_every_plan_for_the_demo_population_passes_on_chain(devnet36: Devnet) -> None:
+    """``make demo``'s market after its crash (seed 1, 200 borrowers, WETH -28%, WBTC -15% over
+    5 blocks): every account the planner finds worth liquidating is planned at a size the
+    Pool takes. Issue 9: plans that seized all of a collateral repaid exactly the debt that
+    bought it; sent as ``debtToCover``, that amount bought a few wei less, the dust rule then
+    applied and the Pool refused (MustNotLeaveDust)."""
+    d = devnet36
+    population = plan_population(1, 200, d.m, await d.prices())
+    await seed_population(d, population)
+    await crash(d, {"WETH": 0.72, "WBTC": 0.85}, blocks=5)
+    users = [p.address for p in population]
+    under = [u for u, a in zip(users, await d.account_data(users), strict=True)
+             if a.health_factor < WAD]
+    assert len(under) >= 20
+    liquidator = await deploy(d)
+
+    # The keeper's own book (it knows the eMode categories the population uses), read at the
+    # head and projected to the next block's timestamp: the plans are exact for it.
+    m = d.m
+    sync = BookSync(d.rpc, AaveV3Contracts(m.pool, m.oracle, m.pool_configurator,
+                                           m.pool_addresses_provider),
+                    SyncConfig(start_block=m.deploy_block, follow_depth=0, progress=False,
+                               checkpoint_every=0.0))
+    await sync.catch_up()
+    ts = await head_ts(d) + 1
+    market = dataclasses.replace(sync.book.market(), timestamp=ts)
+    weth = d.m.reserve("WETH").address
+    tokens = [r.address for r in d.m.reserves]
+    pairs = await load_pair_reserves(d.rpc, d.m.uniswap_factory,
+                                     needed_pairs(tokens, tokens, hubs=[weth]))
+    funding = await read_funding(d.rpc, FundingSource(
+        d.m.pool, liquidator, {r.address: r.a_token for r in d.m.reserves}))
+    limits = await read_limits(d)
+    config = PlannerConfig(liquidator=liquidator, native_asset=weth, rules=V36, owner=d.m.keeper)
+    refused: dict[str, str] = {}
+    plans: list[Plan] = []
+    for u in under:
+        plan = plan_liquidation(u, sync.book.account(u), market,
+                                UniswapV2Quoter(pairs, hubs=[weth]), GasPrice(GWEI, GWEI),
+                                funding, config, limits)
+        if not isinstance(plan, Plan):
+            assert plan.reason is not RejectionReason.DUST, plan
+            continue
+        plans.append(plan)
+        try:
+            await d.rpc.call("eth_call", [call_of(d, plan), "latest", {}, {"time": hex(ts)}])
+        except RpcResponseError as exc:
+            refused[u] = revert_reason(exc)
+    print(f"\ndemo population: {len(under)} under water, {len(plans)} planned, "
+          f"{len(refused)} refused by the chain")
+    assert not refused, refused
+    assert len(plans) >= 20

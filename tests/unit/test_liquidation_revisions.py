@@ -26,9 +26,11 @@ from keeper.domain.liquidation_amounts import (
     leaves_dust,
     v33_max_liquidatable_debt,
 )
+from keeper.domain.account import user_debt
 from keeper.domain.plan import GasPrice, Plan, Rejection, RejectionReason
 from keeper.domain.profit import optimise_liquidation
 from keeper.domain.quote import UniswapV2Quoter
+from keeper.domain.revision import AaveRevision
 from keeper.domain.wadray import RAY, UINT256_MAX
 from keeper.pipeline.pair_search import rejection_reason
 from keeper.pipeline.planner import plan_liquidation
@@ -284,3 +286,60 @@ def test_a_close_factor_cap_that_leaves_dust_is_searched_below() -> None:
     best = optimise_liquidation(user, m, WETH, USDC, swap=swap, flash_premium_bps=5, gas_cost=0,
                                 rules=AaveRules.V3_6)
     assert best.debt_to_cover == 1_500 * USDC_UNIT
+
+
+# ---- issue 9: plan = chain on the dust rule's edges -----------------------------------------------
+
+
+def test_v36_quote_accrues_the_debt_as_the_35_pools_do() -> None:
+    # 40% a year on USDC, an hour since the last update: the 3.0 and 3.5+ compounding series
+    # differ in the last digits. A 3.6 quote must use the Pool's (a "whole debt" plan a few wei
+    # short of the chain leaves those wei, and the Pool refuses it: MustNotLeaveDust).
+    rates = {i: replace(r, current_variable_borrow_rate=4 * RAY // 10)
+             for i, r in market().reserves.items()}
+    user = account({WETH: WEI}, {USDC: 10**15})
+    m = market({WETH: usd(1400)}, reserves=rates, timestamp=T0 + 3_600)
+    usdc_reserve = m.reserve_of(USDC)
+    v30_debt = user_debt(usdc_reserve, user.position(USDC), m.timestamp).total
+    v36_debt = user_debt(usdc_reserve, user.position(USDC), m.timestamp, AaveRevision.V3_6).total
+    assert v30_debt != v36_debt
+    assert quote_liquidation_call(user, m, WETH, USDC, MAX, rules=AaveRules.V3_6).user_debt == v36_debt
+
+
+def test_v36_plan_that_takes_all_collateral_asks_with_headroom() -> None:
+    # 1 WETH against 1,500 USDC at $1,400: the collateral caps the repayment at 1,333.333334.
+    # Asked exactly, a price 0.005% higher by the block that includes it (a rate-based feed
+    # moves every second) makes it a partial liquidation leaving $166 of debt: refused. The plan asks a little more
+    # and the Pool caps it to the same liquidation, at either price.
+    user = account({WETH: WEI}, {USDC: 1_500 * USDC_UNIT})
+    m = market({WETH: usd(1400)})
+
+    def swap(amount: int) -> int:
+        return amount * 1_390 // 10**12
+
+    best = optimise_liquidation(user, m, WETH, USDC, swap=swap, flash_premium_bps=5, gas_cost=0,
+                                rules=AaveRules.V3_6)
+    assert best.debt_to_cover == 1_333_333_334 and best.headroom == 133_333
+    assert best.flash_premium == 666_733  # on all the loan: percentMul(1_333_466_667, 5), not 666_667
+    again = quote_liquidation_call(user, m, WETH, USDC, best.debt_to_send, rules=AaveRules.V3_6)
+    assert again.debt_to_cover_actual == best.debt_to_cover
+    up = market({WETH: usd(1400.07)})
+    with pytest.raises(LiquidationRevert, match="MUST_NOT_LEAVE_DUST"):
+        quote_liquidation_call(user, up, WETH, USDC, best.debt_to_cover, rules=AaveRules.V3_6)
+    moved = quote_liquidation_call(user, up, WETH, USDC, best.debt_to_send, rules=AaveRules.V3_6)
+    assert moved.bad_debt_burned and moved.collateral_to_liquidator == best.collateral_seized
+    # v3.0 has no dust rule: the exact amount, no headroom.
+    v30 = optimise_liquidation(user, m, WETH, USDC, swap=swap, flash_premium_bps=5, gas_cost=0)
+    assert v30.headroom == 0
+
+
+def test_v36_plan_that_repays_the_whole_debt_sends_headroom() -> None:
+    user = account({WETH: 2 * WEI}, {USDC: 1_500 * USDC_UNIT})
+    # 2 WETH at $850 against 1,500 USDC: HF 0.935, the collateral covers the debt and bonus.
+    m = flash_market({WETH: usd(850)})
+    pool = UniswapV2Quoter(reserves((WETH, 1_000 * WEI, USDC, 850_000 * USDC_UNIT)))
+    plan = plan_liquidation(USER, user, m, pool, CHEAP, FLASH,
+                            replace(CONFIG, min_profit_base=1, rules=AaveRules.V3_6))
+    assert isinstance(plan, Plan), plan
+    assert plan.debt_to_cover == 1_500 * USDC_UNIT  # the whole debt
+    assert plan.params.debt_to_cover == plan.debt_to_cover + 150_000
