@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from keeper.domain.account import user_debt
 from keeper.domain.liquidation import (
     GRACE_PERIOD,
     VIRTUAL_BALANCE_SHORT,
@@ -26,7 +27,6 @@ from keeper.domain.liquidation_amounts import (
     leaves_dust,
     v33_max_liquidatable_debt,
 )
-from keeper.domain.account import user_debt
 from keeper.domain.plan import GasPrice, Plan, Rejection, RejectionReason
 from keeper.domain.profit import optimise_liquidation
 from keeper.domain.quote import UniswapV2Quoter
