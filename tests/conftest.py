@@ -7,6 +7,7 @@ a fresh node from that saved state in about 0.1 s.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,6 +27,18 @@ async def anvil() -> AsyncIterator[Anvil]:
     node = await Anvil.start(AnvilOptions())
     try:
         yield node
+    finally:
+        await node.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_devnet(aave: str) -> AsyncIterator[Devnet]:
+    """A fresh anvil with the Aave ``aave`` market (deployed once into TEST_STATE_DIR, then
+    loaded), stopped on exit."""
+    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(TEST_STATE_DIR), aave=aave)
+    try:
+        async with HttpRpc(node.url, timeout=120) as rpc:
+            yield Devnet(rpc, manifest)
     finally:
         await node.stop()
 

@@ -29,10 +29,8 @@ from keeper.app import root as app
 from keeper.app.config import load_config
 from keeper.app.once import run_once
 from keeper.app.report import format_executions
-from keeper.chain.rpc import HttpRpc
 from keeper.commands.target import resolve_target
 from keeper.contracts import artifacts
-from keeper.devnet import lifecycle
 from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.devnet.users import Tx
@@ -41,7 +39,7 @@ from keeper.exec.executor import Execution
 from keeper.exec.tx import Status
 from keeper.obs.logging import configure_logging
 from keeper.pipeline.sync import SyncConfig
-from tests.conftest import TEST_STATE_DIR
+from tests.conftest import running_devnet
 
 pytestmark = pytest.mark.integration
 
@@ -261,13 +259,8 @@ def skipped_logs(run: Run, who: str) -> list[dict[str, Any]]:
 @pytest.fixture(params=["3.0", "3.6"])
 async def any_devnet(request: pytest.FixtureRequest) -> AsyncIterator[Devnet]:
     """A fresh anvil with the Aave 3.0 or 3.6 market (each deployed once, then loaded)."""
-    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(TEST_STATE_DIR),
-                                              aave=request.param)
-    try:
-        async with HttpRpc(node.url, timeout=120) as rpc:
-            yield Devnet(rpc, manifest)
-    finally:
-        await node.stop()
+    async with running_devnet(request.param) as devnet:
+        yield devnet
 
 
 async def test_predicted_net_profit_matches_the_owners_balance_change(

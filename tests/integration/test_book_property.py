@@ -17,9 +17,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
-from keeper.chain.rpc import HttpRpc
 from keeper.contracts import artifacts
-from keeper.devnet import lifecycle
 from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.devnet.users import MAX_UINT, STABLE, Tx
@@ -30,7 +28,7 @@ from keeper.errors import DevnetError
 from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.book import BlockUpdate, PositionBook
 from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketReader
-from tests.conftest import TEST_STATE_DIR
+from tests.conftest import running_devnet
 
 pytestmark = pytest.mark.integration
 
@@ -355,13 +353,8 @@ async def test_book_equals_chain_after_random_history(devnet: Devnet) -> None:
 @pytest.fixture(params=["3.0", "3.6"])
 async def market(request: pytest.FixtureRequest) -> AsyncIterator[Devnet]:
     """A fresh anvil with the Aave market of one revision (from saved state)."""
-    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(TEST_STATE_DIR),
-                                              aave=request.param)
-    try:
-        async with HttpRpc(node.url, timeout=120) as rpc:
-            yield Devnet(rpc, manifest)
-    finally:
-        await node.stop()
+    async with running_devnet(request.param) as devnet:
+        yield devnet
 
 
 _EXPECTED = {"3.0": AaveRevision.V3_0, "3.6": AaveRevision.V3_6}

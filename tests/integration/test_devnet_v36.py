@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from keeper.chain.rpc import HttpRpc
-from keeper.devnet import lifecycle, market_v36
+from keeper.devnet import market_v36
 from keeper.devnet.driver import Devnet
 from keeper.devnet.origin_build import origin
 from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.devnet.users import MAX_UINT, STABLE, Tx
 from keeper.errors import DevnetError
-from tests.conftest import TEST_STATE_DIR
+from tests.conftest import TEST_STATE_DIR, running_devnet
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL = origin("PoolInstance").abi
@@ -35,12 +34,8 @@ WAD = 10**18
 @pytest.fixture
 async def devnet36() -> AsyncIterator[Devnet]:
     """A fresh anvil with the v3.6 market (deployed once into build/test-devnet, then loaded)."""
-    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(TEST_STATE_DIR), aave="3.6")
-    try:
-        async with HttpRpc(node.url, timeout=120) as rpc:
-            yield Devnet(rpc, manifest)
-    finally:
-        await node.stop()
+    async with running_devnet("3.6") as devnet:
+        yield devnet
 
 
 async def _now(d: Devnet) -> int:

@@ -16,9 +16,7 @@ from typing import Any
 import pytest
 
 from keeper.chain.abi import Function
-from keeper.chain.rpc import HttpRpc
 from keeper.contracts import artifacts
-from keeper.devnet import lifecycle
 from keeper.devnet.driver import Devnet
 from keeper.devnet.origin_build import origin
 from keeper.devnet.scenario import crash, plan_population, seed_population
@@ -40,7 +38,7 @@ from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.liquidator import LiquidatorConfig, deploy_liquidator
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
 from keeper.protocols.uniswap_v2.pair import UNISWAP_V2_PAIR_INIT_CODE_HASH, load_pair_reserves
-from tests.conftest import TEST_STATE_DIR
+from tests.conftest import running_devnet
 
 pytestmark = pytest.mark.integration
 
@@ -57,12 +55,8 @@ V36 = AaveRules.V3_6
 
 @pytest.fixture
 async def devnet36() -> AsyncIterator[Devnet]:
-    node, manifest, _ = await lifecycle.start(lifecycle.StateDir(TEST_STATE_DIR), aave="3.6")
-    try:
-        async with HttpRpc(node.url, timeout=120) as rpc:
-            yield Devnet(rpc, manifest)
-    finally:
-        await node.stop()
+    async with running_devnet("3.6") as devnet:
+        yield devnet
 
 
 # ---- the chain as the keeper reads it (v3.6 has no stable debt and no eMode price source) ----
