@@ -122,7 +122,7 @@ class Log:
             address=_hex(_get(log, "address", "log"), "address"),
             topics=tuple(_hex(t, "topics") for t in decode.sequence(_get(log, "topics", "log"),
                                                                      "topics")),
-            data=_hex(_get(log, "data", "log"), "data"),
+            data=decode.data(_get(log, "data", "log"), "data"),
             block_number=hex_to_int(_get(log, "blockNumber", "log"), "blockNumber"),
             block_hash=_hex(_get(log, "blockHash", "log"), "blockHash"),
             tx_hash=_hex(_get(log, "transactionHash", "log"), "transactionHash"),
