@@ -220,6 +220,38 @@ class ExecutorConfig(_Section):
     private_relay_url: Url | None = None
 
 
+class OracleGuardAsset(_Section):
+    """One asset's overrides of ``[oracle_guard]`` (``[oracle_guard.assets.WETH]``, by symbol
+    or address); a field left out takes the section's value."""
+
+    enabled: bool = True
+    max_price_deviation: Float | None = Field(None, gt=0, le=10)
+    deviation_window: Int | None = Field(None, ge=0, le=100_000)
+    heartbeat: Int | None = Field(None, ge=0, le=10_000_000)
+    resume_after: Int | None = Field(None, ge=1, le=100_000)
+
+
+class OracleGuardConfig(_Section):
+    """The oracle circuit breaker (keeper.domain.oracle_guard): halts an asset's liquidations
+    while its oracle price disagrees with the DEX by more than ``max_price_deviation`` (a
+    fraction), or moved that much within ``deviation_window`` blocks with no DEX price to
+    confirm it, or its feed is older than ``heartbeat`` seconds (0: no check); resumes after
+    ``resume_after`` blocks without a breach, or on ``keeper breaker reset``."""
+
+    enabled: bool = True
+    max_price_deviation: Float = Field(0.2, gt=0, le=10)
+    deviation_window: Int = Field(10, ge=0, le=100_000)
+    # Chainlink's longest usual heartbeat is a day; an hour of slack for a late round.
+    heartbeat: Int = Field(90_000, ge=0, le=10_000_000)
+    resume_after: Int = Field(3, ge=1, le=100_000)
+    # The assets whose Uniswap V2 pools price the others (symbols or addresses; default: the
+    # dex hubs). Three or more, so that the median outvotes one whose oracle moved alone.
+    reference_assets: Annotated[list[str], NoDecode] = Field(default_factory=list, max_length=32)
+    assets: dict[str, OracleGuardAsset] = Field(default_factory=dict)
+
+    _split_refs = field_validator("reference_assets", mode="before")(_comma_list)
+
+
 class AccountConfig(_Section):
     keystore: FilePath | None = None
 
@@ -264,6 +296,7 @@ class KeeperConfig(BaseSettings):
     scanner: ScannerConfig = ScannerConfig()
     executor: ExecutorConfig = ExecutorConfig()
     account: AccountConfig = AccountConfig()
+    oracle_guard: OracleGuardConfig = OracleGuardConfig()
     metrics: MetricsConfig = MetricsConfig()
     state: StateConfig = StateConfig()
     secrets: Secrets = Secrets()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from keeper.app.config import KeeperConfig
 from keeper.app.exec_settings import load_signer, sender_settings
+from keeper.app.oracle_guard import build_oracle_guard
 from keeper.app.target import Target
 from keeper.chain.pool import RpcPool
 from keeper.chain.rpc import JsonRpc, public_url
@@ -31,6 +32,7 @@ from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.obs.server import Readiness
 from keeper.pipeline.gather import Venue
+from keeper.pipeline.oracle_guard import OracleGuard
 from keeper.pipeline.planner import PlannerConfig
 from keeper.pipeline.planning import LiquidationPlanner
 from keeper.pipeline.store import BookStore
@@ -56,6 +58,7 @@ class Keeper:
     metrics: Metrics
     readiness: Readiness  # the daemon swaps in its own (see ``keeper.app.head``)
     planner: LiquidationPlanner | None = None  # None: scanning only
+    oracle_guard: OracleGuard | None = None  # None: oracle_guard.enabled is false
 
 
 @contextlib.asynccontextmanager
@@ -79,7 +82,9 @@ async def build(cfg: KeeperConfig, target: Target, *, dry_run: bool, execute: bo
         try:
             executor, planner = await _build_executor(
                 cfg, target, rpc, contracts, metrics, dry_run=dry_run) if execute else (None, None)
-            yield Keeper(cfg, target, rpc, contracts, sync, executor, metrics, readiness, planner)
+            guard = build_oracle_guard(cfg, target, rpc, metrics)
+            yield Keeper(cfg, target, rpc, contracts, sync, executor, metrics, readiness, planner,
+                         guard)
         finally:
             # Final checkpoint even when cancelled: losing it only costs a longer catch-up,
             # but a half-written one must never happen (the store writes in one transaction).
