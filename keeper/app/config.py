@@ -239,7 +239,7 @@ class OracleGuardConfig(_Section):
     ``resume_after`` blocks without a breach, or on ``keeper breaker reset``."""
 
     enabled: bool = True
-    max_price_deviation: Float = Field(0.2, gt=0, le=10)
+    max_price_deviation: Float = Field(0.25, gt=0, le=10)
     deviation_window: Int = Field(10, ge=0, le=100_000)
     # Chainlink's longest usual heartbeat is a day; an hour of slack for a late round.
     heartbeat: Int = Field(90_000, ge=0, le=10_000_000)
