@@ -210,7 +210,8 @@ class ExecutorConfig(_Section):
     receipt_timeout: Float = Field(60.0, ge=1, le=3_600)
     replace_after_blocks: Int = Field(3, gt=0, le=1_000)
     # Blocks on top of the receipt before a transaction counts as mined (1: no reorg check).
-    confirmations: Int = Field(2, ge=1, le=64)
+    # Unset: from the chain (1 where it mines on demand, 2 elsewhere; keeper.app.preflight).
+    confirmations: Int | None = Field(None, ge=1, le=64)
     poll_interval: Float = Field(0.5, ge=0.01, le=60)
     gas_margin_percent: Int = Field(20, ge=0, le=200)
     relay_blocks_ahead: Int = Field(1, ge=1, le=25)
