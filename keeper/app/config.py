@@ -248,6 +248,9 @@ class OracleGuardConfig(_Section):
     # The assets whose Uniswap V2 pools price the others (symbols or addresses; default: the
     # dex hubs). Three or more, so that the median outvotes one whose oracle moved alone.
     reference_assets: Annotated[list[str], NoDecode] = Field(default_factory=list, max_length=32)
+    # A pool whose reference side is worth less than this (in the market's base currency, USD)
+    # is no witness: drained or tiny pools say nothing about the market.
+    min_pool_liquidity: Float = Field(100_000, ge=0, le=1e15)
     assets: dict[str, OracleGuardAsset] = Field(default_factory=dict)
 
     _split_refs = field_validator("reference_assets", mode="before")(_comma_list)

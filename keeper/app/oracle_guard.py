@@ -10,6 +10,9 @@ from keeper.obs.metrics import Metrics
 from keeper.pipeline.guard_resets import resets_dir
 from keeper.pipeline.oracle_guard import DexSource, GuardSettings, OracleGuard
 
+BASE_UNIT = 10**8
+"""Aave V3 USD markets quote the base currency with 8 decimals."""
+
 
 def guard_params(section: OracleGuardConfig, asset: OracleGuardAsset | None = None) -> GuardParams:
     """The section's thresholds, with ``asset``'s overrides where it has them."""
@@ -34,7 +37,8 @@ def guard_settings(cfg: KeeperConfig, target: Target) -> GuardSettings:
     refs = tuple(r.strip().lower() for r in g.reference_assets) or tuple(
         h.lower() for h in target.hubs)
     return GuardSettings(default=guard_params(g), overrides=overrides, references=refs,
-                         resets=resets_dir(cfg.state.sqlite))
+                         resets=resets_dir(cfg.state.sqlite),
+                         min_pool_base=round(g.min_pool_liquidity * BASE_UNIT))
 
 
 def build_oracle_guard(cfg: KeeperConfig, target: Target, rpc: JsonRpc,

@@ -55,6 +55,9 @@ class GuardSettings:
     overrides: Mapping[str, GuardParams | None]  # None: that asset is not guarded
     references: tuple[str, ...]  # the assets whose pools price the others
     resets: Path | None  # where ``keeper breaker reset`` leaves its requests
+    # A pool whose reference side is worth less (base currency units) is no witness: a
+    # drained or tiny pool says nothing about the market, and is cheap to push around.
+    min_pool_base: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +175,9 @@ class OracleGuard:
                     continue
                 r0, r1 = reserves[key]
                 mine, theirs = (r0, r1) if key[0] == asset else (r1, r0)
+                ref_unit: int = 10 ** _decimals(market, ref)
+                if theirs * market.prices[ref] // ref_unit < self.settings.min_pool_base:
+                    continue
                 p = dex_price(mine, theirs, _decimals(market, asset), _decimals(market, ref),
                               market.prices[ref])
                 if p is not None:

@@ -26,7 +26,7 @@ from keeper.commands.target import resolve_target
 from keeper.contracts import artifacts
 from keeper.devnet.anvil import free_port
 from keeper.devnet.driver import Devnet
-from keeper.devnet.scenario import plan_population, seed_population
+from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.obs.logging import configure_logging
 from tests.e2e.test_run_once import CONFIG, block_number, keeper_env
 
@@ -128,8 +128,9 @@ async def test_aggregator_alone_is_halted_and_the_arbitraged_crash_goes_through(
             assets = {_topic_address(lg["topics"][1]), _topic_address(lg["topics"][2])}
             assert not assets & {weth, wsteth}, lg
 
-        # The market follows (the pools arbitraged to the new price): a real crash.
-        await devnet.arbitrage()
+        # `keeper devnet crash`: the price moves on and the pools follow it (arbitraged), as
+        # in a real crash; the market now agrees with the oracle.
+        await crash(devnet, {"WETH": 0.9}, blocks=1)
 
         async def liquidated_weth() -> bool:
             return any(_topic_address(lg["topics"][1]) in (weth, wsteth)
