@@ -211,7 +211,8 @@ class ExecutorConfig(_Section):
     receipt_timeout: Float = Field(60.0, ge=1, le=3_600)
     replace_after_blocks: Int = Field(3, gt=0, le=1_000)
     # Blocks on top of the receipt before a transaction counts as mined (1: no reorg check).
-    confirmations: Int = Field(2, ge=1, le=64)
+    # Unset: from the chain (1 where it mines on demand, 2 elsewhere; keeper.app.preflight).
+    confirmations: Int | None = Field(None, ge=1, le=64)
     poll_interval: Float = Field(0.5, ge=0.01, le=60)
     gas_margin_percent: Int = Field(20, ge=0, le=200)
     relay_blocks_ahead: Int = Field(1, ge=1, le=25)
@@ -219,6 +220,41 @@ class ExecutorConfig(_Section):
     # the same block as the price move, right after it.
     backrun_oracle_updates: bool = False
     private_relay_url: Url | None = None
+
+
+class OracleGuardAsset(_Section):
+    """One asset's overrides of ``[oracle_guard]`` (``[oracle_guard.assets.WETH]``, by symbol
+    or address); a field left out takes the section's value."""
+
+    enabled: bool = True
+    max_price_deviation: Float | None = Field(None, gt=0, le=10)
+    deviation_window: Int | None = Field(None, ge=0, le=100_000)
+    heartbeat: Int | None = Field(None, ge=0, le=10_000_000)
+    resume_after: Int | None = Field(None, ge=1, le=100_000)
+
+
+class OracleGuardConfig(_Section):
+    """The oracle circuit breaker (keeper.domain.oracle_guard): halts an asset's liquidations
+    while its oracle price disagrees with the DEX by more than ``max_price_deviation`` (a
+    fraction), or moved that much within ``deviation_window`` blocks with no DEX price to
+    confirm it, or its feed is older than ``heartbeat`` seconds (0: no check); resumes after
+    ``resume_after`` blocks without a breach, or on ``keeper breaker reset``."""
+
+    enabled: bool = True
+    max_price_deviation: Float = Field(0.25, gt=0, le=10)
+    deviation_window: Int = Field(10, ge=0, le=100_000)
+    # Chainlink's longest usual heartbeat is a day; an hour of slack for a late round.
+    heartbeat: Int = Field(90_000, ge=0, le=10_000_000)
+    resume_after: Int = Field(3, ge=1, le=100_000)
+    # The assets whose Uniswap V2 pools price the others (symbols or addresses; default: the
+    # dex hubs). Three or more, so that the median outvotes one whose oracle moved alone.
+    reference_assets: Annotated[list[str], NoDecode] = Field(default_factory=list, max_length=32)
+    # A pool whose reference side is worth less than this (in the market's base currency, USD)
+    # is no witness: drained or tiny pools say nothing about the market.
+    min_pool_liquidity: Float = Field(100_000, ge=0, le=1e15)
+    assets: dict[str, OracleGuardAsset] = Field(default_factory=dict)
+
+    _split_refs = field_validator("reference_assets", mode="before")(_comma_list)
 
 
 class AccountConfig(_Section):
@@ -265,6 +301,7 @@ class KeeperConfig(BaseSettings):
     scanner: ScannerConfig = ScannerConfig()
     executor: ExecutorConfig = ExecutorConfig()
     account: AccountConfig = AccountConfig()
+    oracle_guard: OracleGuardConfig = OracleGuardConfig()
     metrics: MetricsConfig = MetricsConfig()
     state: StateConfig = StateConfig()
     secrets: Secrets = Secrets()

@@ -19,7 +19,8 @@ def sender_settings(cfg: KeeperConfig, **overrides: Any) -> SenderSettings:
         "replace_after_blocks": ex.replace_after_blocks,
         "receipt_timeout": ex.receipt_timeout,
         "rpc_timeout": cfg.network.request_timeout,
-        "confirmations": ex.confirmations,
+        # Unset: 2 here; keeper.app.preflight.confirmations fits it to the chain.
+        "confirmations": 2 if ex.confirmations is None else ex.confirmations,
         "poll_interval": ex.poll_interval,
         "gas_margin_percent": ex.gas_margin_percent,
     }

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from keeper.app import preflight
 from keeper.app.config import KeeperConfig
 from keeper.app.exec_settings import load_signer, sender_settings
+from keeper.app.oracle_guard import build_oracle_guard
 from keeper.app.target import Target
 from keeper.chain.pool import RpcPool
 from keeper.chain.rpc import JsonRpc, public_url
@@ -31,6 +33,7 @@ from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.obs.server import Readiness
 from keeper.pipeline.gather import Venue
+from keeper.pipeline.oracle_guard import OracleGuard
 from keeper.pipeline.planner import PlannerConfig
 from keeper.pipeline.planning import LiquidationPlanner
 from keeper.pipeline.store import BookStore
@@ -57,6 +60,7 @@ class Keeper:
     metrics: Metrics
     readiness: Readiness  # the daemon swaps in its own (see ``keeper.app.head``)
     planner: LiquidationPlanner | None = None  # None: scanning only
+    oracle_guard: OracleGuard | None = None  # None: oracle_guard.enabled is false
 
 
 @contextlib.asynccontextmanager
@@ -67,27 +71,45 @@ async def build(cfg: KeeperConfig, target: Target, *, dry_run: bool, execute: bo
     readiness = Readiness()
     async with RpcPool(list(target.rpc_urls), timeout=cfg.network.request_timeout) as rpc:
         rpc.on_error = metrics.rpc_error  # every transient failure, by method and kind
-        chain_id = int(await rpc.call("eth_chainId"), 16)
-        if chain_id != cfg.network.chain_id:
-            raise ConfigError(f"network.chain_id: the node is on chain {chain_id}, "
-                              f"the config says {cfg.network.chain_id}")
-        contracts = target.contracts or await AaveV3Contracts.resolve(rpc, target.addresses_provider)
+        await preflight.check_chain_id(rpc, cfg.network.chain_id)
+        contracts = await resolve_contracts(rpc, target, cfg.network.chain_id)
         store = BookStore(cfg.state.sqlite, identity={"pool": contracts.pool,
                                                        "start_block": target.start_block})
         ws = await _connect_ws(target.ws_url, cfg.network.request_timeout)
-        sync = BookSync(rpc, contracts, SyncConfig(
-            start_block=target.start_block, chunk=cfg.scanner.backfill_chunk_blocks,
-            poll_interval=cfg.scanner.poll_interval, progress=progress), store=store, ws=ws)
+        sync = BookSync(rpc, contracts, await sync_config(
+            rpc, cfg, target, contracts, progress=progress), store=store, ws=ws)
         try:
             executor, planner = await _build_executor(
                 cfg, target, rpc, contracts, metrics, dry_run=dry_run) if execute else (None, None)
-            yield Keeper(cfg, target, rpc, contracts, sync, executor, metrics, readiness, planner)
+            guard = build_oracle_guard(cfg, target, rpc, metrics)
+            yield Keeper(cfg, target, rpc, contracts, sync, executor, metrics, readiness, planner,
+                         guard)
         finally:
             # Final checkpoint even when cancelled: losing it only costs a longer catch-up,
             # but a half-written one must never happen (the store writes in one transaction).
             await asyncio.shield(sync.close())
             if ws is not None:
                 await ws.close()
+
+
+async def resolve_contracts(rpc: JsonRpc, target: Target, chain_id: int) -> AaveV3Contracts:
+    """The market's contracts (the target's, or from its addresses provider, checked to have
+    code: an empty address would otherwise fail as undecodable data)."""
+    if target.contracts is not None:
+        return target.contracts
+    await preflight.require_code(rpc, target.addresses_provider, "aave.pool_addresses_provider",
+                                 chain_id)
+    return await AaveV3Contracts.resolve(rpc, target.addresses_provider)
+
+
+async def sync_config(rpc: JsonRpc, cfg: KeeperConfig, target: Target,
+                      contracts: AaveV3Contracts, *, progress: bool) -> SyncConfig:
+    """The book sync's settings; on a young chain the market is read at the tip."""
+    base = SyncConfig(start_block=target.start_block, chunk=cfg.scanner.backfill_chunk_blocks,
+                      poll_interval=cfg.scanner.poll_interval, progress=progress)
+    depth = await preflight.follow_depth(rpc, target.start_block,
+                                         [contracts.multicall3, contracts.pool], base.follow_depth)
+    return replace(base, follow_depth=depth)
 
 
 async def _connect_ws(url: str | None, timeout: float) -> WsRpc | None:
@@ -117,9 +139,14 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
     if target.native_asset is None:
         raise ConfigError("dex.native_asset: the reserve that prices gas (WETH on Ethereum)")
     signer = None if dry_run else await load_signer(cfg)
-    owner_raw = await rpc.call("eth_call", [{"to": target.liquidator,
-                                              "data": "0x" + _OWNER.hex()}, "latest"])
-    owner = "0x" + str(owner_raw)[-40:]
+    await preflight.require_code(rpc, target.liquidator, "executor.liquidator",
+                                 cfg.network.chain_id, "deploy one: `keeper deploy-liquidator`")
+    owner_raw = str(await rpc.call("eth_call", [{"to": target.liquidator,
+                                                  "data": "0x" + _OWNER.hex()}, "latest"]))
+    if len(owner_raw) != 66:
+        raise ConfigError(f"executor.liquidator: {target.liquidator} has no owner(): "
+                          "not a FlashLiquidator (deploy one: `keeper deploy-liquidator`)")
+    owner = "0x" + owner_raw[-40:]
     if signer is not None and signer.address.lower() != owner:
         raise ConfigError(f"executor.liquidator: {target.liquidator} is owned by {owner}, "
                           f"not by the configured key's account {signer.address}")
@@ -130,7 +157,8 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
     if ex.private_relay_url is not None and signer is not None:
         submitter = RelaySubmitter(RelayClient(ex.private_relay_url, signer),
                                    blocks_ahead=ex.relay_blocks_ahead)
-    settings = sender_settings(cfg, dry_run=dry_run)
+    settings = sender_settings(cfg, dry_run=dry_run, confirmations=await preflight.confirmations(
+        rpc, ex.confirmations))
     sender = Sender(rpc, signer, policy, guards, settings, metrics=metrics, submitter=submitter,
                     address=owner)
     a_tokens = await _a_tokens(rpc, contracts)

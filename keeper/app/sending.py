@@ -154,6 +154,14 @@ class BackrunTask:
             self.handled += 1
         raise KeeperError("the pending-transaction subscription ended")
 
+    def _held(self, user: str) -> bool:
+        """Whether the oracle guard holds ``user`` (an asset it uses is halted)."""
+        guard = self.sending.keeper.oracle_guard
+        if guard is None or not guard.halted:
+            return False
+        book = self.sending.keeper.sync.book
+        return bool(guard.holding(book.account(user), book.market()))
+
     async def _backrun(self, backrunner: Backrunner, update: OracleUpdate) -> None:
         """Liquidate right after ``update`` if it makes an account liquidatable and the lane
         is free; the account's bookkeeping is the lane's."""
@@ -165,7 +173,8 @@ class BackrunTask:
             return
         async with self.lane.held():
             block = self.sending.candidates.block
-            found = await backrunner.plan(update, lambda u: not self.lane.due(u, block))
+            found = await backrunner.plan(
+                update, lambda u: not self.lane.due(u, block) or self._held(u))
             if found is None or self.sending.stopping():
                 return
             executor = self.sending.keeper.executor

@@ -12,12 +12,19 @@ from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 
 
 async def candidates(keeper: Keeper, scanner: HealthScanner) -> list[LiquidatableAccount]:
-    """Liquidatable accounts, confirmed on chain, best first."""
+    """Liquidatable accounts, confirmed on chain, best first; less those the oracle guard
+    holds (an asset they use as collateral or debt is halted)."""
     found = await scanner.scan(keeper.rpc, keeper.contracts.pool,
                                chunk=keeper.cfg.scanner.confirm_batch_size,
                                multicall=keeper.contracts.multicall3)
     keeper.metrics.liquidatable.set(len(found))
-    return [c for c in found if c.confirmed_on_chain]
+    confirmed = [c for c in found if c.confirmed_on_chain]
+    guard = keeper.oracle_guard
+    if guard is None:
+        return confirmed
+    # The guard observes every scanned block, candidates or not: its resume counts blocks.
+    await guard.check(keeper.sync.book)
+    return guard.release(keeper.sync.book, confirmed)
 
 
 async def liquidate(keeper: Keeper, candidate: LiquidatableAccount) -> Execution:

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("keeper.commands.run", "follow the chain and liquidate (the daemon)"),
     "deploy-liquidator": ("keeper.commands.deploy_liquidator",
                           "deploy the FlashLiquidator contract owned by the configured key"),
+    "breaker": ("keeper.commands.breaker", "the oracle circuit breaker: reset a halted asset"),
 }
 
 

@@ -12,6 +12,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from keeper.app import preflight
 from keeper.app.config import load_config
 from keeper.app.exec_settings import load_signer
 from keeper.chain.pool import RpcPool
@@ -36,6 +37,9 @@ async def run(args: argparse.Namespace) -> int:
     data = deploy_data(LiquidatorConfig(target.addresses_provider, target.uniswap_v2_factory,
                                         signer.address, target.pair_init_code_hash))
     async with RpcPool(list(target.rpc_urls), timeout=cfg.network.request_timeout) as rpc:
+        await preflight.check_chain_id(rpc, cfg.network.chain_id)
+        await preflight.require_code(rpc, target.addresses_provider,
+                                     "aave.pool_addresses_provider", cfg.network.chain_id)
         tx: dict[str, Any] = {"from": signer.address, "data": "0x" + data.hex()}
         try:
             gas_hex, nonce_hex, block = await asyncio.gather(

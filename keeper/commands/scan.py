@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keeper.app import preflight
 from keeper.app.config import KeeperConfig, load_config
+from keeper.app.root import resolve_contracts, sync_config
 from keeper.chain.rpc import HttpRpc
 from keeper.commands.target import resolve_target
 from keeper.domain.account import AccountData
@@ -26,9 +28,8 @@ from keeper.domain.wadray import UINT256_MAX, WAD
 from keeper.obs.logging import configure_logging, get_logger
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 from keeper.pipeline.store import BookStore, StoreError
-from keeper.pipeline.sync import BookSync, SyncConfig
+from keeper.pipeline.sync import BookSync
 from keeper.protocols.aave_v3.book import PositionBook
-from keeper.protocols.aave_v3.reader import AaveV3Contracts
 
 log = get_logger(__name__)
 
@@ -73,16 +74,15 @@ async def scan(cfg: KeeperConfig, *, progress: bool) -> Report:
     it and confirm on chain."""
     target = resolve_target(cfg)
     async with HttpRpc(target.rpc_urls[0], timeout=cfg.network.request_timeout) as rpc:
-        contracts = target.contracts or await AaveV3Contracts.resolve(
-            rpc, target.addresses_provider)
+        await preflight.check_chain_id(rpc, cfg.network.chain_id)
+        contracts = await resolve_contracts(rpc, target, cfg.network.chain_id)
         with tempfile.TemporaryDirectory(prefix="keeper-scan-") as tmp:
             # Start from the daemon's checkpoint when there is one, through a private copy:
             # a one-shot scan must never write to (or lock) the daemon's state.
             store = await asyncio.to_thread(
                 checkpoint_copy, cfg.state.sqlite, Path(tmp) / "scan.sqlite",
                 {"pool": contracts.pool, "start_block": target.start_block})
-            config = SyncConfig(start_block=target.start_block,
-                                chunk=cfg.scanner.backfill_chunk_blocks, progress=progress)
+            config = await sync_config(rpc, cfg, target, contracts, progress=progress)
             sync = BookSync(rpc, contracts, config, store=store)
             try:
                 await sync.catch_up()

@@ -72,7 +72,15 @@ async def test_promtool_accepts_the_ops_files() -> None:
     assert alerts >= {
         "KeeperDown", "KeeperNotSynced", "KeeperHeadStalled", "KeeperCircuitBreakerOpen",
         "KeeperTxsReverting", "KeeperNoBlocksProcessed", "KeeperRpcErrorsRising",
-        "KeeperGasSpendHigh"}
+        "KeeperGasSpendHigh", "KeeperOracleGuardHalted"}
+
+
+@needs_prometheus
+async def test_promtool_alert_rule_tests_pass() -> None:
+    assert PROMTOOL is not None
+    code, out = await run(PROMTOOL, "test", "rules", str(OPS / "alerts_test.yml"))
+    assert code == 0, out
+    assert "SUCCESS" in out
 
 
 class PrometheusServer:
