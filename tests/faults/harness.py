@@ -34,6 +34,7 @@ from keeper.domain.wadray import WAD
 from keeper.pipeline.sync import SyncConfig
 from keeper.protocols.aave_v3.account_data import read_account_data
 from tests.conftest import TEST_STATE_DIR
+from tests.e2e import races
 from tests.e2e.test_daemon import (
     LIQUIDATION_CALL,
     KeeperProcess,
@@ -316,51 +317,6 @@ def exit_report(keeper: KeeperProcess) -> str:
 
 
 
-def handed_out_heads(keepers: list[KeeperProcess]) -> dict[str, int]:
-    """tx hash -> the head the daemon had simulated on when it handed that transaction out."""
-    return {str(e["tx_hash"]).lower(): int(e["head"]) for k in keepers
-            for e in named(k, "tx_handed_out") if e.get("tx_hash") and e.get("head") is not None}
-
-
-
 async def explain_revert(run: FaultRun, tx_hash: str) -> tuple[bool, str]:
-    """Whether a reverted keeper transaction lost a race to the crash driver, and the evidence.
-
-    The daemon simulates at "pending" (on anvil: the state after ``head``, logged with the
-    hand-out) and sends a few ms later; anvil mines each transaction at once, in arrival order.
-    The call is replayed on the state after each block from ``head`` up to ours. It lost a race
-    (True) only when it passes on ``head`` (the keeper's simulation was right) and the first
-    block after which it reverts holds transactions of the crash driver and none of the
-    keeper's. Anything else is the keeper's doing: sent without a fresh simulation, on a
-    stale state, or undone by its own transactions (e.g. a user liquidated twice)."""
-    rpc = run.devnet.rpc
-    keeper = run.devnet.m.keeper.lower()
-    tx = await rpc.call("eth_getTransactionByHash", [tx_hash])
-    mined = int(tx["blockNumber"], 16)
-    head = handed_out_heads(run.keepers).get(tx_hash.lower())
-    lines = [f"{tx_hash}: simulated after block {head}, mined in block {mined}"]
-    if head is None or head >= mined:
-        return False, "\n".join([*lines, "  no hand-out before it was mined in the logs"])
-    call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}
-    raced: bool | None = None  # decided at the first block after which the call reverts
-    for b in range(head, mined + 1):
-        blk = await rpc.call("eth_getBlockByNumber", [hex(b), True])
-        txs = blk["transactions"]
-        if b == mined:
-            txs = txs[:int(tx["transactionIndex"], 16)]
-        senders = {str(t["from"]).lower() for t in txs}
-        moved = [f"{t['from'][:8]}->{(t.get('to') or '')[:8]} {t['input'][:10]}" for t in txs]
-        if b == mined:
-            if raced is None:  # passes after every earlier block: undone inside ours
-                raced = bool(senders) and keeper not in senders
-            lines.append(f"  before ours in block {b}: {moved}")
-            break
-        try:
-            await rpc.call("eth_call", [call, hex(b)])
-            replay = "passes"
-        except Exception as exc:  # a revert: its data names the error
-            replay = f"reverts {getattr(exc, 'data', None) or exc}"[:110]
-            if raced is None:
-                raced = b > head and bool(senders) and keeper not in senders
-        lines.append(f"  block {b} {moved}: replayed after it {replay}")
-    return bool(raced), "\n".join(lines)
+    """``tests.e2e.races.explain_revert`` for a fault run's devnet and keepers."""
+    return await races.explain_revert(run.devnet, run.keepers, tx_hash)
