@@ -69,9 +69,9 @@ class UniswapV3:
         await tx.transact(self.factory, FACTORY["createPool"], t0, t1, fee)
         (pool,) = await tx.call(self.factory, FACTORY["getPool"], t0, t1, fee)
         pool = str(pool).lower()
-        sqrt_price = int(math.isqrt(int(raw_price * 2**96 * 2**96)))
+        sqrt_price = math.isqrt(int(raw_price * 2**96 * 2**96))
         await tx.transact(pool, POOL["initialize"], sqrt_price)
-        (slot0,) = [await tx.call(pool, POOL["slot0"])]
+        slot0 = await tx.call(pool, POOL["slot0"])
         tick, spacing = int(slot0[1]), TICK_SPACING[fee]
         self.pools[(t0, t1, fee)] = pool
         for token in (t0, t1):  # plenty for both positions
