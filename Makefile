@@ -10,7 +10,7 @@ BUILD_STAMP := build/contracts.json
 DEMO_DIR ?= .devnet
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint unit integration faults bench contracts clean
+.PHONY: setup demo test lint static unit integration faults bench contracts clean
 
 setup: $(PY_STAMP) $(NPM_STAMP) $(BUILD_STAMP)
 
@@ -58,6 +58,12 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Static analysis of contracts/: Slither (offline, through solc-js; fails on an unexplained
+# finding of medium or higher impact) and solhint (.solhint.json; fails on an error).
+static: setup
+	$(BIN)/python ops/static/slither_check.py
+	npx --no-install solhint 'contracts/**/*.sol'
+
 unit: setup
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
@@ -70,7 +76,7 @@ faults: setup
 
 # The fault-injection suite (tests/faults, marker `faults`) also runs alone: `make faults`.
 PYTEST_MARKERS ?= not faults
-test: lint
+test: lint static
 	$(BIN)/pytest -q -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS)
 
 bench: setup

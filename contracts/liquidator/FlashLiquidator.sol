@@ -335,7 +335,8 @@ contract FlashLiquidator {
     /// straight into the next pair; every V2 hop measures its input from the pair's balance.
     /// No minimum out here: the caller's profit check is the minimum, on measured balances.
     function _swapLeg(Hop[] memory hops, address tokenIn, uint256 amountIn) private {
-        address paidInto; // the pair the previous hop already paid this hop's input into
+        // The pair the previous hop already paid this hop's input into (none before the first).
+        address paidInto = address(0);
         uint256 n = hops.length;
         for (uint256 i; i < n; ++i) {
             Hop memory hop = hops[i];
@@ -360,6 +361,7 @@ contract FlashLiquidator {
         private
         returns (uint256 amountOut)
     {
+        // slither-disable-next-line unused-return the pair's last-update time plays no part in pricing a hop
         (uint256 reserve0, uint256 reserve1,) = IUniswapV2PairMinimal(pair).getReserves();
         (uint256 reserveIn, uint256 reserveOut) =
             zeroForOne ? (reserve0, reserve1) : (reserve1, reserve0);

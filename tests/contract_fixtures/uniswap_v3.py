@@ -107,4 +107,4 @@ async def deploy_uniswap_v3(devnet: Devnet, *, fee_tiers: Iterable[tuple[int, in
 
 def raw_price(devnet_prices: Mapping[str, int], decimals: Mapping[str, int], a: str, b: str) -> float:
     """Raw units of ``b`` per raw unit of ``a`` at the oracle's prices (symbols)."""
-    return devnet_prices[a] / devnet_prices[b] * 10 ** decimals[b] / 10 ** decimals[a]
+    return float(devnet_prices[a] / devnet_prices[b] * 10 ** decimals[b] / 10 ** decimals[a])

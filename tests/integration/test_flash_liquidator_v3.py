@@ -8,6 +8,7 @@ the state before the liquidation) and fed to ``predict_outcome`` as its injected
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -243,9 +244,7 @@ async def test_pool_moved_between_planning_and_mining(devnet: Devnet, source: st
     receipt = await send_raw(devnet, m.s.liquidator, encode_liquidate(params), m.s.owner)
     assert int(receipt["status"], 16) == 0
     await devnet.tx.transact(m.v3.minter, swap, pool, weth_is_0, 2_000 * 10**18)
-    anything = LiquidationParams(*[getattr(params, f) for f in (
-        "collateral_asset", "debt_asset", "user", "debt_to_cover", "swap_path")], 0,
-        params.flash_loan, params.swap_legs, params.flash_pool)
+    anything = dataclasses.replace(params, min_profit=0)
     # A shortfall, in every mode: Loss, not the lender's or the token's message.
     reason = await revert_name(devnet, m.s.liquidator, encode_liquidate(anything), m.s.owner)
     assert reason.startswith("Loss(")
