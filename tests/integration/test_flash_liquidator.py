@@ -335,9 +335,13 @@ async def test_repaying_less_than_asked_clears_the_allowance(devnet: Devnet) -> 
     asked = LiquidationParams(params.collateral_asset, params.debt_asset, params.user,
                               params.debt_to_cover * 2, params.swap_path, outcome.profit, False)
     owner_before = await devnet.balance_of("USDC", s.owner)
-    await devnet.tx.send(s.liquidator, encode_liquidate(asked), sender=s.owner, gas=GAS)
+    receipt = await devnet.tx.send(s.liquidator, encode_liquidate(asked), sender=s.owner, gas=GAS)
     assert await devnet.balance_of("USDC", s.owner) - owner_before == outcome.profit
     assert await devnet.balance_of("USDC", s.liquidator) == own
+    # The event logs what was repaid (half), not what was asked.
+    event = LIQ_EVENT.decode(*_log_of(receipt, s.liquidator))
+    assert event["debtRepaid"] == outcome.debt_repaid < asked.debt_to_cover
+    assert event["collateralSeized"] == outcome.collateral_seized
     assert await allowance(devnet, "USDC", s.liquidator, devnet.m.pool) == 0
 
 
