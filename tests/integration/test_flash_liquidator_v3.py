@@ -9,6 +9,7 @@ the state before the liquidation) and fed to ``predict_outcome`` as its injected
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,11 +45,11 @@ from tests.integration.test_flash_liquidator import (
     balances,
     flash_premium_total,
     next_timestamp,
+    provide_liquidity,
     quote_at,
     read_account,
     revert_name,
     send_raw,
-    weth_usdc_borrower,
 )
 
 ZERO = "0x" + "00" * 20
@@ -68,10 +69,24 @@ class V3Setup:
                        a, b)
 
 
-async def v3_market(devnet: Devnet) -> V3Setup:
+async def borrowers(devnet: Devnet, users: list[str]) -> None:
+    """Each user: 10 WETH supplied, 15,000 USDC borrowed (HF 1.10); WETH to $1,800 (HF 0.99)."""
+    await devnet.fund(users)
+    await provide_liquidity(devnet)
+    txs = []
+    for user in users:
+        txs += [*devnet.users.deposit_txs(user, "WETH", 10 * 10**18),
+                devnet.users.tx_borrow(user, "USDC", 15_000 * 10**6)]
+    await devnet.send_many(txs)
+    await devnet.set_price("WETH", 1800 * 10**8)
+    await devnet.arbitrage(["WETH"])
+
+
+async def v3_market(devnet: Devnet, more_users: list[str] | None = None) -> V3Setup:
     """The WETH/USDC borrower (HF 0.99), V3 pools priced at the oracle beside the V2 pairs, and
-    a liquidator that knows the V3 factory."""
-    s = await weth_usdc_borrower(devnet)
+    a liquidator that knows the V3 factory; ``more_users`` borrow alike before the price move."""
+    user = "0x" + "b0" * 20
+    await borrowers(devnet, [user, *(more_users or [])])
     v3 = await deploy_uniswap_v3(devnet)
     prices = await devnet.prices()
     dec = {sym: devnet.m.reserve(sym).decimals for sym in SYMBOLS}
@@ -89,7 +104,7 @@ async def v3_market(devnet: Devnet) -> V3Setup:
         addresses_provider=devnet.m.pool_addresses_provider,
         uniswap_v2_factory=devnet.m.uniswap_factory, owner=devnet.m.keeper,
         uniswap_v3_factory=v3.factory))
-    return V3Setup(Setup(liquidator, s.owner, s.user), v3, weth, usdc, dai)
+    return V3Setup(Setup(liquidator, devnet.m.keeper, user), v3, weth, usdc, dai)
 
 
 async def read_v2(devnet: Devnet, legs: tuple[SwapLeg, ...]) -> dict[tuple[str, str], tuple[int, int]]:
@@ -181,6 +196,33 @@ async def test_v3_routes_pay_the_predicted_profit(devnet: Devnet, route: str) ->
     if len(params.swap_legs) > 1:  # every leg sold something
         assert len(outcome.leg_amounts) == len(params.swap_legs)
         assert all(a[-1] > 0 for a in outcome.leg_amounts)
+
+
+def split_via_dai(tenths: int) -> Route:
+    """``tenths``/10 of the seizure on V3 WETH/USDC 0.3%, the rest via DAI (V2, then V3)."""
+    def route(m: V3Setup, seized: int) -> tuple[SwapLeg, ...]:
+        return (SwapLeg((m.v3.hop(m.weth, m.usdc, 3000),), seized * tenths // 10),
+                SwapLeg((m.v2(m.weth, m.dai), m.v3.hop(m.dai, m.usdc, 500))))
+    return route
+
+
+async def test_random_routes_and_lenders_pay_the_predicted_profit(devnet: Devnet) -> None:
+    """Several borrowers liquidated one after another on the same pools (each moved by the
+    last), with random splits, routes and flash sources: every profit to the wei."""
+    users = [f"0x{i:02x}" + "c0" * 19 for i in range(1, 7)]
+    m = await v3_market(devnet, users)
+    rng = random.Random(14)
+    names = [n for n in ROUTES if n != "v3-one-hop"]
+    for user in users:
+        mu = dataclasses.replace(m, s=dataclasses.replace(m.s, user=user))
+        fraction = rng.randint(1, 9)
+        route = rng.choice([ROUTES[rng.choice(names)], split_via_dai(fraction)])
+        lender = rng.choice([None, V3FlashPool(m.v3.pool(m.dai, m.usdc, 100), m.dai, 100)])
+        params, outcome = await plan_route(devnet, mu, route, flash_pool=lender)
+        before = await devnet.balance_of("USDC", m.s.owner)
+        await devnet.tx.send(m.s.liquidator, encode_liquidate(params), sender=m.s.owner, gas=GAS)
+        assert await devnet.balance_of("USDC", m.s.owner) - before == outcome.profit > 0
+    await assert_clean(devnet, m)
 
 
 async def test_v3_pool_quote_crosses_ticks(devnet: Devnet) -> None:
