@@ -60,8 +60,17 @@ lint: setup
 
 # Static analysis of contracts/: Slither (offline, through solc-js; fails on an unexplained
 # finding of medium or higher impact) and solhint (.solhint.json; fails on an error).
-static: setup
-	$(BIN)/python ops/static/slither_check.py
+# Slither lives in a venv of its own: it requires web3<8, and installed beside the keeper it
+# would downgrade the keeper's web3 and websockets.
+SLITHER_VENV := .venv-slither
+SLITHER_PIN := slither-analyzer==0.11.6
+$(SLITHER_VENV)/.installed: Makefile
+	test -x $(SLITHER_VENV)/bin/python || $(PYTHON) -m venv $(SLITHER_VENV)
+	$(SLITHER_VENV)/bin/python -m pip install -q '$(SLITHER_PIN)'
+	touch $@
+
+static: setup $(SLITHER_VENV)/.installed
+	SLITHER=$(SLITHER_VENV)/bin/slither $(BIN)/python ops/static/slither_check.py
 	npx --no-install solhint 'contracts/**/*.sol'
 
 unit: setup

@@ -2,7 +2,8 @@
 
 The sources are compiled by the project's solc-js with the project's settings (one standard-JSON
 input written to build/slither-input.json, crytic-compile's `solc-json` platform, and the
-`ops/static/solc-js` wrapper as `solc`). A finding is accepted only where the source explains
+`ops/static/solc-js` wrapper as `solc`). Slither runs from its own venv (``$SLITHER``, by
+default .venv-slither/bin/slither, which `make static` creates). A finding is accepted only where the source explains
 it: a `// slither-disable-next-line <detector> <reason>` comment, and every such comment must
 give a reason.
 """
@@ -10,6 +11,7 @@ give a reason.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -48,7 +50,7 @@ def unexplained_disables() -> list[str]:
 def main() -> int:
     target = standard_json()
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "slither"), str(target),
+        [os.environ.get("SLITHER", str(ROOT / ".venv-slither" / "bin" / "slither")), str(target),
          "--compile-force-framework", "solc-json", "--solc", str(ROOT / "ops" / "static" / "solc-js"),
          "--json", "-", "--exclude-dependencies"],
         cwd=ROOT, capture_output=True, text=True, check=False)
