@@ -10,7 +10,7 @@ BUILD_STAMP := build/contracts.json
 DEMO_DIR ?= .devnet
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint unit integration faults bench contracts clean
+.PHONY: setup demo test lint static unit integration faults bench contracts clean
 
 setup: $(PY_STAMP) $(NPM_STAMP) $(BUILD_STAMP)
 
@@ -58,6 +58,21 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Static analysis of contracts/: Slither (offline, through solc-js; fails on an unexplained
+# finding of medium or higher impact) and solhint (.solhint.json; fails on an error).
+# Slither lives in a venv of its own: it requires web3<8, and installed beside the keeper it
+# would downgrade the keeper's web3 and websockets.
+SLITHER_VENV := .venv-slither
+SLITHER_PIN := slither-analyzer==0.11.6
+$(SLITHER_VENV)/.installed: Makefile
+	test -x $(SLITHER_VENV)/bin/python || $(PYTHON) -m venv $(SLITHER_VENV)
+	$(SLITHER_VENV)/bin/python -m pip install -q '$(SLITHER_PIN)'
+	touch $@
+
+static: setup $(SLITHER_VENV)/.installed
+	SLITHER=$(SLITHER_VENV)/bin/slither $(BIN)/python ops/static/slither_check.py
+	npx --no-install solhint 'contracts/**/*.sol'
+
 unit: setup
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
@@ -71,7 +86,7 @@ faults: setup
 # Every test, the fault-injection suite included (about 4 of the suite's minutes on 2 cores).
 # The slow groups also run alone: `make faults`; `make test PYTEST_MARKERS="not faults"` skips them.
 PYTEST_MARKERS ?=
-test: lint
+test: lint static
 	$(BIN)/pytest -q $(if $(PYTEST_MARKERS),-m "$(PYTEST_MARKERS)") $(PYTEST_ARGS)
 
 bench: setup

@@ -4,7 +4,8 @@ Every path liquidates its own borrower, all made alike and liquidatable by one p
 (WETH collateral / USDC debt, or USDC / USDC), so the numbers compare; a bare
 ``Pool.liquidationCall`` from an account that holds the debt asset is the baseline. (Replaying
 one borrower from an ``evm_snapshot`` was tried: anvil's ``evm_revert`` answered true but left
-the liquidation in place now and then.)
+the liquidation in place now and then.) The Uniswap V3 rows trade on V3 pools the bench adds from
+npm ``@uniswap/v3-core`` with the tests' fixture (tests/contract_fixtures/uniswap_v3.py).
 """
 
 from __future__ import annotations
@@ -15,23 +16,37 @@ from keeper.chain.rpc import HttpRpc
 from keeper.contracts import artifacts
 from keeper.devnet import lifecycle
 from keeper.devnet.driver import Devnet
-from keeper.domain.plan import LiquidationParams
+from keeper.domain.plan import LiquidationParams, V3FlashPool
+from keeper.domain.swap_route import SwapHop, SwapLeg, Venue
 from keeper.protocols.aave_v3.liquidator import (
     LiquidatorConfig,
     deploy_liquidator,
     encode_liquidate,
 )
+from keeper.protocols.uniswap_v2.pair import pair_address
+from tests.contract_fixtures.uniswap_v3 import UniswapV3, deploy_uniswap_v3, raw_price
 
 STATE_DIR = Path(__file__).resolve().parents[1] / "build" / "bench-devnet"
 GAS_LIMIT = 3_000_000
-WETH_USERS = tuple(f"0x{i:02x}" + "b0" * 19 for i in range(4))
+WETH_USERS = tuple(f"0x{i:02x}" + "b0" * 19 for i in range(7))
 USDC_USERS = tuple(f"0x{i:02x}" + "b1" * 19 for i in range(2))
 
 _ERC20 = artifacts.aave("MintableERC20").abi
 _POOL = artifacts.aave("Pool").abi
 
 
-async def _setup(devnet: Devnet) -> str:
+async def _v3_pools(devnet: Devnet) -> UniswapV3:
+    """WETH/USDC (0.05%) to swap in and USDC/DAI (0.01%) to flash-borrow USDC from."""
+    v3 = await deploy_uniswap_v3(devnet)
+    prices = await devnet.prices()
+    dec = {sym: devnet.m.reserve(sym).decimals for sym in ("WETH", "USDC", "DAI")}
+    weth, usdc, dai = (devnet.m.reserve(s).address for s in ("WETH", "USDC", "DAI"))
+    await v3.create_pool(weth, usdc, 500, raw_price(prices, dec, "WETH", "USDC"), 10**17)
+    await v3.create_pool(dai, usdc, 100, raw_price(prices, dec, "DAI", "USDC"), 10**18)
+    return v3
+
+
+async def _setup(devnet: Devnet) -> tuple[str, UniswapV3]:
     m = devnet.m
     await devnet.fund([*WETH_USERS, *USDC_USERS])
     txs = [*devnet.users.deposit_txs(m.deployer, "USDC", 1_000_000 * 10**6),
@@ -49,13 +64,14 @@ async def _setup(devnet: Devnet) -> str:
     await devnet.send_many(txs)
     await devnet.set_price("WETH", 1800 * 10**8)
     await devnet.arbitrage(["WETH"])
+    v3 = await _v3_pools(devnet)
     liquidator = await deploy_liquidator(devnet.tx, LiquidatorConfig(
         addresses_provider=m.pool_addresses_provider, uniswap_v2_factory=m.uniswap_factory,
-        owner=m.keeper))
+        owner=m.keeper, uniswap_v3_factory=v3.factory))
     # Own funds for the own-balance paths (the flash-loan paths do not touch them).
     await devnet.tx.transact(m.reserve("USDC").address, _ERC20["mint(address,uint256)"],
                              liquidator, 100_000 * 10**6)
-    return liquidator
+    return liquidator, v3
 
 
 async def _gas(devnet: Devnet, to: str, data: bytes) -> int:
@@ -69,8 +85,14 @@ async def run() -> list[tuple[str, str, str]]:
     try:
         async with HttpRpc(node.url, timeout=120) as rpc:
             devnet = Devnet(rpc, manifest)
-            liquidator = await _setup(devnet)
+            liquidator, v3 = await _setup(devnet)
             weth, usdc, dai = (manifest.reserve(s).address for s in ("WETH", "USDC", "DAI"))
+            v3_hop = SwapHop(Venue.UNISWAP_V3, v3.pool(weth, usdc, 500), weth, usdc, 500)
+            v2_hop = SwapHop(Venue.UNISWAP_V2, pair_address(manifest.uniswap_factory, weth, usdc),
+                             weth, usdc)
+            v3_leg = (SwapLeg((v3_hop,)),)
+            split = (SwapLeg((v2_hop,), 2 * 10**18), SwapLeg((v3_hop,)))
+            lender = V3FlashPool(v3.pool(dai, usdc, 100), dai, 100)
             half = 7_500 * 10**6  # the close factor's half of 15,000 USDC, before interest
             cases: list[tuple[str, str, bytes, str]] = [
                 ("Pool.liquidationCall from an EOA (baseline)", manifest.pool,
@@ -83,6 +105,14 @@ async def run() -> list[tuple[str, str, str]]:
                 ("own balance + swap (1 hop)", liquidator, encode_liquidate(LiquidationParams(
                     weth, usdc, WETH_USERS[3], half, (weth, usdc), flash_loan=False)),
                  "WETH→USDC"),
+                ("flash loan + V3 swap (1 hop)", liquidator, encode_liquidate(LiquidationParams(
+                    weth, usdc, WETH_USERS[4], half, swap_legs=v3_leg)), "WETH→USDC on V3 0.05%"),
+                ("flash loan + V2/V3 split", liquidator, encode_liquidate(LiquidationParams(
+                    weth, usdc, WETH_USERS[5], half, swap_legs=split)),
+                 "2 WETH on V2, the rest on V3"),
+                ("V3 flash + V3 swap (1 hop)", liquidator, encode_liquidate(LiquidationParams(
+                    weth, usdc, WETH_USERS[6], half, swap_legs=v3_leg, flash_pool=lender)),
+                 "USDC from V3 USDC/DAI 0.01%"),
                 ("flash loan, same asset", liquidator, encode_liquidate(LiquidationParams(
                     usdc, usdc, USDC_USERS[0], 9_000 * 10**6)), "USDC/USDC, no swap"),
                 ("own balance, same asset", liquidator, encode_liquidate(LiquidationParams(

@@ -86,6 +86,7 @@ contract PriceFeed {
         returns (uint80, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
     {
         Round memory r = rounds[roundId];
+        // slither-disable-next-line incorrect-equality a round never written has updatedAt 0 exactly: the test is for absence, not a time
         if (r.updatedAt == 0) revert NoData();
         return (roundId, r.answer, r.startedAt, r.updatedAt, roundId);
     }

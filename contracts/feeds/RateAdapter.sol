@@ -41,6 +41,7 @@ contract RateAdapter {
     }
 
     function latestRoundData() external view returns (uint80, int256, uint256, uint256, uint80) {
+        // slither-disable-next-line unused-return only the round id is passed on: the answer is this adapter's own rate
         (uint80 roundId,,,,) = baseFeed.latestRoundData();
         return (roundId, latestAnswer(), block.timestamp, block.timestamp, roundId);
     }

@@ -274,7 +274,10 @@ async def test_flash_loan_liquidation_pays_the_predicted_profit(
         assert await devnet.balance_of(sym, s.liquidator) == 0
     assert await allowance(devnet, "USDC", s.liquidator, devnet.m.pool) == 0
     event = LIQ_EVENT.decode(*_log_of(receipt, s.liquidator))
-    assert event["profit"] == outcome.profit and event["flashLoan"] is True
+    assert event["profit"] == outcome.profit and event["flashSource"] == 1
+    # The debt actually repaid and the collateral actually seized, not the amounts asked.
+    assert event["debtRepaid"] == outcome.debt_repaid
+    assert event["collateralSeized"] == outcome.collateral_seized
 
 
 LIQ_EVENT = artifacts.ours("FlashLiquidator").abi.event("Liquidated")
@@ -332,9 +335,13 @@ async def test_repaying_less_than_asked_clears_the_allowance(devnet: Devnet) -> 
     asked = LiquidationParams(params.collateral_asset, params.debt_asset, params.user,
                               params.debt_to_cover * 2, params.swap_path, outcome.profit, False)
     owner_before = await devnet.balance_of("USDC", s.owner)
-    await devnet.tx.send(s.liquidator, encode_liquidate(asked), sender=s.owner, gas=GAS)
+    receipt = await devnet.tx.send(s.liquidator, encode_liquidate(asked), sender=s.owner, gas=GAS)
     assert await devnet.balance_of("USDC", s.owner) - owner_before == outcome.profit
     assert await devnet.balance_of("USDC", s.liquidator) == own
+    # The event logs what was repaid (half), not what was asked.
+    event = LIQ_EVENT.decode(*_log_of(receipt, s.liquidator))
+    assert event["debtRepaid"] == outcome.debt_repaid < asked.debt_to_cover
+    assert event["collateralSeized"] == outcome.collateral_seized
     assert await allowance(devnet, "USDC", s.liquidator, devnet.m.pool) == 0
 
 
@@ -446,5 +453,6 @@ async def test_bad_paths_are_refused(devnet: Devnet) -> None:
     with pytest.raises(LiquidatorParamsError):
         LiquidationParams(weth, usdc, s.user, 0, (weth, usdc))
     # The contract checks the same rules on its own.
-    bad = LIQ["liquidate"].encode(weth, usdc, s.user, 10**6, [weth, dai], 0, True)
+    bad = LIQ["liquidate"].encode((weth, usdc, s.user, 10**6, [(0, [(0, dai, 0)])], 0, 1,
+                                   "0x" + "00" * 20, 0, 0))
     assert await revert_name(devnet, s.liquidator, bad, s.owner) == "BadSwapPath()"

@@ -146,11 +146,15 @@ def test_calldata_is_the_liquidators_liquidate_call() -> None:
     assert isinstance(plan, Plan)
     assert plan.calldata == encode_liquidate(plan.params)
     assert plan.liquidator == LIQUIDATOR
-    args = abi_decode(
-        ["address", "address", "address", "uint256", "address[]", "uint256", "bool"],
+    # liquidate(Order): the swap path is one leg of V2 hops (venue 0, token out, no fee tier);
+    # flash source 1 is the Aave Pool; no V3 flash pool, no block limit.
+    (args,) = abi_decode(
+        ["(address,address,address,uint256,(uint256,(uint8,address,uint24)[])[],uint256,uint8,"
+         "address,uint24,uint256)"],
         plan.calldata[4:],
     )
-    assert args == (WETH, USDC, USER, plan.debt_to_cover, (WETH, USDC), plan.min_profit, True)
+    assert args == (WETH, USDC, USER, plan.debt_to_cover, ((0, ((0, USDC, 0),)),),
+                    plan.min_profit, 1, "0x" + "00" * 20, 0, 0)
 
 
 def test_high_gas_makes_it_unprofitable() -> None:

@@ -1,13 +1,16 @@
 """Our FlashLiquidator contract (contracts/liquidator) seen from the keeper: deploy it, encode a
 ``liquidate`` call, decode its reverts, and predict to the wei what a call pays the owner.
 
-The contract repays a user's debt (with a flash loan of the debt asset, or from its own
-balance), sells all the collateral it seizes along a Uniswap V2 path, repays the loan plus the
-Pool's premium and sends the owner the rest of the debt asset; below ``min_profit`` it reverts.
+The contract repays a user's debt (with a flash loan of the debt asset from the Aave Pool or a
+Uniswap V3 pool, or from its own balance), sells all the collateral it seizes along one or more
+legs of Uniswap V2 and V3 hops, repays the loan plus its fee and sends the owner the rest of the
+debt asset; below ``min_profit`` it reverts.
 
 The encoder and the predictor are pure. ``predict_outcome`` follows the contract's arithmetic
 on top of a ``LiquidationQuote`` (keeper.domain.liquidation: what Pool.liquidationCall repays
-and seizes) and the pairs' reserves (keeper.domain.amm: Uniswap V2's getAmountOut). The call's
+and seizes) and a ``LegQuoter`` (what each leg of the swap returns): ``leg_quoter`` builds one
+from the pairs' reserves (keeper.domain.amm: Uniswap V2's getAmountOut) and an injected
+``HopQuoter`` for Uniswap V3 hops (the exact V3 swap math lives in the pure core). The call's
 arguments (``LiquidationParams``, checked by the contract's own rules) are a value type of the
 pure core, keeper.domain.plan, since the planner builds them and the executor carries them.
 """
@@ -24,13 +27,24 @@ from eth_utils import keccak
 
 from keeper.chain.abi import Abi, canonical_type, hexstr_to_bytes
 from keeper.contracts import artifacts
-from keeper.domain.amm import PairReserves, get_amounts_out
+from keeper.domain.amm import PairReserves, get_amount_out, get_reserves
 from keeper.domain.liquidation import LiquidationQuote
-from keeper.domain.plan import LiquidationParams, LiquidatorParamsError, check_address
+from keeper.domain.plan import (
+    FlashSource,
+    LiquidationParams,
+    LiquidatorParamsError,
+    check_address,
+)
+from keeper.domain.swap_route import SwapHop, SwapLeg, Venue
 from keeper.domain.wadray import percent_mul
 from keeper.protocols.uniswap_v2.pair import UNISWAP_V2_PAIR_INIT_CODE_HASH
 
 CONTRACT_NAME = "FlashLiquidator"
+UNISWAP_V3_POOL_INIT_CODE_HASH = bytes.fromhex(
+    "e34f199b19b2b4f47f68442619d555527d244f78a3297ea89325f843f87b8b54")
+"""keccak256 of UniswapV3Pool's creation code (npm @uniswap/v3-core 1.0.1; periphery's
+POOL_INIT_CODE_HASH)."""
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 @functools.cache
@@ -51,14 +65,18 @@ class LiquidatorConfig:
     owner: str
     """The keeper's account: the only caller of ``liquidate`` and the payee of its profit."""
     pair_init_code_hash: bytes = UNISWAP_V2_PAIR_INIT_CODE_HASH
+    uniswap_v3_factory: str = ZERO_ADDRESS
+    """The Uniswap V3 factory whose pools V3 hops and V3 flash loans use; zero: no V3."""
+    pool_init_code_hash: bytes = UNISWAP_V3_POOL_INIT_CODE_HASH
 
     def __post_init__(self) -> None:
         for name in ("addresses_provider", "uniswap_v2_factory", "owner"):
             check_address(getattr(self, name), name)
             if int(getattr(self, name), 16) == 0:
                 raise LiquidatorParamsError(f"{name} is the zero address")
-        if len(self.pair_init_code_hash) != 32:
-            raise LiquidatorParamsError("pair_init_code_hash must be 32 bytes")
+        check_address(self.uniswap_v3_factory, "uniswap_v3_factory")
+        if len(self.pair_init_code_hash) != 32 or len(self.pool_init_code_hash) != 32:
+            raise LiquidatorParamsError("init-code hashes must be 32 bytes")
 
 
 def deploy_data(config: LiquidatorConfig) -> bytes:
@@ -71,6 +89,8 @@ def deploy_data(config: LiquidatorConfig) -> bytes:
         config.addresses_provider,
         config.uniswap_v2_factory,
         config.pair_init_code_hash,
+        config.uniswap_v3_factory,
+        config.pool_init_code_hash,
         config.owner,
     )
 
@@ -93,17 +113,35 @@ async def deploy_liquidator(deployer: ContractDeployer, config: LiquidatorConfig
 
 
 def encode_liquidate(params: LiquidationParams) -> bytes:
-    """Calldata of ``liquidate(collateral, debt, user, debtToCover, swapPath, minProfit,
-    flashLoan)``."""
-    return _abi()["liquidate"].encode(
+    """Calldata of ``liquidate(Order)``: the order's fields in the contract's order.
+
+    Hops name no pool: the contract derives each pair's and pool's address from its canonical
+    factories, so a hop is ``(venue, tokenOut, fee)`` and a leg ``(amountIn, hops)``.
+    """
+    fp = params.flash_pool
+    return _abi()["liquidate"].encode((
         params.collateral_asset,
         params.debt_asset,
         params.user,
         params.debt_to_cover,
-        list(params.swap_path),
+        [(leg.amount_in, [(int(h.venue), h.token_out, h.fee) for h in leg.hops])
+         for leg in contract_legs(params)],
         params.min_profit,
-        params.flash_loan,
-    )
+        int(params.flash_source),
+        fp.pair_token if fp is not None else ZERO_ADDRESS,
+        fp.fee if fp is not None else 0,
+        params.max_block,
+    ))
+
+
+def contract_legs(params: LiquidationParams) -> tuple[SwapLeg, ...]:
+    """The legs the contract runs: ``swap_legs``, or ``swap_path`` as one leg of V2 hops (whose
+    ``pool`` is left empty: the contract derives it)."""
+    if params.swap_legs or not params.swap_path:
+        return params.swap_legs
+    hops = tuple(SwapHop(Venue.UNISWAP_V2, "", a.lower(), b.lower())
+                 for a, b in zip(params.swap_path, params.swap_path[1:], strict=False))
+    return (SwapLeg(hops),)
 
 
 @functools.cache
@@ -138,6 +176,45 @@ def decode_revert(data: bytes | str) -> str | None:
 # ---- what a call pays ---------------------------------------------------------------------------
 
 
+class HopQuoter(Protocol):
+    """The exact output of one hop selling ``amount_in``, on the pool's state before the call.
+
+    For Uniswap V3 this is the pure core's V3 swap math (or, in tests, the pool itself).
+    """
+
+    def __call__(self, hop: SwapHop, amount_in: int) -> int: ...
+
+
+class LegQuoter(Protocol):
+    """The amounts along ``leg`` selling ``amount_in``: ``(amount_in, after hop 1, ..., out)``."""
+
+    def __call__(self, leg: SwapLeg, amount_in: int) -> tuple[int, ...]: ...
+
+
+def leg_quoter(pair_reserves: PairReserves, v3_hop: HopQuoter | None = None) -> LegQuoter:
+    """A LegQuoter pricing V2 hops on ``pair_reserves`` (``(token0, token1) → reserves``,
+    lower-case) with the contract's getAmountOut, and V3 hops with ``v3_hop``.
+
+    Hops are quoted on the state before the call: exact because LiquidationParams refuses a
+    pool used twice. A V3 hop without ``v3_hop`` raises LiquidatorParamsError.
+    """
+
+    def quote(leg: SwapLeg, amount_in: int) -> tuple[int, ...]:
+        amounts = [amount_in]
+        for hop in leg.hops:
+            if hop.venue == Venue.UNISWAP_V2:
+                r_in, r_out = get_reserves(pair_reserves, hop.token_in.lower(),
+                                           hop.token_out.lower())
+                amounts.append(get_amount_out(amounts[-1], r_in, r_out))
+            elif v3_hop is None:
+                raise LiquidatorParamsError("a Uniswap V3 hop needs a V3 hop quoter")
+            else:
+                amounts.append(v3_hop(hop, amounts[-1]))
+        return tuple(amounts)
+
+    return quote
+
+
 @dataclass(frozen=True, slots=True)
 class LiquidationOutcome:
     """What one ``liquidate`` call does, in the assets' own units."""
@@ -147,11 +224,14 @@ class LiquidationOutcome:
     collateral_seized: int
     """Collateral the contract receives (the protocol fee already taken out)."""
     swap_amounts: tuple[int, ...]
-    """Amount after each hop, first = collateral sold; ``(seized,)`` when there is no swap."""
+    """One leg: the amount after each hop, first = collateral sold; a split: ``(seized, total
+    out)``; ``(seized,)`` when there is no swap."""
     flash_premium: int
-    """The Pool's flash-loan premium (0 when the contract's own balance is used)."""
+    """The flash lender's fee: Aave's premium or the V3 pool's fee (0 on own balance)."""
     profit: int
     """Debt asset paid to the owner; negative means the call would revert (a loss)."""
+    leg_amounts: tuple[tuple[int, ...], ...] = ()
+    """Per leg, the amounts along it (as ``LegQuoter`` returns them)."""
 
     @property
     def debt_received(self) -> int:
@@ -174,30 +254,41 @@ def predict_outcome(
     pair_reserves: PairReserves,
     *,
     flash_premium_total: int,
+    quote_leg: LegQuoter | None = None,
 ) -> LiquidationOutcome:
     """Predict the contract's profit for ``params`` from the Pool's quote and the AMM state.
 
     ``quote`` must be the domain's quote for the same collateral, debt, user and debt to cover
     at the block timestamp the call will be mined in; ``pair_reserves`` the reserves of every
-    pair on the path (``(token0, token1) → getReserves()``, addresses lower-case) before the
-    call; ``flash_premium_total`` the Pool's FLASHLOAN_PREMIUM_TOTAL in basis points.
+    V2 pair the swap uses (``(token0, token1) → getReserves()``, addresses lower-case) before
+    the call; ``flash_premium_total`` the Pool's FLASHLOAN_PREMIUM_TOTAL in basis points.
+    ``quote_leg`` prices each leg; by default ``leg_quoter(pair_reserves)`` (V2 hops only):
+    pass ``leg_quoter(pair_reserves, v3_hop)`` when a leg has a V3 hop.
 
     The contract's profit is the increase of its debt-asset balance: the swap output, less the
-    debt repaid, less the premium on the whole flash amount (an unused part of the flash loan
-    is returned unchanged).
+    debt repaid, less the flash fee on the whole flash amount (an unused part of the flash loan
+    is returned unchanged). Every leg but the last sells its ``amount_in``; the last sells the
+    rest of the collateral seized (a split larger than the seizure reverts: profit -1).
     """
     seized = quote.collateral_to_liquidator
     repaid = quote.debt_to_cover_actual
-    if params.same_asset:
-        amounts: tuple[int, ...] = (seized,)
+    source = params.flash_source
+    if source == FlashSource.AAVE_POOL:
+        premium = flash_premium(params.debt_to_cover, flash_premium_total)
+    elif source == FlashSource.UNISWAP_V3_POOL and params.flash_pool is not None:
+        premium = params.flash_pool.premium(params.debt_to_cover)
     else:
-        path = [t.lower() for t in params.swap_path]
-        amounts = tuple(get_amounts_out(seized, path, pair_reserves))
-    premium = flash_premium(params.debt_to_cover, flash_premium_total) if params.flash_loan else 0
-    return LiquidationOutcome(
-        debt_repaid=repaid,
-        collateral_seized=seized,
-        swap_amounts=amounts,
-        flash_premium=premium,
-        profit=amounts[-1] - repaid - premium,
-    )
+        premium = 0
+    legs = contract_legs(params)
+    if params.same_asset or not legs:
+        return LiquidationOutcome(repaid, seized, (seized,), premium, seized - repaid - premium)
+    split = sum(leg.amount_in for leg in legs[:-1])
+    if split >= seized:  # SplitExceedsSeized: the call reverts
+        return LiquidationOutcome(repaid, seized, (seized, 0), premium, -1)
+    quoter = quote_leg or leg_quoter(pair_reserves)
+    leg_amounts = tuple(quoter(leg, leg.amount_in if i < len(legs) - 1 else seized - split)
+                        for i, leg in enumerate(legs))
+    received = sum(a[-1] for a in leg_amounts)
+    amounts = leg_amounts[0] if len(legs) == 1 else (seized, received)
+    return LiquidationOutcome(repaid, seized, amounts, premium, received - repaid - premium,
+                              leg_amounts)

@@ -1,0 +1,1 @@
+"""Test-only contracts (sol/) and the Uniswap V3 pools the liquidator tests trade on."""
