@@ -3,26 +3,58 @@
 from __future__ import annotations
 
 from keeper.app.root import Keeper
+from keeper.errors import RpcError
 from keeper.exec.executor import Execution
 from keeper.exec.tx import Status
+from keeper.protocols.erc20 import decode_symbol, symbol_call
 
 
-def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool) -> str:
-    """The one-pass report: one line per account, liquidated or skipped with its reason."""
-    head = (f"{'account':44s} {'pair':16s} {'debt covered':>16s} {'expected $':>11s} "
+async def asset_symbols(keeper: Keeper, assets: set[str]) -> dict[str, str]:
+    """asset -> symbol for a report: the target's where known (the devnet's manifest), else
+    each token's own ``symbol()`` on chain (any market); an unreadable one keeps its address."""
+    known = {a: keeper.target.symbols[a] for a in assets if a in keeper.target.symbols}
+    missing = sorted(assets - known.keys())
+    if missing:
+        try:
+            results = await keeper.rpc.batch([symbol_call(a) for a in missing],
+                                             return_exceptions=True)
+        except RpcError:
+            results = [None] * len(missing)
+        for asset, result in zip(missing, results, strict=True):
+            if (symbol := decode_symbol(result)) is not None:
+                known[asset] = symbol
+    return known
+
+
+def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool,
+                      symbols: dict[str, str] | None = None) -> str:
+    """The one-pass report: one line per account, liquidated or skipped with its reason.
+    ``symbols`` (from ``asset_symbols``) names the assets; the target's are used otherwise."""
+    symbols = symbols or {}
+
+    def symbol(asset: str) -> str:
+        return symbols.get(asset) or keeper.target.symbol(asset)
+
+    def named(reason: str) -> str:
+        # The planner's reasons name assets by address: a report names them by symbol.
+        for asset, sym in symbols.items():
+            reason = reason.replace(asset, sym)
+        return reason
+
+    head = (f"{'account':44s} {'pair':16s} {'debt covered':>24s} {'expected $':>11s} "
             f"{'realised $':>11s} {'gas':>9s}  tx / reason")
     lines = [head]
     mined = 0
     for r in results:
         if r.plan is None:
-            lines.append(f"{r.user:44s} {'-':16s} {'':>16s} {'':>11s} {'':>11s} {'':>9s}  "
-                         f"skipped: {r.skipped_reason}")
+            lines.append(f"{r.user:44s} {'-':16s} {'':>24s} {'':>11s} {'':>11s} {'':>9s}  "
+                         f"skipped: {named(r.skipped_reason)}")
             continue
         p = r.plan
-        pair = f"{keeper.target.symbol(p.collateral_asset)}/{keeper.target.symbol(p.debt_asset)}"
+        pair = f"{symbol(p.collateral_asset)}/{symbol(p.debt_asset)}"
         dec = next(res.configuration.decimals for res in keeper.sync.book.market().reserves.values()
                    if res.asset == p.debt_asset)
-        covered = f"{p.debt_to_cover / 10**dec:,.4f}"
+        covered = f"{p.debt_to_cover / 10**dec:,.4f} {symbol(p.debt_asset)}"
         expected = (r.predicted_net_usd if r.predicted_net_usd is not None else p.net_profit_usd) / 1e8
         realised = f"{r.realised_net_usd / 1e8:,.2f}" if r.realised_net_usd is not None else "-"
         gas = r.outcome.gas_used if r.outcome and r.outcome.gas_used else r.predicted_gas
@@ -34,8 +66,8 @@ def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool
         elif r.outcome is not None and r.outcome.status not in (Status.SKIPPED, Status.MINED):
             tail = r.skipped_reason  # sent: "reverted: …", "dropped: …", "cancelled: …"
         else:
-            tail = f"skipped: {r.skipped_reason}"
-        lines.append(f"{r.user:44s} {pair:16s} {covered:>16s} {expected:>11,.2f} {realised:>11s} "
+            tail = f"skipped: {named(r.skipped_reason)}"
+        lines.append(f"{r.user:44s} {pair:16s} {covered:>24s} {expected:>11,.2f} {realised:>11s} "
                      f"{gas or 0:>9,}  {tail}")
     lines.append(f"{len(results)} liquidatable account(s): {mined} liquidated, "
                  f"{len(results) - mined} not" + (" (dry run: nothing signed or sent)" if dry_run else ""))

@@ -27,6 +27,7 @@ from keeper.domain.liquidation import AaveRules, rules_of
 from keeper.errors import ConfigError, RpcError
 from keeper.exec.executor import LiquidationExecutor
 from keeper.exec.guards import Guards
+from keeper.exec.keys import Signer
 from keeper.exec.relay import RelayClient, RelaySubmitter
 from keeper.exec.sender import Sender
 from keeper.obs.logging import get_logger
@@ -138,7 +139,10 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
         raise ConfigError("dex.uniswap_v2_factory: needed to swap the seized collateral")
     if target.native_asset is None:
         raise ConfigError("dex.native_asset: the reserve that prices gas (WETH on Ethereum)")
-    signer = None if dry_run else await load_signer(cfg)
+    signer = None if dry_run else (
+        Signer.from_private_key(target.fork_key, cfg.network.chain_id,
+                                devnet_chain_ids=frozenset({cfg.network.chain_id}))
+        if target.fork_key is not None else await load_signer(cfg))
     await preflight.require_code(rpc, target.liquidator, "executor.liquidator",
                                  cfg.network.chain_id, "deploy one: `keeper deploy-liquidator`")
     owner_raw = str(await rpc.call("eth_call", [{"to": target.liquidator,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic import SecretStr
+
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
 
 
@@ -27,6 +29,9 @@ class Target:
     hubs: tuple[str, ...]
     native_asset: str | None
     symbols: dict[str, str] = field(default_factory=dict)  # asset -> symbol, where known up front
+    fork_key: SecretStr | None = None
+    """A throwaway key made for a fork rehearsal (it owns the liquidator deployed there); it
+    signs instead of the configured account, on the fork only."""
 
     def symbol(self, asset: str) -> str:
         """The asset's symbol when known, else the start of its address (for reports)."""

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from keeper.app import preflight
-from keeper.app.config import load_config
+from keeper.app.config import KeeperConfig, load_config
 from keeper.app.exec_settings import load_signer
+from keeper.app.target import Target
 from keeper.chain.pool import RpcPool
+from keeper.chain.rpc import JsonRpc
 from keeper.commands.target import resolve_target
 from keeper.errors import ConfigError, KeeperError, RpcResponseError
+from keeper.exec.keys import Signer
 from keeper.protocols.aave_v3.liquidator import LiquidatorConfig, deploy_data
 
 
@@ -31,42 +34,53 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
 async def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     target = resolve_target(cfg)
-    if target.uniswap_v2_factory is None:
-        raise ConfigError("dex.uniswap_v2_factory: the liquidator swaps on this factory's pairs")
     signer = await load_signer(cfg)
-    data = deploy_data(LiquidatorConfig(target.addresses_provider, target.uniswap_v2_factory,
-                                        signer.address, target.pair_init_code_hash))
     async with RpcPool(list(target.rpc_urls), timeout=cfg.network.request_timeout) as rpc:
         await preflight.check_chain_id(rpc, cfg.network.chain_id)
-        await preflight.require_code(rpc, target.addresses_provider,
-                                     "aave.pool_addresses_provider", cfg.network.chain_id)
-        tx: dict[str, Any] = {"from": signer.address, "data": "0x" + data.hex()}
-        try:
-            gas_hex, nonce_hex, block = await asyncio.gather(
-                rpc.call("eth_estimateGas", [tx]),
-                rpc.call("eth_getTransactionCount", [signer.address, "pending"]),
-                rpc.call("eth_getBlockByNumber", ["latest", False]))
-        except RpcResponseError as exc:
-            raise KeeperError(f"deployment would fail: {exc.rpc_message}") from None
-        base_fee = int(block.get("baseFeePerGas", "0x0"), 16)
-        tip = min(2 * 10**9, int(cfg.executor.max_priority_fee_gwei * 10**9))
-        signed = signer.sign_transaction({
-            "type": 2, "chainId": cfg.network.chain_id, "nonce": int(nonce_hex, 16),
-            "gas": int(gas_hex, 16) * 6 // 5, "maxPriorityFeePerGas": tip,
-            "maxFeePerGas": min(2 * base_fee + tip, int(cfg.executor.max_fee_gwei * 10**9)),
-            "to": b"", "value": 0, "data": data,
-        })
-        await rpc.call("eth_sendRawTransaction", [signed.raw_hex])
+        address = await deploy(rpc, signer, cfg, target, receipt_timeout=args.receipt_timeout,
+                               announce=True)
+    print(f"FlashLiquidator deployed at {address} (owner {signer.address})")
+    print(f"set executor.liquidator = \"{address}\" in your config")
+    return 0
+
+
+async def deploy(rpc: JsonRpc, signer: Signer, cfg: KeeperConfig, target: Target, *,
+                 receipt_timeout: float, announce: bool = False) -> str:
+    """Deploy a FlashLiquidator owned by ``signer`` for ``target``'s market and DEX: estimated
+    first (a revert is one line, nothing sent), signed locally, sent once, receipt awaited.
+    Returns its address (lower-case)."""
+    if target.uniswap_v2_factory is None:
+        raise ConfigError("dex.uniswap_v2_factory: the liquidator swaps on this factory's pairs")
+    await preflight.require_code(rpc, target.addresses_provider,
+                                 "aave.pool_addresses_provider", cfg.network.chain_id)
+    data = deploy_data(LiquidatorConfig(target.addresses_provider, target.uniswap_v2_factory,
+                                        signer.address, target.pair_init_code_hash))
+    tx: dict[str, Any] = {"from": signer.address, "data": "0x" + data.hex()}
+    try:
+        gas_hex, nonce_hex, block = await asyncio.gather(
+            rpc.call("eth_estimateGas", [tx]),
+            rpc.call("eth_getTransactionCount", [signer.address, "pending"]),
+            rpc.call("eth_getBlockByNumber", ["latest", False]))
+    except RpcResponseError as exc:
+        raise KeeperError(f"deployment would fail: {exc.rpc_message}") from None
+    base_fee = int(block.get("baseFeePerGas", "0x0"), 16)
+    tip = min(2 * 10**9, int(cfg.executor.max_priority_fee_gwei * 10**9))
+    signed = signer.sign_transaction({
+        "type": 2, "chainId": cfg.network.chain_id, "nonce": int(nonce_hex, 16),
+        "gas": int(gas_hex, 16) * 6 // 5, "maxPriorityFeePerGas": tip,
+        "maxFeePerGas": min(2 * base_fee + tip, int(cfg.executor.max_fee_gwei * 10**9)),
+        "to": b"", "value": 0, "data": data,
+    })
+    await rpc.call("eth_sendRawTransaction", [signed.raw_hex])
+    if announce:
         print(f"sent {signed.tx_hash}; waiting for the receipt…", flush=True)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + args.receipt_timeout
-        while (receipt := await rpc.call("eth_getTransactionReceipt", [signed.tx_hash])) is None:
-            if loop.time() > deadline:
-                raise KeeperError(f"no receipt for {signed.tx_hash} after {args.receipt_timeout:g}s: "
-                                  "check it before deploying again")
-            await asyncio.sleep(1.0)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + receipt_timeout
+    while (receipt := await rpc.call("eth_getTransactionReceipt", [signed.tx_hash])) is None:
+        if loop.time() > deadline:
+            raise KeeperError(f"no receipt for {signed.tx_hash} after {receipt_timeout:g}s: "
+                              "check it before deploying again")
+        await asyncio.sleep(0.2)
     if int(receipt["status"], 16) != 1:
         raise KeeperError(f"deployment {signed.tx_hash} reverted")
-    print(f"FlashLiquidator deployed at {receipt['contractAddress']} (owner {signer.address})")
-    print(f"set executor.liquidator = \"{receipt['contractAddress']}\" in your config")
-    return 0
+    return str(receipt["contractAddress"]).lower()

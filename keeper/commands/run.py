@@ -14,9 +14,10 @@ from typing import Any
 from keeper.app.config import KeeperConfig, load_config
 from keeper.app.daemon import run_daemon
 from keeper.app.once import run_once
-from keeper.app.report import format_executions
+from keeper.app.report import asset_symbols, format_executions
 from keeper.app.root import build
 from keeper.chain.rpc import public_url
+from keeper.commands.rehearsal import own_liquidator
 from keeper.commands.target import resolve_target
 from keeper.devnet.anvil import Anvil, AnvilOptions
 from keeper.obs.logging import configure_logging, get_logger
@@ -49,11 +50,19 @@ async def run(args: argparse.Namespace) -> int:
             if args.fork_url:
                 cfg = await stack.enter_async_context(_forked(cfg, args.fork_url, args.fork_block))
             target = resolve_target(cfg)  # after the fork: its endpoints win
+            if args.fork_url and target.liquidator is None:
+                target = await own_liquidator(cfg, target, target.rpc_urls[0])
+                print(f"fork: deployed a liquidator of ours at {target.liquidator} "
+                      "(owned by a throwaway key, on the fork only)", flush=True)
             async with build(cfg, target, dry_run=dry_run,
                              progress=sys.stderr.isatty()) as keeper:
                 if args.once:
                     results = await run_once(keeper)
-                    print(format_executions(keeper, results, dry_run=dry_run))
+                    symbols = await asset_symbols(keeper, {
+                        a for r in results if r.plan is not None
+                        for a in (r.plan.collateral_asset, r.plan.debt_asset)}
+                        | {res.asset for res in keeper.sync.book.market().reserves.values()})
+                    print(format_executions(keeper, results, dry_run=dry_run, symbols=symbols))
                     sys.stdout.flush()
                     return 0
                 await run_daemon(keeper)

@@ -112,7 +112,7 @@ def plan_liquidation(
     if config.rules.has_v33_close_factor and data.total_collateral_base == 0 \
             and data.total_debt_base > 0:
         return Rejection(user, RejectionReason.BAD_DEBT,
-                         f"debt {data.total_debt_base} and no collateral (USD, 8 decimals)")
+                         f"debt {_usd(data.total_debt_base)} and no collateral")
     ours = {config.liquidator.lower(), (config.owner or config.liquidator).lower()}
     if config.rules.forbids_self_liquidation and user.lower() in ours:
         return Rejection(user, RejectionReason.SELF_LIQUIDATION, "our own position")
@@ -145,7 +145,7 @@ def _verdict(user: str, market: Market, best: Candidate | None, failures: list[F
             user,
             RejectionReason.UNPROFITABLE,
             f"best {best.collateral_asset}->{best.debt_asset}: net profit "
-            f"{best.net_profit_usd} < minimum {config.min_profit_base} (USD, 8 decimals)",
+            f"{_usd(best.net_profit_usd)} < minimum {_usd(config.min_profit_base)}",
             best_net_profit_usd=best.net_profit_usd,
         )
     return _plan(user, market, best, gas_price, config)
@@ -204,3 +204,8 @@ def _plan(
         params=params,
         calldata=encode_liquidate(params),
     )
+
+
+def _usd(base: int) -> str:
+    """An amount in the oracle's base currency (USD, 8 decimals) as a person reads it."""
+    return f"-${-base / 1e8:,.2f}" if base < 0 else f"${base / 1e8:,.2f}"
