@@ -2,7 +2,8 @@
 
 Factory, NonfungiblePositionManager, SwapRouter and QuoterV2 deploy unmodified. Every pair of
 reserves gets pools in two fee tiers, each holding a few concentrated positions centred on the
-oracle price, so that a large sale crosses initialized ticks. The depth is chosen per pair so
+oracle price, so that a large sale crosses initialized ticks; the widest reaches ±90% so that
+the pools still trade after a crash. The depth is chosen per pair so
 the devnet offers every routing outcome next to V2's $20M-a-side pairs:
 
 - ``DEEP`` (the majors): a 0.05% pool with millions within ±1%: V3 wins a sale outright;
@@ -38,12 +39,14 @@ class Position:
 Profile = Mapping[int, tuple[Position, ...]]  # fee tier -> positions
 
 DEEP: Profile = {
-    500: (Position(100, 8_000_000), Position(500, 10_000_000), Position(2_000, 10_000_000)),
-    3000: (Position(1_000, 3_000_000), Position(5_000, 3_000_000)),
+    500: (Position(100, 8_000_000), Position(500, 10_000_000), Position(2_000, 10_000_000),
+          Position(9_000, 10_000_000)),
+    3000: (Position(1_000, 3_000_000), Position(9_000, 3_000_000)),
 }
 MEDIUM: Profile = {
-    3000: (Position(200, 1_000_000), Position(1_000, 2_000_000), Position(3_000, 3_000_000)),
-    10000: (Position(5_000, 2_000_000),),
+    3000: (Position(200, 1_000_000), Position(1_000, 2_000_000), Position(3_000, 3_000_000),
+           Position(9_000, 4_000_000)),
+    10000: (Position(9_000, 2_000_000),),
 }
 THIN: Profile = {
     3000: (Position(500, 20_000),),
