@@ -174,7 +174,7 @@ def test_v3_quote_equals_quoter_v2_to_the_wei(v3_devnet: tuple[LoopThread, Devne
     sizes = (st.tuples(st.just("cents"), st.integers(0, 28).map(lambda e: int(1.75**e) * 100 + 1))
              | st.tuples(st.just("spacings"), st.integers(1, 60)))
 
-    @settings(max_examples=270, deadline=None, database=None,
+    @settings(max_examples=270, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])
     @given(key=by_tier, zero_first=st.booleans(), size=sizes, position=positions)
     def check(key: str, zero_first: bool, size: tuple[str, int],
