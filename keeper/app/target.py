@@ -27,6 +27,7 @@ class Target:
     hubs: tuple[str, ...]
     native_asset: str | None
     symbols: dict[str, str] = field(default_factory=dict)  # asset -> symbol, where known up front
+    uniswap_v3_factory: str | None = None
 
     def symbol(self, asset: str) -> str:
         """The asset's symbol when known, else the start of its address (for reports)."""

@@ -5,6 +5,7 @@ router and the V3 SwapRouter, in a snapshot), pay exactly what the quote says.""
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +15,13 @@ from keeper.devnet.uniswap_v3 import DEADLINE, MAX_UINT
 from keeper.domain.quote import SPLIT, UNISWAP_V2, UNISWAP_V3, Quote, needed_pairs
 from keeper.domain.routing import RoutingQuoter
 from keeper.domain.swap_route import SwapLeg, Venue
-from keeper.protocols.uniswap_v2.pair import load_pair_reserves, pair_address
+from keeper.pipeline.gather import UniswapV3Venue, gather
+from keeper.pipeline.gather import Venue as ReadVenue
+from keeper.protocols.uniswap_v2.pair import (
+    UNISWAP_V2_PAIR_INIT_CODE_HASH,
+    load_pair_reserves,
+    pair_address,
+)
 from keeper.protocols.uniswap_v3.pool_state import V3PoolReader
 from tests.conftest import running_devnet
 
@@ -64,13 +71,14 @@ async def _executed(devnet: Devnet, quote: Quote) -> int:
     """What the quote's legs pay on chain (the chain reverted to where it was afterwards)."""
     snapshot = await devnet.rpc.call("evm_snapshot")
     try:
-        return sum([await _swap_leg(devnet, leg) for leg in quote.legs()])
+        paid: list[int] = [await _swap_leg(devnet, leg) for leg in quote.legs()]
+        return sum(paid)
     finally:
         await devnet.rpc.call("evm_revert", [snapshot])
 
 
 def _amount(devnet: Devnet, prices: dict[str, int], symbol: str, usd: int) -> int:
-    return usd * 10**devnet.m.reserve(symbol).decimals * 10**8 // prices[symbol]
+    return int(usd * 10**devnet.m.reserve(symbol).decimals * 10**8 // prices[symbol])
 
 
 @pytest.mark.parametrize("aave", ["3.0", "3.6"])
@@ -106,3 +114,25 @@ async def test_quoter_picks_v3_v2_or_a_split_as_the_chain_pays(aave: str) -> Non
 
         for q in (v3, v2, split):
             assert await _executed(devnet, q) == q.amount_out
+
+
+async def test_gather_reads_the_v3_pools_of_the_users_pairs() -> None:
+    async with running_devnet("3.0") as devnet:
+        m = devnet.m
+        assert m.uniswap_v3 is not None
+        weth, usdc, link = (m.reserve(s).address for s in ("WETH", "USDC", "LINK"))
+        venue = ReadVenue(pool=m.pool, liquidator=m.liquidator, uniswap_v2_factory=m.uniswap_factory,
+                      pair_init_code_hash=UNISWAP_V2_PAIR_INIT_CODE_HASH, hubs=(weth,),
+                      a_tokens={r.address: r.a_token for r in m.reserves},
+                      uniswap_v3=UniswapV3Venue(m.uniswap_v3.factory))
+        reader = V3PoolReader(devnet.rpc)
+        got = await gather(devnet.rpc, venue, sorted((usdc, link)), block_time=1,
+                           v3_reader=reader)
+        # LINK/USDC, LINK/WETH and USDC/WETH, each in the tiers the devnet has.
+        want = {m.uniswap_v3.pools[k] for k in m.uniswap_v3.pools
+                if k.rsplit("/", 1)[0] in ("LINK/USDC", "LINK/WETH", "USDC/WETH")}
+        assert {s.address for s in got.v3_pools} == want
+        assert got.reserves  # the V2 pairs still come in the same call
+        without = await gather(devnet.rpc, replace(venue, uniswap_v3=None), [usdc, link],
+                               block_time=1)
+        assert without.v3_pools == ()
