@@ -57,7 +57,7 @@ class RoutingQuoter:
     def __init__(self, v2_reserves: PairReserves | None = None,
                  v3_pools: Iterable[PoolSnapshot] = (), hubs: Sequence[str] = (), *,
                  pair_address: PairAddress | None = None, min_split_gain_bps: int = 0,
-                 split_iterations: int = 28) -> None:
+                 split_iterations: int = 20) -> None:
         self.hubs = tuple(h.lower() for h in hubs)
         self.min_split_gain_bps = min_split_gain_bps
         self.split_iterations = split_iterations
@@ -257,6 +257,6 @@ class UniswapV3Quoter(RoutingQuoter):
     """A quoter over Uniswap V3 pools only (every fee tier, hubs, splits across tiers)."""
 
     def __init__(self, pools: Iterable[PoolSnapshot], hubs: Sequence[str] = (), *,
-                 min_split_gain_bps: int = 0, split_iterations: int = 28) -> None:
+                 min_split_gain_bps: int = 0, split_iterations: int = 20) -> None:
         super().__init__(None, pools, hubs, min_split_gain_bps=min_split_gain_bps,
                          split_iterations=split_iterations)
