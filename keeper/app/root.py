@@ -30,13 +30,14 @@ from keeper.exec.sender import Sender
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.obs.server import Readiness
-from keeper.pipeline.gather import UniswapV3Venue, Venue
+from keeper.pipeline.gather import Venue
 from keeper.pipeline.planner import PlannerConfig
 from keeper.pipeline.planning import LiquidationPlanner
 from keeper.pipeline.store import BookStore
 from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
 from keeper.protocols.aave_v3.revision import read_revision
+from keeper.protocols.uniswap_v3.pool_address import UniswapV3Venue
 
 log = get_logger(__name__)
 

@@ -31,11 +31,7 @@ from keeper.errors import RpcError
 from keeper.pipeline.pair_search import Funding
 from keeper.protocols.erc20 import balance_of
 from keeper.protocols.uniswap_v2.pair import Pair, decode_reserves, reserves_calls, sorted_pairs
-from keeper.protocols.uniswap_v3.pool_address import (
-    FEE_TIERS,
-    UNISWAP_V3_POOL_INIT_CODE_HASH,
-    pool_address,
-)
+from keeper.protocols.uniswap_v3.pool_address import UniswapV3Venue
 from keeper.protocols.uniswap_v3.pool_state import V3PoolReader
 
 _FLASHLOAN_PREMIUM_TOTAL = "0x074b2e43"  # Pool.FLASHLOAN_PREMIUM_TOTAL()
@@ -44,20 +40,6 @@ _GRACE_PERIOD = Function("getLiquidationGracePeriod", ("address",), ("uint40",))
 _VIRTUAL_BALANCE = Function("getVirtualUnderlyingBalance", ("address",), ("uint128",))
 
 RpcCall = tuple[str, list[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class UniswapV3Venue:
-    """Where planning finds Uniswap V3 pools: a factory's CREATE2 pools in these fee tiers."""
-
-    factory: str
-    fee_tiers: tuple[int, ...] = FEE_TIERS
-    init_code_hash: bytes = UNISWAP_V3_POOL_INIT_CODE_HASH
-
-    def pools(self, pairs: Sequence[Pair]) -> list[str]:
-        """Every tier's pool of every pair (existing or not: the reader drops absent ones)."""
-        return [pool_address(self.factory, a, b, fee, self.init_code_hash)
-                for a, b in pairs for fee in self.fee_tiers]
 
 
 @dataclass(frozen=True, slots=True)

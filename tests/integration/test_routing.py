@@ -15,13 +15,14 @@ from keeper.devnet.uniswap_v3 import DEADLINE, MAX_UINT
 from keeper.domain.quote import SPLIT, UNISWAP_V2, UNISWAP_V3, Quote, needed_pairs
 from keeper.domain.routing import RoutingQuoter
 from keeper.domain.swap_route import SwapLeg, Venue
-from keeper.pipeline.gather import UniswapV3Venue, gather
 from keeper.pipeline.gather import Venue as ReadVenue
+from keeper.pipeline.gather import gather
 from keeper.protocols.uniswap_v2.pair import (
     UNISWAP_V2_PAIR_INIT_CODE_HASH,
     load_pair_reserves,
     pair_address,
 )
+from keeper.protocols.uniswap_v3.pool_address import UniswapV3Venue
 from keeper.protocols.uniswap_v3.pool_state import V3PoolReader
 from tests.conftest import running_devnet
 

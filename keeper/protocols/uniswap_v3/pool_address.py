@@ -1,6 +1,10 @@
-"""The CREATE2 address of a Uniswap V3 pool (PoolAddress.computeAddress): no factory lookup."""
+"""The CREATE2 address of a Uniswap V3 pool (PoolAddress.computeAddress): no factory lookup;
+and the set of pools (a factory, its fee tiers) planning reads."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from eth_utils import keccak
 
@@ -25,3 +29,17 @@ def pool_address(factory: str, token_a: str, token_b: str, fee: int,
                   + fee.to_bytes(32, "big"))
     digest = keccak(b"\xff" + bytes.fromhex(factory.lower()[2:]) + salt + init_code_hash)
     return "0x" + digest[-20:].hex()
+
+
+@dataclass(frozen=True, slots=True)
+class UniswapV3Venue:
+    """Where planning finds Uniswap V3 pools: a factory's CREATE2 pools in these fee tiers."""
+
+    factory: str
+    fee_tiers: tuple[int, ...] = FEE_TIERS
+    init_code_hash: bytes = UNISWAP_V3_POOL_INIT_CODE_HASH
+
+    def pools(self, pairs: Sequence[tuple[str, str]]) -> list[str]:
+        """Every tier's pool of every pair (existing or not: the reader drops absent ones)."""
+        return [pool_address(self.factory, a, b, fee, self.init_code_hash)
+                for a, b in pairs for fee in self.fee_tiers]
