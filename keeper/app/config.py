@@ -185,8 +185,18 @@ class DexConfig(_Section):
     hubs: Annotated[list[Address], NoDecode] = Field(default_factory=list)
     # The reserve whose oracle price prices the native coin (WETH on Ethereum).
     native_asset: Address | None = None
+    # Uniswap V3: the factory (the devnet manifest supplies its own) and its pool init-code hash.
+    uniswap_v3_factory: Address | None = None
+    uniswap_v3_pool_init_code_hash: Annotated[str, AfterValidator(_hash32)] = (
+        "0xe34f199b19b2b4f47f68442619d555527d244f78a3297ea89325f843f87b8b54")
+    # Plan with V3 pools (every tier of uniswap_v3_fee_tiers) and splits: only with a
+    # liquidator contract that swaps through V3, so off until that contract is deployed.
+    route_uniswap_v3: bool = False
+    uniswap_v3_fee_tiers: Annotated[list[Int], NoDecode] = Field(
+        default_factory=lambda: [500, 3000, 10000])
 
     _split_hubs = field_validator("hubs", mode="before")(_comma_list)
+    _split_tiers = field_validator("uniswap_v3_fee_tiers", mode="before")(_comma_list)
 
 
 class ScannerConfig(_Section):

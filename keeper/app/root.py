@@ -41,6 +41,7 @@ from keeper.pipeline.store import BookStore
 from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
 from keeper.protocols.aave_v3.revision import read_revision
+from keeper.protocols.uniswap_v3.pool_address import UniswapV3Venue
 
 log = get_logger(__name__)
 
@@ -128,6 +129,16 @@ async def _connect_ws(url: str | None, timeout: float) -> WsRpc | None:
     return ws
 
 
+def _uniswap_v3(cfg: KeeperConfig, target: Target) -> UniswapV3Venue | None:
+    """Where planning reads V3 pools, when routing through V3 is on and a factory is known."""
+    dex = cfg.dex
+    if not dex.route_uniswap_v3 or target.uniswap_v3_factory is None:
+        return None
+    return UniswapV3Venue(
+        factory=target.uniswap_v3_factory.lower(), fee_tiers=tuple(dex.uniswap_v3_fee_tiers),
+        init_code_hash=bytes.fromhex(dex.uniswap_v3_pool_init_code_hash.removeprefix("0x")))
+
+
 async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
                           contracts: AaveV3Contracts, metrics: Metrics, *,
                           dry_run: bool) -> tuple[LiquidationExecutor, LiquidationPlanner]:
@@ -169,7 +180,7 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
     venue = Venue(pool=contracts.pool, liquidator=target.liquidator.lower(),
                   uniswap_v2_factory=target.uniswap_v2_factory.lower(),
                   pair_init_code_hash=target.pair_init_code_hash, hubs=target.hubs,
-                  a_tokens=a_tokens)
+                  a_tokens=a_tokens, uniswap_v3=_uniswap_v3(cfg, target))
     planner = PlannerConfig(
         liquidator=venue.liquidator, native_asset=target.native_asset.lower(),
         rules=await _liquidation_rules(rpc, contracts.pool, cfg.aave.rules),

@@ -29,6 +29,7 @@ class Target:
     hubs: tuple[str, ...]
     native_asset: str | None
     symbols: dict[str, str] = field(default_factory=dict)  # asset -> symbol, where known up front
+    uniswap_v3_factory: str | None = None
     fork_key: SecretStr | None = None
     """A throwaway key made for a fork rehearsal (it owns the liquidator deployed there); it
     signs instead of the configured account, on the fork only."""

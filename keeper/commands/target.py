@@ -35,6 +35,8 @@ def resolve_target(cfg: KeeperConfig) -> Target:
             hubs=tuple(dex.hubs) or (weth, m.reserve("USDC").address),
             native_asset=dex.native_asset or weth,
             symbols={r.address: r.symbol for r in m.reserves},
+            uniswap_v3_factory=dex.uniswap_v3_factory
+            or (m.uniswap_v3.factory if m.uniswap_v3 else None),
         )
     if not cfg.network.rpc_urls:
         raise ConfigError("network.rpc_urls: at least one RPC URL is needed")
@@ -45,5 +47,5 @@ def resolve_target(cfg: KeeperConfig) -> Target:
         addresses_provider=cfg.aave.pool_addresses_provider, start_block=cfg.aave.start_block,
         liquidator=ex.liquidator, uniswap_v2_factory=dex.uniswap_v2_factory,
         pair_init_code_hash=init_hash, hubs=tuple(dex.hubs), native_asset=dex.native_asset,
-        symbols={},
+        symbols={}, uniswap_v3_factory=dex.uniswap_v3_factory,
     )

@@ -22,6 +22,8 @@ NODE_MODULES = PROJECT_ROOT / "node_modules"
 AAVE_ARTIFACTS = NODE_MODULES / "@aave" / "core-v3" / "artifacts" / "contracts"
 UNISWAP_CORE = NODE_MODULES / "@uniswap" / "v2-core" / "build"
 UNISWAP_PERIPHERY = NODE_MODULES / "@uniswap" / "v2-periphery" / "build"
+UNISWAP_V3_ARTIFACTS = (NODE_MODULES / "@uniswap" / "v3-core" / "artifacts" / "contracts",
+                        NODE_MODULES / "@uniswap" / "v3-periphery" / "artifacts" / "contracts")
 
 
 class ArtifactError(KeeperError):
@@ -95,6 +97,16 @@ def uniswap(name: str) -> Artifact:
             code = d.get("bytecode") or d["evm"]["bytecode"]["object"]
             return Artifact(name, tuple(d["abi"]), code if code.startswith("0x") else "0x" + code)
     raise ArtifactError(f"no Uniswap V2 artifact named {name}")
+
+
+@functools.cache
+def uniswap_v3(name: str) -> Artifact:
+    """An artifact of npm ``@uniswap/v3-core`` or ``v3-periphery`` (e.g. ``"QuoterV2"``)."""
+    for folder in UNISWAP_V3_ARTIFACTS:
+        for path in sorted(folder.rglob(f"{name}.json")):
+            d = json.loads(path.read_text())
+            return Artifact(name, tuple(d["abi"]), d["bytecode"], d.get("linkReferences", {}))
+    raise ArtifactError(f"no Uniswap V3 artifact named {name}")
 
 
 @functools.cache

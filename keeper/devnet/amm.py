@@ -1,4 +1,5 @@
-"""Keep the devnet's Uniswap V2 pools at the oracle price, as arbitrageurs do on mainnet."""
+"""Keep the devnet's Uniswap V2 (and V3, keeper.devnet.amm_v3) pools at the oracle price, as
+arbitrageurs do on mainnet."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 from collections.abc import Iterable
 
 from keeper.contracts import artifacts
+from keeper.devnet.amm_v3 import V3Arbitrageur
 from keeper.devnet.manifest import Manifest
 from keeper.devnet.reads import oracle_prices, raw_pair_reserves
 from keeper.devnet.txs import TxSender
@@ -22,12 +24,14 @@ class Arbitrageur:
         self.tx = tx
         self.m = manifest
         self._router_approved: set[str] = set()
+        self._v3 = V3Arbitrageur(tx, manifest, manifest.uniswap_v3) if manifest.uniswap_v3 else None
 
     async def arbitrage(self, symbols: Iterable[str] | None = None) -> int:
         """Trade every Uniswap pool that holds one of ``symbols`` back to the oracle price.
 
-        The arbitrageur mints the input token (MintableERC20) and swaps on the pair directly,
-        so the pool ends within the 0.3% fee of the oracle ratio. Returns the swaps made.
+        The arbitrageur mints the input token (MintableERC20) and swaps through the routers,
+        so a V2 pool ends within the 0.3% fee of the oracle ratio and a V3 pool at it.
+        Returns the swaps made.
         """
         prices = await oracle_prices(self.tx, self.m)
         wanted = set(symbols) if symbols is not None else {r.symbol for r in self.m.reserves}
@@ -38,6 +42,8 @@ class Arbitrageur:
                 continue
             if await self._arbitrage_pair(pair, a, b, prices):
                 swaps += 1
+        if self._v3 is not None:
+            swaps += await self._v3.arbitrage(wanted, prices)
         return swaps
 
     async def _arbitrage_pair(self, pair: str, a: str, b: str, prices: dict[str, int]) -> bool:

@@ -17,8 +17,9 @@ from keeper.chain.rpc import HttpRpc
 from keeper.contracts import artifacts
 from keeper.contracts.artifacts import Artifact
 from keeper.devnet import market
-from keeper.devnet.manifest import MULTICALL3, EModeInfo, Manifest, ReserveInfo
+from keeper.devnet.manifest import MULTICALL3, EModeInfo, Manifest, ReserveInfo, UniswapV3Info
 from keeper.devnet.txs import TxSender
+from keeper.devnet.uniswap_v3 import deploy_uniswap_v3
 from keeper.protocols.aave_v3.liquidator import LiquidatorConfig, deploy_liquidator
 
 ZERO = "0x" + "00" * 20
@@ -81,7 +82,7 @@ async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
         treasury=treasury, uniswap_factory=periphery.factory, uniswap_router=periphery.router,
         weth9=periphery.weth9, multicall3=MULTICALL3, reserves=reserves, emodes=emodes,
         pairs=periphery.pairs, liquidator=periphery.liquidator, aave_version="3.0",
-        pool_revision=int(revision),
+        pool_revision=int(revision), uniswap_v3=periphery.uniswap_v3,
     )
 
 
@@ -267,12 +268,13 @@ class Periphery:
     router: str
     pairs: dict[str, str]
     liquidator: str
+    uniswap_v3: UniswapV3Info
 
 
 async def deploy_periphery(
     ctx: DeployContext, rpc: HttpRpc, oracle: str, tokens: dict[str, str], provider: str
 ) -> Periphery:
-    """Multicall3, Uniswap V2 pools priced at the oracle, and our flash-loan liquidator."""
+    """Multicall3, Uniswap V2 and V3 pools priced at the oracle, and our flash-loan liquidator."""
     # Multicall3 at its canonical address.
     await rpc.call("anvil_setCode", [MULTICALL3, artifacts.ours_runtime("Multicall3")])
 
@@ -299,9 +301,11 @@ async def deploy_periphery(
             await ctx.do(pair, pair_art, "mint", ctx.deployer)
             pairs["/".join(sorted((a_sym, b_sym)))] = pair
 
+    v3 = await deploy_uniswap_v3(ctx.tx, ctx.deployer, weth9, tokens, price_of)
+
     # Our flash-loan liquidator, owned by the devnet's keeper account.
     liquidator = await deploy_liquidator(ctx.tx, LiquidatorConfig(provider, factory, DEV_ACCOUNTS[1]))
-    return Periphery(factory, weth9, router, pairs, liquidator.lower())
+    return Periphery(factory, weth9, router, pairs, liquidator.lower(), v3)
 
 
 def reserve_infos(feeds: Feeds, reserve_tokens: dict[str, tuple[str, str, str]],

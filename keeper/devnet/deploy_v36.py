@@ -136,6 +136,7 @@ async def deploy_all(rpc: HttpRpc, rpc_url: str, ws_url: str) -> Manifest:
         pairs=periphery.pairs, liquidator=periphery.liquidator,
         aave_version=market_v36.AAVE_VERSION, pool_revision=int(revision),
         grace_period_until={market_v36.GRACE_PERIOD_RESERVE: int(until)},
+        uniswap_v3=periphery.uniswap_v3,
     )
 
 

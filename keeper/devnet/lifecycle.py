@@ -18,7 +18,7 @@ from pathlib import Path
 from keeper.chain.rpc import HttpRpc
 from keeper.contracts.solc import compile_contracts
 from keeper.devnet import deploy as deploy_module
-from keeper.devnet import deploy_v36, market_v36, origin_build
+from keeper.devnet import deploy_v36, market_v36, origin_build, uniswap_v3
 from keeper.devnet import market as market_module
 from keeper.devnet.anvil import PROJECT_ROOT, Anvil, AnvilOptions, is_anvil_pid, stop_pid
 from keeper.devnet.manifest import Manifest
@@ -85,7 +85,7 @@ def deploy_key(aave: str = DEFAULT_AAVE_VERSION) -> str:
     build = compile_contracts()
     h.update(json.dumps({k: v["bytecode"] for k, v in sorted(build.items())}).encode())
     for path in (PROJECT_ROOT / "package-lock.json", Path(deploy_module.__file__),
-                 Path(market_module.__file__)):
+                 Path(market_module.__file__), Path(uniswap_v3.__file__)):
         h.update(path.read_bytes())
     if aave != "3.0":
         # The v3.6 build's own key covers compiler, settings and source packages; hashing it

@@ -52,6 +52,24 @@ class EModeInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class UniswapV3Info:
+    """The devnet's Uniswap V3: its contracts and pools ("A/B/fee", sorted symbols -> pool)."""
+
+    factory: str
+    router: str  # SwapRouter
+    position_manager: str  # NonfungiblePositionManager
+    quoter: str  # QuoterV2
+    pools: dict[str, str] = field(default_factory=dict)
+
+    def pool(self, a: str, b: str, fee: int) -> str:
+        key = "/".join(sorted((a, b))) + f"/{fee}"
+        try:
+            return self.pools[key]
+        except KeyError:
+            raise DevnetError(f"no Uniswap V3 pool {key} on the devnet") from None
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     chain_id: int
     rpc_url: str
@@ -78,6 +96,7 @@ class Manifest:
     pool_revision: int = 1  # Pool.POOL_REVISION() as deployed
     # v3.1+: reserves deployed with a liquidation grace period, symbol -> unix time it ends.
     grace_period_until: dict[str, int] = field(default_factory=dict)
+    uniswap_v3: UniswapV3Info | None = None
 
     def reserve(self, symbol: str) -> ReserveInfo:
         for r in self.reserves:
@@ -111,6 +130,9 @@ class Manifest:
                 for e in d["emodes"])
             fields["grace_period_until"] = dict(d.get("grace_period_until", {}))
             fields["pairs"] = dict(d.get("pairs", {}))
+            v3 = d.get("uniswap_v3")
+            fields["uniswap_v3"] = UniswapV3Info(**{**v3, "pools": dict(v3.get("pools", {}))}) \
+                if v3 else None
             return Manifest(**fields)
         except (KeyError, TypeError, ValueError) as exc:
             raise DevnetError(f"malformed devnet manifest: {exc}") from exc

@@ -3,7 +3,9 @@
 The batch carries the node's latest header (the next block's timestamp and base fee follow
 from it), the AMM reserves of the pairs the user's assets can route through, the Pool's
 flash-loan premium and the funding of our contract, and on Aave 3.1+ each of the user's
-reserves' liquidation grace period and virtual underlying balance (``PoolLimits``).
+reserves' liquidation grace period and virtual underlying balance (``PoolLimits``). With
+Uniswap V3 configured, the V3 pools of the same pairs (every fee tier) are read alongside, in
+one Multicall3 batch by ``V3PoolReader`` (keeper.protocols.uniswap_v3.pool_state).
 
 Why the node's header and not the sync's: the book applies a block some milliseconds (after a
 burst, blocks) after the node has it, and a plan must be exact for the second it is mined in
@@ -14,19 +16,23 @@ extra round trip.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from keeper.chain.abi import Function
 from keeper.chain.rpc import JsonRpc
 from keeper.domain.liquidation import NO_LIMITS, AaveRules, PoolLimits
 from keeper.domain.quote import needed_pairs
+from keeper.domain.uniswap_v3.pool import PoolSnapshot
 from keeper.errors import RpcError
 from keeper.pipeline.pair_search import Funding
 from keeper.protocols.erc20 import balance_of
 from keeper.protocols.uniswap_v2.pair import Pair, decode_reserves, reserves_calls, sorted_pairs
+from keeper.protocols.uniswap_v3.pool_address import UniswapV3Venue
+from keeper.protocols.uniswap_v3.pool_state import V3PoolReader
 
 _FLASHLOAN_PREMIUM_TOTAL = "0x074b2e43"  # Pool.FLASHLOAN_PREMIUM_TOTAL()
 # Aave 3.1+ Pool views (absent from the v3.0 ABI the keeper ships).
@@ -46,6 +52,7 @@ class Venue:
     pair_init_code_hash: bytes
     hubs: tuple[str, ...]
     a_tokens: Mapping[str, str]  # reserve asset -> its aToken (lendable liquidity lives there)
+    uniswap_v3: UniswapV3Venue | None = None  # None: plan over Uniswap V2 only
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,7 @@ class Gathered:
     reserves: dict[Pair, tuple[int, int]]
     funding: Funding
     limits: PoolLimits = NO_LIMITS
+    v3_pools: tuple[PoolSnapshot, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +148,10 @@ def decode_limits(assets: Sequence[str], results: Sequence[Any]) -> PoolLimits:
 
 
 async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
-                 block_time: int | None, rules: AaveRules = AaveRules.V3_0) -> Gathered:
-    """What planning a user with ``assets`` needs for the next block: one batch.
+                 block_time: int | None, rules: AaveRules = AaveRules.V3_0,
+                 v3_reader: V3PoolReader | None = None) -> Gathered:
+    """What planning a user with ``assets`` needs for the next block: one batch (and, with
+    ``venue.uniswap_v3`` and a ``v3_reader``, the V3 pools' Multicall3 batch beside it).
 
     Only the user's own assets can be seized or repaid, so only their pools, funding and (on
     3.1+) grace periods and virtual balances are read.
@@ -154,7 +164,14 @@ async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
     calls += reserves_calls(venue.uniswap_v2_factory, keys, init_code_hash=venue.pair_init_code_hash)
     calls += limits_calls(venue.pool, limited)
     calls += funding_calls(source)
-    header, *results = await rpc.batch(calls)
+    v3 = venue.uniswap_v3
+    if v3 is not None and v3_reader is not None:
+        # Both reads at "latest" side by side; a block between them is caught like any other
+        # change between planning and mining (simulation before sending).
+        (header, *results), v3_pools = await asyncio.gather(
+            rpc.batch(calls), v3_reader.read(v3.pools(keys)))
+    else:
+        (header, *results), v3_pools = await rpc.batch(calls), []
     n_pairs, n_limits = len(keys), 2 * len(limited)
     return Gathered(
         next_block=next_block(header, block_time=block_time, now=time.time()),
@@ -162,4 +179,5 @@ async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
         funding=decode_funding(source, results[n_pairs + n_limits:]),
         limits=decode_limits(limited, results[n_pairs:n_pairs + n_limits])
         if limited else NO_LIMITS,
+        v3_pools=tuple(v3_pools),
     )
