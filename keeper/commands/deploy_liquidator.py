@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,14 @@ async def deploy(rpc: JsonRpc, signer: Signer, cfg: KeeperConfig, target: Target
         raise ConfigError("dex.uniswap_v2_factory: the liquidator swaps on this factory's pairs")
     await preflight.require_code(rpc, target.addresses_provider,
                                  "aave.pool_addresses_provider", cfg.network.chain_id)
-    data = deploy_data(LiquidatorConfig(target.addresses_provider, target.uniswap_v2_factory,
-                                        signer.address, target.pair_init_code_hash))
+    config = LiquidatorConfig(target.addresses_provider, target.uniswap_v2_factory,
+                              signer.address, target.pair_init_code_hash)
+    if target.uniswap_v3_factory is not None:  # V3 hops and V3 flash loans on that factory
+        config = dataclasses.replace(
+            config, uniswap_v3_factory=target.uniswap_v3_factory,
+            pool_init_code_hash=bytes.fromhex(
+                cfg.dex.uniswap_v3_pool_init_code_hash.removeprefix("0x")))
+    data = deploy_data(config)
     tx: dict[str, Any] = {"from": signer.address, "data": "0x" + data.hex()}
     try:
         gas_hex, nonce_hex, block = await asyncio.gather(

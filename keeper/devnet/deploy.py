@@ -304,7 +304,8 @@ async def deploy_periphery(
     v3 = await deploy_uniswap_v3(ctx.tx, ctx.deployer, weth9, tokens, price_of)
 
     # Our flash-loan liquidator, owned by the devnet's keeper account.
-    liquidator = await deploy_liquidator(ctx.tx, LiquidatorConfig(provider, factory, DEV_ACCOUNTS[1]))
+    liquidator = await deploy_liquidator(ctx.tx, LiquidatorConfig(
+        provider, factory, DEV_ACCOUNTS[1], uniswap_v3_factory=v3.factory))
     return Periphery(factory, weth9, router, pairs, liquidator.lower(), v3)
 
 

@@ -32,7 +32,8 @@ from keeper.domain.liquidation import (
 )
 from keeper.domain.plan import GasPrice, LiquidationParams, Plan, Rejection, RejectionReason
 from keeper.domain.profit import asset_to_base
-from keeper.domain.quote import Quoter
+from keeper.domain.quote import UNISWAP_V2, Quoter
+from keeper.domain.swap_route import SwapLeg
 from keeper.domain.wadray import PERCENTAGE_FACTOR, percent_mul
 from keeper.pipeline.pair_search import (
     Candidate,
@@ -123,11 +124,12 @@ def plan_liquidation(
     inputs = SearchInputs(market, quoter, gas_price, funding, config.rules, config.gas,
                           native_price, config.native_decimals, limits)
     found = search(account, collaterals, debts, inputs)
-    return _verdict(user, market, found.best, found.failures, gas_price, config)
+    return _verdict(user, market, quoter, found.best, found.failures, gas_price, config)
 
 
-def _verdict(user: str, market: Market, best: Candidate | None, failures: list[Failure],
-             gas_price: GasPrice, config: PlannerConfig) -> Plan | Rejection:
+def _verdict(user: str, market: Market, quoter: Quoter, best: Candidate | None,
+             failures: list[Failure], gas_price: GasPrice,
+             config: PlannerConfig) -> Plan | Rejection:
     healthy = next((f for f in failures if f.reason is RejectionReason.HEALTHY), None)
     if healthy is not None:
         return Rejection(user, healthy.reason, healthy.detail)
@@ -148,7 +150,7 @@ def _verdict(user: str, market: Market, best: Candidate | None, failures: list[F
             f"{_usd(best.net_profit_usd)} < minimum {_usd(config.min_profit_base)}",
             best_net_profit_usd=best.net_profit_usd,
         )
-    return _plan(user, market, best, gas_price, config)
+    return _plan(user, market, quoter, best, gas_price, config)
 
 
 def _rejection(user: str, failures: list[Failure]) -> Rejection:
@@ -157,21 +159,35 @@ def _rejection(user: str, failures: list[Failure]) -> Rejection:
     return Rejection(user, reason, "; ".join(f.detail for f in failures))
 
 
+def _swap(quoter: Quoter, best: Candidate) -> tuple[tuple[str, ...], tuple[SwapLeg, ...]]:
+    """The plan's swap: a Uniswap V2 path as before, or the liquidator's legs for a route
+    through V3 pools or a split (quoted again at the amount seized, which names its pools)."""
+    route = best.route
+    if route is None:
+        return (), ()
+    if route.venue == UNISWAP_V2:
+        return route.path, ()
+    quote = quoter.quote_route(route, best.outcome.quote.collateral_to_liquidator)
+    return quote.path, quote.legs()
+
+
 def _plan(
-    user: str, market: Market, best: Candidate, gas_price: GasPrice, config: PlannerConfig
+    user: str, market: Market, quoter: Quoter, best: Candidate, gas_price: GasPrice,
+    config: PlannerConfig,
 ) -> Plan:
     o = best.outcome
     collateral_asset, debt_asset = best.collateral_asset, best.debt_asset
     # The contract reverts when its measured profit falls short of min_profit: allow the
     # configured tolerance below the plan, never less than one unit (a loss always reverts).
     min_profit = max(o.gross_profit - percent_mul(o.gross_profit, config.profit_tolerance_bps), 1)
-    path = best.route.path if best.route else ()
+    path, legs = _swap(quoter, best)
     params = LiquidationParams(
         collateral_asset=collateral_asset,
         debt_asset=debt_asset,
         user=user,
         debt_to_cover=o.debt_to_send,
-        swap_path=path,
+        swap_path=() if legs else path,
+        swap_legs=legs,
         min_profit=min_profit,
         flash_loan=best.flash_loan,
     )
