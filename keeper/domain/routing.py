@@ -224,6 +224,8 @@ class RoutingQuoter:
             else:
                 hi, x2 = x2, x1
                 x1 = hi - (hi - lo) * _GOLDEN // 10**6
+        if not seen:  # a total of a few units: nothing to split
+            return None
         best_x = max(seen, key=lambda x: seen[x][0])
         out, parts = seen[best_x]
         if len(parts) < 2:

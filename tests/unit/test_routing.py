@@ -86,3 +86,15 @@ def test_no_pools_no_routes_and_unknown_pools_no_legs() -> None:
         v2.quote_exact_in(A, B, 10**18).legs()
     named = UniswapV2Quoter({(A, B): (10**22, 10**22)}, pair_address=_pair)
     assert named.quote_exact_in(A, B, 10**18).legs()[0].hops[0].pool == _pair(A, B)
+
+
+
+def test_a_split_of_a_few_units_is_the_single_route() -> None:
+    """The golden-section search has nothing to probe below 3 units: the best single route,
+    not an error (a dust position's seized collateral can be that small)."""
+    v3 = _v3("0x" + "aa" * 20, 3000, 10**22)
+    q = RoutingQuoter({(A, B): (10**22, 10**22)}, [v3], pair_address=_pair)
+    first, second = Route((A, B)), Route((A, B), UNISWAP_V3)
+    concrete = [q.quote_route(r, 10**18).route for r in (first, second)]
+    for total in (0, 1, 2):
+        assert q._search_split(concrete[0], concrete[1], total) is None
