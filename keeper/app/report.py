@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from keeper.app.root import Keeper
+from keeper.domain.swap_route import describe
 from keeper.errors import RpcError
 from keeper.exec.executor import Execution
 from keeper.exec.tx import Status
@@ -42,16 +43,19 @@ def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool
         return reason
 
     head = (f"{'account':44s} {'pair':16s} {'debt covered':>24s} {'expected $':>11s} "
-            f"{'realised $':>11s} {'gas':>9s}  tx / reason")
+            f"{'realised $':>11s} {'gas':>9s}  {'route':24s} tx / reason")
     lines = [head]
     mined = 0
     for r in results:
         if r.plan is None:
-            lines.append(f"{r.user:44s} {'-':16s} {'':>24s} {'':>11s} {'':>11s} {'':>9s}  "
+            lines.append(f"{r.user:44s} {'-':16s} {'':>24s} {'':>11s} {'':>11s} {'':>9s}  {'':24s} "
                          f"skipped: {named(r.skipped_reason)}")
             continue
         p = r.plan
         pair = f"{symbol(p.collateral_asset)}/{symbol(p.debt_asset)}"
+        legs = p.params.swap_legs
+        route = describe(legs) if legs else ("V2" + ">V2" * (len(p.swap_path) - 2)
+                                             if p.swap_path else "no swap")
         dec = next(res.configuration.decimals for res in keeper.sync.book.market().reserves.values()
                    if res.asset == p.debt_asset)
         covered = f"{p.debt_to_cover / 10**dec:,.4f} {symbol(p.debt_asset)}"
@@ -68,7 +72,7 @@ def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool
         else:
             tail = f"skipped: {named(r.skipped_reason)}"
         lines.append(f"{r.user:44s} {pair:16s} {covered:>24s} {expected:>11,.2f} {realised:>11s} "
-                     f"{gas or 0:>9,}  {tail}")
+                     f"{gas or 0:>9,}  {route:24s} {tail}")
     lines.append(f"{len(results)} liquidatable account(s): {mined} liquidated, "
                  f"{len(results) - mined} not" + (" (dry run: nothing signed or sent)" if dry_run else ""))
     return "\n".join(lines)

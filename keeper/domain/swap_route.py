@@ -53,3 +53,18 @@ class SwapLeg:
     @property
     def token_out(self) -> str:
         return self.hops[-1].token_out
+
+
+def describe(legs: tuple[SwapLeg, ...]) -> str:
+    """A short label of a swap for reports: ``V3 0.05%``, ``V2>V3 0.3%`` (two hops), or a split
+    ``V2 38% + V3 0.05% 62%`` (each leg's share of the amount sold)."""
+    def hop(h: SwapHop) -> str:
+        return "V2" if h.venue is Venue.UNISWAP_V2 else f"V3 {h.fee / 10_000:g}%"
+
+    def path(leg: SwapLeg) -> str:
+        return ">".join(hop(h) for h in leg.hops)
+
+    if len(legs) == 1:
+        return path(legs[0])
+    total = sum(leg.amount_in for leg in legs) or 1
+    return " + ".join(f"{path(leg)} {100 * leg.amount_in // total}%" for leg in legs)
