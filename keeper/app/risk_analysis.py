@@ -113,7 +113,8 @@ def cascade(inputs: RiskInputs, stress: Shock, cfg: RiskConfig) -> CascadeOutcom
     decimals = dict(zip(book.assets, book.decimals, strict=True))
     pools = repriced_pairs(inputs.pairs, shocked, decimals)
     return run_cascade(book, start, shocked, pools,
-                       CascadeConfig(quote_asset, cfg.pass_through, inputs.hubs))
+                       CascadeConfig(quote_asset, cfg.pass_through, inputs.hubs,
+                                     links=inputs.links))
 
 
 def market_model(inputs: RiskInputs, cfg: RiskConfig) -> MarketModel:

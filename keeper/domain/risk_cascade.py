@@ -20,7 +20,8 @@ import numpy as np
 from keeper.domain.amm import SwapRevert, sort_tokens
 from keeper.domain.quote import UniswapV2Quoter
 from keeper.domain.risk_book import FloatArray, RiskBook
-from keeper.domain.risk_shock import liquidations
+from keeper.domain.risk_shock import PriceLink, liquidations
+from keeper.domain.wadray import WAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class CascadeConfig:
     hubs: tuple[str, ...] = ()
     max_rounds: int = 20
     tolerance: float = 1e-4
+    links: tuple[PriceLink, ...] = ()
+    """Assets priced off another's feed: they follow it, not their own pools."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +114,15 @@ def _round(state: RiskBook, prices: dict[str, int],
     for (c, d), amount in sold.items():
         _sell(state.assets[c], state.assets[d], amount, pools, config.hubs)
     moved = dict(prices)
+    followers = {link.asset for link in config.links}
     for c in {c for c, _ in sold}:
         asset = state.assets[c]
         dex = dex_price(asset, config.quote_asset, prices, pools, state)
-        if dex is not None:
+        if dex is not None and asset not in followers:
             moved[asset] = int(prices[asset] + config.pass_through * (dex - prices[asset]))
+    for link in config.links:
+        if link.base in moved and moved[link.base] != prices.get(link.base):
+            moved[link.asset] = moved[link.base] * link.rate_wad // WAD
     return CascadeRound(int(rows.size), repaid, seized, moved)
 
 
