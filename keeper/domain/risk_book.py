@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -61,19 +62,37 @@ class RiskBook:
         return np.array([float(prices.get(a, p)) for a, p in zip(self.assets, self.prices,
                                                                    strict=True)])
 
+    # Asset-major, contiguous copies (built once, on first use): a revaluation is then one
+    # matrix product per figure, with no (accounts × assets) temporary.
+    @cached_property
+    def collateral_t(self) -> FloatArray:
+        """(assets, accounts) collateral in whole tokens."""
+        return np.ascontiguousarray(self.collateral.T)
+
+    @cached_property
+    def weighted_t(self) -> FloatArray:
+        """(assets, accounts) collateral × liquidation threshold (as a fraction)."""
+        return np.ascontiguousarray((self.collateral * self.thresholds).T / PERCENTAGE_FACTOR)
+
+    @cached_property
+    def bonus_t(self) -> FloatArray:
+        """(assets, accounts) collateral × liquidation bonus (as a factor)."""
+        return np.ascontiguousarray((self.collateral * self.bonuses).T / PERCENTAGE_FACTOR)
+
+    @cached_property
+    def debt_t(self) -> FloatArray:
+        """(assets, accounts) debt in whole tokens."""
+        return np.ascontiguousarray(self.debt.T)
+
     def values(self, prices: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(collateral, threshold-weighted collateral, debt) in base units per account."""
-        collateral = self.collateral @ prices
-        weighted = (self.collateral * self.thresholds) @ prices / PERCENTAGE_FACTOR
-        debt = self.debt @ prices
-        return collateral, weighted, debt
+        """(collateral, threshold-weighted collateral, debt) in base units per account;
+        ``prices`` (assets,) or (k, assets) for k price vectors at once."""
+        return prices @ self.collateral_t, prices @ self.weighted_t, prices @ self.debt_t
 
     def health_factors(self, prices: FloatArray) -> FloatArray:
         """Float health factors (``inf`` without debt) at ``prices``."""
         _, weighted, debt = self.values(prices)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            hf = np.where(debt > 0, weighted / np.where(debt > 0, debt, 1.0), np.inf)
-        return np.asarray(hf, dtype=np.float64)
+        return health_factor(weighted, debt)
 
     def subset(self, rows: npt.NDArray[np.intp]) -> RiskBook:
         """The book of the accounts at ``rows`` only."""
@@ -82,6 +101,14 @@ class RiskBook:
                        thresholds=self.thresholds[rows], bonuses=self.bonuses[rows],
                        debt=self.debt[rows],
                        accounts={u: self.accounts[u] for u in users if u in self.accounts})
+
+
+def health_factor(weighted: FloatArray, debt: FloatArray) -> FloatArray:
+    """``weighted / debt``, ``inf`` where there is no debt."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hf: FloatArray = np.divide(weighted, debt)
+    hf[debt <= 0] = np.inf
+    return hf
 
 
 def build_risk_book(market: Market, accounts: Mapping[str, UserAccount]) -> RiskBook:

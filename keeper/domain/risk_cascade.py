@@ -79,6 +79,8 @@ def run_cascade(book: RiskBook, start: Mapping[str, int], shocked: Mapping[str, 
         done = _round(state, prices, pools, config)
         if done is None:
             break
+        # The round changed the balances in place: a fresh book drops its cached products.
+        state = replace(state)
         rounds.append(done)
         moved = max((abs(done.prices[a] / prices[a] - 1) for a in prices if prices[a]),
                     default=0.0)

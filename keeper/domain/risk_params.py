@@ -55,13 +55,15 @@ def sweep_parameters(book: RiskBook, asset: str, stress: Shock, quoter: Quoter, 
                      links: Iterable[PriceLink] = (), gas_cost_base: float = 0.0,
                      limit: int = 500) -> ParamSweep:
     """Every combination of ``thresholds`` × ``bonuses`` × ``close_factors`` for ``asset``
-    as collateral, under ``stress``, with the DEX as ``quoter`` quotes it."""
+    as collateral, under ``stress``, with the DEX as ``quoter`` quotes it, over the accounts
+    that hold ``asset`` as collateral."""
     col = book.assets.index(asset)
+    book = book.subset(np.flatnonzero(book.collateral[:, col] > 0))
     base = (dict(book.market.prices) if book.market is not None
             else {a: int(p) for a, p in zip(book.assets, book.prices, strict=True)})
     prices = shocked_prices(base, stress, links)
     p = book.price_vector(prices)
-    holds = book.collateral[:, col] > 0
+    holds = np.ones(len(book), dtype=bool)
     points: list[ParamPoint] = []
     for lt in thresholds:
         thr = book.thresholds.copy()

@@ -2,7 +2,7 @@
 the bad debt left. Pure.
 
 A ``Shock`` moves some oracle prices to a fraction of their value; ``shocked_prices`` applies it
-in integers (``floor(price × fraction)``, the fraction read exactly as the float it is), and
+in integers (``floor(price × fraction)``, the fraction read as its shortest decimal), and
 assets priced off another asset's feed (a rate adapter: wstETH off ETH/USD) follow their base
 through a ``PriceLink``. ``evaluate_shock`` ranks every account with float health factors, then
 settles the accounts near the line, or all candidates when ``detail`` is asked, with the exact
@@ -22,8 +22,14 @@ import numpy.typing as npt
 from keeper.domain.account import AccountData
 from keeper.domain.liquidation_amounts import MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
 from keeper.domain.revision import AaveRevision
-from keeper.domain.risk_book import FloatArray, RiskBook, exact_account_data, shocked_market
-from keeper.domain.wadray import PERCENTAGE_FACTOR, WAD
+from keeper.domain.risk_book import (
+    FloatArray,
+    RiskBook,
+    exact_account_data,
+    health_factor,
+    shocked_market,
+)
+from keeper.domain.wadray import WAD
 
 DEFAULT_LEVELS = (0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.40, 0.50, 0.60)
 """Default price drops of the grid (−5% … −60%)."""
@@ -57,7 +63,8 @@ def shocked_prices(prices: Mapping[str, int], shock: Shock,
     out = dict(prices)
     for asset, fraction in shock.moves.items():
         if asset in out:
-            out[asset] = int(out[asset] * Fraction(fraction))
+            # The fraction as written (0.6 is 3/5, not the binary float below it).
+            out[asset] = int(out[asset] * Fraction(repr(float(fraction))))
     for link in links:
         if link.base in shock.moves and link.base in out:
             out[link.asset] = out[link.base] * link.rate_wad // WAD
@@ -93,23 +100,31 @@ class Liquidations:
     """Debt not backed by collateral: ``max(debt − collateral, 0)``."""
 
 
-def liquidations(book: RiskBook, prices: FloatArray,
-                 close_factor: float | None = None) -> Liquidations:
+Values = tuple[FloatArray, FloatArray, FloatArray]
+
+
+def liquidations(book: RiskBook, prices: FloatArray, close_factor: float | None = None,
+                 values: Values | None = None) -> Liquidations:
     """Float liquidation figures of every account at ``prices`` (``close_factor``: one share
-    for every account instead of the protocol's rule)."""
-    collateral, weighted, debt = book.values(prices)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hf = np.where(debt > 0, weighted / np.where(debt > 0, debt, 1.0), np.inf)
-        bonus = np.where(collateral > 0, (book.collateral * book.bonuses) @ prices
-                         / np.where(collateral > 0, collateral, 1.0) / PERCENTAGE_FACTOR, 1.0)
+    for every account instead of the protocol's rule; ``values``: ``book.values(prices)``
+    when the caller has it)."""
+    collateral, weighted, debt = book.values(prices) if values is None else values
+    hf = health_factor(weighted, debt)
     liquidatable = hf < 1.0
-    cf = (close_factors(hf, collateral, debt, book.revision) if close_factor is None
-          else np.full_like(hf, close_factor))
-    covered = np.where(liquidatable, cf * debt, 0.0)
-    seized = covered * bonus
-    capped = seized > collateral
-    seized = np.where(capped, collateral, seized)
-    covered = np.where(capped, collateral / np.maximum(bonus, 1.0), covered)
+    # Only the liquidatable accounts need the rest (a few of a million in most shocks).
+    rows = np.flatnonzero(liquidatable)
+    c, d = collateral[rows], debt[rows]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bonus = np.where(c > 0, (prices @ book.bonus_t[:, rows]) / np.where(c > 0, c, 1.0), 1.0)
+    cf = (close_factors(hf[rows], c, d, book.revision) if close_factor is None
+          else np.full(rows.size, close_factor))
+    cov = cf * d
+    seize = cov * bonus
+    capped = seize > c
+    seize = np.where(capped, c, seize)
+    cov = np.where(capped, c / np.maximum(bonus, 1.0), cov)
+    covered, seized = np.zeros_like(debt), np.zeros_like(debt)
+    covered[rows], seized[rows] = cov, seize
     return Liquidations(hf, collateral, debt, liquidatable, covered, seized,
                         np.maximum(debt - collateral, 0.0))
 
@@ -156,16 +171,39 @@ def evaluate_shock(book: RiskBook, shock: Shock, *, links: Iterable[PriceLink] =
     book holds exact data); with ``detail`` every account under ``1 + margin`` is, and
     ``exact`` lists those under 1.
     """
+    return evaluate_grid(book, [shock], links=links, timestamp=timestamp, detail=detail,
+                         margin=margin)[0]
+
+
+def evaluate_grid(book: RiskBook, shocks: Sequence[Shock], *, links: Iterable[PriceLink] = (),
+                  timestamp: int | None = None, detail: bool = False,
+                  margin: float = MARGIN, batch: int = 8) -> list[ShockOutcome]:
+    """``evaluate_shock`` for each shock of the grid, in order; ``batch`` shocks share one
+    pass over the book (a matrix product reads the positions once for all of them)."""
     base = {a: int(p) for a, p in zip(book.assets, book.prices, strict=True)}
     if book.market is not None:
         base = dict(book.market.prices)
-    prices = shocked_prices(base, shock, links)
-    liq = liquidations(book, book.price_vector(prices))
+    links = tuple(links)
+    out: list[ShockOutcome] = []
+    for lo in range(0, len(shocks), batch):
+        part = shocks[lo:lo + batch]
+        prices = [shocked_prices(base, s, links) for s in part]
+        matrix = np.vstack([book.price_vector(p) for p in prices])
+        collateral, weighted, debt = book.values(matrix)
+        for k, shock in enumerate(part):
+            liq = liquidations(book, matrix[k], values=(collateral[k], weighted[k], debt[k]))
+            out.append(_outcome(book, shock, prices[k], liq, timestamp, detail, margin))
+    return out
+
+
+def _outcome(book: RiskBook, shock: Shock, prices: dict[str, int], liq: Liquidations,
+             timestamp: int | None, detail: bool, margin: float) -> ShockOutcome:
     hf = liq.health_factor
-    liquidatable = liq.liquidatable.copy()
+    liquidatable = liq.liquidatable
     exact: dict[str, AccountData] = {}
     settled = 0
     if book.market is not None:
+        liquidatable = liquidatable.copy()
         near = (hf < 1.0 + margin) if detail else (np.abs(hf - 1.0) <= margin)
         rows = np.flatnonzero(near)
         market = shocked_market(book.market, prices, timestamp)
@@ -178,16 +216,10 @@ def evaluate_shock(book: RiskBook, shock: Shock, *, links: Iterable[PriceLink] =
             liquidatable[i] = data.health_factor < WAD
             if liquidatable[i]:
                 exact[book.users[i]] = data
+    rows = np.flatnonzero(liquidatable)
     return ShockOutcome(
-        shock=shock, prices=prices, liquidatable=int(liquidatable.sum()),
-        liquidatable_debt=float(liq.debt[liquidatable].sum()),
-        covered_debt=float(liq.covered[liquidatable].sum()),
-        collateral_seized=float(liq.seized[liquidatable].sum()),
+        shock=shock, prices=prices, liquidatable=int(rows.size),
+        liquidatable_debt=float(liq.debt[rows].sum()),
+        covered_debt=float(liq.covered[rows].sum()),
+        collateral_seized=float(liq.seized[rows].sum()),
         bad_debt=float(liq.bad_debt.sum()), exact=exact, settled_exactly=settled)
-
-
-def evaluate_grid(book: RiskBook, shocks: Sequence[Shock], *, links: Iterable[PriceLink] = (),
-                  timestamp: int | None = None, detail: bool = False) -> list[ShockOutcome]:
-    """``evaluate_shock`` for each shock of the grid, in order."""
-    return [evaluate_shock(book, s, links=links, timestamp=timestamp, detail=detail)
-            for s in shocks]

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from keeper.domain.liquidation_amounts import MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
+from keeper.domain.revision import AaveRevision
 from keeper.domain.risk_book import FloatArray, RiskBook
-from keeper.domain.risk_shock import close_factors
 
 SECONDS_PER_YEAR = 365 * 24 * 3600
 LEVELS = (0.95, 0.99)
+_FULL_CLOSE_HF = 0.95
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,29 +94,36 @@ def _cholesky(corr: FloatArray) -> FloatArray:
 
 
 def monte_carlo(book: RiskBook, model: MarketModel, *, horizon_days: float, paths: int,
-                rng: np.random.Generator, chunk: int = 64) -> VarOutcome:
+                rng: np.random.Generator, chunk: int | None = None) -> VarOutcome:
     """Bad debt and liquidation volume (base units) over ``paths`` horizon scenarios."""
     cols = [book.assets.index(a) for a in model.assets]
     follows = [(book.assets.index(a), book.assets.index(b), r) for a, b, r in model.follows
                if a in book.assets and b in book.assets]
     simulated = simulate_prices(model, book.prices[cols], horizon_days, paths, rng)
-    weighted_c = book.collateral * book.thresholds / 1e4
     bad = np.empty(paths)
     volume = np.empty(paths)
+    # Paths per matrix product: about 4M (path, account) cells, i.e. ~32 MB per figure.
+    chunk = chunk or max(1, min(1024, 4_000_000 // max(len(book), 1)))
+    small = float(MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD)
     for lo in range(0, paths, chunk):
         hi = min(lo + chunk, paths)
-        p = np.repeat(book.prices[:, None], hi - lo, axis=1)  # (assets, k)
-        p[cols, :] = simulated[lo:hi].T
+        p = np.repeat(book.prices[None, :], hi - lo, axis=0)  # (k, assets)
+        p[:, cols] = simulated[lo:hi]
         for col, base, ratio in follows:
-            p[col, :] = p[base, :] * ratio
-        collateral = book.collateral @ p
-        debt = book.debt @ p
-        weighted = weighted_c @ p
-        with np.errstate(divide="ignore", invalid="ignore"):
-            hf = np.where(debt > 0, weighted / np.where(debt > 0, debt, 1.0), np.inf)
-        bad[lo:hi] = np.maximum(debt - collateral, 0.0).sum(axis=0)
-        cf = close_factors(hf, collateral, debt, book.revision)
-        volume[lo:hi] = np.where(hf < 1.0, np.minimum(cf * debt, collateral), 0.0).sum(axis=0)
+            p[:, col] = p[:, base] * ratio
+        collateral, weighted, debt = book.values(p)  # (k, accounts) each
+        # Bad debt in place (no temporaries of (paths × accounts) beyond this one).
+        gap = np.subtract(debt, collateral)
+        np.maximum(gap, 0.0, out=gap)
+        bad[lo:hi] = gap.sum(axis=1)
+        # Only the accounts under HF 1 (weighted < debt: no division) are liquidated.
+        k_idx, n_idx = np.nonzero(weighted < debt)
+        d, c, w = debt[k_idx, n_idx], collateral[k_idx, n_idx], weighted[k_idx, n_idx]
+        full = w <= _FULL_CLOSE_HF * d
+        if book.revision >= AaveRevision.V3_3:
+            full |= (c < small) | (d < small)
+        repay = np.minimum(np.where(full, d, 0.5 * d), c)
+        volume[lo:hi] = np.bincount(k_idx, weights=repay, minlength=hi - lo)
     return VarOutcome(paths, horizon_days, bad, volume,
                       tuple(tail(bad, lv) for lv in LEVELS),
                       tuple(tail(volume, lv) for lv in LEVELS))
