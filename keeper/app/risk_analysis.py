@@ -11,13 +11,16 @@ import numpy as np
 from keeper.app.config import RiskConfig
 from keeper.app.risk import RiskInputs
 from keeper.domain.quote import Quoter, UniswapV2Quoter
+from keeper.domain.risk_book import RiskBook
 from keeper.domain.risk_cascade import CascadeConfig, CascadeOutcome, run_cascade
 from keeper.domain.risk_params import ParamSweep, sweep_parameters
 from keeper.domain.risk_profit import ProfitSummary, QuoterFor, liquidators_profit, repriced_pairs
 from keeper.domain.risk_shock import (
+    PriceLink,
     Shock,
     ShockOutcome,
     default_grid,
+    evaluate_grid,
     evaluate_shock,
     liquidations,
     shocked_prices,
@@ -158,3 +161,22 @@ def what_if(inputs: RiskInputs, stress: Shock, quotes: QuoterFor, gas: float) ->
                             stress, inputs.links)
     return sweep_parameters(book, asset, stress, quotes(prices), thresholds=thresholds,
                             bonuses=bonuses, links=inputs.links, gas_cost_base=gas, limit=200)
+
+
+GAUGE_LEVELS = (0.1, 0.2, 0.3)
+JOINT = "all_volatile"
+
+
+def stress_figures(book: RiskBook, stables: Sequence[str], symbols: Mapping[str, str],
+                   links: Sequence[PriceLink] = ()) -> list[tuple[str, str, float, float]]:
+    """``(asset label, shock label, liquidatable debt USD, bad debt USD)`` at −10/−20/−30%,
+    for the volatile assets together and each asset alone (the daemon's gauges)."""
+    volatile = [a for a in book.assets if a not in stables]
+    shocks: list[tuple[str, str, Shock]] = []
+    for level in GAUGE_LEVELS:
+        label = f"-{level:.0%}"
+        shocks.append((JOINT, label, Shock(label, {a: 1 - level for a in volatile})))
+        shocks += [(symbols.get(a, a), label, Shock(label, {a: 1 - level})) for a in book.assets]
+    outcomes = evaluate_grid(book, [s for _, _, s in shocks], links=links)
+    return [(who, label, o.liquidatable_debt / 1e8, o.bad_debt / 1e8)
+            for (who, label, _), o in zip(shocks, outcomes, strict=True)]
