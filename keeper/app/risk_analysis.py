@@ -21,7 +21,6 @@ from keeper.domain.risk_shock import (
     ShockOutcome,
     default_grid,
     evaluate_grid,
-    evaluate_shock,
     liquidations,
     shocked_prices,
 )
@@ -31,6 +30,10 @@ STRESS_LEVEL = 0.3
 """The drop of the stressed market for the cascade and the what-if (−30%)."""
 
 MIN_HISTORY_POINTS = 10
+DETAIL_LIMIT = 50_000
+"""Up to this many accounts, every candidate of every shock is settled by the exact math (the
+per-account figures of ``--json``); above it only those near the line are (the set stays
+exact, the aggregates are floats)."""
 DEFAULT_CORRELATION = 0.7
 
 
@@ -59,20 +62,21 @@ def v2_quoter_for(inputs: RiskInputs) -> QuoterFor:
     return at
 
 
-def analyse(inputs: RiskInputs, cfg: RiskConfig, *, detail: bool = True,
+def analyse(inputs: RiskInputs, cfg: RiskConfig, *, detail: bool | None = None,
             quoter_for: QuoterFor | None = None) -> RiskReport:
     """Run the grid, the cascade, the Monte Carlo and the what-if."""
     book = inputs.book
+    if detail is None:
+        detail = len(book) <= DETAIL_LIMIT
     quotes = quoter_for or v2_quoter_for(inputs)
     gas = gas_cost_base(inputs, cfg)
     shocks = default_grid(book.assets, inputs.stables, cfg.levels, inputs.symbols)
-    grid, profits = [], []
-    for shock in shocks:
-        outcome = evaluate_shock(book, shock, links=inputs.links, detail=detail)
+    grid = evaluate_grid(book, shocks, links=inputs.links, detail=detail)
+    profits = []
+    for outcome in grid:
         liq = liquidations(book, book.price_vector(outcome.prices))
         profits.append(liquidators_profit(book, liq, outcome.prices, quotes(outcome.prices),
                                           gas_cost_base=gas, limit=cfg.profit_accounts))
-        grid.append(outcome)
     stress = _stress(shocks, cfg.levels)
     model = market_model(inputs, cfg)
     var = None
