@@ -241,7 +241,7 @@ class RiskConfig(_Section):
     stables: Annotated[list[Address], NoDecode] = Field(default_factory=list)
     horizon_days: Float = Field(7.0, gt=0, le=3650)
     paths: Int = Field(10_000, ge=100, le=10_000_000)
-    seed: Int = Field(1, ge=0)
+    seed: Int = Field(1, ge=0, le=2**32 - 1)
     # Student-t tails with this many degrees of freedom (> 2); unset: normal.
     tail_df: Float | None = Field(None, gt=2, le=1000)
     # Annualised volatility used where the oracle history is too short to estimate one.

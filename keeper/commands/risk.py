@@ -48,8 +48,10 @@ async def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     overrides = {k: v for k, v in (("paths", args.paths), ("seed", args.seed)) if v is not None}
     if overrides:
-        if overrides.get("paths", 100) < 100 or overrides.get("seed", 0) < 0:
-            raise UsageError("--paths must be at least 100 and --seed 0 or more")
+        if not 100 <= overrides.get("paths", 100) <= 10_000_000:
+            raise UsageError("--paths must be between 100 and 10000000")
+        if not 0 <= overrides.get("seed", 0) < 2**32:
+            raise UsageError("--seed must be between 0 and 4294967295")
         cfg = cfg.model_copy(update={"risk": cfg.risk.model_copy(update=overrides)})
     logs = configure_logging("WARNING")
     try:
