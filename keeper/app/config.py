@@ -244,6 +244,8 @@ class RiskConfig(_Section):
     seed: Int = Field(1, ge=0, le=2**32 - 1)
     # Student-t tails with this many degrees of freedom (> 2); unset: normal.
     tail_df: Float | None = Field(None, gt=2, le=1000)
+    # How far back the oracle's AnswerUpdated history is read for volatility (blocks).
+    history_blocks: Int = Field(200_000, ge=0, le=50_000_000)
     # Annualised volatility used where the oracle history is too short to estimate one.
     default_vol: Float = Field(0.8, gt=0, le=20)
     pass_through: Float = Field(1.0, ge=0, le=1)

@@ -76,7 +76,8 @@ async def gather(cfg: KeeperConfig, target: Target, *, progress: bool) -> RiskIn
                 rpc, target.uniswap_v2_factory, needed_pairs(assets, assets, target.hubs),
                 init_code_hash=target.pair_init_code_hash, block=hex(book.block_number))
         links, bases = await _feed_links(rpc, book)
-        history = await _oracle_history(rpc, bases, target.start_block, book.block_number)
+        since = max(target.start_block, book.block_number - cfg.risk.history_blocks)
+        history = await _oracle_history(rpc, bases, since, book.block_number)
     symbols = {a.lower(): s for a, s in target.symbols.items()}
     stables = tuple(cfg.risk.stables) or tuple(
         a for a in assets if abs(market.prices.get(a, 0) / 1e8 - 1) <= STABLE_BAND)
