@@ -31,7 +31,8 @@ contracts: $(PY_STAMP) $(NPM_STAMP)
 	$(BIN)/python -m keeper.contracts.solc
 
 # The main job on the local devnet: bring it up, seed borrowers, crash prices, show who is
-# under water, liquidate them all in one pass, bring it down (also on failure or Ctrl-C).
+# under water, liquidate them all in one pass, end with the risk lab's summary and report, bring
+# it down (also on failure or Ctrl-C).
 # The key is anvil's public dev account 1, which owns the devnet's liquidator contract.
 DEVNET_KEY := 0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d
 demo: setup
@@ -51,7 +52,9 @@ demo: setup
 	echo; echo "== after: one pass liquidates each account once (50% close factor); what is left"; \
 	echo "   is a second round (the 50% close factor), which the daemon (keeper run) takes on the"; \
 	echo "   following blocks while it pays, or a position too small to pay for its gas"; \
-	$(KEEPER) scan -c config/devnet.toml --limit 5
+	$(KEEPER) scan -c config/devnet.toml --limit 5; \
+	echo; echo "== keeper risk (the crashed market: what the next drop would liquidate)"; \
+	$(KEEPER) risk -c config/devnet.toml --out $(DEMO_DIR)/risk-report
 
 lint: setup
 	$(BIN)/ruff check .

@@ -276,6 +276,39 @@ class MetricsConfig(_Section):
     port: Int = Field(9108, ge=0, le=65535)
 
 
+class RiskConfig(_Section):
+    """``keeper risk`` and the daemon's stress gauges (see the README's "Risk lab")."""
+
+    # Daemon gauges every N blocks (0: off).
+    refresh_blocks: Int = Field(25, ge=0, le=1_000_000)
+    levels: Annotated[list[Float], NoDecode] = Field(
+        default_factory=lambda: [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6])
+    # Assets that do not move with the others in the joint shock (empty: priced within 5% of 1).
+    stables: Annotated[list[Address], NoDecode] = Field(default_factory=list)
+    horizon_days: Float = Field(7.0, gt=0, le=3650)
+    paths: Int = Field(10_000, ge=100, le=10_000_000)
+    seed: Int = Field(1, ge=0, le=2**32 - 1)
+    # Student-t tails with this many degrees of freedom (> 2); unset: normal.
+    tail_df: Float | None = Field(None, gt=2, le=1000)
+    # How far back the oracle's AnswerUpdated history is read for volatility (blocks).
+    history_blocks: Int = Field(200_000, ge=0, le=50_000_000)
+    # Annualised volatility used where the oracle history is too short to estimate one.
+    default_vol: Float = Field(0.8, gt=0, le=20)
+    pass_through: Float = Field(1.0, ge=0, le=1)
+    gas_per_liquidation: Int = Field(600_000, gt=0, le=30_000_000)
+    gas_price_gwei: Float = Field(20.0, ge=0, le=100_000)
+    profit_accounts: Int = Field(2_000, ge=1, le=1_000_000)
+
+    _split_levels = field_validator("levels", "stables", mode="before")(_comma_list)
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_are_drops(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < x < 1 for x in v):
+            raise ValueError("levels are price drops between 0 and 1 (0.2 = -20%)")
+        return v
+
+
 class StateConfig(_Section):
     sqlite: Annotated[Path, AfterValidator(_sqlite_file)] = Path("state/keeper.sqlite")
 
@@ -314,6 +347,7 @@ class KeeperConfig(BaseSettings):
     oracle_guard: OracleGuardConfig = OracleGuardConfig()
     metrics: MetricsConfig = MetricsConfig()
     state: StateConfig = StateConfig()
+    risk: RiskConfig = RiskConfig()
     secrets: Secrets = Secrets()
 
     @classmethod

@@ -21,6 +21,7 @@ from typing import NoReturn
 from keeper.app.daemon_settings import DaemonSettings
 from keeper.app.head import DaemonReadiness, watch_head
 from keeper.app.inflight import Lane
+from keeper.app.risk_task import RiskGaugeTask
 from keeper.app.root import Keeper
 from keeper.app.scan_task import Candidates, ScanTask
 from keeper.app.sending import BackrunTask, ExecuteTask, Sending
@@ -149,6 +150,11 @@ class Daemon:
         }
         if self.keeper.cfg.executor.backrun_oracle_updates:
             tasks["backrun"] = asyncio.create_task(self.backrun.run(), name="backrun")
+        risk = self.keeper.cfg.risk
+        if risk.refresh_blocks > 0:
+            self.risk = RiskGaugeTask(self.keeper, risk.refresh_blocks,
+                                      self.keeper.cfg.scanner.poll_interval)
+            tasks["risk"] = asyncio.create_task(self.risk.run(self.prepared), name="risk")
         return tasks
 
     def _on_signal(self, sig: signal.Signals) -> None:

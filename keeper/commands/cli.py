@@ -32,6 +32,7 @@ class _Parser(argparse.ArgumentParser):
 COMMANDS: dict[str, tuple[str, str]] = {
     "devnet": ("keeper.devnet.commands", "a local Anvil chain running the real Aave V3"),
     "scan": ("keeper.commands.scan", "one-shot table of accounts by health factor"),
+    "risk": ("keeper.commands.risk", "stress grid, cascade, VaR/ES and parameter what-ifs"),
     "run": ("keeper.commands.run", "follow the chain and liquidate (the daemon)"),
     "deploy-liquidator": ("keeper.commands.deploy_liquidator",
                           "deploy the FlashLiquidator contract owned by the configured key"),

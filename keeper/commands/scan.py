@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import sqlite3
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from keeper.app import preflight
+from keeper.app.book_source import synced_book
 from keeper.app.config import KeeperConfig, load_config
-from keeper.app.root import resolve_contracts, sync_config
+from keeper.app.root import resolve_contracts
 from keeper.chain.rpc import HttpRpc
 from keeper.commands.target import resolve_target
 from keeper.domain.account import AccountData
 from keeper.domain.wadray import UINT256_MAX, WAD
 from keeper.obs.logging import configure_logging, get_logger
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
-from keeper.pipeline.store import BookStore, StoreError
-from keeper.pipeline.sync import BookSync
 from keeper.protocols.aave_v3.book import PositionBook
 
 log = get_logger(__name__)
@@ -76,23 +72,7 @@ async def scan(cfg: KeeperConfig, *, progress: bool) -> Report:
     async with HttpRpc(target.rpc_urls[0], timeout=cfg.network.request_timeout) as rpc:
         await preflight.check_chain_id(rpc, cfg.network.chain_id)
         contracts = await resolve_contracts(rpc, target, cfg.network.chain_id)
-        with tempfile.TemporaryDirectory(prefix="keeper-scan-") as tmp:
-            # Start from the daemon's checkpoint when there is one, through a private copy:
-            # a one-shot scan must never write to (or lock) the daemon's state.
-            store = await asyncio.to_thread(
-                checkpoint_copy, cfg.state.sqlite, Path(tmp) / "scan.sqlite",
-                {"pool": contracts.pool, "start_block": target.start_block})
-            config = await sync_config(rpc, cfg, target, contracts, progress=progress)
-            sync = BookSync(rpc, contracts, config, store=store)
-            try:
-                await sync.catch_up()
-            except StoreError as exc:  # a checkpoint of another market or schema
-                log.warning("checkpoint_unusable_full_backfill", error=str(exc))
-                sync = BookSync(rpc, contracts, config)
-                await sync.catch_up()
-            finally:
-                await sync.close()
-        book = sync.book
+        book, resumed_from = await synced_book(cfg, rpc, target, contracts, progress=progress)
         # CPU-bound and the book is not moving any more: off the event loop.
         scanner, rows = await asyncio.to_thread(_evaluate_all, book)
         found = await scanner.scan(rpc, contracts.pool, chunk=cfg.scanner.confirm_batch_size,
@@ -104,23 +84,8 @@ async def scan(cfg: KeeperConfig, *, progress: bool) -> Report:
         liquidatable=found,
         prefiltered=scanner.stats.last_prefiltered,
         mismatches=scanner.stats.mismatches,
-        resumed_from=sync.resumed_from,
+        resumed_from=resumed_from,
     )
-
-
-def checkpoint_copy(source: Path, copy: Path, identity: dict[str, Any]) -> BookStore | None:
-    """A consistent copy of the checkpoint at ``source`` (SQLite's online backup, safe while
-    the daemon writes), as a store of its own; None when there is no usable checkpoint."""
-    if not source.exists():
-        return None
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src, \
-                contextlib.closing(sqlite3.connect(copy)) as dst:
-            src.backup(dst)
-    except sqlite3.Error as exc:
-        log.warning("checkpoint_unreadable_full_backfill", path=str(source), error=str(exc))
-        return None
-    return BookStore(copy, identity=identity)
 
 
 def _evaluate_all(book: PositionBook) -> tuple[HealthScanner, list[tuple[str, AccountData]]]:

@@ -24,6 +24,9 @@ build their own and read values back with ``Metrics.value``. Names are prefixed 
 | sending_halted | Gauge | reason (kill_switch/circuit_breaker/gas_budget) | daemon, 1 while that guard halts sending |
 | rpc_errors | Counter | method, kind | the RPC pool, per transient failure (kind: connection, timeout, malformed, error_reply, not_available); task boundaries |
 | detection_to_send_seconds | Histogram | | sender, from TxRequest.detected_at to send |
+| risk_liquidatable_debt_usd | Gauge | asset, shock | risk gauges task (keeper/app/risk_task.py), every [risk] refresh_blocks |
+| risk_bad_debt_usd | Gauge | asset, shock | risk gauges task: debt no collateral backs after that shock |
+| risk_block | Gauge | | risk gauges task: the block the stress figures are of |
 """
 
 from __future__ import annotations
@@ -93,6 +96,16 @@ class Metrics:
         self.detection_to_send_seconds = Histogram(
             "detection_to_send_seconds", "From detection of a liquidatable position to the send",
             buckets=_LATENCY_BUCKETS, namespace=ns, registry=r)
+        # The risk lab's stress figures (``asset``: a symbol, or "all_volatile" for the joint
+        # shock; ``shock``: "-10%", "-20%", "-30%").
+        self.risk_liquidatable_debt_usd = Gauge(
+            "risk_liquidatable_debt_usd", "Debt of the accounts this price shock makes liquidatable",
+            ["asset", "shock"], namespace=ns, registry=r)
+        self.risk_bad_debt_usd = Gauge(
+            "risk_bad_debt_usd", "Debt no collateral would back after this price shock",
+            ["asset", "shock"], namespace=ns, registry=r)
+        self.risk_block = Gauge("risk_block", "Block of the latest stress figures",
+                                namespace=ns, registry=r)
 
     def rpc_error(self, method: str, exc: BaseException) -> None:
         """Count a failed call; ``kind`` from the error's class (``keeper.errors``)."""
