@@ -120,7 +120,8 @@ class NaiveKeeper:
         hashes = [await self._send(token, _ERC20["approve"].encode_hex(self.cfg.pool, MAX_UINT), 100_000)
                   for _, token, _ in self.cfg.reserves]
         for h in hashes:
-            while await self.rpc.call("eth_getTransactionReceipt", [h]) is None:
+            # Polling for receipts, as the bots it stands for do.
+            while await self.rpc.call("eth_getTransactionReceipt", [h]) is None:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         self.emit("ready", address=self.address)
 
@@ -208,7 +209,8 @@ class NaiveKeeper:
 async def main(config_path: Path) -> None:
     cfg = NaiveConfig.load(config_path)
     loop = asyncio.get_running_loop()
-    with Path(cfg.events_path).open("a") as out:
+    # Opened once before the loop starts; each event is one short line.
+    with Path(cfg.events_path).open("a") as out:  # noqa: ASYNC230
         async with HttpRpc(cfg.rpc_url, timeout=30) as http:
             keeper = NaiveKeeper(cfg, CountingRpc(http), out)
             for sig in (signal.SIGTERM, signal.SIGINT):
