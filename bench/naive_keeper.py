@@ -31,6 +31,7 @@ from eth_utils import to_checksum_address
 from keeper.chain.rpc import HttpRpc
 from keeper.contracts import artifacts
 from keeper.devnet.manifest import Manifest
+from keeper.errors import ExecutionReverted
 
 MAX_UINT = 2**256 - 1
 WAD = 10**18
@@ -149,14 +150,20 @@ class NaiveKeeper:
         for user in self.cfg.borrowers:
             if self.stop.is_set():
                 return
-            raw = await self.rpc.eth_call(self.cfg.pool, fn.encode_hex(user))
+            try:
+                raw = await self.rpc.eth_call(self.cfg.pool, fn.encode_hex(user))
+            except ExecutionReverted:
+                continue  # an account whose data the Pool cannot compute now: next block
             _, debt, _, _, _, hf = fn.decode_output(raw)
             if debt == 0 or hf >= WAD or user in self.pending:
                 continue
             self.emit("detected", user=user, block=block)
             if prices is None:
                 prices = await self._prices()
-            await self.liquidate(user, prices)
+            try:
+                await self.liquidate(user, prices)
+            except ExecutionReverted:
+                continue
         await self._check_receipts()
         self.emit("sweep", block=block, t_start=t0, calls=self.rpc.calls)
 
