@@ -2,7 +2,10 @@
 
 Each module exposes ``async def run() -> list[tuple[str, str, str]]``: rows of
 (metric, measured value, target or note). A module that fails prints its error as a row and
-the others still run; the exit code is then 1.
+the others still run; the exit code is then 1. ``python -m bench race reaction`` runs only
+those. The race (bench_race.py: our daemon against the naive keeper of naive_keeper.py through
+one crash) runs ``BENCH_RACE_BORROWERS`` borrowers (default 1000), prints its table and writes
+it to bench/results/; ``python -m bench.bench_race 1000 10000`` runs several sizes.
 """
 
 from __future__ import annotations

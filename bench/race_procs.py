@@ -1,0 +1,124 @@
+"""The two racers as processes: ``keeper run`` (our daemon, as an operator starts it) and the
+naive keeper; their CPU time and peak memory from /proc, their JSON-line logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+DAEMON_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # anvil account 1
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's high-water resident set size (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Racer:
+    """A subprocess whose stderr (JSON log lines) goes to a file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> Racer:
+        with self.log_path.open("ab") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, env=self.env, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=err)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    def events(self, path: Path | None = None) -> list[dict[str, Any]]:
+        text = (path or self.log_path).read_text(errors="replace") if (path or self.log_path).exists() else ""
+        out = []
+        for line in text.splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(line))
+        return out
+
+    def tail(self, n: int = 15) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    async def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``: only this process."""
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        return self.proc.returncode
+
+
+def daemon(manifest: Path, work: Path, metrics_port: int, *extra: str) -> Racer:
+    """``python -m keeper run -c config/devnet.toml`` against ``manifest``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")}
+    env.update({
+        "KEEPER_NETWORK__DEVNET_MANIFEST": str(manifest),
+        "KEEPER_STATE__SQLITE": str(work / "keeper.sqlite"),
+        "KEEPER_PRIVATE_KEY": DAEMON_KEY,
+        "KEEPER_METRICS__PORT": str(metrics_port),
+        "PYTHONUNBUFFERED": "1",
+    })
+    argv = [sys.executable, "-m", "keeper", "run", "-c", str(ROOT / "config" / "devnet.toml"), *extra]
+    return Racer(argv, env, work / ("keeper-once.log" if "--once" in extra else "keeper.log"))
+
+
+def naive(config: Path, work: Path) -> Racer:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return Racer([sys.executable, "-m", "bench.naive_keeper", str(config)], env, work / "naive.stderr")
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    url = f"http://127.0.0.1:{port}{path}"
+    async with aiohttp.ClientSession() as s, s.get(url, timeout=aiohttp.ClientTimeout(2)) as r:
+        return r.status, await r.text()
+
+
+async def ready(port: int) -> bool:
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        return (await http_get(port, "/readyz"))[0] == 200
+    return False
+
+
+async def metric(port: int, name: str) -> float | None:
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        _, body = await http_get(port, "/metrics")
+        for line in body.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    return None

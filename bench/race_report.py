@@ -1,0 +1,135 @@
+"""The race's table: figures per keeper from the chain's tally, the racers' own logs, /proc and
+the counting proxy; printed, and written to bench/results/ with the date and core count."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.race_tally import Side, percentile
+
+if TYPE_CHECKING:
+    from bench.bench_race import RaceRun
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SIDES = ("ours", "naive")
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    borrowers: int
+    header: str
+    rows: list[tuple[str, str, str]]  # (metric, ours, naive)
+
+
+def _ts(event: Mapping[str, Any]) -> float:
+    return datetime.fromisoformat(str(event["ts"]).replace("Z", "+00:00")).timestamp()
+
+
+def _share(x: float, total: float) -> str:
+    return f"{x / total:.1%}" if total else "-"
+
+
+def _detection(run: RaceRun) -> tuple[str, str]:
+    """Crash block → every liquidatable account flagged: ours from its first
+    ``liquidatable_accounts`` event at or after the crash block; the naive keeper's from the
+    end of its first sweep that started on the crash block or later (it has then read every
+    borrower once on the new prices)."""
+    n = len(run.sunk)
+    flagged = [e for e in run.ours_events if e.get("event") == "liquidatable_accounts"
+               and int(e.get("block", -1)) >= run.crash_block]
+    ours = (f"+{(_ts(flagged[0]) - run.crash_wall) * 1000:.0f} ms ({flagged[0].get('confirmed')} of {n})"
+            if flagged else "never")
+    sweeps = [e for e in run.naive_events if e.get("event") == "sweep" and e["block"] >= run.crash_block]
+    if not sweeps:
+        return ours, "never"
+    first = sweeps[0]
+    seen = sum(1 for e in run.naive_events if e.get("event") == "detected" and e["block"] == first["block"])
+    return ours, f"+{(first['t'] - run.crash_wall) * 1000:.0f} ms ({seen} still open)"
+
+
+def _naive_calls(run: RaceRun, at: float) -> int:
+    calls = [e["calls"] for e in run.naive_events if "calls" in e and e["t"] <= at]
+    return int(calls[-1]) if calls else 0
+
+
+def _blocks(side: Side, crash_block: int) -> str:
+    b = side.blocks_after(crash_block)
+    return f"{percentile(b, 50):.0f} / {percentile(b, 99):.0f}" if b else "-"
+
+
+def build(run: RaceRun, interval: float, moves: Mapping[str, float]) -> Report:
+    sides = run.tally.sides
+    liq_total = sum(s.liquidations for s in sides.values())
+    debt_total = sum(s.debt_usd for s in sides.values())
+    blocks = max(1, run.end_block - run.crash_block + 1)
+    calls = {"ours": run.after.proxy_calls - run.before.proxy_calls,
+             "naive": _naive_calls(run, run.after.at) - _naive_calls(run, run.before.at)}
+    realised = sum(float(e.get("realised_net_usd", 0)) for e in run.ours_events
+                   if e.get("event") == "liquidation_mined" and _ts(e) >= run.crash_wall)
+    optimum = sum(run.optimum.values())
+    detect = _detection(run)
+    first_any: dict[str, int] = {}
+    for s in sides.values():
+        for u, b in s.first_block.items():
+            first_any[u] = min(b, first_any.get(u, b))
+    paying = [first_any.get(u) for u in run.optimum]
+    within = {k: sum(1 for b in paying if b is not None and b - run.crash_block <= k) for k in (1, 2)}
+
+    def both(fn: Any) -> tuple[str, str]:
+        return fn("ours", sides["ours"]), fn("naive", sides["naive"])
+
+    rows: list[tuple[str, str, str]] = [
+        ("liquidations won", *both(lambda _, s: f"{s.liquidations} ({_share(s.liquidations, liq_total)})")),
+        ("accounts liquidated", *both(lambda _, s: f"{len(s.first_block)}")),
+        ("debt repaid", *both(lambda _, s: f"${s.debt_usd:,.0f} ({_share(s.debt_usd, debt_total)})")),
+        ("bonus won (oracle value) − gas", *both(lambda _, s: f"${s.bonus_usd - s.gas_usd:,.0f}")),
+        ("reverted transactions", *both(lambda _, s: f"{s.reverted} of {s.txs}")),
+        ("blocks crash → liquidation p50 / p99", *both(lambda _, s: _blocks(s, run.crash_block))),
+        ("crash block → all liquidatable flagged", *detect),
+        ("RPC calls per block", *both(lambda k, _: f"{calls[k] / blocks:,.0f}")),
+        ("CPU seconds, crash → quiet", *both(lambda k, _: f"{run.after.cpu[k] - run.before.cpu[k]:.1f}")),
+        ("peak RSS", *both(lambda k, _: f"{run.rss_mb[k]:.0f} MB")),
+        ("capture: realised / offline optimum",
+         f"${realised:,.0f} / ${optimum:,.0f} ({_share(realised, optimum)})", "-"),
+    ]
+    header = (f"{run.borrowers:,} borrowers, seed 1, Aave v3.0 devnet; crash "
+              + ", ".join(f"{s} {f - 1:+.0%}" for s, f in moves.items())
+              + f" in one block (#{run.crash_block}, with the pools' arbitrage); "
+              f"a block every {interval:g} s; {len(run.sunk)} accounts liquidatable after it, "
+              f"{len(run.optimum)} profitable by the offline model; "
+              f"profitable ones liquidated ≤ 1 block: {within[1]}, ≤ 2 blocks: {within[2]}; "
+              f"last liquidation {run.tally.last_block - run.crash_block} blocks after the crash; "
+              f"liquidations by others: {run.tally.others}.")
+    return Report(run.borrowers, header, rows)
+
+
+def markdown(reports: list[Report]) -> str:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [f"Race, {when}, {os.cpu_count()} cores ({platform.machine()}), "
+           f"Python {platform.python_version()}", ""]
+    for r in reports:
+        out += [f"**{r.header}**", "", "| | ours (`keeper run`) | naive |", "|---|---|---|"]
+        out += [f"| {m} | {a} | {b} |" for m, a, b in r.rows]
+        out.append("")
+    return "\n".join(out)
+
+
+def write(reports: list[Report]) -> None:
+    """One file per size, and latest.md with the newest run of every size."""
+    RESULTS.mkdir(exist_ok=True)
+    for r in reports:
+        (RESULTS / f"race-{r.borrowers}.md").write_text(markdown([r]))
+    parts = sorted(RESULTS.glob("race-*.md"), key=lambda p: int(p.stem.split("-")[1]))
+    (RESULTS / "latest.md").write_text("\n".join(p.read_text() for p in parts))
+
+
+def rows(reports: list[Report]) -> list[tuple[str, str, str]]:
+    """For ``make bench``'s table: one row per figure, ours | naive in the value."""
+    return [(f"{r.borrowers}: {m}", f"{a} | {b}", "ours | naive")
+            for r in reports for m, a, b in r.rows]

@@ -1,0 +1,84 @@
+"""Who liquidated what in the race, from the chain itself: the Pool's ``LiquidationCall`` logs
+and every receipt from the crash block to the end, valued at the crash block's oracle prices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from keeper.chain.rpc import HttpRpc
+from keeper.contracts import artifacts
+from keeper.devnet.manifest import Manifest
+
+LIQUIDATION_CALL = artifacts.aave("Pool").abi.event("LiquidationCall")
+BASE_UNIT = 10**8  # the oracle's USD unit
+
+
+@dataclass(slots=True)
+class Side:
+    """One keeper's share of the race, as the chain records it."""
+
+    liquidations: int = 0
+    debt_usd: float = 0.0
+    bonus_usd: float = 0.0  # collateral received minus debt repaid, at the oracle's prices
+    gas_usd: float = 0.0
+    txs: int = 0
+    reverted: int = 0
+    first_block: dict[str, int] = field(default_factory=dict)  # user -> first liquidation block
+
+    def blocks_after(self, crash_block: int) -> list[int]:
+        return sorted(b - crash_block for b in self.first_block.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    sides: dict[str, Side]
+    others: int  # liquidations by anyone else (none expected)
+    last_block: int  # of the last liquidation, or the crash block
+
+
+async def tally(rpc: HttpRpc, m: Manifest, crash_block: int, end_block: int,
+                senders: dict[str, set[str]], prices: dict[str, int]) -> Tally:
+    """``senders``: keeper name -> the addresses that act for it (its EOA, its contract)."""
+    sides = {name: Side() for name in senders}
+    owner = {a.lower(): name for name, addrs in senders.items() for a in addrs}
+    price = {r.address: (prices[r.symbol], 10**r.decimals) for r in m.reserves}
+    logs = await rpc.call("eth_getLogs", [{"address": m.pool, "fromBlock": hex(crash_block),
+                                           "toBlock": hex(end_block),
+                                           "topics": [LIQUIDATION_CALL.topic0]}], timeout=120)
+    others, last = 0, crash_block
+    for lg in logs:
+        ev = LIQUIDATION_CALL.decode(lg["topics"], lg["data"])
+        side = sides.get(owner.get(str(ev["liquidator"]).lower(), ""))
+        if side is None:
+            others += 1
+            continue
+        block = int(lg["blockNumber"], 16)
+        last = max(last, block)
+        debt_p, debt_unit = price[str(ev["debtAsset"]).lower()]
+        coll_p, coll_unit = price[str(ev["collateralAsset"]).lower()]
+        debt = int(ev["debtToCover"]) * debt_p / debt_unit / BASE_UNIT
+        side.liquidations += 1
+        side.debt_usd += debt
+        side.bonus_usd += int(ev["liquidatedCollateralAmount"]) * coll_p / coll_unit / BASE_UNIT - debt
+        side.first_block.setdefault(str(ev["user"]).lower(), block)
+    eth_usd = prices["WETH"] / BASE_UNIT
+    for block in range(crash_block, end_block + 1):
+        for r in await rpc.call("eth_getBlockReceipts", [hex(block)]) or []:
+            _count_receipt(sides.get(owner.get(str(r["from"]).lower(), "")), r, eth_usd)
+    return Tally(sides, others, last)
+
+
+def _count_receipt(side: Side | None, r: dict[str, Any], eth_usd: float) -> None:
+    if side is None:
+        return
+    side.txs += 1
+    side.reverted += int(r["status"], 16) == 0
+    side.gas_usd += int(r["gasUsed"], 16) * int(r["effectiveGasPrice"], 16) / 1e18 * eth_usd
+
+
+def percentile(values: list[int] | list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    xs = sorted(values)
+    rank = max(1, -(-len(xs) * q // 100))
+    return float(xs[int(rank) - 1])

@@ -1,0 +1,65 @@
+"""The race's arithmetic, without a chain: percentiles, the naive keeper's config file, and the
+table built from a made-up race."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.bench_race import RaceRun, Sample
+from bench.naive_keeper import NaiveConfig
+from bench.race_report import build, markdown
+from bench.race_tally import Side, Tally, percentile
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([5], 50) == 5
+    assert percentile([1, 2, 3, 4], 50) == 2
+    assert percentile(list(range(1, 101)), 99) == 99
+    assert percentile([3, 1, 2], 100) == 3
+
+
+def test_naive_config_round_trips(tmp_path: Path) -> None:
+    cfg = NaiveConfig("http://x", 31337, "0xpool", "0xoracle", "0xdp", (("USDC", "0xu", 6),),
+                      ("0xa", "0xb"), "0xkey", str(tmp_path / "e.jsonl"))
+    cfg.save(tmp_path / "c.json")
+    assert NaiveConfig.load(tmp_path / "c.json") == cfg
+
+
+def test_report_from_a_made_up_race() -> None:
+    ours = Side(liquidations=3, debt_usd=300.0, bonus_usd=30.0, gas_usd=3.0, txs=3,
+                first_block={"0x1": 101, "0x2": 101, "0x3": 102})
+    naive = Side(liquidations=1, debt_usd=100.0, bonus_usd=10.0, gas_usd=1.0, txs=2, reverted=1,
+                 first_block={"0x4": 104})
+    crash_wall = 1_000.0
+    run = RaceRun(
+        borrowers=10, crash_block=100, crash_wall=crash_wall, end_block=114,
+        sunk={"0x1", "0x2", "0x3", "0x4"}, optimum={"0x1": 10.0, "0x2": 10.0, "0x4": 20.0},
+        tally=Tally({"ours": ours, "naive": naive}, others=0, last_block=104),
+        before=Sample(999.0, {"ours": 1.0, "naive": 2.0}, 100),
+        after=Sample(1_020.0, {"ours": 2.5, "naive": 6.0}, 250),
+        rss_mb={"ours": 100.0, "naive": 50.0},
+        ours_events=[
+            {"event": "liquidatable_accounts", "block": 99, "confirmed": 0, "ts": "1970-01-01T00:16:39Z"},
+            {"event": "liquidatable_accounts", "block": 100, "confirmed": 4,
+             "ts": "1970-01-01T00:16:40.250Z"},
+            {"event": "liquidation_mined", "realised_net_usd": 15.0, "ts": "1970-01-01T00:16:41Z"},
+        ],
+        naive_events=[
+            {"event": "sweep", "block": 99, "t": 998.0, "calls": 1000},
+            {"event": "detected", "block": 100, "user": "0x4", "t": 1000.5},
+            {"event": "sweep", "block": 100, "t": 1_001.5, "calls": 2010},
+            {"event": "sweep", "block": 103, "t": 1_010.0, "calls": 4000},
+        ],
+    )
+    report = build(run, 1, {"WETH": 0.7})
+    rows = {m: (a, b) for m, a, b in report.rows}
+    assert rows["liquidations won"] == ("3 (75.0%)", "1 (25.0%)")
+    assert rows["debt repaid"] == ("$300 (75.0%)", "$100 (25.0%)")
+    assert rows["reverted transactions"] == ("0 of 3", "1 of 2")
+    assert rows["blocks crash → liquidation p50 / p99"] == ("1 / 2", "4 / 4")
+    assert rows["crash block → all liquidatable flagged"] == ("+250 ms (4 of 4)", "+1500 ms (1 still open)")
+    assert rows["RPC calls per block"] == ("10", "200")  # 150 and 3000 calls over 15 blocks
+    assert rows["CPU seconds, crash → quiet"] == ("1.5", "4.0")
+    assert rows["capture: realised / offline optimum"][0] == "$15 / $40 (37.5%)"
+    assert "≤ 1 block: 2, ≤ 2 blocks: 2" in report.header
+    assert "| liquidations won | 3 (75.0%) | 1 (25.0%) |" in markdown([report])
