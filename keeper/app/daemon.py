@@ -83,7 +83,8 @@ class Daemon:
         self.stopping = False
         self.prepared = asyncio.Event()
         self.candidates = Candidates()
-        self.lane = Lane(s.backoff_max_blocks)
+        self.lane = Lane(s.backoff_max_blocks, max_in_flight=s.max_in_flight,
+                         backoff_seconds=s.backoff_seconds)
         self.scan = ScanTask(keeper, keeper.sync.subscribe(), self.supervisor, self.readiness,
                              self.lane, self.candidates)
         sending = Sending(keeper, self.supervisor, self.lane, self.candidates,

@@ -88,13 +88,16 @@ class LiquidationExecutor:
         self.block_time = block_time
 
     async def prepare(self, plan: Plan, market: Market, *, detected_at: float | None = None,
-                      trace_gas: bool = True) -> Prepared:
+                      trace_gas: bool = True, flagged_at: float | None = None,
+                      block_seen_at: float | None = None) -> Prepared:
         """The request that carries ``plan`` out, with its gas predicted.
 
         ``market`` is the view the plan was made on (the book's, or one with prices the chain
         has not seen yet: a pending oracle update, when ``trace_gas=False``, since a trace at
         the head would run without the new price and revert; the sender's simulation measures
-        the gas instead). ``detected_at`` (event-loop time) feeds the reaction histogram.
+        the gas instead). ``detected_at``, ``flagged_at`` and ``block_seen_at`` (event-loop
+        time: planning began, the scanner first flagged the account, the block it was flagged
+        on arrived) feed the latency histograms.
         """
         predicted_gas, traced = await self._predict_gas(plan) if trace_gas \
             else (plan.gas_estimate, False)
@@ -109,6 +112,8 @@ class LiquidationExecutor:
             known_gas=predicted_gas if traced else None,
             label=f"liquidate {plan.user}",
             detected_at=detected_at,
+            flagged_at=flagged_at,
+            block_seen_at=block_seen_at,
         )
         log.info("liquidation_planned", user=plan.user, collateral=plan.collateral_asset,
                  debt=plan.debt_asset, debt_to_cover=plan.debt_to_cover,

@@ -46,8 +46,11 @@ class ChainReads:
             self.metrics.rpc_errors.labels("batch").inc()
             raise
 
-    async def next_head(self, deadline: float) -> tuple[int, str] | None:
-        """Wait for a head that differs (number or hash) from the last one; None at deadline."""
+    async def next_head(self, deadline: float, since: tuple[int, str] | None = None,
+                        ) -> tuple[int, str] | None:
+        """Wait for a head that differs (number or hash) from ``since`` (by default the last
+        one any caller saw; a caller among several in flight passes its own); None at
+        deadline."""
         loop = asyncio.get_running_loop()
         while loop.time() < deadline:
             self._new_head.clear()
@@ -59,7 +62,8 @@ class ChainReads:
                 self.metrics.rpc_errors.labels("eth_getBlockByNumber").inc()
                 log.warning("head_poll_failed", error=str(exc))
                 head = self.last_head or (0, "")
-            if head != self.last_head:
+            seen = self.last_head if since is None else since
+            if head != seen:
                 self.last_head = head
                 return head
             wait = min(self.poll_interval, max(deadline - loop.time(), 0))

@@ -38,6 +38,10 @@ class TxRequest:
     value: int = 0
     label: str = ""
     detected_at: float | None = None
+    flagged_at: float | None = None
+    """When the scanner first flagged the account (event-loop time): flag→send histogram."""
+    block_seen_at: float | None = None
+    """When the block that made the account liquidatable arrived: block→send histogram."""
     known_gas: int | None = None
     """Gas the transaction uses, when the caller already traced it exactly. The simulation
     then checks the call at ``gas_limit`` (catching an out-of-gas) instead of running

@@ -64,6 +64,7 @@ class Gathered:
     reserves: dict[Pair, tuple[int, int]]
     funding: Funding
     limits: PoolLimits = NO_LIMITS
+    header: Mapping[str, Any] | None = None  # the node's latest header it was read with
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,4 +163,5 @@ async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
         funding=decode_funding(source, results[n_pairs + n_limits:]),
         limits=decode_limits(limited, results[n_pairs:n_pairs + n_limits])
         if limited else NO_LIMITS,
+        header=header,
     )

@@ -16,6 +16,8 @@ from keeper.domain.quote import UniswapV2Quoter
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.pipeline.gather import Gathered, Venue, gather
+from keeper.pipeline.plan_cache import PlanCache, plan_key
+from keeper.pipeline.plan_round import PlanRound
 from keeper.pipeline.planner import PlannerConfig, plan_liquidation
 
 log = get_logger(__name__)
@@ -32,16 +34,36 @@ class LiquidationPlanner:
         self.fee_policy = fee_policy
         self.metrics = metrics
         self.block_time = block_time
+        self.cache = PlanCache()
 
-    async def plan(self, user: str, account: UserAccount, market: Market) -> Plan | Rejection:
+    async def plan(self, user: str, account: UserAccount, market: Market, *,
+                   round_: PlanRound | None = None) -> Plan | Rejection:
         """Plan ``user``'s liquidation on ``market`` for the next block.
 
         ``market`` may be the book's view or one with prices the chain has not seen yet (a
-        pending oracle update).
+        pending oracle update). With a ``round_`` (the daemon's, one per block) the reads are
+        shared with the round's other accounts, the plan sees the pools and funding our
+        earlier plans of the round leave, and an accepted plan is applied to the round.
+        A rejection decided on the same inputs before is returned from the cache, uncounted.
         """
-        gathered = await gather(self.rpc, self.venue, sorted(account.reserves),
-                                block_time=self.block_time, rules=self.config.rules)
+        assets = sorted(account.reserves)
+        gathered = round_.cached(assets) if round_ is not None else None
+        if gathered is None:
+            gathered = await gather(self.rpc, self.venue, assets,
+                                    block_time=self.block_time, rules=self.config.rules)
+            if round_ is not None:
+                round_.remember(assets, gathered)
+        if round_ is not None:
+            gathered = round_.view(gathered, block_time=self.block_time)
+        key = plan_key(account, market, gathered.reserves, self._gas_price(gathered),
+                       gathered.funding)
+        cached = self.cache.get(user, key)
+        if cached is not None:
+            return cached
         verdict = self._decide(user, account, market, gathered)
+        self.cache.put(user, key, verdict)
+        if round_ is not None and isinstance(verdict, Plan):
+            round_.apply(verdict, gathered)
         if isinstance(verdict, Rejection):
             self.metrics.rejections.labels(reason=verdict.reason.value).inc()
             if verdict.not_before is not None:
@@ -55,14 +77,17 @@ class LiquidationPlanner:
             self.metrics.plans.inc()
         return verdict
 
+    def _gas_price(self, gathered: Gathered) -> GasPrice:
+        # Decide with the most we would bid as tip: the real bid is a share of the profit and
+        # never more, so an accepted plan stays profitable at the price actually paid.
+        return GasPrice(gathered.next_block.base_fee, self.fee_policy.max_priority_fee)
+
     def _decide(self, user: str, account: UserAccount, market: Market,
                 gathered: Gathered) -> Plan | Rejection:
         # Interest accrues to the second: plan at the timestamp of the block that includes us.
         planned_market = replace(market, timestamp=gathered.next_block.timestamp)
         quoter = UniswapV2Quoter(gathered.reserves, hubs=list(self.venue.hubs))
-        # Decide with the most we would bid as tip: the real bid is a share of the profit and
-        # never more, so an accepted plan stays profitable at the price actually paid.
-        gas_price = GasPrice(gathered.next_block.base_fee, self.fee_policy.max_priority_fee)
+        gas_price = self._gas_price(gathered)
         try:
             return plan_liquidation(user, account, planned_market, quoter, gas_price,
                                     gathered.funding, self.config, gathered.limits)
