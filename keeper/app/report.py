@@ -6,6 +6,8 @@ from keeper.app.root import Keeper
 from keeper.exec.executor import Execution
 from keeper.exec.tx import Status
 
+BUDGET_REFUSAL = "gas budget exhausted"  # keeper.exec.guards' refusal message starts so
+
 
 def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool) -> str:
     """The one-pass report: one line per account, liquidated or skipped with its reason."""
@@ -39,4 +41,10 @@ def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool
                      f"{gas or 0:>9,}  {tail}")
     lines.append(f"{len(results)} liquidatable account(s): {mined} liquidated, "
                  f"{len(results) - mined} not" + (" (dry run: nothing signed or sent)" if dry_run else ""))
+    budget = [r for r in results if r.outcome is not None
+              and r.outcome.reason.startswith(BUDGET_REFUSAL)]
+    if budget:
+        # Said on stdout, not only in the logs: a user must see that the pass stopped short.
+        lines.append(f"stopped on the hourly gas budget: {len(budget)} account(s) not sent "
+                     "(raise executor.gas_budget_per_hour_eth to let a crash through)")
     return "\n".join(lines)
