@@ -171,7 +171,7 @@ async def test_an_unprofitable_account_is_decided_once_until_an_input_changes() 
         decided += 1
         return real(*args)
 
-    p._decide = counting  # type: ignore[method-assign]
+    p._decide = counting  # type: ignore[method-assign,assignment]
     user = account({WETH: 10 * WEI}, {USDC: 15_000 * USDC_UNIT})
     m = flash_market({WETH: usd(1800)})
     dear = gathered(reserves(DEEP_WETH_USDC), base_fee=20_000 * GWEI)
