@@ -151,6 +151,9 @@ class ExecuteTask:
                                          name=f"liquidate {user}")
             self.flights.add(flight)
             flight.add_done_callback(self.flights.discard)
+            # Plans of one round often need no read (the round has them): without a yield the
+            # round would plan everyone before the first flight even traced its gas.
+            await asyncio.sleep(0)
 
     async def _planned(self, user: str, market: Market, round_: PlanRound) -> Execution:
         verdict = await steps.plan(self.sending.keeper, user, market, round_)

@@ -171,8 +171,11 @@ class LiquidationExecutor:
         receipt. A node that refuses block overrides gets the plain trace.
         """
         tx = {"from": self.owner, "to": plan.liquidator, "data": "0x" + plan.calldata.hex()}
-        at_plan_time = {"tracer": "callTracer", "blockOverrides": {"time": hex(plan.timestamp)}}
-        for options in (at_plan_time, {"tracer": "callTracer"}):
+        # The top call alone: its gasUsed is all we read, and the nested frames of a flash
+        # loan and a swap are tens of kilobytes to send and decode on the hot path.
+        top = {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}
+        at_plan_time = top | {"blockOverrides": {"time": hex(plan.timestamp)}}
+        for options in (at_plan_time, top, {"tracer": "callTracer"}):
             try:
                 trace = await self.rpc.call("debug_traceCall", [tx, "latest", options])
             except Exception as exc:  # tracing is optional on real nodes

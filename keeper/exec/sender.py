@@ -162,8 +162,12 @@ class Sender:
         loop = asyncio.get_running_loop()
         # The chain's nonce, read alongside the simulation (no extra latency): a counter that
         # is ahead of it (a rollback not yet reported) would put ours behind a gap.
+        # With others of ours in flight, against the latest block: at "pending" the node
+        # would execute every one of ours ahead of it for each check (quadratic in a crash);
+        # what ours do to each other's pools and funds the planner's round has accounted for.
+        block = "latest" if self.nonces.outstanding else "pending"
         sim, (latest, pending) = await asyncio.gather(
-            self.simulator.simulate(req, "pending"), self.nonces.node_nonces())
+            self.simulator.simulate(req, block, header=block), self.nonces.node_nonces())
         if sim.reason is not None:
             return self.accounting.skipped(req, "simulation_reverted", f"simulation: {sim.reason}")
         admission = admit(req, sim, self.policy, self.guards,
@@ -312,7 +316,8 @@ class Sender:
             flight.sent_block = head
             return None
 
-        if (still_wanted is not None and flight.cancel_hash is None
+        # Not at the head it was sent on: nothing has changed since the simulation.
+        if (still_wanted is not None and flight.cancel_hash is None and head > flight.sent_block
                 and not await self._wanted(flight, head, still_wanted)):
             # A node may answer "latest" from the block it is mining, with ours already in
             # it: look once more before paying for a cancel that can only be refused.
