@@ -96,7 +96,7 @@ class ExecuteTask:
                     await asyncio.Event().wait()
                 block, items, scans = candidates.block, candidates.items, candidates.scans
                 ends = self.lane.ends
-                due = [c for c in items if self.lane.due(c.user, block)]
+                due = self._in_turn([c for c in items if self.lane.due(c.user, block)])
                 if due and not self.lane.full:
                     await self._plan_and_send(due, block)
                     continue
@@ -117,6 +117,13 @@ class ExecuteTask:
         finally:
             for w in waits:
                 w.cancel()
+
+    def _in_turn(self, due: list[LiquidatableAccount]) -> list[LiquidatableAccount]:
+        """First come, first served: the accounts flagged longest ago first (best first among
+        those flagged together), so an account the close factor left under 1, flagged anew
+        after our liquidation of it, waits behind the crash's first liquidations."""
+        seen = self.sending.candidates.seen
+        return sorted(due, key=lambda c: s.flagged_at if (s := seen.get(c.user)) else 0.0)
 
     def _round_for(self, block: int) -> PlanRound:
         if self._round is None or self._round.block != block:
