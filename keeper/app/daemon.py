@@ -42,8 +42,9 @@ class Daemon:
       when it fails: a node that goes away is waited for, never fatal.
     - *scan*: per batch of applied blocks, brings the scanner up to date and scans; the
       confirmed candidates replace the previous list (``ScanTask``).
-    - *execute*: liquidates the best candidate that is due, one at a time (``ExecuteTask``;
-      when an account is due again is the ``Lane``'s).
+    - *execute*: liquidates every due candidate, up to ``executor.max_in_flight`` at once
+      with consecutive nonces (``ExecuteTask``; when an account is due again is the
+      ``Lane``'s).
     - *backrun* (only with ``executor.backrun_oracle_updates`` and a WebSocket): liquidates
       right after a pending oracle update, in the execute task's lane (``BackrunTask``).
     - *head*: reads the chain head three times per ``head_poll`` for ``keeper_head_block`` and
@@ -58,7 +59,7 @@ class Daemon:
     errors (any ``RpcError``: down, slow, overloaded, junk) are counted in
     ``keeper_rpc_errors_total{method,kind}`` and only retried.
 
-    On SIGINT/SIGTERM: no new liquidation starts, the one in flight finishes (bounded by
+    On SIGINT/SIGTERM: no new liquidation starts, those in flight finish (bounded by
     ``drain_timeout``; a second signal stops waiting), the other tasks are cancelled and the
     book is checkpointed.
     """

@@ -10,8 +10,9 @@ from dataclasses import replace
 
 from keeper.chain.rpc import JsonRpc
 from keeper.domain.account import Market, UserAccount
-from keeper.domain.fees import FeePolicy
+from keeper.domain.fees import FeePolicy, priority_fee
 from keeper.domain.plan import GasPrice, Plan, Rejection, RejectionReason
+from keeper.domain.profit import native_to_asset
 from keeper.domain.quote import UniswapV2Quoter
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
@@ -78,9 +79,37 @@ class LiquidationPlanner:
         return verdict
 
     def _gas_price(self, gathered: Gathered) -> GasPrice:
-        # Decide with the most we would bid as tip: the real bid is a share of the profit and
-        # never more, so an accepted plan stays profitable at the price actually paid.
-        return GasPrice(gathered.next_block.base_fee, self.fee_policy.max_priority_fee)
+        # The size that pays best does not depend on the tip (gas is the same for any size):
+        # search at the least tip, then price the plan at the tip the sender will bid for it
+        # (``_at_paid_tip``), not at the cap, which would refuse what pays.
+        return GasPrice(gathered.next_block.base_fee, self.fee_policy.min_priority_fee)
+
+    def _at_paid_tip(self, plan: Plan, market: Market) -> Plan | Rejection:
+        """``plan`` with its gas priced at the tip the sender will pay: the policy's share of
+        the profit per gas, within its bounds (``keeper.domain.fees.priority_fee``)."""
+        native_price = market.prices.get(self.config.native_asset, 0)
+        if native_price <= 0:
+            return plan
+        native_unit = 10**self.config.native_decimals
+        profit_native = plan.gross_profit_usd * native_unit // native_price
+        tip = priority_fee(self.fee_policy, profit_native, plan.gas_estimate)
+        extra = tip - self.fee_policy.min_priority_fee
+        if extra <= 0:
+            return plan
+        extra_usd = -(-plan.gas_estimate * extra * native_price // native_unit)  # rounded up
+        debt = market.reserve_of(plan.debt_asset).configuration.decimals
+        extra_debt = native_to_asset(plan.gas_estimate * extra, native_price=native_price,
+                                     asset_price=market.price(plan.debt_asset),
+                                     asset_decimals=debt,
+                                     native_decimals=self.config.native_decimals)
+        net_usd = plan.net_profit_usd - extra_usd
+        if net_usd < self.config.min_profit_base:
+            return Rejection(plan.user, RejectionReason.UNPROFITABLE,
+                             f"net profit {net_usd} at the tip paid ({tip} wei) < minimum "
+                             f"{self.config.min_profit_base} (USD, 8 decimals)",
+                             best_net_profit_usd=net_usd)
+        return replace(plan, gas_price=plan.gas_price + extra, gas_cost=plan.gas_cost + extra_debt,
+                       net_profit=plan.net_profit - extra_debt, net_profit_usd=net_usd)
 
     def _decide(self, user: str, account: UserAccount, market: Market,
                 gathered: Gathered) -> Plan | Rejection:
@@ -89,8 +118,9 @@ class LiquidationPlanner:
         quoter = UniswapV2Quoter(gathered.reserves, hubs=list(self.venue.hubs))
         gas_price = self._gas_price(gathered)
         try:
-            return plan_liquidation(user, account, planned_market, quoter, gas_price,
-                                    gathered.funding, self.config, gathered.limits)
+            verdict = plan_liquidation(user, account, planned_market, quoter, gas_price,
+                                       gathered.funding, self.config, gathered.limits)
+            return self._at_paid_tip(verdict, market) if isinstance(verdict, Plan) else verdict
         except Exception as exc:  # a task boundary for one candidate: log, count, go on
             log.error("planning_failed", user=user, error=f"{type(exc).__name__}: {exc}")
             return Rejection(user, RejectionReason.MISSING_DATA, f"{type(exc).__name__}: {exc}")

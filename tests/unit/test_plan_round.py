@@ -186,3 +186,30 @@ async def test_an_unprofitable_account_is_decided_once_until_an_input_changes() 
         (WETH, 1_001 * WEI, USDC, 1_800_000 * USDC_UNIT))))
     await p.plan("0x" + "aa" * 20, user, m, round_=round_)
     assert decided == 2
+
+
+# ---- gas priced at the tip paid ----------------------------------------------------------------
+
+async def test_a_plan_is_priced_at_the_tip_the_sender_pays_not_at_the_cap() -> None:
+    user = account({WETH: 10 * WEI}, {USDC: 15_000 * USDC_UNIT})
+    m = flash_market({WETH: usd(1800)})
+    pools = gathered(reserves(DEEP_WETH_USDC), base_fee=20 * GWEI)
+    plans = []
+    for share_ppm, cap in ((0, 500 * GWEI), (100_000, 500 * GWEI), (1_000_000, 2 * GWEI)):
+        p = planner()
+        p.fee_policy = FeePolicy(priority_fee_share_ppm=share_ppm, max_priority_fee=cap,
+                                 max_fee=1_000 * GWEI)
+        round_ = PlanRound(1)
+        round_.remember(sorted(user.reserves), pools)
+        plan = await p.plan("0x" + "aa" * 20, user, m, round_=round_)
+        assert isinstance(plan, Plan)
+        plans.append(plan)
+    free, shared, capped = plans
+    assert free.gas_price == 20 * GWEI  # no share: the base fee alone (not a 500 gwei cap)
+    # 10% of the profit per gas as tip: the gas cost grows by exactly that bid.
+    tip = free.gross_profit_usd * WEI // usd(1800) * 100_000 // 1_000_000 // free.gas_estimate
+    assert shared.gas_price == 20 * GWEI + tip
+    assert shared.net_profit_usd < free.net_profit_usd
+    assert capped.gas_price == 22 * GWEI  # the share would be more: the cap holds
+    # The trade itself does not depend on the tip.
+    assert free.debt_to_cover == shared.debt_to_cover == capped.debt_to_cover
