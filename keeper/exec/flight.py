@@ -24,7 +24,7 @@ class Flight:
     current: SignedTx | None = None
     current_fees: Fees | None = None
     sent_block: int = 0
-    # The last head this flight's watch looked at (none yet: its first look is at once).
+    # The last head this flight's watch looked at (at first the number it was sent at).
     seen_head: tuple[int, str] = (-1, "")
     cancel_hash: str | None = None
     receipt: dict[str, Any] | None = None

@@ -50,8 +50,8 @@ class ChainReads:
     async def next_head(self, deadline: float, since: tuple[int, str] | None = None,
                         ) -> tuple[int, str] | None:
         """Wait for a head that differs (number or hash) from ``since`` (by default the last
-        one any caller saw; a caller among several in flight passes its own); None at
-        deadline."""
+        one any caller saw; a caller among several in flight passes its own; a ``since``
+        with an empty hash compares the number only); None at deadline."""
         loop = asyncio.get_running_loop()
         while loop.time() < deadline:
             self._new_head.clear()
@@ -62,7 +62,8 @@ class ChainReads:
                 log.warning("head_poll_failed", error=str(exc))
                 head = self.last_head or (0, "")
             seen = self.last_head if since is None else since
-            if head != seen:
+            # A hash left empty: only the number is known (the head a request was sent at).
+            if (head[0] != seen[0] if seen is not None and not seen[1] else head != seen):
                 self.last_head = head
                 return head
             wait = min(self.poll_interval, max(deadline - loop.time(), 0))

@@ -194,6 +194,7 @@ class Sender:
                                               f"rejected by node: {exc.rpc_message}",
                                               failure=not isinstance(exc, RpcError))  # transient
         self._observe_send(req, loop.time())
+        flight.seen_head = (sim.head, "")  # the first look is at the next block
         try:
             return await self._watch(flight, still_wanted)
         finally:
