@@ -22,6 +22,7 @@ from keeper.domain.plan import Plan, Rejection
 from keeper.errors import KeeperError, RpcError
 from keeper.exec.backrun import behind
 from keeper.exec.executor import Execution
+from keeper.exec.order import SendOrder, Turn
 from keeper.obs.logging import get_logger
 from keeper.pipeline.backrun import Backrunner, OracleUpdate, PendingOracleWatcher
 from keeper.pipeline.plan_round import PlanRound
@@ -83,6 +84,8 @@ class ExecuteTask:
         self.sending = sending
         self.lane = sending.lane
         self.flights: set[asyncio.Task[None]] = set()
+        self.in_flight: dict[str, Plan] = {}  # the plans of the flights in the air
+        self.order = SendOrder()  # nonces are taken in planning order
         self._round: PlanRound | None = None
 
     async def run(self) -> None:
@@ -127,7 +130,7 @@ class ExecuteTask:
 
     def _round_for(self, block: int) -> PlanRound:
         if self._round is None or self._round.block != block:
-            self._round = PlanRound(block)
+            self._round = PlanRound(block, list(self.in_flight.values()))
         return self._round
 
     async def _plan_and_send(self, due: list[LiquidatableAccount], block: int) -> None:
@@ -154,8 +157,10 @@ class ExecuteTask:
                     waits = verdict.rejection.not_before if verdict.rejection else None
                     self.lane.settle(user, block, None, not_before=waits)
                 continue
-            flight = asyncio.create_task(self._fly(verdict.plan, market, block, detected),
-                                         name=f"liquidate {user}")
+            self.in_flight[user] = verdict.plan
+            flight = asyncio.create_task(
+                self._fly(verdict.plan, market, block, detected, self.order.turn()),
+                name=f"liquidate {user}")
             self.flights.add(flight)
             flight.add_done_callback(self.flights.discard)
             # Plans of one round often need no read (the round has them): without a yield the
@@ -168,7 +173,8 @@ class ExecuteTask:
             return Execution(user, rejection=verdict)
         return Execution(user, plan=verdict)
 
-    async def _fly(self, plan: Plan, market: Market, block: int, detected: float) -> None:
+    async def _fly(self, plan: Plan, market: Market, block: int, detected: float,
+                   turn: Turn) -> None:
         """Prepare and send ``plan`` and see it through; the account is in flight till then."""
         user = plan.user
         keeper = self.sending.keeper
@@ -181,7 +187,7 @@ class ExecuteTask:
             prepared = await executor.prepare(
                 plan, market, detected_at=detected,
                 flagged_at=seen.flagged_at if seen else None,
-                block_seen_at=seen.block_seen_at if seen else None)
+                block_seen_at=seen.block_seen_at if seen else None, turn=turn)
             if self.sending.stopping():
                 return Execution(user)  # planned before the signal: no new liquidation starts
             return await executor.send(prepared)
@@ -190,6 +196,8 @@ class ExecuteTask:
             execution = await self.sending.guarded("execute", user, block, send,
                                                    rpc_method="liquidate")
         finally:
+            turn.done()  # if it never reached its claim, the next ones must not wait for it
+            self.in_flight.pop(user, None)
             self.lane.drop(user)
         if execution is None:
             return

@@ -16,6 +16,7 @@ from keeper.chain.rpc import JsonRpc
 from keeper.domain.account import Market
 from keeper.domain.plan import Plan, Rejection
 from keeper.errors import ExecutionReverted, RpcError, RpcResponseError
+from keeper.exec.order import Turn
 from keeper.exec.sender import Sender
 from keeper.exec.tx import Status, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
@@ -89,7 +90,7 @@ class LiquidationExecutor:
 
     async def prepare(self, plan: Plan, market: Market, *, detected_at: float | None = None,
                       trace_gas: bool = True, flagged_at: float | None = None,
-                      block_seen_at: float | None = None) -> Prepared:
+                      block_seen_at: float | None = None, turn: Turn | None = None) -> Prepared:
         """The request that carries ``plan`` out, with its gas predicted.
 
         ``market`` is the view the plan was made on (the book's, or one with prices the chain
@@ -97,7 +98,8 @@ class LiquidationExecutor:
         the head would run without the new price and revert; the sender's simulation measures
         the gas instead). ``detected_at``, ``flagged_at`` and ``block_seen_at`` (event-loop
         time: planning began, the scanner first flagged the account, the block it was flagged
-        on arrived) feed the latency histograms.
+        on arrived) feed the latency histograms. ``turn`` orders its nonce among the plans
+        made with it (``keeper.exec.order``).
         """
         predicted_gas, traced = await self._predict_gas(plan) if trace_gas \
             else (plan.gas_estimate, False)
@@ -114,6 +116,7 @@ class LiquidationExecutor:
             detected_at=detected_at,
             flagged_at=flagged_at,
             block_seen_at=block_seen_at,
+            turn=turn,
         )
         log.info("liquidation_planned", user=plan.user, collateral=plan.collateral_asset,
                  debt=plan.debt_asset, debt_to_cover=plan.debt_to_cover,

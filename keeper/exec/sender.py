@@ -149,11 +149,15 @@ class Sender:
         refusal = self.guards.refusal(0, loop.time())
         if refusal is not None:
             return self.accounting.skipped(req, refusal.code, refusal.message)
-        for _ in range(2):  # a second round only after a nonce error on the first send
-            outcome = await self._attempt(req, still_wanted)
-            if outcome is not None:
-                return outcome
-            self.nonces.invalidate()
+        try:
+            for _ in range(2):  # a second round only after a nonce error on the first send
+                outcome = await self._attempt(req, still_wanted)
+                if outcome is not None:
+                    return outcome
+                self.nonces.invalidate()
+        finally:
+            if req.turn is not None:
+                req.turn.done()
         return self.accounting.skipped(req, "nonce", "nonce kept changing under us; giving up")
 
     # ---- first send --------------------------------------------------------------------
@@ -162,12 +166,11 @@ class Sender:
         loop = asyncio.get_running_loop()
         # The chain's nonce, read alongside the simulation (no extra latency): a counter that
         # is ahead of it (a rollback not yet reported) would put ours behind a gap.
-        # With others of ours in flight, against the latest block: at "pending" the node
-        # would execute every one of ours ahead of it for each check (quadratic in a crash);
-        # what ours do to each other's pools and funds the planner's round has accounted for.
-        block = "latest" if self.nonces.outstanding else "pending"
+        # Against the pending state, ours ahead of it included: what they do to each other's
+        # pools the planner's round has planned for, and anything else in the pool (the
+        # transactions of a keeper process killed before this one, a rival's) shows here.
         sim, (latest, pending) = await asyncio.gather(
-            self.simulator.simulate(req, block, header=block), self.nonces.node_nonces())
+            self.simulator.simulate(req, "pending"), self.nonces.node_nonces())
         if sim.reason is not None:
             return self.accounting.skipped(req, "simulation_reverted", f"simulation: {sim.reason}")
         admission = admit(req, sim, self.policy, self.guards,
@@ -177,6 +180,8 @@ class Sender:
         if self.settings.dry_run:
             return self.accounting.would_send(req, max(latest, pending), sim.gas, admission)
 
+        if req.turn is not None:
+            await req.turn.wait()  # the sends planned before it take their nonces first
         async with self.nonces.claim(max(latest, pending)) as lease:
             flight = Flight(req, lease, sim.gas, admission.gas_limit)
             signed = self.same.sign(req.to, req.data, req.value, lease.nonce,
@@ -193,6 +198,8 @@ class Sender:
                 return self.accounting.failed(flight, Status.DROPPED,
                                               f"rejected by node: {exc.rpc_message}",
                                               failure=not isinstance(exc, RpcError))  # transient
+        if req.turn is not None:
+            req.turn.done()
         self._observe_send(req, loop.time())
         flight.seen_head = (sim.head, "")  # the first look is at the next block
         try:

@@ -15,7 +15,6 @@ from typing import Any
 from eth_abi import decode as abi_decode
 
 from keeper.chain.types import PendingTx, hex_to_int
-from keeper.domain.fees import next_base_fee
 from keeper.errors import RpcError, RpcResponseError
 from keeper.exec.reads import ChainReads
 from keeper.exec.tx import TxRequest
@@ -51,14 +50,9 @@ class Simulator:
         self.reads = reads
         self.address = address
 
-    async def simulate(self, req: TxRequest, block: str, *,
-                       header: str = "pending") -> Simulation:
+    async def simulate(self, req: TxRequest, block: str) -> Simulation:
         """The exact call against ``block``, with gas estimate, next base fee and balance
-        (for a backrun whose leader is still pending: the pair, see ``_simulate_after``).
-
-        The base fee comes from the ``header`` block: the pending one, or with
-        ``header="latest"`` the latest one's EIP-1559 successor (a node builds a pending
-        block by executing its whole pool, which with many of ours in it is the slow part)."""
+        (for a backrun whose leader is still pending: the pair, see ``_simulate_after``)."""
         if req.after is not None:
             sim = await self._simulate_after(req, req.after)
             if sim is not None:
@@ -72,7 +66,7 @@ class Simulator:
             gas_check = ("eth_estimateGas", [call, block])
         reads: list[tuple[str, list[Any]]] = [
             gas_check,
-            ("eth_getBlockByNumber", [header, False]),
+            ("eth_getBlockByNumber", ["pending", False]),
             ("eth_getBalance", [self.address, block]),
         ]
         if gas_check[0] == "eth_call":
@@ -85,7 +79,7 @@ class Simulator:
         for r in (pending, balance):
             if isinstance(r, Exception):
                 raise r
-        base_fee, head = _next_block(pending) if header == "pending" else _after(pending)
+        base_fee, head = _next_block(pending)
         for r in (ret, est):
             if isinstance(r, RpcResponseError):
                 reason = revert_reason(r)
@@ -141,16 +135,6 @@ def _next_block(pending: Any) -> tuple[int, int]:
         raise RpcError("eth_getBlockByNumber(pending): no pending block")
     base_fee = hex_to_int(pending.get("baseFeePerGas", "0x0"), "baseFeePerGas")
     return base_fee, hex_to_int(pending["number"], "number") - 1
-
-
-def _after(latest: Any) -> tuple[int, int]:
-    """(base fee of the block after ``latest``, its number) from its header."""
-    if latest is None:
-        raise RpcError("eth_getBlockByNumber(latest): no block")
-    base_fee = next_base_fee(hex_to_int(latest.get("baseFeePerGas", "0x0"), "baseFeePerGas"),
-                             hex_to_int(latest["gasUsed"], "gasUsed"),
-                             hex_to_int(latest["gasLimit"], "gasLimit"))
-    return base_fee, hex_to_int(latest["number"], "number")
 
 
 def revert_reason(exc: RpcResponseError) -> str:

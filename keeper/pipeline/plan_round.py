@@ -28,12 +28,15 @@ from keeper.protocols.uniswap_v2.pair import Pair
 class PlanRound:
     """The planning of the block after ``block`` (the book's block when it began)."""
 
-    def __init__(self, block: int) -> None:
+    def __init__(self, block: int, in_flight: Sequence[Plan] = ()) -> None:
         self.block = block
         self.plans = 0  # accepted in this round
         self._gathered: dict[tuple[str, ...], Gathered] = {}
         self._pools: dict[Pair, tuple[int, int]] = {}  # after our plans' swaps
         self._spent: dict[str, int] = {}  # of our contract's own balance, by asset
+        # Plans of earlier rounds still in flight: the reads of this block do not show them
+        # yet, and they may be mined ahead of this round's plans. Applied on the first view.
+        self._carried = list(in_flight)
 
     def cached(self, assets: Sequence[str]) -> Gathered | None:
         """The reads gathered for ``assets`` earlier in this round, if any."""
@@ -45,6 +48,10 @@ class PlanRound:
     def view(self, gathered: Gathered, *, block_time: int | None) -> Gathered:
         """``gathered`` as the next plan must see it: pools after our swaps, funding less
         what our plans spend, and (with wall-clock stamps) the next block's time as of now."""
+        carried, self._carried = self._carried, []
+        for plan in carried:
+            self.apply(plan, gathered)
+            self.plans -= 1  # not this round's
         changed: dict[str, object] = {}
         if self._pools and any(p in self._pools for p in gathered.reserves):
             changed["reserves"] = {p: self._pools.get(p, r) for p, r in gathered.reserves.items()}

@@ -182,3 +182,26 @@ async def test_every_candidate_of_a_scan_is_sent_without_waiting_for_receipts() 
     assert not any(lane.due(u, 98) for u in "abcd") and lane.due("a", 99)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_sends_take_their_nonces_in_the_order_they_were_planned() -> None:
+    from keeper.exec.order import SendOrder
+
+    order = SendOrder()
+    nonces = NonceManager(NonceNode(0), ME)
+    turns = [order.turn() for _ in range(3)]
+    got: dict[int, int] = {}
+
+    async def send(i: int, delay: int) -> None:
+        for _ in range(delay):  # the later-planned ones are ready first
+            await asyncio.sleep(0)
+        await turns[i].wait()
+        got[i] = (await _send(nonces)).nonce
+        turns[i].done()
+
+    await asyncio.gather(send(0, 30), send(1, 10), send(2, 0))
+    assert got == {0: 0, 1: 1, 2: 2}
+    # One that gives up before its claim does not hold the others back.
+    late = [order.turn() for _ in range(2)]
+    late[0].done()
+    await asyncio.wait_for(late[1].wait(), 1)

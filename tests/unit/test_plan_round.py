@@ -213,3 +213,15 @@ async def test_a_plan_is_priced_at_the_tip_the_sender_pays_not_at_the_cap() -> N
     assert capped.gas_price == 22 * GWEI  # the share would be more: the cap holds
     # The trade itself does not depend on the tip.
     assert free.debt_to_cover == shared.debt_to_cover == capped.debt_to_cover
+
+
+def test_plans_still_in_flight_from_an_earlier_block_move_the_pools_of_the_next_round() -> None:
+    pools = reserves(DEEP_WETH_USDC)
+    first = devnet_user_plan(UniswapV2Quoter(pools))
+    assert isinstance(first, Plan)
+    fresh = gathered(pools)
+    earlier = PlanRound(block=7)
+    earlier.apply(first, fresh)
+    later = PlanRound(block=8, in_flight=[first])  # the block's reads do not show it yet
+    assert later.view(fresh, block_time=12).reserves == earlier.view(fresh, block_time=12).reserves
+    assert later.plans == 0
