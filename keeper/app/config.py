@@ -225,6 +225,9 @@ class ExecutorConfig(_Section):
     confirmations: Int | None = Field(None, ge=1, le=64)
     poll_interval: Float = Field(0.5, ge=0.01, le=60)
     gas_margin_percent: Int = Field(20, ge=0, le=200)
+    # Liquidations in flight at once, with consecutive nonces (1 with a private relay: its
+    # bundles do not chain nonces across blocks). A slot is held until the receipt is final.
+    max_in_flight: Int = Field(32, ge=1, le=1_024)
     relay_blocks_ahead: Int = Field(1, ge=1, le=25)
     # Backrun pending oracle updates seen in the mempool (needs a WebSocket URL): liquidate in
     # the same block as the price move, right after it.

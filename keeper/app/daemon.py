@@ -43,8 +43,9 @@ class Daemon:
       when it fails: a node that goes away is waited for, never fatal.
     - *scan*: per batch of applied blocks, brings the scanner up to date and scans; the
       confirmed candidates replace the previous list (``ScanTask``).
-    - *execute*: liquidates the best candidate that is due, one at a time (``ExecuteTask``;
-      when an account is due again is the ``Lane``'s).
+    - *execute*: liquidates every due candidate, up to ``executor.max_in_flight`` at once
+      with consecutive nonces (``ExecuteTask``; when an account is due again is the
+      ``Lane``'s).
     - *backrun* (only with ``executor.backrun_oracle_updates`` and a WebSocket): liquidates
       right after a pending oracle update, in the execute task's lane (``BackrunTask``).
     - *head*: reads the chain head three times per ``head_poll`` for ``keeper_head_block`` and
@@ -59,7 +60,7 @@ class Daemon:
     errors (any ``RpcError``: down, slow, overloaded, junk) are counted in
     ``keeper_rpc_errors_total{method,kind}`` and only retried.
 
-    On SIGINT/SIGTERM: no new liquidation starts, the one in flight finishes (bounded by
+    On SIGINT/SIGTERM: no new liquidation starts, those in flight finish (bounded by
     ``drain_timeout``; a second signal stops waiting), the other tasks are cancelled and the
     book is checkpointed.
     """
@@ -84,7 +85,8 @@ class Daemon:
         self.stopping = False
         self.prepared = asyncio.Event()
         self.candidates = Candidates()
-        self.lane = Lane(s.backoff_max_blocks)
+        self.lane = Lane(s.backoff_max_blocks, max_in_flight=s.max_in_flight,
+                         backoff_seconds=s.backoff_seconds)
         self.scan = ScanTask(keeper, keeper.sync.subscribe(), self.supervisor, self.readiness,
                              self.lane, self.candidates)
         sending = Sending(keeper, self.supervisor, self.lane, self.candidates,

@@ -17,6 +17,8 @@ class DaemonSettings:
     retry_min: float = 0.5  # a failed task waits this long before trying again, doubling
     retry_max: float = 15.0  # ... up to this
     backoff_max_blocks: int = 64  # a candidate that was not liquidated waits 1, 2, 4 ... blocks
+    backoff_seconds: float = 2.0  # ... or 2, 4, 8 ... seconds if no block comes meanwhile
+    max_in_flight: int = 1  # liquidations in flight at once (consecutive nonces)
     drain_timeout: float = 90.0  # on a signal, how long the liquidation in flight may take
     max_consecutive_failures: int = 5  # task failures in a row that open the circuit breaker
     breaker_cooldown: float = 60.0  # ... which closes again after this many quiet seconds
@@ -30,4 +32,6 @@ class DaemonSettings:
             # Long enough for a receipt and one cancel round (the sender's own deadlines).
             drain_timeout=cfg.executor.receipt_timeout + 30.0,
             max_consecutive_failures=cfg.executor.max_consecutive_failures,
+            max_in_flight=1 if cfg.executor.private_relay_url is not None
+            else cfg.executor.max_in_flight,
         )

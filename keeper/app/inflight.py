@@ -1,79 +1,60 @@
-"""The liquidation in flight and each account's back-off, shared by the execute and backrun
+"""The liquidations in flight and each account's back-off, shared by the execute and backrun
 tasks so that neither liquidates an account the other is liquidating or just liquidated."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Collection, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 
 from keeper.exec.tx import Status, TxOutcome
 
+BACKOFF_SECONDS = 2.0  # time back-off of the first failure; doubles like the block one
+
 
 @dataclass(frozen=True, slots=True)
 class _Cooldown:
-    """When an account may be tried again: not before a scan at ``retry_at``."""
+    """When an account may be tried again: on a scan at ``retry_at`` or, on a quiet chain,
+    once the clock reaches ``retry_time``, whichever comes first."""
 
     retry_at: int
     failures: int = 0
     not_before: int | None = None  # a known time it waits for (block timestamp), if any
+    retry_time: float | None = None
 
 
-class Lane:
-    """One transaction in flight for the account, and when each candidate is due again.
+class Backoff:
+    """When each candidate is due again (see ``Lane``); ``clock`` is monotonic seconds."""
 
-    The lane is held for the whole life of a liquidation (the sender's nonce lease would
-    serialise two of them too, but a backrun must not wait behind a liquidation: by then its
-    block is gone). An account is due again from a scan of the block that mined our
-    liquidation of it (never while it is in flight, never on a stale view); one that was not
-    liquidated waits 1, 2, 4 ... blocks, up to ``backoff_max_blocks``. One that waits for a
-    known time (a liquidation grace period) does not back off: it is due on every new block,
-    since the planner, which knows each block's timestamp, is what holds it until that time,
-    and a back-off would miss the first block after it.
-    """
-
-    def __init__(self, backoff_max_blocks: int) -> None:
+    def __init__(self, backoff_max_blocks: int, backoff_seconds: float,
+                 clock: Callable[[], float]) -> None:
         self.backoff_max_blocks = backoff_max_blocks
-        self.user: str | None = None  # whose liquidation is in flight
-        self._lock = asyncio.Lock()
+        self.backoff_seconds = backoff_seconds
+        self.clock = clock
         self._cooldowns: dict[str, _Cooldown] = {}
-
-    @property
-    def busy(self) -> bool:
-        return self._lock.locked()
-
-    @contextlib.asynccontextmanager
-    async def held(self) -> AsyncIterator[None]:
-        """Hold the lane (wait for it when busy)."""
-        async with self._lock:
-            yield
-
-    async def idle(self) -> None:
-        """Return once nothing is in flight."""
-        async with self._lock:
-            return
-
-    @contextlib.contextmanager
-    def flying(self, user: str) -> Iterator[None]:
-        """Mark ``user``'s liquidation as the one in flight (for the drain and the logs)."""
-        self.user = user
-        try:
-            yield
-        finally:
-            self.user = None
 
     def due(self, user: str, block: int) -> bool:
         """May ``user`` be tried on a scan of ``block``?"""
         cooldown = self._cooldowns.get(user)
-        return cooldown is None or block >= cooldown.retry_at
+        return (cooldown is None or block >= cooldown.retry_at
+                or (cooldown.retry_time is not None and self.clock() >= cooldown.retry_time))
+
+    def next_retry_time(self, users: Collection[str]) -> float | None:
+        """The earliest clock time one of ``users`` comes due by time alone (None: none
+        waits by time)."""
+        times = [c.retry_time for u in users if (c := self._cooldowns.get(u)) is not None
+                 and c.retry_time is not None]
+        return min(times, default=None)
 
     def back_off(self, user: str, block: int) -> None:
         """``user`` was not liquidated at ``block``: wait twice as long as last time."""
         previous = self._cooldowns.get(user)
         failures = (previous.failures if previous else 0) + 1
         wait = min(2 ** (failures - 1), self.backoff_max_blocks)
-        self._cooldowns[user] = _Cooldown(retry_at=block + wait, failures=failures)
+        self._cooldowns[user] = _Cooldown(retry_at=block + wait, failures=failures,
+                                          retry_time=self.clock() + wait * self.backoff_seconds)
 
     def wait_for(self, user: str, block: int, not_before: int) -> None:
         """``user`` cannot be liquidated before the block stamped ``not_before``: due again on
@@ -121,3 +102,90 @@ class Lane:
     def keep_only(self, users: Collection[str]) -> None:
         """Forget the back-off of accounts that are no longer liquidatable."""
         self._cooldowns = {u: c for u, c in self._cooldowns.items() if u in users}
+
+
+class Lane(Backoff):
+    """Up to ``max_in_flight`` liquidations in flight, never two for one account, and when
+    each candidate is due again.
+
+    The execute task starts one flight per account (``flying``); a backrun holds the lane
+    exclusively (``held``: no new flight starts meanwhile, and it only runs when none is in
+    flight, since by the time it waited behind one its block is gone). An account is due
+    again from a scan of the block that mined our liquidation of it (never while it is in
+    flight, never on a stale view); one that was not liquidated waits 1, 2, 4 ... blocks, up
+    to ``backoff_max_blocks``, or as many times ``backoff_seconds`` if no block comes
+    (a quiet chain strands nothing). One that waits for a known time (a liquidation grace
+    period) does not back off: it is due on every new block, since the planner, which knows
+    each block's timestamp, is what holds it until that time, and a back-off would miss the
+    first block after it.
+    """
+
+    def __init__(self, backoff_max_blocks: int, *, max_in_flight: int = 1,
+                 backoff_seconds: float = BACKOFF_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(backoff_max_blocks, backoff_seconds, clock)
+        self.max_in_flight = max(1, max_in_flight)
+        self._flying: dict[str, None] = {}  # accounts in flight, oldest first
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()  # a flight ended (a slot, an account, the drain)
+        self.ends = 0  # flights ended so far
+
+    @property
+    def user(self) -> str | None:
+        """The oldest account in flight (for the drain and the logs)."""
+        return next(iter(self._flying), None)
+
+    @property
+    def busy(self) -> bool:
+        """Something is in flight, or a backrun holds the lane."""
+        return self._lock.locked() or bool(self._flying)
+
+    @property
+    def full(self) -> bool:
+        """No new flight may start: all slots taken, or a backrun holds the lane."""
+        return self._lock.locked() or len(self._flying) >= self.max_in_flight
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """Hold the lane exclusively (wait for it when a backrun holds it)."""
+        async with self._lock:
+            yield
+
+    async def idle(self) -> None:
+        """Return once nothing is in flight and nobody holds the lane."""
+        while True:
+            async with self._lock:
+                if not self._flying:
+                    return
+                ends = self.ends
+            await self.wait_ended(ends)
+
+    async def wait_ended(self, ends: int) -> None:
+        """Return once more than ``ends`` flights have ended."""
+        while self.ends <= ends:
+            self._changed.clear()
+            await self._changed.wait()
+
+    def take(self, user: str) -> None:
+        """Mark ``user``'s liquidation in flight (one per account); ``drop`` ends it."""
+        if user in self._flying:
+            raise RuntimeError(f"a liquidation of {user} is in flight already")
+        self._flying[user] = None
+
+    def drop(self, user: str) -> None:
+        if self._flying.pop(user, 0) is None:
+            self.ends += 1
+            self._changed.set()
+
+    @contextlib.contextmanager
+    def flying(self, user: str) -> Iterator[None]:
+        """Mark ``user``'s liquidation as in flight for the block's length."""
+        self.take(user)
+        try:
+            yield
+        finally:
+            self.drop(user)
+
+    def due(self, user: str, block: int) -> bool:
+        """May ``user`` be tried on a scan of ``block``? Never while it is in flight."""
+        return user not in self._flying and super().due(user, block)

@@ -9,6 +9,8 @@ from keeper.exec.executor import Execution
 from keeper.exec.tx import Status
 from keeper.protocols.erc20 import decode_symbol, symbol_call
 
+BUDGET_REFUSAL = "gas budget exhausted"  # keeper.exec.guards' refusal message starts so
+
 
 async def asset_symbols(keeper: Keeper, assets: set[str]) -> dict[str, str]:
     """asset -> symbol for a report: the target's where known (the devnet's manifest), else
@@ -75,4 +77,10 @@ def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool
                      f"{gas or 0:>9,}  {route:24s} {tail}")
     lines.append(f"{len(results)} liquidatable account(s): {mined} liquidated, "
                  f"{len(results) - mined} not" + (" (dry run: nothing signed or sent)" if dry_run else ""))
+    budget = [r for r in results if r.outcome is not None
+              and r.outcome.reason.startswith(BUDGET_REFUSAL)]
+    if budget:
+        # Said on stdout, not only in the logs: a user must see that the pass stopped short.
+        lines.append(f"stopped on the hourly gas budget: {len(budget)} account(s) not sent "
+                     "(raise executor.gas_budget_per_hour_eth to let a crash through)")
     return "\n".join(lines)

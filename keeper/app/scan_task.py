@@ -4,6 +4,7 @@ the confirmed candidates replace the previous list (``Candidates``)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import NoReturn
 
 from prometheus_client import Counter
@@ -22,6 +23,15 @@ from keeper.protocols.aave_v3.book import BlockUpdate
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """When an account was first flagged, and when the block it was flagged on arrived (both
+    event-loop time): the starts of the flag→send and block→send histograms."""
+
+    flagged_at: float
+    block_seen_at: float
+
+
 class Candidates:
     """The newest scan's confirmed candidates; a newer scan replaces an older one."""
 
@@ -29,13 +39,25 @@ class Candidates:
         self.block = -1
         self.items: tuple[LiquidatableAccount, ...] = ()
         self.scans = 0  # puts so far: after a rollback a newer scan has a *lower* block
+        self.seen: dict[str, Seen] = {}  # since when each candidate is one
         self._changed = asyncio.Event()
 
-    def put(self, block: int, items: list[LiquidatableAccount]) -> None:
+    def put(self, block: int, items: list[LiquidatableAccount],
+            arrived_at: float | None = None) -> None:
+        """The scan of ``block`` (whose oldest unscanned block arrived at ``arrived_at``)."""
+        now = asyncio.get_running_loop().time()
+        seen = {}
+        for c in items:
+            seen[c.user] = self.seen.get(c.user) or Seen(now, arrived_at if arrived_at else now)
+        self.seen = seen
         self.block = block
         self.items = tuple(items)
         self.scans += 1
         self._changed.set()
+
+    def forget(self, user: str) -> None:
+        """``user`` was liquidated: if it is still a candidate later, it counts from then."""
+        self.seen.pop(user, None)
 
     async def wait_newer(self, scans: int) -> None:
         """Return once a scan after the ``scans``-th has been put."""
@@ -62,6 +84,9 @@ class ScanTask:
             namespace="keeper", registry=keeper.metrics.registry)
         self.scanner: HealthScanner | None = None
         self.touched: set[str] = set()
+        self.arrived_at: float | None = None  # the oldest block not scanned yet came then
+        self._arrivals: dict[int, float] = {}  # block → when the sync applied it
+        keeper.sync.on_update(self._arrived)
         self.rebuild = True
         self.scans = 0  # finished scans (progress, for the restart back-off)
         self._mismatches_seen = 0  # of the current scanner's cumulative stats
@@ -115,7 +140,19 @@ class ScanTask:
         while not self.updates.empty():
             self._merge(self.updates.get_nowait())
 
+    def _arrived(self, update: BlockUpdate) -> None:
+        """Called by the sync as it applies each block: when it arrived, for the latency
+        from the block that made an account liquidatable to our send."""
+        if not update.rollback:
+            self._arrivals[update.block.number] = asyncio.get_running_loop().time()
+
     def _merge(self, update: BlockUpdate) -> None:
+        arrived = self._arrivals.pop(update.block.number, None)
+        if self.arrived_at is None and not update.rollback:
+            self.arrived_at = arrived if arrived is not None \
+                else asyncio.get_running_loop().time()
+        if len(self._arrivals) > 1_000:  # rolled-back numbers never merged: forget them
+            self._arrivals.clear()
         self.touched |= update.touched_users
         self.rebuild |= update.market_changed
         if update.rollback:
@@ -156,6 +193,7 @@ class ScanTask:
             log.info("liquidatable_accounts", block=block, confirmed=len(found),
                      users=[c.user for c in found[:10]])
         self.lane.keep_only({c.user for c in found})
-        self.candidates.put(block, found)
+        self.candidates.put(block, found, self.arrived_at)
+        self.arrived_at = None
         self.readiness.scanned(block)
         return scanner

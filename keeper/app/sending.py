@@ -1,10 +1,12 @@
-"""The daemon's two sending tasks: *execute* liquidates the best due candidate of the newest
-scan; *backrun* liquidates right behind a pending oracle update. Both go through one ``Lane``
-(one transaction in flight, one back-off per account) and one task boundary (``attempt``)."""
+"""The daemon's two sending tasks: *execute* liquidates every due candidate of the newest
+scan, several in flight at once; *backrun* liquidates right behind a pending oracle update.
+Both go through one ``Lane`` (never two flights for one account, one back-off per account) and
+one task boundary (``guarded``)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
@@ -15,11 +17,15 @@ from keeper.app.scan_task import Candidates
 from keeper.app.supervise import Supervisor
 from keeper.chain.reorg import block_gone
 from keeper.chain.ws import WsRpc
+from keeper.domain.account import Market
+from keeper.domain.plan import Plan, Rejection
 from keeper.errors import KeeperError, RpcError
 from keeper.exec.backrun import behind
 from keeper.exec.executor import Execution
+from keeper.exec.order import SendOrder, Turn
 from keeper.obs.logging import get_logger
 from keeper.pipeline.backrun import Backrunner, OracleUpdate, PendingOracleWatcher
+from keeper.pipeline.plan_round import PlanRound
 from keeper.pipeline.scan import LiquidatableAccount
 from keeper.protocols.aave_v3.book import PositionBook
 
@@ -43,60 +49,162 @@ class Sending:
         """``send`` with ``user`` marked in flight; when it fails (the node, or anything else
         at ``task``'s boundary) the account backs off and None is returned."""
         with self.lane.flying(user):
-            try:
-                return await send()
-            except KeeperError as exc:
-                if block_gone(exc):  # a reorg or a restore under the plan: planned again
-                    log.info("liquidation_block_gone", task=task, user=user, error=str(exc))
-                elif isinstance(exc, RpcError):
-                    self.keeper.metrics.rpc_errors.labels(method=rpc_method).inc()
-                    log.warning("liquidation_node_unreachable", task=task, user=user,
-                                error=str(exc))
-                else:
-                    self.supervisor.failed(task, exc, user=user)
-            except Exception as exc:  # a task boundary
+            return await self.guarded(task, user, block, send, rpc_method=rpc_method)
+
+    async def guarded(self, task: str, user: str, block: int,
+                      send: Callable[[], Awaitable[Execution]], *,
+                      rpc_method: str) -> Execution | None:
+        """``send`` behind ``task``'s boundary (the caller marks ``user`` in flight)."""
+        try:
+            return await send()
+        except KeeperError as exc:
+            if block_gone(exc):  # a reorg or a restore under the plan: planned again
+                log.info("liquidation_block_gone", task=task, user=user, error=str(exc))
+            elif isinstance(exc, RpcError):
+                self.keeper.metrics.rpc_errors.labels(method=rpc_method).inc()
+                log.warning("liquidation_node_unreachable", task=task, user=user,
+                            error=str(exc))
+            else:
                 self.supervisor.failed(task, exc, user=user)
+        except Exception as exc:  # a task boundary
+            self.supervisor.failed(task, exc, user=user)
         self.lane.back_off(user, block)
         return None
 
 
 class ExecuteTask:
-    """Liquidates the best candidate that is due, one at a time (one nonce lane). Accounts the
-    close factor leaves under HF 1 are liquidated again on later blocks for as long as that
-    pays (see ``Lane``)."""
+    """Liquidates every due candidate of the newest scan, best first, up to the lane's
+    ``max_in_flight`` at once with consecutive nonces: each is planned in turn (in one
+    ``PlanRound`` per block, so liquidations selling into the same pool are planned on the
+    state the previous leaves), then prepared and sent in its own flight, without waiting for
+    the previous one's receipt. Accounts the close factor leaves under HF 1 are liquidated
+    again on later blocks for as long as that pays (see ``Lane``)."""
 
     def __init__(self, sending: Sending) -> None:
         self.sending = sending
         self.lane = sending.lane
+        self.flights: set[asyncio.Task[None]] = set()
+        self.in_flight: dict[str, Plan] = {}  # the plans of the flights in the air
+        self.order = SendOrder()  # nonces are taken in planning order
+        self._round: PlanRound | None = None
 
     async def run(self) -> None:
         if self.sending.keeper.executor is None:
             await asyncio.Event().wait()  # scan only: nothing to execute, ever
         candidates = self.sending.candidates
-        while not self.sending.stopping():
-            block, items, scans = candidates.block, candidates.items, candidates.scans
-            candidate = next((c for c in items if self.lane.due(c.user, block)), None)
-            if candidate is None:
-                await candidates.wait_newer(scans)
-                continue
-            async with self.lane.held():
-                # A backrun may have taken the lane meanwhile and liquidated this account.
-                if self.sending.stopping() or not self.lane.due(candidate.user, block):
+        try:
+            while True:
+                if self.sending.stopping():
+                    # The drain waits for the flights in the air; they end on their own.
+                    await asyncio.Event().wait()
+                block, items, scans = candidates.block, candidates.items, candidates.scans
+                ends = self.lane.ends
+                due = self._in_turn([c for c in items if self.lane.due(c.user, block)])
+                if due and not self.lane.full:
+                    await self._plan_and_send(due, block)
                     continue
-                await self._liquidate(candidate, block)
+                await self._wait(scans, ends, [c.user for c in items])
+        finally:
+            for flight in list(self.flights):
+                flight.cancel()
 
-    async def _liquidate(self, candidate: LiquidatableAccount, block: int) -> None:
-        user = candidate.user
+    async def _wait(self, scans: int, ends: int, users: list[str]) -> None:
+        """Until a newer scan, a flight's end (a slot, an account due again), or the time an
+        account backing off comes due on a quiet chain."""
+        retry = self.lane.next_retry_time(users)
+        timeout = None if retry is None else max(retry - self.lane.clock(), 0.0) + 0.001
+        waits = {asyncio.ensure_future(self.sending.candidates.wait_newer(scans)),
+                 asyncio.ensure_future(self.lane.wait_ended(ends))}
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    def _in_turn(self, due: list[LiquidatableAccount]) -> list[LiquidatableAccount]:
+        """First come, first served: the accounts flagged longest ago first (best first among
+        those flagged together), so an account the close factor left under 1, flagged anew
+        after our liquidation of it, waits behind the crash's first liquidations."""
+        seen = self.sending.candidates.seen
+        return sorted(due, key=lambda c: s.flagged_at if (s := seen.get(c.user)) else 0.0)
+
+    def _round_for(self, block: int) -> PlanRound:
+        if self._round is None or self._round.block != block:
+            self._round = PlanRound(block, list(self.in_flight.values()))
+        return self._round
+
+    async def _plan_and_send(self, due: list[LiquidatableAccount], block: int) -> None:
+        """Plan the due candidates in order and start a flight for each plan, while slots
+        are free (a backrun holding the lane also stops the round)."""
         keeper = self.sending.keeper
-        execution = await self.sending.attempt(
-            "execute", user, block, lambda: steps.liquidate(keeper, candidate),
-            rpc_method="liquidate")
+        round_ = self._round_for(block)
+        market = keeper.sync.book.market()
+        loop = asyncio.get_running_loop()
+        for candidate in due:
+            user = candidate.user
+            if self.sending.stopping() or self.lane.full:
+                return
+            if not self.lane.due(user, block):
+                continue
+            detected = loop.time()
+            self.lane.take(user)
+            verdict = await self.sending.guarded(
+                "execute", user, block, functools.partial(self._planned, user, market, round_),
+                rpc_method="plan")
+            if verdict is None or verdict.plan is None:
+                self.lane.drop(user)
+                if verdict is not None:
+                    waits = verdict.rejection.not_before if verdict.rejection else None
+                    self.lane.settle(user, block, None, not_before=waits)
+                continue
+            self.in_flight[user] = verdict.plan
+            flight = asyncio.create_task(
+                self._fly(verdict.plan, market, block, detected, self.order.turn()),
+                name=f"liquidate {user}")
+            self.flights.add(flight)
+            flight.add_done_callback(self.flights.discard)
+            # Plans of one round often need no read (the round has them): without a yield the
+            # round would plan everyone before the first flight even traced its gas.
+            await asyncio.sleep(0)
+
+    async def _planned(self, user: str, market: Market, round_: PlanRound) -> Execution:
+        verdict = await steps.plan(self.sending.keeper, user, market, round_)
+        if isinstance(verdict, Rejection):
+            return Execution(user, rejection=verdict)
+        return Execution(user, plan=verdict)
+
+    async def _fly(self, plan: Plan, market: Market, block: int, detected: float,
+                   turn: Turn) -> None:
+        """Prepare and send ``plan`` and see it through; the account is in flight till then."""
+        user = plan.user
+        keeper = self.sending.keeper
+        executor = keeper.executor
+        assert executor is not None
+        seen = self.sending.candidates.seen.get(user)
+
+        async def send() -> Execution:
+            assert executor is not None
+            prepared = await executor.prepare(
+                plan, market, detected_at=detected,
+                flagged_at=seen.flagged_at if seen else None,
+                block_seen_at=seen.block_seen_at if seen else None, turn=turn)
+            if self.sending.stopping():
+                return Execution(user)  # planned before the signal: no new liquidation starts
+            return await executor.send(prepared)
+
+        try:
+            execution = await self.sending.guarded("execute", user, block, send,
+                                                   rpc_method="liquidate")
+        finally:
+            turn.done()  # if it never reached its claim, the next ones must not wait for it
+            self.in_flight.pop(user, None)
+            self.lane.drop(user)
         if execution is None:
             return
         self.sending.supervisor.succeeded("execute")
-        waits = execution.rejection.not_before if execution.rejection is not None else None
-        mined = self.lane.settle(user, block, execution.outcome, not_before=waits)
+        mined = self.lane.settle(user, block, execution.outcome)
         if mined is not None and execution.outcome is not None:
+            self.sending.candidates.forget(user)
             log.info("liquidated", user=user, tx_hash=execution.outcome.tx_hash, block=mined,
                      realised_net_usd=(execution.realised_net_usd or 0) / 1e8)
 

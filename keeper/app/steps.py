@@ -1,13 +1,15 @@
-"""The two steps every pass takes, shared by ``run_once`` and the daemon: find the confirmed
-liquidatable accounts, and liquidate one of them."""
+"""The steps every pass takes, shared by ``run_once`` and the daemon: find the confirmed
+liquidatable accounts, plan one of them, and liquidate it."""
 
 from __future__ import annotations
 
 import time
 
 from keeper.app.root import Keeper
-from keeper.domain.plan import Rejection
+from keeper.domain.account import Market
+from keeper.domain.plan import Plan, Rejection
 from keeper.exec.executor import Execution
+from keeper.pipeline.plan_round import PlanRound
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 
 
@@ -39,3 +41,10 @@ async def liquidate(keeper: Keeper, candidate: LiquidatableAccount) -> Execution
         return Execution(candidate.user, rejection=plan)
     return await keeper.executor.send(
         await keeper.executor.prepare(plan, market, detected_at=detected))
+
+
+async def plan(keeper: Keeper, user: str, market: Market, round_: PlanRound) -> Plan | Rejection:
+    """Plan ``user`` on the book's account and ``market``, in ``round_`` (the block's shared
+    reads, and the pools and funding our earlier plans of the block leave)."""
+    assert keeper.planner is not None
+    return await keeper.planner.plan(user, keeper.sync.book.account(user), market, round_=round_)

@@ -16,6 +16,7 @@ from keeper.chain.rpc import JsonRpc
 from keeper.domain.account import Market
 from keeper.domain.plan import Plan, Rejection
 from keeper.errors import ExecutionReverted, RpcError, RpcResponseError
+from keeper.exec.order import Turn
 from keeper.exec.sender import Sender
 from keeper.exec.tx import Status, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
@@ -88,13 +89,17 @@ class LiquidationExecutor:
         self.block_time = block_time
 
     async def prepare(self, plan: Plan, market: Market, *, detected_at: float | None = None,
-                      trace_gas: bool = True) -> Prepared:
+                      trace_gas: bool = True, flagged_at: float | None = None,
+                      block_seen_at: float | None = None, turn: Turn | None = None) -> Prepared:
         """The request that carries ``plan`` out, with its gas predicted.
 
         ``market`` is the view the plan was made on (the book's, or one with prices the chain
         has not seen yet: a pending oracle update, when ``trace_gas=False``, since a trace at
         the head would run without the new price and revert; the sender's simulation measures
-        the gas instead). ``detected_at`` (event-loop time) feeds the reaction histogram.
+        the gas instead). ``detected_at``, ``flagged_at`` and ``block_seen_at`` (event-loop
+        time: planning began, the scanner first flagged the account, the block it was flagged
+        on arrived) feed the latency histograms. ``turn`` orders its nonce among the plans
+        made with it (``keeper.exec.order``).
         """
         predicted_gas, traced = await self._predict_gas(plan) if trace_gas \
             else (plan.gas_estimate, False)
@@ -109,6 +114,9 @@ class LiquidationExecutor:
             known_gas=predicted_gas if traced else None,
             label=f"liquidate {plan.user}",
             detected_at=detected_at,
+            flagged_at=flagged_at,
+            block_seen_at=block_seen_at,
+            turn=turn,
         )
         log.info("liquidation_planned", user=plan.user, collateral=plan.collateral_asset,
                  debt=plan.debt_asset, debt_to_cover=plan.debt_to_cover,
@@ -166,8 +174,11 @@ class LiquidationExecutor:
         receipt. A node that refuses block overrides gets the plain trace.
         """
         tx = {"from": self.owner, "to": plan.liquidator, "data": "0x" + plan.calldata.hex()}
-        at_plan_time = {"tracer": "callTracer", "blockOverrides": {"time": hex(plan.timestamp)}}
-        for options in (at_plan_time, {"tracer": "callTracer"}):
+        # The top call alone: its gasUsed is all we read, and the nested frames of a flash
+        # loan and a swap are tens of kilobytes to send and decode on the hot path.
+        top = {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}
+        at_plan_time = top | {"blockOverrides": {"time": hex(plan.timestamp)}}
+        for options in (at_plan_time, top, {"tracer": "callTracer"}):
             try:
                 trace = await self.rpc.call("debug_traceCall", [tx, "latest", options])
             except Exception as exc:  # tracing is optional on real nodes

@@ -24,6 +24,8 @@ class Flight:
     current: SignedTx | None = None
     current_fees: Fees | None = None
     sent_block: int = 0
+    # The last head this flight's watch looked at (at first the number it was sent at).
+    seen_head: tuple[int, str] = (-1, "")
     cancel_hash: str | None = None
     receipt: dict[str, Any] | None = None
     reorgs: int = 0

@@ -1,8 +1,13 @@
 """One nonce manager per account: a single writer, the node as the source of truth on doubt.
 
-The executor keeps at most one transaction in flight per account, so the manager is a lock
-plus a counter: ``lease()`` holds the lock for the whole life of a transaction (send, replace,
-receipt) and yields the nonce to use. Leaving the lease after ``mark_used()`` moves the counter
+Several transactions of the account may be in flight at once, with consecutive nonces:
+``claim()`` holds the *send lock* only while one transaction is signed and handed out, and
+moves the counter on only when the node took it. A send the node rejects therefore leaves no
+gap: no later nonce was handed out meanwhile, and the next claim takes the same nonce again
+(re-sequencing by construction). ``release()`` ends a flight (mined, cancelled, dropped); one
+that ends with its nonce sent but not used, below other flights, is reported as a possible gap
+for the sender to fill with a cancel. ``lease()`` is the older whole-life form: it holds the
+lock for the whole life of a transaction (send, replace, receipt) and yields the nonce to use. Leaving the lease after ``mark_used()`` moves the counter
 on; leaving it with nothing sent keeps it; leaving it after ``mark_sent()`` without
 ``mark_used()``, or on an exception, forgets the counter so the next lease asks the node again
 (``eth_getTransactionCount(address, "pending")``): we no longer know whether the node holds our
@@ -23,6 +28,9 @@ from dataclasses import dataclass
 
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import hex_to_int
+from keeper.obs.logging import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -32,6 +40,8 @@ class NonceLease:
     nonce: int
     sent: bool = False
     used: bool = False
+    uncertain: bool = False  # handed out, but the transport failed: the node may not hold it
+    rollbacks: int = 0  # the manager's rollback count when it was claimed
 
     def mark_sent(self) -> None:
         """Something with this nonce was handed to a node or relay (it may be mined later)."""
@@ -52,11 +62,17 @@ class NonceManager:
         self._lock = asyncio.Lock()
         self._next: int | None = None
         self._rollbacks = 0  # rollbacks seen; a lease open across one forgets its counter
+        self._outstanding: dict[int, NonceLease] = {}  # claimed, handed out, not released
 
     @property
     def busy(self) -> bool:
         """True while a transaction of this account is in flight."""
-        return self._lock.locked()
+        return self._lock.locked() or bool(self._outstanding)
+
+    @property
+    def outstanding(self) -> list[int]:
+        """The nonces of the flights handed out and not released yet, lowest first."""
+        return sorted(self._outstanding)
 
     async def node_nonce(self, block: str = "pending") -> int:
         """The node's transaction count for the account at ``block``."""
@@ -89,6 +105,58 @@ class NonceManager:
     def invalidate(self) -> None:
         """Ask the node before the next lease."""
         self._next = None
+
+    def _reconcile(self, counter: int, chain: int) -> int:
+        """The nonce to send at, given the chain's next nonce read just before the claim."""
+        if chain > counter:
+            # Something not counted here used our nonces (another process on this key).
+            log.warning("nonce_moved_to_chain", counter=counter, chain=chain)
+            return chain
+        if chain < counter and not any(chain <= n < counter for n in self._outstanding):
+            # Nothing of ours covers [chain, counter): a rollback not reported yet. Sending
+            # at the counter would wait behind a gap that no transaction will fill.
+            log.warning("nonce_moved_to_chain", counter=counter, chain=chain)
+            return chain
+        return counter
+
+    @asynccontextmanager
+    async def claim(self, chain_nonce: int | None = None) -> AsyncIterator[NonceLease]:
+        """The next nonce, for one send: the send lock is held only until the block ends.
+
+        Mark the lease sent once the node took the transaction: the counter then moves on
+        and the lease stays outstanding until ``release``. Left unsent (the node refused it,
+        or nothing was sent), the counter stays, so the next claim takes the same nonce.
+        ``chain_nonce`` (the node's count, read alongside the simulation) corrects a counter
+        a rollback or a foreign sender left wrong.
+        """
+        async with self._lock:
+            nonce = self._next if self._next is not None else await self.resync()
+            if chain_nonce is not None:
+                nonce = self._reconcile(nonce, chain_nonce)
+            lease = NonceLease(nonce, rollbacks=self._rollbacks)
+            try:
+                yield lease
+            except BaseException:
+                self._next = None
+                raise
+            if lease.sent:
+                self._outstanding[lease.nonce] = lease
+                self._next = None if lease.uncertain else lease.nonce + 1
+            else:
+                self._next = lease.nonce
+
+    def release(self, lease: NonceLease) -> bool:
+        """The flight of ``lease`` is over. True when its nonce was handed out and not used
+        while later nonces of ours are in flight: they wait behind it, so the caller fills
+        the nonce (a cancel) unless the node still holds something for it."""
+        self._outstanding.pop(lease.nonce, None)
+        if lease.rollbacks != self._rollbacks:
+            self._next = None  # what it saw mined may have been rolled back since
+            return False
+        if lease.used or not lease.sent:
+            return False
+        self._next = None  # the node knows whether it holds the nonce; ask it next time
+        return any(n > lease.nonce for n in self._outstanding)
 
     @asynccontextmanager
     async def lease(self) -> AsyncIterator[NonceLease]:

@@ -33,6 +33,7 @@ class ChainReads:
         self.poll_interval = poll_interval
         self._new_head = asyncio.Event()
         self.last_head: tuple[int, str] | None = None
+        self._head_read: asyncio.Future[tuple[int, str]] | None = None
 
     def notify_head(self) -> None:
         """A new head arrived: wake ``next_head`` now instead of at its next poll."""
@@ -46,26 +47,41 @@ class ChainReads:
             self.metrics.rpc_errors.labels("batch").inc()
             raise
 
-    async def next_head(self, deadline: float) -> tuple[int, str] | None:
-        """Wait for a head that differs (number or hash) from the last one; None at deadline."""
+    async def next_head(self, deadline: float, since: tuple[int, str] | None = None,
+                        ) -> tuple[int, str] | None:
+        """Wait for a head that differs (number or hash) from ``since`` (by default the last
+        one any caller saw; a caller among several in flight passes its own; a ``since``
+        with an empty hash compares the number only); None at deadline."""
         loop = asyncio.get_running_loop()
         while loop.time() < deadline:
             self._new_head.clear()
             try:
-                block = await self.rpc.call("eth_getBlockByNumber", ["latest", False],
-                                            timeout=self.timeout)
-                head = (hex_to_int(block["number"], "number"), str(block["hash"]))
+                head = await self._read_head()
             except RpcError as exc:
                 self.metrics.rpc_errors.labels("eth_getBlockByNumber").inc()
                 log.warning("head_poll_failed", error=str(exc))
                 head = self.last_head or (0, "")
-            if head != self.last_head:
+            seen = self.last_head if since is None else since
+            # A hash left empty: only the number is known (the head a request was sent at).
+            if (head[0] != seen[0] if seen is not None and not seen[1] else head != seen):
                 self.last_head = head
                 return head
             wait = min(self.poll_interval, max(deadline - loop.time(), 0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new_head.wait(), wait)
         return None
+
+    async def _read_head(self) -> tuple[int, str]:
+        """The node's head. Flights watching at once share one read in the air: forty
+        liquidations in flight poll the head once, not forty times."""
+        if self._head_read is None or self._head_read.done():
+            self._head_read = asyncio.ensure_future(self._fetch_head())
+        return await asyncio.shield(self._head_read)
+
+    async def _fetch_head(self) -> tuple[int, str]:
+        block = await self.rpc.call("eth_getBlockByNumber", ["latest", False],
+                                    timeout=self.timeout)
+        return hex_to_int(block["number"], "number"), str(block["hash"])
 
     async def receipt_and_nonce(self, hashes: list[str]) -> tuple[dict[str, Any] | None, int]:
         """The receipt of whichever of ``hashes`` is included, and the mined nonce: one batch."""

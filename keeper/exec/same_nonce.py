@@ -58,6 +58,7 @@ class SameNonce:
                 flight.signed.pop(signed.tx_hash, None)
                 raise
         except RpcError as exc:
+            flight.lease.uncertain = True
             self.metrics.rpc_errors.labels("eth_sendRawTransaction").inc()
             log.warning("send_outcome_unknown", label=flight.req.label, tx_hash=signed.tx_hash,
                         error=str(exc))

@@ -49,7 +49,7 @@ from keeper.exec.admission import admit
 from keeper.exec.flight import Flight
 from keeper.exec.guards import Guards, Refusal
 from keeper.exec.keys import Signer
-from keeper.exec.nonce import NonceLease, NonceManager
+from keeper.exec.nonce import NonceManager
 from keeper.exec.reads import ChainReads
 from keeper.exec.same_nonce import SameNonce
 from keeper.exec.simulate import Simulator
@@ -140,61 +140,109 @@ class Sender:
     # ---- the one public operation ------------------------------------------------------
     async def execute(self, req: TxRequest, still_wanted: StillWanted | None = None) -> TxOutcome:
         """Simulate, and unless refused sign, send and see ``req`` through. Never raises for
-        chain-side outcomes; transport errors before the first send propagate (nothing sent)."""
+        chain-side outcomes; transport errors before the first send propagate (nothing sent).
+
+        Several calls may run at once: each holds the nonce's send lock only while it signs
+        and hands out its transaction, so they get consecutive nonces and none waits for
+        another's receipt."""
         loop = asyncio.get_running_loop()
         refusal = self.guards.refusal(0, loop.time())
         if refusal is not None:
             return self.accounting.skipped(req, refusal.code, refusal.message)
-        async with self.nonces.lease() as lease:
+        try:
             for _ in range(2):  # a second round only after a nonce error on the first send
-                outcome = await self._attempt(req, lease, still_wanted)
+                outcome = await self._attempt(req, still_wanted)
                 if outcome is not None:
                     return outcome
-                lease.nonce = await self.nonces.resync()
-                lease.sent = False
-            return self.accounting.skipped(req, "nonce", "nonce kept changing under us; giving up")
+                self.nonces.invalidate()
+        finally:
+            if req.turn is not None:
+                req.turn.done()
+        return self.accounting.skipped(req, "nonce", "nonce kept changing under us; giving up")
 
     # ---- first send --------------------------------------------------------------------
-    async def _attempt(
-        self, req: TxRequest, lease: NonceLease, still_wanted: StillWanted | None
-    ) -> TxOutcome | None:
+    async def _attempt(self, req: TxRequest, still_wanted: StillWanted | None) -> TxOutcome | None:
         """One send and its watch; None after a nonce error (the caller resyncs and retries)."""
         loop = asyncio.get_running_loop()
         # The chain's nonce, read alongside the simulation (no extra latency): a counter that
         # is ahead of it (a rollback not yet reported) would put ours behind a gap.
+        # Against the pending state, ours ahead of it included: what they do to each other's
+        # pools the planner's round has planned for, and anything else in the pool (the
+        # transactions of a keeper process killed before this one, a rival's) shows here.
         sim, (latest, pending) = await asyncio.gather(
             self.simulator.simulate(req, "pending"), self.nonces.node_nonces())
         if sim.reason is not None:
             return self.accounting.skipped(req, "simulation_reverted", f"simulation: {sim.reason}")
-        chain_nonce = max(latest, pending)
-        if chain_nonce != lease.nonce and not self.settings.dry_run:
-            log.warning("nonce_moved_to_chain", label=req.label, counter=lease.nonce,
-                        chain=chain_nonce)
-            lease.nonce = chain_nonce
         admission = admit(req, sim, self.policy, self.guards,
                           gas_margin_percent=self.settings.gas_margin_percent, now=loop.time())
         if isinstance(admission, Refusal):
             return self.accounting.skipped(req, admission.code, admission.message, gas=sim.gas)
         if self.settings.dry_run:
-            return self.accounting.would_send(req, lease.nonce, sim.gas, admission)
+            return self.accounting.would_send(req, max(latest, pending), sim.gas, admission)
 
-        flight = Flight(req, lease, sim.gas, admission.gas_limit)
-        signed = self.same.sign(req.to, req.data, req.value, lease.nonce, admission.gas_limit,
-                            admission.fees)
+        if req.turn is not None:
+            await req.turn.wait()  # the sends planned before it take their nonces first
+        async with self.nonces.claim(max(latest, pending)) as lease:
+            flight = Flight(req, lease, sim.gas, admission.gas_limit)
+            signed = self.same.sign(req.to, req.data, req.value, lease.nonce,
+                                    admission.gas_limit, admission.fees)
+            try:
+                await self.same.submit(flight, "send", signed, admission.fees,
+                                       admission.gas_limit, sim.head)
+            except RpcResponseError as exc:
+                lease.sent = False  # refused: the nonce is free for the next send, no gap
+                if is_nonce_error(exc):
+                    log.warning("nonce_rejected_resyncing", label=req.label, nonce=lease.nonce,
+                                error=exc.rpc_message)
+                    return None
+                return self.accounting.failed(flight, Status.DROPPED,
+                                              f"rejected by node: {exc.rpc_message}",
+                                              failure=not isinstance(exc, RpcError))  # transient
+        if req.turn is not None:
+            req.turn.done()
+        self._observe_send(req, loop.time())
+        flight.seen_head = (sim.head, "")  # the first look is at the next block
         try:
-            await self.same.submit(flight, "send", signed, admission.fees, admission.gas_limit,
-                               sim.head)
-        except RpcResponseError as exc:
-            if is_nonce_error(exc):
-                log.warning("nonce_rejected_resyncing", label=req.label, nonce=lease.nonce,
-                            error=exc.rpc_message)
-                return None
-            return self.accounting.failed(flight, Status.DROPPED,
-                                          f"rejected by node: {exc.rpc_message}",
-                                          failure=not isinstance(exc, RpcError))  # transient
-        if req.detected_at is not None:
-            self.metrics.detection_to_send_seconds.observe(max(loop.time() - req.detected_at, 0.0))
-        return await self._watch(flight, still_wanted)
+            return await self._watch(flight, still_wanted)
+        finally:
+            if self.nonces.release(lease):
+                await self._fill_gap(flight)
+
+    def _observe_send(self, req: TxRequest, now: float) -> None:
+        """The latency histograms, at the moment the node took the transaction."""
+        for start, histogram in ((req.detected_at, self.metrics.detection_to_send_seconds),
+                                 (req.flagged_at, self.metrics.flag_to_send_seconds),
+                                 (req.block_seen_at, self.metrics.block_to_send_seconds)):
+            if start is not None:
+                histogram.observe(max(now - start, 0.0))
+
+    async def _fill_gap(self, flight: Flight) -> None:
+        """``flight`` ended with its nonce sent but not used, below other flights of ours:
+        unless the node still holds something for it, take it with a cancel so the later
+        nonces are not stuck behind a gap."""
+        try:
+            latest, pending = await self.nonces.node_nonces()
+            held = any([await self.reads.known_to_node(h) for h in flight.signed])
+        except RpcError as exc:
+            log.warning("nonce_gap_check_failed", label=flight.req.label, error=str(exc))
+            return
+        if latest > flight.lease.nonce or held:
+            return
+        log.warning("nonce_gap_filling", label=flight.req.label, nonce=flight.lease.nonce,
+                    chain=max(latest, pending))
+        async with self.nonces.claim() as lease:
+            # The claim serialises with other sends; the cancel reuses the gap's nonce.
+            lease.nonce = flight.lease.nonce
+            gap = Flight(flight.req, lease, flight.gas, flight.gas_limit)
+            gap.current_fees = flight.current_fees
+            gap.current = flight.current
+            try:
+                await self.same.cancel(gap, self.reads.last_head[0] if self.reads.last_head
+                                       else 0, "fill a nonce gap")
+            except RpcResponseError as exc:
+                log.warning("nonce_gap_fill_refused", error=exc.rpc_message)
+            lease.sent = False  # not a flight of its own; the counter is re-read next
+        self.nonces.invalidate()
 
     # ---- watching ----------------------------------------------------------------------
     async def _watch(self, flight: Flight, still_wanted: StillWanted | None) -> TxOutcome:
@@ -202,7 +250,7 @@ class Sender:
         deadline = loop.time() + self.settings.receipt_timeout
         timed_out = False
         while True:
-            head = await self.reads.next_head(deadline)
+            head = await self.reads.next_head(deadline, since=flight.seen_head)
             if head is None:
                 if flight.receipt is not None or timed_out:
                     break
@@ -215,6 +263,7 @@ class Sender:
                 deadline = loop.time() + self.settings.poll_interval * (
                     self.settings.replace_after_blocks + 1)
                 continue
+            flight.seen_head = head
             try:
                 done = await self._on_block(flight, head[0], still_wanted)
             except RpcError as exc:
@@ -275,7 +324,8 @@ class Sender:
             flight.sent_block = head
             return None
 
-        if (still_wanted is not None and flight.cancel_hash is None
+        # Not at the head it was sent on: nothing has changed since the simulation.
+        if (still_wanted is not None and flight.cancel_hash is None and head > flight.sent_block
                 and not await self._wanted(flight, head, still_wanted)):
             # A node may answer "latest" from the block it is mining, with ours already in
             # it: look once more before paying for a cancel that can only be refused.

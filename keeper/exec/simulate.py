@@ -64,12 +64,18 @@ class Simulator:
                 "eth_call", [call | {"gas": hex(req.gas_limit)}, block])
         else:
             gas_check = ("eth_estimateGas", [call, block])
-        ret, est, pending, balance = await self.reads.batch([
-            ("eth_call", [call, block]),
+        reads: list[tuple[str, list[Any]]] = [
             gas_check,
             ("eth_getBlockByNumber", ["pending", False]),
             ("eth_getBalance", [self.address, block]),
-        ])
+        ]
+        if gas_check[0] == "eth_call":
+            # The call at the traced limit is the call itself: one execution, not two.
+            est, pending, balance = await self.reads.batch(reads)
+            ret = est
+        else:
+            ret, est, pending, balance = await self.reads.batch([("eth_call", [call, block]),
+                                                                 *reads])
         for r in (pending, balance):
             if isinstance(r, Exception):
                 raise r

@@ -6,11 +6,12 @@ Frozen dataclasses only; the state machine that produces them is ``keeper.exec.s
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from keeper.chain.types import PendingTx
 from keeper.domain.fees import Fees
+from keeper.exec.order import Turn
 
 
 class Status(StrEnum):
@@ -38,6 +39,10 @@ class TxRequest:
     value: int = 0
     label: str = ""
     detected_at: float | None = None
+    flagged_at: float | None = None
+    """When the scanner first flagged the account (event-loop time): flag→send histogram."""
+    block_seen_at: float | None = None
+    """When the block that made the account liquidatable arrived: block→send histogram."""
     known_gas: int | None = None
     """Gas the transaction uses, when the caller already traced it exactly. The simulation
     then checks the call at ``gas_limit`` (catching an out-of-gas) instead of running
@@ -47,6 +52,8 @@ class TxRequest:
     with ``eth_simulateV1`` while ``after`` is not mined."""
     exact_fees: Fees | None = None
     """Bid exactly these on the first send instead of the policy's share of the profit."""
+    turn: Turn | None = field(default=None, compare=False)
+    """Its place among sends planned together: the nonce is claimed in that order."""
 
 
 @dataclass(frozen=True, slots=True)

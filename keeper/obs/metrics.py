@@ -23,10 +23,12 @@ build their own and read values back with ``Metrics.value``. Names are prefixed 
 | circuit_breaker_open | Gauge | | sender, 1 when open |
 | sending_halted | Gauge | reason (kill_switch/circuit_breaker/gas_budget) | daemon, 1 while that guard halts sending |
 | rpc_errors | Counter | method, kind | the RPC pool, per transient failure (kind: connection, timeout, malformed, error_reply, not_available); task boundaries |
-| detection_to_send_seconds | Histogram | | sender, from TxRequest.detected_at to send |
 | risk_liquidatable_debt_usd | Gauge | asset, shock | risk gauges task (keeper/app/risk_task.py), every [risk] refresh_blocks |
 | risk_bad_debt_usd | Gauge | asset, shock | risk gauges task: debt no collateral backs after that shock |
 | risk_block | Gauge | | risk gauges task: the block the stress figures are of |
+| detection_to_send_seconds | Histogram | | sender, from TxRequest.detected_at (the executor picked the account and began planning it) to the node taking the tx: the hot path alone, without queueing |
+| flag_to_send_seconds | Histogram | | sender, from the scanner's first flag of the account to the send (queueing shows) |
+| block_to_send_seconds | Histogram | | sender, from the arrival of the block that made the account liquidatable (its first flag block) to the send |
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 WEI_PER_ETH = 10**18
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+# Queueing spans blocks: from milliseconds to minutes.
+_QUEUE_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 12.0, 30.0, 60.0, 120.0, 300.0)
 # Latency of reaction on a local node is milliseconds; over the internet tens to hundreds.
 _LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -106,6 +110,13 @@ class Metrics:
             ["asset", "shock"], namespace=ns, registry=r)
         self.risk_block = Gauge("risk_block", "Block of the latest stress figures",
                                 namespace=ns, registry=r)
+        self.flag_to_send_seconds = Histogram(
+            "flag_to_send_seconds", "From the scanner's first flag of an account to the send",
+            buckets=_QUEUE_BUCKETS, namespace=ns, registry=r)
+        self.block_to_send_seconds = Histogram(
+            "block_to_send_seconds",
+            "From the arrival of the block that made an account liquidatable to the send",
+            buckets=_QUEUE_BUCKETS, namespace=ns, registry=r)
 
     def rpc_error(self, method: str, exc: BaseException) -> None:
         """Count a failed call; ``kind`` from the error's class (``keeper.errors``)."""

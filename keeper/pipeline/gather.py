@@ -72,6 +72,7 @@ class Gathered:
     funding: Funding
     limits: PoolLimits = NO_LIMITS
     v3_pools: tuple[PoolSnapshot, ...] = field(default_factory=tuple)
+    header: Mapping[str, Any] | None = None  # the node's latest header it was read with
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,4 +181,5 @@ async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
         limits=decode_limits(limited, results[n_pairs:n_pairs + n_limits])
         if limited else NO_LIMITS,
         v3_pools=tuple(v3_pools),
+        header=header,
     )

@@ -11,13 +11,16 @@ from dataclasses import replace
 
 from keeper.chain.rpc import JsonRpc
 from keeper.domain.account import Market, UserAccount
-from keeper.domain.fees import FeePolicy
+from keeper.domain.fees import FeePolicy, priority_fee
 from keeper.domain.plan import GasPrice, Plan, Rejection, RejectionReason
+from keeper.domain.profit import native_to_asset
 from keeper.domain.quote import Quoter, UniswapV2Quoter
 from keeper.domain.routing import RoutingQuoter
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.pipeline.gather import Gathered, Venue, gather
+from keeper.pipeline.plan_cache import PlanCache, plan_key
+from keeper.pipeline.plan_round import PlanRound
 from keeper.pipeline.planner import PlannerConfig, plan_liquidation
 from keeper.protocols.uniswap_v2.pair import pair_address
 from keeper.protocols.uniswap_v3.pool_state import V3PoolReader
@@ -37,17 +40,37 @@ class LiquidationPlanner:
         self.metrics = metrics
         self.block_time = block_time
         self.v3_reader = V3PoolReader(rpc) if venue.uniswap_v3 is not None else None
+        self.cache = PlanCache()
 
-    async def plan(self, user: str, account: UserAccount, market: Market) -> Plan | Rejection:
+    async def plan(self, user: str, account: UserAccount, market: Market, *,
+                   round_: PlanRound | None = None) -> Plan | Rejection:
         """Plan ``user``'s liquidation on ``market`` for the next block.
 
         ``market`` may be the book's view or one with prices the chain has not seen yet (a
-        pending oracle update).
+        pending oracle update). With a ``round_`` (the daemon's, one per block) the reads are
+        shared with the round's other accounts, the plan sees the pools and funding our
+        earlier plans of the round leave, and an accepted plan is applied to the round.
+        A rejection decided on the same inputs before is returned from the cache, uncounted.
         """
-        gathered = await gather(self.rpc, self.venue, sorted(account.reserves),
-                                block_time=self.block_time, rules=self.config.rules,
-                                v3_reader=self.v3_reader)
+        assets = sorted(account.reserves)
+        gathered = round_.cached(assets) if round_ is not None else None
+        if gathered is None:
+            gathered = await gather(self.rpc, self.venue, assets,
+                                    block_time=self.block_time, rules=self.config.rules,
+                                    v3_reader=self.v3_reader)
+            if round_ is not None:
+                round_.remember(assets, gathered)
+        if round_ is not None:
+            gathered = round_.view(gathered, block_time=self.block_time)
+        key = plan_key(account, market, gathered.reserves, self._gas_price(gathered),
+                       gathered.funding, gathered.v3_pools)
+        cached = self.cache.get(user, key)
+        if cached is not None:
+            return cached
         verdict = self._decide(user, account, market, gathered)
+        self.cache.put(user, key, verdict)
+        if round_ is not None and isinstance(verdict, Plan):
+            round_.apply(verdict, gathered)
         if isinstance(verdict, Rejection):
             self.metrics.rejections.labels(reason=verdict.reason.value).inc()
             if verdict.not_before is not None:
@@ -61,17 +84,49 @@ class LiquidationPlanner:
             self.metrics.plans.inc()
         return verdict
 
+    def _gas_price(self, gathered: Gathered) -> GasPrice:
+        # The size that pays best does not depend on the tip (gas is the same for any size):
+        # search at the least tip, then price the plan at the tip the sender will bid for it
+        # (``_at_paid_tip``), not at the cap, which would refuse what pays.
+        return GasPrice(gathered.next_block.base_fee, self.fee_policy.min_priority_fee)
+
+    def _at_paid_tip(self, plan: Plan, market: Market) -> Plan | Rejection:
+        """``plan`` with its gas priced at the tip the sender will pay: the policy's share of
+        the profit per gas, within its bounds (``keeper.domain.fees.priority_fee``)."""
+        native_price = market.prices.get(self.config.native_asset, 0)
+        if native_price <= 0:
+            return plan
+        native_unit = 10**self.config.native_decimals
+        profit_native = plan.gross_profit_usd * native_unit // native_price
+        tip = priority_fee(self.fee_policy, profit_native, plan.gas_estimate)
+        extra = tip - self.fee_policy.min_priority_fee
+        if extra <= 0:
+            return plan
+        extra_usd = -(-plan.gas_estimate * extra * native_price // native_unit)  # rounded up
+        debt = market.reserve_of(plan.debt_asset).configuration.decimals
+        extra_debt = native_to_asset(plan.gas_estimate * extra, native_price=native_price,
+                                     asset_price=market.price(plan.debt_asset),
+                                     asset_decimals=debt,
+                                     native_decimals=self.config.native_decimals)
+        net_usd = plan.net_profit_usd - extra_usd
+        if net_usd < self.config.min_profit_base:
+            return Rejection(plan.user, RejectionReason.UNPROFITABLE,
+                             f"net profit {net_usd} at the tip paid ({tip} wei) < minimum "
+                             f"{self.config.min_profit_base} (USD, 8 decimals)",
+                             best_net_profit_usd=net_usd)
+        return replace(plan, gas_price=plan.gas_price + extra, gas_cost=plan.gas_cost + extra_debt,
+                       net_profit=plan.net_profit - extra_debt, net_profit_usd=net_usd)
+
     def _decide(self, user: str, account: UserAccount, market: Market,
                 gathered: Gathered) -> Plan | Rejection:
         # Interest accrues to the second: plan at the timestamp of the block that includes us.
         planned_market = replace(market, timestamp=gathered.next_block.timestamp)
         quoter = self._quoter(gathered)
-        # Decide with the most we would bid as tip: the real bid is a share of the profit and
-        # never more, so an accepted plan stays profitable at the price actually paid.
-        gas_price = GasPrice(gathered.next_block.base_fee, self.fee_policy.max_priority_fee)
+        gas_price = self._gas_price(gathered)
         try:
-            return plan_liquidation(user, account, planned_market, quoter, gas_price,
-                                    gathered.funding, self.config, gathered.limits)
+            verdict = plan_liquidation(user, account, planned_market, quoter, gas_price,
+                                       gathered.funding, self.config, gathered.limits)
+            return self._at_paid_tip(verdict, market) if isinstance(verdict, Plan) else verdict
         except Exception as exc:  # a task boundary for one candidate: log, count, go on
             log.error("planning_failed", user=user, error=f"{type(exc).__name__}: {exc}")
             return Rejection(user, RejectionReason.MISSING_DATA, f"{type(exc).__name__}: {exc}")

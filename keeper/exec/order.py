@@ -1,0 +1,55 @@
+"""The order in which sends take their nonces: the order they were planned in.
+
+Liquidations planned in one round on the pool state each previous one leaves must be mined in
+that order; consecutive nonces mine in nonce order, so a send may claim its nonce only once
+every send planned before it has claimed its own (or given up). The planning caller hands out
+a ``Turn`` per plan; the sender waits for it before its claim and ends it after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class SendOrder:
+    """Tickets in planning order; ``serving`` is the first one not done yet."""
+
+    issued: int = 0
+    serving: int = 0
+    _done: set[int] = field(default_factory=set)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def turn(self) -> Turn:
+        """The next ticket, for the plan just made."""
+        self.issued += 1
+        return Turn(self, self.issued - 1)
+
+    async def wait(self, ticket: int) -> None:
+        while self.serving < ticket:
+            self._changed.clear()
+            await self._changed.wait()
+
+    def done(self, ticket: int) -> None:
+        self._done.add(ticket)
+        while self.serving in self._done:
+            self._done.discard(self.serving)
+            self.serving += 1
+        self._changed.set()
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One send's place in its ``SendOrder``."""
+
+    order: SendOrder
+    ticket: int
+
+    async def wait(self) -> None:
+        """Return once every send planned before this one has claimed its nonce or ended."""
+        await self.order.wait(self.ticket)
+
+    def done(self) -> None:
+        """This send claimed its nonce, or will not (idempotent)."""
+        self.order.done(self.ticket)

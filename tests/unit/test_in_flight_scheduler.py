@@ -1,0 +1,207 @@
+"""Several liquidations in flight: consecutive nonces, a stuck low nonce that starves nothing,
+a rejected send in the middle that leaves no gap, never two flights for one account, slots,
+and the back-off by time that strands nothing on a quiet chain."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from keeper.app.inflight import Lane
+from keeper.app.scan_task import Candidates
+from keeper.app.sending import ExecuteTask, Sending
+from keeper.domain.plan import Rejection, RejectionReason
+from keeper.exec.executor import Execution
+from keeper.exec.nonce import NonceManager
+from keeper.exec.tx import Status, TxOutcome
+from keeper.pipeline.scan import LiquidatableAccount
+from tests.unit.test_rollback import NonceNode
+
+ME = "0x" + "aa" * 20
+
+
+# ---- nonces ----------------------------------------------------------------------------------
+
+async def _send(nonces: NonceManager, *, accepted: bool = True, chain: int | None = None) -> Any:
+    async with nonces.claim(chain) as lease:
+        if accepted:
+            lease.mark_sent()
+    return lease
+
+
+async def test_flights_get_consecutive_nonces_without_waiting_for_receipts() -> None:
+    node = NonceNode(7)
+    nonces = NonceManager(node, ME)
+    leases = await asyncio.gather(*(_send(nonces) for _ in range(5)))
+    assert sorted(lease.nonce for lease in leases) == [7, 8, 9, 10, 11]
+    assert nonces.outstanding == [7, 8, 9, 10, 11] and nonces.busy
+    assert node.reads == 2  # one resync (latest + pending), then the counter
+
+
+async def test_a_stuck_low_nonce_does_not_starve_the_rest() -> None:
+    nonces = NonceManager(NonceNode(3), ME)
+    stuck = await _send(nonces)  # never mined, never released: its flight is replacing it
+    later = [await _send(nonces, chain=4) for _ in range(3)]  # the node holds 3 in its pool
+    assert [lease.nonce for lease in later] == [4, 5, 6]
+    for lease in later:
+        lease.mark_used()
+        assert not nonces.release(lease)
+    assert nonces.outstanding == [stuck.nonce]
+
+
+async def test_a_rejected_send_in_the_middle_leaves_no_gap() -> None:
+    nonces = NonceManager(NonceNode(10), ME)
+    first = await _send(nonces)
+    refused = await _send(nonces, accepted=False)  # the node said no: nothing holds 11
+    third = await _send(nonces)
+    assert (first.nonce, refused.nonce, third.nonce) == (10, 11, 11)
+    assert nonces.outstanding == [10, 11]
+
+
+async def test_a_flight_that_ends_unused_below_others_is_a_gap_to_fill() -> None:
+    nonces = NonceManager(NonceNode(0), ME)
+    low, high = await _send(nonces), await _send(nonces)
+    assert nonces.release(low)  # dropped without its nonce used, while 1 waits behind it
+    high.mark_used()
+    assert not nonces.release(high)
+    # The next claim asks the node again (it knows whether it still holds 0).
+    assert (await _send(nonces)).nonce == 0
+
+
+async def test_a_counter_ahead_of_the_chain_with_nothing_in_flight_takes_the_chain() -> None:
+    nonces = NonceManager(NonceNode(0), ME)
+    for _ in range(3):
+        lease = await _send(nonces)
+        lease.mark_used()
+        nonces.release(lease)
+    # A rollback not reported yet: the chain is back at 1 and nothing of ours covers 1..2.
+    assert (await _send(nonces, chain=1)).nonce == 1
+    # Something else used our nonces: the chain is ahead.
+    assert (await _send(nonces, chain=9)).nonce == 9
+
+
+# ---- the lane ------------------------------------------------------------------------------
+
+def test_never_two_flights_for_one_account_and_slots_are_bounded() -> None:
+    lane = Lane(backoff_max_blocks=64, max_in_flight=2)
+    lane.take("a")
+    assert not lane.due("a", 1) and lane.due("b", 1)
+    with pytest.raises(RuntimeError):
+        lane.take("a")
+    assert not lane.full
+    lane.take("b")
+    assert lane.full and lane.busy and lane.user == "a"
+    lane.drop("a")
+    assert not lane.full and lane.due("a", 1) and lane.ends == 1
+
+
+async def test_a_backrun_holding_the_lane_stops_new_flights() -> None:
+    lane = Lane(backoff_max_blocks=64, max_in_flight=8)
+    async with lane.held():
+        assert lane.full
+    assert not lane.full
+
+
+def test_back_off_by_time_strands_nothing_on_a_quiet_chain() -> None:
+    now = [100.0]
+    lane = Lane(backoff_max_blocks=64, backoff_seconds=2.0, clock=lambda: now[0])
+    lane.back_off("a", 10)
+    lane.back_off("a", 11)  # second failure: 2 blocks or 4 seconds
+    assert not lane.due("a", 12)
+    assert lane.next_retry_time(["a", "b"]) == 104.0
+    now[0] = 104.0
+    assert lane.due("a", 12)  # no block came: the clock let it through
+    now[0] = 100.0
+    assert lane.due("a", 13)  # blocks came first
+
+
+# ---- the execute task --------------------------------------------------------------------------
+
+def _candidate(user: str) -> LiquidatableAccount:
+    return LiquidatableAccount(user=user, health_factor=9 * 10**17, total_collateral_base=1,
+                               total_debt_base=1, confirmed_on_chain=True, block=5)
+
+
+class _Fakes:
+    """A keeper whose planner plans everyone but ``"poor"`` and whose sends wait for ``go``."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.sending: list[str] = []
+        self.in_air = 0
+        self.most_in_air = 0
+        self.rounds: list[int] = []
+
+    async def plan(self, user: str, account: Any, market: Any, *, round_: Any) -> Any:
+        self.rounds.append(id(round_))
+        if user == "poor":
+            return Rejection(user, RejectionReason.UNPROFITABLE, "")
+        return SimpleNamespace(user=user)
+
+    async def prepare(self, plan: Any, market: Any, **_: Any) -> Any:
+        return plan
+
+    async def send(self, prepared: Any) -> Execution:
+        self.sending.append(prepared.user)
+        self.in_air += 1
+        self.most_in_air = max(self.most_in_air, self.in_air)
+        await self.go.wait()
+        self.in_air -= 1
+        return Execution(prepared.user, outcome=TxOutcome(Status.MINED, "l", tx_hash="0x1",
+                                                           block_number=99))
+
+
+def _task(fakes: _Fakes, lane: Lane, candidates: Candidates) -> ExecuteTask:
+    book = SimpleNamespace(market=lambda: None, account=lambda u: None)
+    keeper = SimpleNamespace(executor=fakes, planner=fakes, sync=SimpleNamespace(book=book))
+    supervisor = SimpleNamespace(succeeded=lambda *_: None, failed=lambda *_, **__: None)
+    return ExecuteTask(Sending(keeper, supervisor, lane, candidates,  # type: ignore[arg-type]
+                               lambda: False))
+
+
+async def test_every_candidate_of_a_scan_is_sent_without_waiting_for_receipts() -> None:
+    fakes = _Fakes()
+    lane = Lane(backoff_max_blocks=64, max_in_flight=3)
+    candidates = Candidates()
+    candidates.put(5, [_candidate(u) for u in ("a", "poor", "b", "c", "d")])
+    task = asyncio.create_task(_task(fakes, lane, candidates).run())
+    for _ in range(100):
+        await asyncio.sleep(0)
+    # Three slots: a, b, c in the air at once; the poor one was planned and backed off.
+    assert fakes.sending == ["a", "b", "c"] and fakes.most_in_air == 3
+    assert not lane.due("poor", 5) and lane.full
+    assert len(set(fakes.rounds)) == 1  # one planning round for the block
+    fakes.go.set()
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert fakes.sending == ["a", "b", "c", "d"]  # a slot came free: d went
+    # Mined at block 99: none is due again before a scan has seen that block.
+    assert not any(lane.due(u, 98) for u in "abcd") and lane.due("a", 99)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_sends_take_their_nonces_in_the_order_they_were_planned() -> None:
+    from keeper.exec.order import SendOrder
+
+    order = SendOrder()
+    nonces = NonceManager(NonceNode(0), ME)
+    turns = [order.turn() for _ in range(3)]
+    got: dict[int, int] = {}
+
+    async def send(i: int, delay: int) -> None:
+        for _ in range(delay):  # the later-planned ones are ready first
+            await asyncio.sleep(0)
+        await turns[i].wait()
+        got[i] = (await _send(nonces)).nonce
+        turns[i].done()
+
+    await asyncio.gather(send(0, 30), send(1, 10), send(2, 0))
+    assert got == {0: 0, 1: 1, 2: 2}
+    # One that gives up before its claim does not hold the others back.
+    late = [order.turn() for _ in range(2)]
+    late[0].done()
+    await asyncio.wait_for(late[1].wait(), 1)
