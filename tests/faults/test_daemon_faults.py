@@ -250,8 +250,10 @@ async def test_node_restored_from_an_older_state(tmp_path: Path) -> None:
         print(f"{sent} keeper txs rolled back by the restore")
         if sent < 3:
             problems.insert(0, f"only {sent} keeper transactions before the restore")
+        # No cancel loop: with several liquidations in flight, each one the restore rolled
+        # back may try one cancel for its nonce and see it refused (nonce too low) once.
         cancels = [e for e in keeper.events() if "cancel" in str(e.get("event"))]
-        if len(cancels) > 5:
+        if len(cancels) > 5 + 2 * sent:
             problems.append(f"{len(cancels)} cancel log lines, e.g. {cancels[-1]}")
     assert not problems, "\n".join(problems)
 
