@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from keeper.app.claims import send_claimed
 from keeper.app.root import Keeper
 from keeper.domain.plan import Rejection
 from keeper.exec.executor import Execution
@@ -37,5 +38,5 @@ async def liquidate(keeper: Keeper, candidate: LiquidatableAccount) -> Execution
     plan = await keeper.planner.plan(candidate.user, book.account(candidate.user), market)
     if isinstance(plan, Rejection):
         return Execution(candidate.user, rejection=plan)
-    return await keeper.executor.send(
-        await keeper.executor.prepare(plan, market, detected_at=detected))
+    return await send_claimed(
+        keeper, await keeper.executor.prepare(plan, market, detected_at=detected), candidate.block)

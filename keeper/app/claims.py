@@ -1,0 +1,21 @@
+"""A liquidation sent under its claim: the one place the app tells the send gate
+(``keeper.exec.gate``) which opportunity the transactions it is asked about are for."""
+
+from __future__ import annotations
+
+from keeper.app.root import Keeper
+from keeper.domain.claim import Claim
+from keeper.exec.executor import Execution, Prepared
+from keeper.exec.gate import claiming
+
+
+async def send_claimed(keeper: Keeper, prepared: Prepared, block: int) -> Execution:
+    """``keeper.executor.send(prepared)`` as the claim (account, debt asset, ``block``); the
+    claim is released when the liquidation is over, however it ended."""
+    assert keeper.executor is not None
+    claim = Claim(prepared.user, prepared.plan.debt_asset, block)
+    try:
+        with claiming(claim):
+            return await keeper.executor.send(prepared)
+    finally:
+        await keeper.gate.release(claim)
