@@ -169,7 +169,7 @@ async def run_clustered(keeper: Keeper, node: ClusterNode) -> None:
     """The daemon, with this replica's cluster tasks beside it."""
     daemon = Daemon(keeper)
     daemon.readiness.details = node.describe
-    node.metrics = ClusterMetrics(keeper.metrics.registry)
+    node.metrics = keeper.cluster_metrics or ClusterMetrics(keeper.metrics.registry)
     account = keeper.executor.sender.address if keeper.executor is not None else None
     task = asyncio.create_task(node.run(keeper.rpc, account), name="cluster")
     try:

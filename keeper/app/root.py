@@ -21,6 +21,7 @@ from keeper.app.target import Target
 from keeper.chain.pool import RpcPool
 from keeper.chain.rpc import JsonRpc, public_url
 from keeper.chain.ws import WsRpc
+from keeper.cluster.metrics import ClusterMetrics
 from keeper.contracts import artifacts
 from keeper.domain.fees import FeePolicy, gwei_to_wei
 from keeper.domain.liquidation import AaveRules, rules_of
@@ -64,6 +65,7 @@ class Keeper:
     planner: LiquidationPlanner | None = None  # None: scanning only
     oracle_guard: OracleGuard | None = None  # None: oracle_guard.enabled is false
     gate: SendGate = field(default_factory=OpenGate)  # a keeper network's: keeper.app.cluster
+    cluster_metrics: ClusterMetrics | None = None
 
 
 @contextlib.asynccontextmanager
@@ -89,7 +91,7 @@ async def build(cfg: KeeperConfig, target: Target, *, dry_run: bool, execute: bo
                 if execute else (None, None)
             guard = build_oracle_guard(cfg, target, rpc, metrics)
             yield Keeper(cfg, target, rpc, contracts, sync, executor, metrics, readiness, planner,
-                         guard, gate)
+                         guard, gate, ClusterMetrics(metrics.registry))
         finally:
             # Final checkpoint even when cancelled: losing it only costs a longer catch-up,
             # but a half-written one must never happen (the store writes in one transaction).

@@ -1,5 +1,9 @@
 """The keeper network's metrics, on the keeper's registry (``keeper.obs.metrics.Metrics``).
 
+Registered by every keeper (``keeper.app.root.build``), so the dashboard and alerts name only
+exported metrics; ``keeper_cluster_role`` has samples only in a keeper network (the
+no-holder alert needs one), the unlabelled ones read 0 in a single process.
+
 | name | type | labels | meaning |
 |---|---|---|---|
 | keeper_cluster_role | Gauge | role (holder/standby) | 1 for this replica's role, 0 for the other |
@@ -34,7 +38,6 @@ class ClusterMetrics:
                              namespace=ns, registry=r)
         self._failovers_seen = 0
         self._refusals_seen: dict[str, int] = {}
-        self.observe(Role.STANDBY, 0.0, 0, {}, etcd_up=False)
 
     def observe(self, role: Role, lease_age: float, failovers: int, refusals: dict[str, int],
                 *, etcd_up: bool) -> None:
