@@ -5,8 +5,19 @@ from __future__ import annotations
 
 from keeper.app.root import Keeper
 from keeper.domain.claim import Claim
+from keeper.domain.plan import Rejection, RejectionReason
 from keeper.exec.executor import Execution, Prepared
 from keeper.exec.gate import claiming
+
+
+def standing_by(keeper: Keeper, user: str) -> Execution | None:
+    """A standby of a keeper network plans nothing: ``user`` is due again on the next block
+    (``not_before`` 0: no back-off), ready for the moment this replica takes the lease."""
+    if keeper.gate.may_send():
+        return None
+    return Execution(user, rejection=Rejection(user, RejectionReason.STANDBY,
+                                               "this replica does not hold the sender lease",
+                                               not_before=0))
 
 
 async def send_claimed(keeper: Keeper, prepared: Prepared, block: int) -> Execution:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from keeper.app.claims import send_claimed
+from keeper.app.claims import send_claimed, standing_by
 from keeper.app.root import Keeper
 from keeper.domain.plan import Rejection
 from keeper.exec.executor import Execution
@@ -32,6 +32,8 @@ async def liquidate(keeper: Keeper, candidate: LiquidatableAccount) -> Execution
     """Plan ``candidate`` on the book's view (pipeline), then simulate and (unless a dry run)
     send the plan (exec)."""
     assert keeper.executor is not None and keeper.planner is not None
+    if (standby := standing_by(keeper, candidate.user)) is not None:
+        return standby
     detected = time.monotonic()
     book = keeper.sync.book
     market = book.market()

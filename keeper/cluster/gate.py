@@ -91,6 +91,10 @@ class EtcdSendGate:
         self.last_refusal = reason
         return False
 
+    def may_send(self) -> bool:
+        held = self.lease.holding()
+        return held is not None and self.opened_token == held.token
+
     async def clear_to_send(self, claim: Claim | None) -> bool:
         held = self.lease.holding()
         if held is None:

@@ -83,6 +83,9 @@ class SenderLease:
         self.last_error: str | None = None
         self.holder_seen: str | None = None  # who holds the key, as last read
         self.changed = asyncio.Event()  # set on every gain or loss (for the takeover)
+        # The lease of a holding we gave up by our clock: etcd may still keep the key alive on
+        # it (a restored quorum restarts every lease's TTL); we revoke it rather than wait.
+        self._stale_lease: int | None = None
 
     # ---- what the gate asks ----------------------------------------------------------
     def holding(self) -> Holding | None:
@@ -131,6 +134,12 @@ class SenderLease:
     async def campaign(self) -> bool:
         """Take the lease if nobody holds it; whether we now do."""
         current = await self.client.get(self.key)
+        if current is not None and self._stale_lease is not None \
+                and current.lease == self._stale_lease:
+            log.info("cluster_stale_lease_revoked", replica=self.replica, lease=current.lease)
+            await self.client.revoke(current.lease)
+            self._stale_lease = None
+            current = await self.client.get(self.key)
         if current is not None:
             self.holder_seen = current.value.decode(errors="replace")
             return False
@@ -169,6 +178,7 @@ class SenderLease:
         self._lose("resigned")
         if h is not None:
             await self._forget(h.lease)
+            self._stale_lease = None
 
     async def _forget(self, lease: int) -> None:
         try:
@@ -194,6 +204,7 @@ class SenderLease:
             return
         self.holding_now = None
         self.holder_seen = None
+        self._stale_lease = h.lease
         log.warning("cluster_lease_lost", replica=self.replica, token=h.token, why=why,
                     held_for=round(self.clock() - h.acquired_at, 3))
         self.changed.set()

@@ -41,6 +41,11 @@ class NotClearToSend(RpcResponseError, RpcError):
 class SendGate(Protocol):
     """Whether this process may hand out a signed transaction now, and what it did."""
 
+    def may_send(self) -> bool:
+        """A local guess, no IO: False while this process surely may not send (a standby),
+        so that it does not plan what it could not send. ``clear_to_send`` decides."""
+        ...
+
     async def clear_to_send(self, claim: Claim | None) -> bool:
         """Asked right before a signed transaction goes to a node; False: do not send.
         ``claim`` is None for a send outside any ``claiming`` (none in the daemon)."""
@@ -59,6 +64,9 @@ class SendGate(Protocol):
 
 class OpenGate:
     """The single-process keeper's gate: always clear, records nothing."""
+
+    def may_send(self) -> bool:
+        return True
 
     async def clear_to_send(self, claim: Claim | None) -> bool:
         return True

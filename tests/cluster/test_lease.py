@@ -104,10 +104,13 @@ async def test_fencing_revoked_or_replaced_holder_cannot_pass(etcd1: EtcdCluster
 async def test_new_holder_is_closed_until_takeover_is_done(etcd1: EtcdCluster) -> None:
     ca, a, gate_a = replica(etcd1, "a")
     async with ca:
+        assert not gate_a.may_send()  # a standby plans nothing
         assert await a.campaign()
+        assert not gate_a.may_send()
         assert not await gate_a.clear_to_send(CLAIM)
         assert gate_a.refusals["taking_over"] == 1
         await opened(gate_a)
+        assert gate_a.may_send()
         assert await gate_a.clear_to_send(CLAIM)
 
 
@@ -151,3 +154,19 @@ async def test_partitioned_holder_stops_before_its_lease_can_expire(
             assert stopped >= last_pass
         finally:
             run_a.cancel()
+
+
+async def test_a_holder_that_lost_by_its_clock_revokes_its_stale_lease(
+        etcd1: EtcdCluster) -> None:
+    """Locally lost (the deadline passed) while etcd still has the key: the next campaign
+    revokes that lease instead of waiting a whole TTL for etcd to expire it."""
+    ca, a, _ = replica(etcd1, "a")
+    async with ca:
+        assert await a.campaign()
+        first = a.holding_now
+        assert first is not None
+        a.valid_until = 0.0  # as if keepalives had failed past the deadline
+        assert a.holding() is None
+        assert (await ca.get(KEY)) is not None  # etcd still has it
+        assert await a.campaign()
+        assert a.holding_now is not None and a.holding_now.token > first.token

@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.network, pytest.mark.integration, pytest.mark.timeout(
               pytest.mark.asyncio(loop_scope="session")]
 
 TTL = 3
+MARGIN = 1.0
 BLOCK_TIME = 1.0
 
 
@@ -68,19 +69,24 @@ async def holder_of(keepers: list[KeeperProcess]) -> KeeperProcess | None:
     return holders[0] if holders else None
 
 
+async def start_replicas(run: FaultRun, etcd: EtcdCluster, n: int) -> list[KeeperProcess]:
+    cluster = {"KEEPER_CLUSTER__ENABLED": "true",
+               "KEEPER_CLUSTER__ENDPOINTS": ",".join(etcd.endpoints),
+               "KEEPER_CLUSTER__NAME": "e2e", "KEEPER_CLUSTER__LEASE_TTL": str(TTL),
+               "KEEPER_CLUSTER__SAFETY_MARGIN": str(MARGIN),
+               "KEEPER_CLUSTER__POLL_INTERVAL": "0.2",
+               "KEEPER_CLUSTER__REQUEST_TIMEOUT": "0.5",
+               "KEEPER_CLUSTER__TAKEOVER_TIMEOUT": "10"}
+    return [await run.start_keeper(
+        f"r{i}", KEEPER_CLUSTER__REPLICA_ID=f"r{i}",
+        KEEPER_STATE__SQLITE=str(run.tmp / f"r{i}.sqlite"), **cluster) for i in range(n)]
+
+
 async def test_three_replicas_crash_and_kill_9_of_the_holder(
         tmp_path: Path, etcd1: EtcdCluster) -> None:
     async with FaultRun.open(tmp_path, seed=31, block_time=BLOCK_TIME) as run:
         await run.seed(150)
-        cluster = {"KEEPER_CLUSTER__ENABLED": "true",
-                   "KEEPER_CLUSTER__ENDPOINTS": ",".join(etcd1.endpoints),
-                   "KEEPER_CLUSTER__NAME": "e2e", "KEEPER_CLUSTER__LEASE_TTL": str(TTL),
-                   "KEEPER_CLUSTER__SAFETY_MARGIN": "1.0",
-                   "KEEPER_CLUSTER__POLL_INTERVAL": "0.2",
-                   "KEEPER_CLUSTER__TAKEOVER_TIMEOUT": "10"}
-        keepers = [await run.start_keeper(
-            f"r{i}", KEEPER_CLUSTER__REPLICA_ID=f"r{i}",
-            KEEPER_STATE__SQLITE=str(tmp_path / f"r{i}.sqlite"), **cluster) for i in range(3)]
+        keepers = await start_replicas(run, etcd1, 3)
 
         async def one_holder() -> bool:
             return await holder_of(keepers) is not None
@@ -146,3 +152,70 @@ async def test_three_replicas_crash_and_kill_9_of_the_holder(
           "takeover after kill:", round(took_over - died, 2), "s")
     assert not problems, "\n".join(problems)
     assert len({r for r in sent_by.values()}) >= 2, "only one replica ever sent"
+
+
+async def test_quorum_lost_and_restored_under_two_replicas(
+        tmp_path: Path, etcd3: EtcdCluster) -> None:
+    """Two etcd members of three killed mid-crash: no replica hands out anything past the
+    holder's deadline (its last keepalive + TTL − margin, by the log's timestamps), both keep
+    scanning, /readyz says why; restored, a replica sends again within 2 blocks."""
+    async with FaultRun.open(tmp_path, seed=32, block_time=BLOCK_TIME) as run:
+        await run.seed(150)
+        keepers = await start_replicas(run, etcd3, 2)
+
+        async def one_holder() -> bool:
+            return await holder_of(keepers) is not None
+
+        assert await poll(one_holder, 20), "no replica took the lease"
+        run.ticking.set()
+        first = await run.crash(steps=2)
+        await run.wait_blocks(await run.head(), 3)
+
+        cut = time.time()
+        await etcd3.kill(etcd3.members[0])
+        await etcd3.kill(etcd3.members[1])
+        synced = [await k.metric("keeper_synced_block") or 0 for k in keepers]
+        await run.crash({"WETH": 0.5}, steps=2)  # more accounts go under during the outage
+        await run.wait_blocks(await run.head(), 2 * TTL)
+        bodies = [(await k.get("/readyz"))[1] for k in keepers]
+        synced_after = [await k.metric("keeper_synced_block") or 0 for k in keepers]
+
+        await etcd3.start_member(etcd3.members[0])
+        await etcd3.start_member(etcd3.members[1])
+        await etcd3.wait_ready(etcd3.members[0])
+        restored = time.time()
+
+        async def sent_again() -> bool:
+            return any(ts(e) > restored for k in keepers for e in named(k, "tx_handed_out"))
+
+        assert await poll(sent_again, 30), "no replica sent after quorum came back"
+        resumed = min(ts(e) for k in keepers for e in named(k, "tx_handed_out")
+                      if ts(e) > restored)
+        await run.wait_blocks(await run.head(), 8, timeout=120)
+        left = await judge_profitable(run)
+        latest, pending = await run.nonces()
+        queued = await run.queued()
+        reverted = await run.reverted_keeper_txs(first)
+
+    problems: list[str] = []
+    late = [(f"r{i}", e["tx_hash"], round(ts(e) - cut, 2)) for i, k in enumerate(keepers)
+            for e in named(k, "tx_handed_out") if cut + TTL - MARGIN < ts(e) < restored]
+    if late:
+        problems.append(f"sent past the holder's deadline while etcd had no quorum: {late}")
+    if not all(b > a for a, b in zip(synced, synced_after, strict=True)):
+        problems.append(f"scanning stopped during the outage: {synced} -> {synced_after}")
+    if not all('"etcd_error": "no etcd member answered' in b for b in bodies):
+        problems.append(f"/readyz does not say etcd is unreachable: {bodies}")
+    if resumed - restored > 2 * BLOCK_TIME:
+        problems.append(f"sending resumed {resumed - restored:.2f} s after quorum came back")
+    if left:
+        problems.append(f"{len(left)} profitable accounts left under water: {sorted(left)[:5]}")
+    if reverted:
+        problems.append(f"{len(reverted)} keeper transactions reverted: {reverted[:3]}")
+    if queued or pending != latest:
+        problems.append(f"nonce gap: queued {queued}, latest {latest}, pending {pending}")
+    for i, k in enumerate(keepers):
+        if tb := tracebacks(k):
+            problems.append(f"r{i}: {len(tb)} tracebacks, first: {tb[0]}")
+    print("resumed", round(resumed - restored, 2), "s after quorum came back")
+    assert not problems, "\n".join(problems)

@@ -43,6 +43,9 @@ class FakeGate:
         self.asked: list[Claim | None] = []
         self.sent: list[tuple[Claim | None, str, int]] = []
 
+    def may_send(self) -> bool:
+        return self.clear
+
     async def clear_to_send(self, claim: Claim | None) -> bool:
         self.asked.append(claim)
         return self.clear
@@ -95,6 +98,7 @@ async def test_gated_submitter_refused_sends_nothing() -> None:
 
 async def test_open_gate_is_always_clear() -> None:
     gate = OpenGate()
+    assert gate.may_send()
     assert await gate.clear_to_send(None) and await gate.clear_to_send(CLAIM)
 
 
