@@ -28,10 +28,11 @@ from keeper.app.root import Keeper
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import hex_to_int
 from keeper.cluster.etcd import EtcdClient, EtcdRejected, EtcdUnavailable
-from keeper.cluster.gate import EtcdSendGate, network_prefix
+from keeper.cluster.gate import EtcdSendGate, SentRecord, network_prefix
 from keeper.cluster.lease import LeaseSettings, SenderLease
 from keeper.cluster.metrics import ClusterMetrics
 from keeper.errors import ConfigError, RpcError, RpcResponseError
+from keeper.exec.submit import is_already_known
 from keeper.obs.logging import get_logger
 
 log = get_logger(__name__)
@@ -96,16 +97,8 @@ class ClusterNode:
         except (EtcdUnavailable, EtcdRejected) as exc:
             log.warning("cluster_takeover_waiting_for_etcd", error=str(exc))
             return
-        for record in records:
-            try:
-                await rpc.call("eth_sendRawTransaction", ["0x" + record.raw.hex()], timeout=5.0)
-                log.info("cluster_takeover_rebroadcast", nonce=record.nonce,
-                         tx_hash=record.tx_hash, from_replica=record.replica)
-            except (RpcResponseError, RpcError) as exc:
-                # Mined already ("nonce too low"), or known to the node: nothing to carry on.
-                log.info("cluster_takeover_rebroadcast_refused", nonce=record.nonce,
-                         tx_hash=record.tx_hash, error=str(exc))
-        mined = await self._mined_past(rpc, account, max((r.nonce for r in records), default=-1))
+        top = await self._carry_on(rpc, account, records)
+        mined = await self._mined_past(rpc, account, top)
         with contextlib.suppress(EtcdUnavailable, EtcdRejected):
             await self.gate.forget_mined(mined)
         if self.lease.holding() is None or self.lease.holding_now is None:
@@ -114,6 +107,29 @@ class ClusterNode:
             self.gate.open(token)
             log.info("cluster_sending_opened", replica=self.lease.replica, token=token,
                      inherited=len(records), mined_nonce=mined)
+
+    async def _carry_on(self, rpc: JsonRpc, account: str | None,
+                        records: list[SentRecord]) -> int:
+        """Broadcast the recorded transactions again, in nonce order, as long as each one
+        continues the account's sequence on our node (one behind a gap would never be mined
+        and would sit in the node's queue); the highest nonce the node may now hold, or -1."""
+        if account is None or not records:
+            return -1
+        try:
+            next_nonce = await _node_nonce(rpc, account, "pending")
+        except RpcError as exc:
+            log.warning("cluster_takeover_nonce_unreadable", error=str(exc))
+            return max(r.nonce for r in records)  # wait for all of them: the timeout bounds it
+        top = next_nonce - 1
+        for record in records:
+            if record.nonce > next_nonce:
+                log.warning("cluster_takeover_record_behind_gap", nonce=record.nonce,
+                            next_nonce=next_nonce, tx_hash=record.tx_hash)
+                break
+            if await _rebroadcast(rpc, record) and record.nonce == next_nonce:
+                next_nonce += 1
+                top = record.nonce
+        return top
 
     async def _mined_past(self, rpc: JsonRpc, account: str | None, top: int) -> int:
         """Wait until the account's mined nonce passes ``top`` (or the timeout); the nonce."""
@@ -124,8 +140,7 @@ class ClusterNode:
         mined = 0
         while True:
             try:
-                mined = hex_to_int(await rpc.call("eth_getTransactionCount", [account, "latest"],
-                                                  timeout=5.0), "eth_getTransactionCount")
+                mined = await _node_nonce(rpc, account, "latest")
             except RpcError as exc:
                 log.warning("cluster_takeover_nonce_unreadable", error=str(exc))
             if mined > top or loop.time() >= deadline:
@@ -133,6 +148,31 @@ class ClusterNode:
                     log.warning("cluster_takeover_timeout", mined_nonce=mined, inherited_top=top)
                 return mined
             await asyncio.sleep(0.25)
+
+
+async def _node_nonce(rpc: JsonRpc, account: str, block: str) -> int:
+    return hex_to_int(await rpc.call("eth_getTransactionCount", [account, block], timeout=5.0),
+                      "eth_getTransactionCount")
+
+
+async def _rebroadcast(rpc: JsonRpc, record: SentRecord) -> bool:
+    """Hand the previous holder's signed bytes to our node; whether the node may now hold
+    them (accepted, already known, or no clear answer)."""
+    try:
+        await rpc.call("eth_sendRawTransaction", ["0x" + record.raw.hex()], timeout=5.0)
+    except RpcResponseError as exc:
+        held = isinstance(exc, RpcError) or is_already_known(exc)
+        # Refused otherwise: mined already ("nonce too low") or never to be mined.
+        log.info("cluster_takeover_rebroadcast_refused", nonce=record.nonce,
+                 tx_hash=record.tx_hash, error=exc.rpc_message, waiting=held)
+        return held
+    except RpcError as exc:
+        log.warning("cluster_takeover_rebroadcast_unknown", nonce=record.nonce,
+                    tx_hash=record.tx_hash, error=str(exc))
+        return True
+    log.info("cluster_takeover_rebroadcast", nonce=record.nonce, tx_hash=record.tx_hash,
+             from_replica=record.replica)
+    return True
 
 
 def lease_ttl(cfg: KeeperConfig) -> int:

@@ -24,7 +24,7 @@ from typing import Protocol
 from keeper.domain.claim import Claim, nonce_of
 from keeper.errors import RpcError, RpcResponseError
 from keeper.exec.keys import SignedTx
-from keeper.exec.submit import Submitter
+from keeper.exec.submit import Submitter, is_already_known
 
 _current: ContextVar[Claim | None] = ContextVar("keeper_claim", default=None)
 
@@ -108,9 +108,19 @@ class GatedSubmitter:
             raise NotClearToSend("this replica does not hold the sender lease")
         try:
             await self.inner.submit(signed, head)
-        finally:
-            # Also when the outcome is unknown (a timeout): the node may hold it.
-            await self.gate.record_sent(claim, signed.tx_hash, nonce_of(signed.raw), signed.raw)
+        except RpcResponseError as exc:
+            # Recorded unless plainly refused: a node that already has it, or an answer that
+            # leaves the outcome unknown, may still get it mined.
+            if isinstance(exc, RpcError) or is_already_known(exc):
+                await self._record(claim, signed)
+            raise
+        except RpcError:
+            await self._record(claim, signed)
+            raise
+        await self._record(claim, signed)
+
+    async def _record(self, claim: Claim | None, signed: SignedTx) -> None:
+        await self.gate.record_sent(claim, signed.tx_hash, nonce_of(signed.raw), signed.raw)
 
     async def on_block(self, signed: SignedTx, head: int) -> None:
         # A relay's resubmission of the same signed bytes for the next block: the same
