@@ -71,10 +71,13 @@ class ClusterNode:
         try:
             while True:
                 self.lease.changed.clear()
-                held = self.lease.holding()
-                if held is not None and self.gate.opened_token != held.token:
-                    await self._take_over(rpc, account, held.token)
-                await self._observe()
+                try:
+                    held = self.lease.holding()
+                    if held is not None and self.gate.opened_token != held.token:
+                        await self._take_over(rpc, account, held.token)
+                    await self._observe()
+                except Exception:  # a task boundary: the gate stays shut, the loop goes on
+                    log.exception("cluster_task_failed", role=self.lease.role.value)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.lease.changed.wait(), interval)
         finally:

@@ -121,6 +121,9 @@ class SenderLease:
                 if self.last_error is None:
                     log.warning("cluster_etcd_error", error=str(exc), role=self.role.value)
                 self.last_error = str(exc)
+            except Exception as exc:  # a task boundary: a bad reply must not end the loop
+                log.exception("cluster_lease_loop_failed", role=self.role.value)
+                self.last_error = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(self._pause())
 
     def _pause(self) -> float:

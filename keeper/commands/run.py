@@ -56,8 +56,8 @@ async def run(args: argparse.Namespace) -> int:
         async with contextlib.AsyncExitStack() as stack:
             if args.fork_url:
                 cfg = await stack.enter_async_context(_forked(cfg, args.fork_url, args.fork_block))
-            target = resolve_target(cfg)  # after the fork: its endpoints win
             node = await stack.enter_async_context(cluster_node(cfg)) if clustered else None
+            target = resolve_target(cfg)  # after the fork: its endpoints win
             async with build(cfg, target, dry_run=dry_run, progress=sys.stderr.isatty(),
                              gate=node.gate if node is not None else None) as keeper:
                 if args.once:

@@ -110,3 +110,11 @@ def test_cluster_config_from_environment() -> None:
     assert cfg.cluster.enabled and cfg.cluster.endpoints == ["http://e1:2379", "http://e2:2379"]
     assert (cfg.cluster.replica_id, cfg.cluster.lease_ttl) == ("keeper-0", 5)
     assert not load_config(None, {}).cluster.enabled
+
+
+def test_cluster_cli_errors_are_one_line() -> None:
+    from tests.unit.test_cli_errors import assert_one_line_error, run_keeper
+
+    devnet = "config/devnet.toml"
+    assert_one_line_error(run_keeper("run", "-c", devnet, "--cluster", "--once"), "--once")
+    assert_one_line_error(run_keeper("run", "-c", devnet, "--cluster"), "cluster.endpoints")
