@@ -40,6 +40,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from keeper.app.cluster_config import ClusterConfig
 from keeper.app.config_sources import (
     ENV_PREFIX,
     EnvSource,
@@ -268,27 +269,6 @@ class MetricsConfig(_Section):
 
 class StateConfig(_Section):
     sqlite: Annotated[Path, AfterValidator(_sqlite_file)] = Path("state/keeper.sqlite")
-
-
-class ClusterConfig(_Section):
-    """A keeper network (``keeper run --cluster``): replicas coordinated through etcd
-    (``keeper.cluster``). ``lease_ttl`` unset: three block times (at least 3 s)."""
-
-    enabled: bool = False
-    endpoints: Annotated[list[Url], NoDecode] = Field(default_factory=list, max_length=16)
-    # The network's name in etcd keys (/keeper/<name>/...); unset: network.name.
-    name: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    # This replica's id; unset: the host name (a StatefulSet pod's name is unique).
-    replica_id: str | None = Field(None, min_length=1, max_length=128)
-    lease_ttl: Int | None = Field(None, ge=2, le=3_600)
-    # The holder stops this long before its lease could expire in etcd (clock rates, latency).
-    safety_margin: Float = Field(1.0, gt=0, le=600)
-    poll_interval: Float = Field(0.5, ge=0.05, le=60)
-    request_timeout: Float = Field(1.0, ge=0.05, le=60)
-    # How long a new holder waits for the previous holder's transactions to be mined.
-    takeover_timeout: Float = Field(30.0, ge=0, le=3_600)
-
-    _split_endpoints = field_validator("endpoints", mode="before")(_comma_list)
 
 
 class Secrets(_Section):
