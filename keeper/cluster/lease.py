@@ -152,8 +152,8 @@ class SenderLease:
             reply = await self.client.txn([compare_create(self.key, 0)],
                                           [op_put(self.key, self.replica, lease), op_get(self.key)],
                                           [op_get(self.key)])
-        except EtcdUnavailable:
-            # The put may have been applied: find out next round (our lease then shows on it).
+        except (EtcdUnavailable, EtcdRejected):
+            # Revoking our lease undoes a put that may have been applied with its reply lost.
             await self._forget(lease)
             raise
         kv = txn_range(reply, 1 if txn_succeeded(reply) else 0)
