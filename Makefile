@@ -10,7 +10,7 @@ BUILD_STAMP := build/contracts.json
 DEMO_DIR ?= .devnet
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint static unit integration faults bench contracts clean
+.PHONY: setup demo test lint static unit integration faults network k8s bench contracts clean
 
 setup: $(PY_STAMP) $(NPM_STAMP) $(BUILD_STAMP)
 
@@ -86,10 +86,21 @@ integration: setup
 faults: setup
 	$(BIN)/pytest -q -m faults $(PYTEST_ARGS)
 
+# The keeper network against real etcd members (tests/cluster, issue 12), alone.
+network: setup
+	$(BIN)/pytest -q -m network $(PYTEST_ARGS)
+
+# The Kubernetes manifests of the keeper network, rendered offline by kubectl (no API server
+# here for --dry-run=client); tests/unit/test_ops_cluster.py checks them against the schema.
+k8s:
+	@if command -v kubectl >/dev/null; then kubectl kustomize ops/cluster/k8s >/dev/null \
+	  && echo "ops/cluster/k8s: rendered by kubectl kustomize"; \
+	else echo "warning: kubectl not installed; ops/cluster/k8s checked by tests only" >&2; fi
+
 # Every test, the fault-injection suite included (about 4 of the suite's minutes on 2 cores).
 # The slow groups also run alone: `make faults`; `make test PYTEST_MARKERS="not faults"` skips them.
 PYTEST_MARKERS ?=
-test: lint static
+test: lint static k8s
 	$(BIN)/pytest -q $(if $(PYTEST_MARKERS),-m "$(PYTEST_MARKERS)") $(PYTEST_ARGS)
 
 bench: setup

@@ -40,6 +40,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from keeper.app.cluster_config import ClusterConfig
 from keeper.app.config_sources import (
     ENV_PREFIX,
     EnvSource,
@@ -351,6 +352,7 @@ class KeeperConfig(BaseSettings):
     metrics: MetricsConfig = MetricsConfig()
     state: StateConfig = StateConfig()
     risk: RiskConfig = RiskConfig()
+    cluster: ClusterConfig = ClusterConfig()
     secrets: Secrets = Secrets()
 
     @classmethod

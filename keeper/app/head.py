@@ -32,6 +32,7 @@ class DaemonReadiness(Readiness):
         self.scanned_block: int | None = None  # the block of the newest finished scan
         self.answered_at: float | None = None  # loop time of the last good head read
         self.halted: list[str] = []
+        self.details: Callable[[], dict[str, object]] | None = None  # e.g. the cluster role
 
     def saw_head(self, head: int, now: float | None = None) -> None:
         """The node answered with ``head``."""
@@ -58,7 +59,8 @@ class DaemonReadiness(Readiness):
         return super().check(now)
 
     def body(self, now: float | None = None) -> dict[str, object]:
-        return super().body(now) | {"sending_halted": list(self.halted) or None}
+        extra = self.details() if self.details is not None else {}
+        return super().body(now) | {"sending_halted": list(self.halted) or None} | extra
 
 
 def _now(now: float | None) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from keeper.app import preflight
 from keeper.app.config import KeeperConfig
@@ -21,15 +21,18 @@ from keeper.app.target import Target
 from keeper.chain.pool import RpcPool
 from keeper.chain.rpc import JsonRpc, public_url
 from keeper.chain.ws import WsRpc
+from keeper.cluster.metrics import ClusterMetrics
 from keeper.contracts import artifacts
 from keeper.domain.fees import FeePolicy, gwei_to_wei
 from keeper.domain.liquidation import AaveRules, rules_of
 from keeper.errors import ConfigError, RpcError
 from keeper.exec.executor import LiquidationExecutor
+from keeper.exec.gate import GatedSubmitter, OpenGate, SendGate
 from keeper.exec.guards import Guards
 from keeper.exec.keys import Signer
 from keeper.exec.relay import RelayClient, RelaySubmitter
 from keeper.exec.sender import Sender
+from keeper.exec.submit import PublicSubmitter, Submitter
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.obs.server import Readiness
@@ -63,12 +66,16 @@ class Keeper:
     readiness: Readiness  # the daemon swaps in its own (see ``keeper.app.head``)
     planner: LiquidationPlanner | None = None  # None: scanning only
     oracle_guard: OracleGuard | None = None  # None: oracle_guard.enabled is false
+    gate: SendGate = field(default_factory=OpenGate)  # a keeper network's: keeper.app.cluster
+    cluster_metrics: ClusterMetrics | None = None
 
 
 @contextlib.asynccontextmanager
 async def build(cfg: KeeperConfig, target: Target, *, dry_run: bool, execute: bool = True,
-                progress: bool = False) -> AsyncIterator[Keeper]:
-    """Build the keeper from its config for ``target``; everything is closed on exit."""
+                progress: bool = False, gate: SendGate | None = None) -> AsyncIterator[Keeper]:
+    """Build the keeper from its config for ``target``; everything is closed on exit.
+    ``gate`` is asked before every hand-out of a signed transaction (default: always clear)."""
+    gate = gate if gate is not None else OpenGate()
     metrics = Metrics()
     readiness = Readiness()
     async with RpcPool(list(target.rpc_urls), timeout=cfg.network.request_timeout) as rpc:
@@ -82,10 +89,11 @@ async def build(cfg: KeeperConfig, target: Target, *, dry_run: bool, execute: bo
             rpc, cfg, target, contracts, progress=progress), store=store, ws=ws)
         try:
             executor, planner = await _build_executor(
-                cfg, target, rpc, contracts, metrics, dry_run=dry_run) if execute else (None, None)
+                cfg, target, rpc, contracts, metrics, dry_run=dry_run, gate=gate) \
+                if execute else (None, None)
             guard = build_oracle_guard(cfg, target, rpc, metrics)
             yield Keeper(cfg, target, rpc, contracts, sync, executor, metrics, readiness, planner,
-                         guard)
+                         guard, gate, ClusterMetrics(metrics.registry))
         finally:
             # Final checkpoint even when cancelled: losing it only costs a longer catch-up,
             # but a half-written one must never happen (the store writes in one transaction).
@@ -140,8 +148,8 @@ def _uniswap_v3(cfg: KeeperConfig, target: Target) -> UniswapV3Venue | None:
 
 
 async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
-                          contracts: AaveV3Contracts, metrics: Metrics, *,
-                          dry_run: bool) -> tuple[LiquidationExecutor, LiquidationPlanner]:
+                          contracts: AaveV3Contracts, metrics: Metrics, *, dry_run: bool,
+                          gate: SendGate) -> tuple[LiquidationExecutor, LiquidationPlanner]:
     ex = cfg.executor
     if target.liquidator is None:
         raise ConfigError("executor.liquidator: no liquidator contract configured "
@@ -168,12 +176,14 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
     policy = FeePolicy.from_config(ex.priority_fee_share, ex.max_priority_fee_gwei, ex.max_fee_gwei)
     guards = Guards.from_config(gwei_to_wei(ex.gas_budget_per_hour_eth * 1e9),
                                 ex.max_consecutive_failures, ex.kill_switch)
-    submitter = None
+    settings = sender_settings(cfg, dry_run=dry_run, confirmations=await preflight.confirmations(
+        rpc, ex.confirmations))
+    submitter: Submitter = PublicSubmitter(rpc, settings.rpc_timeout)
     if ex.private_relay_url is not None and signer is not None:
         submitter = RelaySubmitter(RelayClient(ex.private_relay_url, signer),
                                    blocks_ahead=ex.relay_blocks_ahead)
-    settings = sender_settings(cfg, dry_run=dry_run, confirmations=await preflight.confirmations(
-        rpc, ex.confirmations))
+    # The one hook of a keeper network on the sending path: the gate, before every hand-out.
+    submitter = GatedSubmitter(submitter, gate)
     sender = Sender(rpc, signer, policy, guards, settings, metrics=metrics, submitter=submitter,
                     address=owner)
     a_tokens = await _a_tokens(rpc, contracts)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from keeper.app import steps
+from keeper.app.claims import send_claimed
 from keeper.app.inflight import Lane
 from keeper.app.root import Keeper
 from keeper.app.scan_task import Candidates
@@ -285,14 +286,16 @@ class BackrunTask:
                 update, lambda u: not self.lane.due(u, block) or self._held(u))
             if found is None or self.sending.stopping():
                 return
-            executor = self.sending.keeper.executor
+            keeper = self.sending.keeper
+            executor = keeper.executor
             assert executor is not None
             # No trace: at the head the new price is not there yet and the call would revert.
             prepared = behind(await executor.prepare(found.plan, found.market, trace_gas=False,
                                                      detected_at=found.detected_at), update.tx)
             user = prepared.user
             execution = await self.sending.attempt(
-                "backrun", user, block, lambda: executor.send(prepared), rpc_method="backrun")
+                "backrun", user, block, lambda: send_claimed(keeper, prepared, block),
+                rpc_method="backrun")
             if execution is None:
                 return
             # As after a regular liquidation; but one that sent nothing does not back off.

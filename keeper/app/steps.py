@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from keeper.app.claims import send_claimed, standing_by
 from keeper.app.root import Keeper
 from keeper.domain.account import Market
 from keeper.domain.plan import Plan, Rejection
@@ -33,14 +34,16 @@ async def liquidate(keeper: Keeper, candidate: LiquidatableAccount) -> Execution
     """Plan ``candidate`` on the book's view (pipeline), then simulate and (unless a dry run)
     send the plan (exec)."""
     assert keeper.executor is not None and keeper.planner is not None
+    if (standby := standing_by(keeper, candidate.user)) is not None:
+        return standby
     detected = time.monotonic()
     book = keeper.sync.book
     market = book.market()
     plan = await keeper.planner.plan(candidate.user, book.account(candidate.user), market)
     if isinstance(plan, Rejection):
         return Execution(candidate.user, rejection=plan)
-    return await keeper.executor.send(
-        await keeper.executor.prepare(plan, market, detected_at=detected))
+    return await send_claimed(
+        keeper, await keeper.executor.prepare(plan, market, detected_at=detected), candidate.block)
 
 
 async def plan(keeper: Keeper, user: str, market: Market, round_: PlanRound) -> Plan | Rejection:

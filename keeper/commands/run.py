@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from keeper.app.cluster import cluster_node, run_clustered
 from keeper.app.config import KeeperConfig, load_config
 from keeper.app.daemon import run_daemon
 from keeper.app.once import run_once
@@ -20,6 +21,7 @@ from keeper.chain.rpc import public_url
 from keeper.commands.rehearsal import own_liquidator
 from keeper.commands.target import resolve_target
 from keeper.devnet.anvil import Anvil, AnvilOptions
+from keeper.errors import UsageError
 from keeper.obs.logging import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -35,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--fork-url", metavar="URL",
                    help="start an Anvil fork of this chain and run against the fork")
     p.add_argument("--fork-block", type=int, metavar="N", help="fork at this block (default: tip)")
+    p.add_argument("--cluster", action="store_true",
+                   help="run as one replica of a keeper network coordinated through etcd "
+                        "(the [cluster] section; also cluster.enabled)")
     p.add_argument("--log-level", default=None,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="default INFO for the daemon, WARNING with --once")
@@ -43,19 +48,23 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
 async def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     dry_run = bool(args.dry_run or cfg.executor.dry_run)
+    clustered = bool(getattr(args, "cluster", False) or cfg.cluster.enabled)
+    if clustered and args.once:
+        raise UsageError("--cluster runs the daemon; it does not go with --once")
     level = args.log_level or ("WARNING" if args.once else "INFO")
     handle = configure_logging(level)
     try:
         async with contextlib.AsyncExitStack() as stack:
             if args.fork_url:
                 cfg = await stack.enter_async_context(_forked(cfg, args.fork_url, args.fork_block))
+            node = await stack.enter_async_context(cluster_node(cfg)) if clustered else None
             target = resolve_target(cfg)  # after the fork: its endpoints win
             if args.fork_url and target.liquidator is None:
                 target = await own_liquidator(cfg, target, target.rpc_urls[0])
                 print(f"fork: deployed a liquidator of ours at {target.liquidator} "
                       "(owned by a throwaway key, on the fork only)", flush=True)
-            async with build(cfg, target, dry_run=dry_run,
-                             progress=sys.stderr.isatty()) as keeper:
+            async with build(cfg, target, dry_run=dry_run, progress=sys.stderr.isatty(),
+                             gate=node.gate if node is not None else None) as keeper:
                 if args.once:
                     results = await run_once(keeper)
                     symbols = await asset_symbols(keeper, {
@@ -65,7 +74,10 @@ async def run(args: argparse.Namespace) -> int:
                     print(format_executions(keeper, results, dry_run=dry_run, symbols=symbols))
                     sys.stdout.flush()
                     return 0
-                await run_daemon(keeper)
+                if node is not None:
+                    await run_clustered(keeper, node)
+                else:
+                    await run_daemon(keeper)
                 return 0
     finally:
         handle.stop()

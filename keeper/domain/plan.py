@@ -232,6 +232,9 @@ class RejectionReason(enum.Enum):
     """The market snapshot lacks a reserve, price or eMode category the account needs."""
     WOULD_REVERT = "would_revert"
     """Some other revert (arithmetic) on every candidate."""
+    STANDBY = "standby"
+    """Not planned: this replica of a keeper network does not hold the sender lease (due
+    again on the next block, so that it acts at once when it takes the lease over)."""
     GRACE_PERIOD = "grace_period"
     """3.1+: a liquidation grace period runs on an asset of every pair worth liquidating; the
     plan waits for the first block after it (``Rejection.not_before``)."""

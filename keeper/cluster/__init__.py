@@ -1,0 +1,1 @@
+"""The keeper network: replicas coordinated through etcd (sender lease, fencing, claims)."""
