@@ -32,6 +32,10 @@ class DaemonSettings:
             # Long enough for a receipt and one cancel round (the sender's own deadlines).
             drain_timeout=cfg.executor.receipt_timeout + 30.0,
             max_consecutive_failures=cfg.executor.max_consecutive_failures,
+            # One at a time through a private relay (its bundles target one block), and in a
+            # keeper network: the holder's fencing check and the nonce turns of several
+            # flights are not proven together yet (a flight waiting for its turn could be
+            # handed out past the lease deadline), so the network sends one at a time.
             max_in_flight=1 if cfg.executor.private_relay_url is not None
-            else cfg.executor.max_in_flight,
+            or cfg.cluster.enabled else cfg.executor.max_in_flight,
         )

@@ -191,7 +191,8 @@ class ExecuteTask:
                 block_seen_at=seen.block_seen_at if seen else None, turn=turn)
             if self.sending.stopping():
                 return Execution(user)  # planned before the signal: no new liquidation starts
-            return await executor.send(prepared)
+            # Under the opportunity's claim: a keeper network fences and records each send.
+            return await send_claimed(keeper, prepared, block)
 
         try:
             execution = await self.sending.guarded("execute", user, block, send,

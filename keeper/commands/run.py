@@ -51,6 +51,8 @@ async def run(args: argparse.Namespace) -> int:
     clustered = bool(getattr(args, "cluster", False) or cfg.cluster.enabled)
     if clustered and args.once:
         raise UsageError("--cluster runs the daemon; it does not go with --once")
+    if clustered:  # --cluster means [cluster] enabled, for everything built from the config
+        cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"enabled": True})})
     level = args.log_level or ("WARNING" if args.once else "INFO")
     handle = configure_logging(level)
     try:
