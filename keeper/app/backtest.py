@@ -1,0 +1,102 @@
+"""``keeper backtest``: the keeper racing through a past stretch of a chain, replayed on a fork.
+
+The rule of the race: before each source block b (N+1 … M) the keeper gets one pass
+(``run_once``) on the state the source block b-1 left; what it sends is mined at once, ahead of
+block b's own transactions and stamped with b's timestamp (``Replayer.keeper_window``). Then b's
+transactions are replayed in their original order. A source liquidation of an account the
+keeper already took then reverts or finds less to take, exactly as a lost race would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from keeper.app.once import run_once
+from keeper.app.replay import ReplayedBlock, Replayer
+from keeper.app.root import Keeper
+from keeper.chain.logs import get_logs
+from keeper.chain.rpc import JsonRpc
+from keeper.chain.types import Log
+from keeper.contracts import artifacts
+from keeper.exec.executor import Execution
+from keeper.obs.logging import get_logger
+from keeper.pipeline.scan import HealthScanner
+from keeper.protocols.aave_v3.decoding import decode_log
+from keeper.protocols.aave_v3.events import LiquidationCall
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class KeeperTurn:
+    """The keeper's pass placed at the head of source block ``block``."""
+
+    block: int
+    executions: tuple[Execution, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockState:
+    """The fork after source block ``block``: oracle prices and what is liquidatable."""
+
+    block: int
+    timestamp: int
+    prices: dict[str, int]  # asset -> USD (8 decimals)
+    liquidatable: int  # accounts
+    liquidatable_debt_usd: int  # their total debt (8 decimals)
+
+
+@dataclass(slots=True)
+class Backtest:
+    """Everything the replay saw; ``keeper.app.backtest_report`` turns it into a report."""
+
+    from_block: int
+    to_block: int
+    source_liquidations: list[LiquidationCall] = field(default_factory=list)
+    turns: list[KeeperTurn] = field(default_factory=list)
+    blocks: list[ReplayedBlock] = field(default_factory=list)
+    states: list[BlockState] = field(default_factory=list)
+
+
+async def run_backtest(keeper: Keeper, source: JsonRpc, replayer: Replayer, from_block: int,
+                       to_block: int) -> Backtest:
+    """Replay source blocks ``from_block``+1 … ``to_block`` with the keeper racing."""
+    result = Backtest(from_block, to_block)
+    result.source_liquidations = await source_liquidations(
+        source, keeper.contracts.pool, from_block + 1, to_block)
+    await replayer.prepare()
+    for number in range(from_block + 1, to_block + 1):
+        block = await replayer.fetch(number)
+        async with replayer.keeper_window(block.timestamp):
+            executions = await run_once(keeper)
+        result.turns.append(KeeperTurn(number, tuple(executions)))
+        replayed = await replayer.mine_source(block)
+        result.blocks.append(replayed)
+        result.states.append(await _state(keeper, number, block.timestamp))
+        log.info("backtest_block", block=number, fork_block=replayed.fork_block,
+                 keeper_executions=len(executions), source_txs=replayed.sent,
+                 reverted=replayed.reverted, not_replayed=replayed.not_replayed)
+    return result
+
+
+async def source_liquidations(rpc: JsonRpc, pool: str, from_block: int,
+                              to_block: int) -> list[LiquidationCall]:
+    """Every Pool ``LiquidationCall`` of the source chain in the range, in chain order."""
+    topic = artifacts.aave("Pool").abi.event("LiquidationCall").topic0
+    logs: list[Log] = await get_logs(rpc, pool, [topic], from_block, to_block)
+    return [ev for lg in logs if isinstance(ev := decode_log(lg), LiquidationCall)]
+
+
+async def _state(keeper: Keeper, block: int, timestamp: int) -> BlockState:
+    """Prices and liquidatable debt on the fork after the source block (for the chart)."""
+    await keeper.sync.catch_up()
+    book = keeper.sync.book
+    scanner = await asyncio.to_thread(HealthScanner, book)
+    found = await scanner.scan(keeper.rpc, keeper.contracts.pool,
+                               chunk=keeper.cfg.scanner.confirm_batch_size,
+                               multicall=keeper.contracts.multicall3)
+    market = book.market()
+    assets = {r.asset for r in market.reserves.values()}
+    return BlockState(block, timestamp, {a: p for a, p in market.prices.items() if a in assets},
+                      len(found), sum(c.total_debt_base for c in found))
