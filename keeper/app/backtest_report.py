@@ -144,11 +144,11 @@ def format_table(bt: Backtest, symbol: dict[str, str]) -> str:
     for k in keeper_liquidations(bt):
         lines.append(f"{k.block:>8d} {k.user:44s} {sym(k.collateral) + '/' + sym(k.debt):14s} "
                      f"{k.profit_usd:>12,.2f} {k.gas_used:>9,d}")
-    t = summary(bt)
-    lines += ["", f"blocks {t['from_block'] + 1}..{t['to_block']}: "
-              f"{t['source_liquidations']} source liquidation(s), {t['taken_by_keeper']} taken "
-              f"by the keeper, {t['missed']} missed; keeper: {t['keeper_liquidations']} "
-              f"liquidation(s), profit ${t['keeper_profit_usd']:,.2f}, gas {t['keeper_gas_used']:,}"]
+    tot = summary(bt)
+    lines += ["", f"blocks {tot['from_block'] + 1}..{tot['to_block']}: "
+              f"{tot['source_liquidations']} source liquidation(s), {tot['taken_by_keeper']} taken "
+              f"by the keeper, {tot['missed']} missed; keeper: {tot['keeper_liquidations']} "
+              f"liquidation(s), profit ${tot['keeper_profit_usd']:,.2f}, gas {tot['keeper_gas_used']:,}"]
     return "\n".join(lines)
 
 

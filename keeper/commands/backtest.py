@@ -71,20 +71,32 @@ async def _backtest(cfg: KeeperConfig, url: str, from_block: int,
              rpc_url=node.url)
     try:
         with tempfile.TemporaryDirectory(prefix="keeper-backtest-") as tmp:
-            network = cfg.network.model_copy(update={"rpc_urls": [node.url], "ws_url": None})
-            state = cfg.state.model_copy(update={"sqlite": Path(tmp) / "fork.sqlite"})
-            cfg = cfg.model_copy(update={"network": network, "state": state})
+            cfg = _on_fork(cfg, node.url, Path(tmp))
             target = resolve_target(cfg)
-            if target.liquidator is None:
-                target = await own_liquidator(cfg, target, node.url)
             async with (HttpRpc(url, timeout=cfg.network.request_timeout) as source,
-                        HttpRpc(node.url, timeout=cfg.network.request_timeout) as fork,
-                        build(cfg, target, dry_run=False) as keeper):
-                bt = await run_backtest(keeper, source, Replayer(source, fork), from_block,
-                                        to_block)
-                return bt, await _symbols(keeper)
+                        HttpRpc(node.url, timeout=cfg.network.request_timeout) as fork):
+                replayer = Replayer(source, fork)
+                await replayer.prepare()
+                start = await replayer.fetch(from_block)
+                # Our own setup (a liquidator deployed for the replay) lands in blocks
+                # stamped with block N's time, before the first source block.
+                async with replayer.keeper_window(start.timestamp):
+                    if target.liquidator is None:
+                        target = await own_liquidator(cfg, target, node.url)
+                async with build(cfg, target, dry_run=False) as keeper:
+                    bt = await run_backtest(keeper, source, replayer, from_block, to_block)
+                    return bt, await _symbols(keeper)
     finally:
         await node.stop()
+
+
+def _on_fork(cfg: KeeperConfig, url: str, tmp: Path) -> KeeperConfig:
+    """The config pointed at the fork, with a throwaway book; one confirmation, since the
+    fork mines only what the replay seals and nothing would ever come on top."""
+    network = cfg.network.model_copy(update={"rpc_urls": [url], "ws_url": None})
+    state = cfg.state.model_copy(update={"sqlite": tmp / "fork.sqlite"})
+    executor = cfg.executor.model_copy(update={"confirmations": 1})
+    return cfg.model_copy(update={"network": network, "state": state, "executor": executor})
 
 
 async def _symbols(keeper: Keeper) -> dict[str, str]:
