@@ -34,6 +34,8 @@ class KeeperTurn:
 
     block: int
     executions: tuple[Execution, ...]
+    held: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Accounts liquidatable at the turn that the oracle guard held, with the halted assets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class BlockState:
     block: int
     timestamp: int
     prices: dict[str, int]  # asset -> USD (8 decimals)
-    liquidatable: int  # accounts
+    liquidatable: tuple[str, ...]  # the accounts, confirmed on chain
     liquidatable_debt_usd: int  # their total debt (8 decimals)
 
 
@@ -70,7 +72,8 @@ async def run_backtest(keeper: Keeper, source: JsonRpc, replayer: Replayer, from
         block = await replayer.fetch(number)
         async with replayer.keeper_window(block.timestamp):
             executions = await run_once(keeper)
-        result.turns.append(KeeperTurn(number, tuple(executions)))
+        seen = result.states[-1].liquidatable if result.states else ()
+        result.turns.append(KeeperTurn(number, tuple(executions), _held(keeper, seen)))
         replayed = await replayer.mine_source(block)
         result.blocks.append(replayed)
         result.states.append(await _state(keeper, number, block.timestamp))
@@ -98,5 +101,18 @@ async def _state(keeper: Keeper, block: int, timestamp: int) -> BlockState:
                                multicall=keeper.contracts.multicall3)
     market = book.market()
     assets = {r.asset for r in market.reserves.values()}
+    confirmed = [c for c in found if c.confirmed_on_chain]
     return BlockState(block, timestamp, {a: p for a, p in market.prices.items() if a in assets},
-                      len(found), sum(c.total_debt_base for c in found))
+                      tuple(c.user for c in confirmed),
+                      sum(c.total_debt_base for c in confirmed))
+
+
+def _held(keeper: Keeper, users: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Of ``users``, those the oracle guard held at this turn, with the halted assets."""
+    guard = keeper.oracle_guard
+    if guard is None:
+        return {}
+    book = keeper.sync.book
+    market = book.market()
+    held = {u: tuple(guard.holding(book.account(u), market)) for u in users}
+    return {u: assets for u, assets in held.items() if assets}

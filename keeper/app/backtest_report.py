@@ -63,7 +63,8 @@ def keeper_liquidations(bt: Backtest) -> list[KeeperLiquidation]:
     return out
 
 
-def source_rows(bt: Backtest) -> list[SourceRow]:
+def source_rows(bt: Backtest, symbol: dict[str, str] | None = None) -> list[SourceRow]:
+    symbol = symbol or {}
     taken_at: dict[str, int] = {}
     for k in keeper_liquidations(bt):
         taken_at.setdefault(k.user, k.block)
@@ -71,21 +72,36 @@ def source_rows(bt: Backtest) -> list[SourceRow]:
     for ev in bt.source_liquidations:
         first = taken_at.get(ev.user)
         taken = first is not None and first <= ev.block_number
-        reason = "" if taken else _why_not(bt, ev.user, ev.block_number, first)
+        reason = "" if taken else _why_not(bt, ev.user, ev.block_number, first, symbol)
         rows.append(SourceRow(ev.block_number, ev.user, ev.collateral_asset, ev.debt_asset,
                               ev.liquidator, ev.debt_to_cover, taken, reason))
     return rows
 
 
-def _why_not(bt: Backtest, user: str, block: int, later: int | None) -> str:
+def _why_not(bt: Backtest, user: str, block: int, later: int | None,
+             symbol: dict[str, str]) -> str:
     last: Execution | None = None
+    held: tuple[str, ...] = ()
+    seen = False
     for turn in bt.turns:
         if turn.block > block:
             break
+        held = turn.held.get(user, held)
         for e in turn.executions:
             if e.user == user:
                 last = e
-    reason = NOT_SEEN if last is None else last.skipped_reason or "sent, not mined"
+    for state in bt.states:
+        if state.block < block and user in state.liquidatable:
+            seen = True
+    if last is not None:
+        reason = last.skipped_reason or "sent, not mined"
+    elif held:
+        names = ", ".join(symbol.get(a, a) for a in held)
+        reason = f"held by the oracle guard ({names} halted: oracle and DEX prices disagree)"
+    elif seen:
+        reason = "liquidatable at a keeper turn, not attempted"
+    else:
+        reason = NOT_SEEN
     if later is not None:
         reason += f" (the keeper took it later, at block {later})"
     return reason
@@ -108,13 +124,13 @@ def summary(bt: Backtest) -> dict[str, Any]:
     }
 
 
-def to_json(bt: Backtest) -> dict[str, Any]:
+def to_json(bt: Backtest, symbol: dict[str, str]) -> dict[str, Any]:
     return {
         "summary": summary(bt),
-        "source_liquidations": [asdict(r) for r in source_rows(bt)],
+        "source_liquidations": [asdict(r) for r in source_rows(bt, symbol)],
         "keeper_liquidations": [asdict(k) for k in keeper_liquidations(bt)],
         "blocks": [{"block": s.block, "timestamp": s.timestamp, "prices": s.prices,
-                    "liquidatable": s.liquidatable,
+                    "liquidatable": len(s.liquidatable),
                     "liquidatable_debt_usd": s.liquidatable_debt_usd / 1e8,
                     "keeper_liquidations": sum(_mined(e) for e in t.executions),
                     "source_txs": b.sent, "reverted": b.reverted, "not_replayed": b.not_replayed}
@@ -130,12 +146,12 @@ def format_table(bt: Backtest, symbol: dict[str, str]) -> str:
     lines = [f"{'block':>8s} {'txs':>5s} {'reverted':>8s} {'liquidatable':>12s} "
              f"{'debt at risk $':>16s} {'keeper liq.':>11s}"]
     for s, t, b in zip(bt.states, bt.turns, bt.blocks, strict=True):
-        lines.append(f"{s.block:>8d} {b.sent:>5d} {b.reverted:>8d} {s.liquidatable:>12d} "
+        lines.append(f"{s.block:>8d} {b.sent:>5d} {b.reverted:>8d} {len(s.liquidatable):>12d} "
                      f"{s.liquidatable_debt_usd / 1e8:>16,.2f} "
                      f"{sum(_mined(e) for e in t.executions):>11d}")
     lines += ["", "source liquidations:",
               f"{'block':>8s} {'user':44s} {'pair':14s} {'liquidator':44s} keeper"]
-    for r in source_rows(bt):
+    for r in source_rows(bt, symbol):
         verdict = "TAKEN" if r.taken else f"missed: {r.reason}"
         lines.append(f"{r.block:>8d} {r.user:44s} {sym(r.collateral) + '/' + sym(r.debt):14s} "
                      f"{r.liquidator:44s} {verdict}")
@@ -169,7 +185,7 @@ def format_markdown(bt: Backtest, symbol: dict[str, str], chart: str | None) -> 
         out += [f"![the crash]({chart})", ""]
     out += ["## Source liquidations", "", "| block | user | pair | liquidator | debt covered "
             "| keeper |", "|---|---|---|---|---|---|"]
-    for r in source_rows(bt):
+    for r in source_rows(bt, symbol):
         out.append(f"| {r.block} | `{r.user}` | {sym(r.collateral)}/{sym(r.debt)} | "
                    f"`{r.liquidator}` | {r.debt_covered} | "
                    f"{'taken' if r.taken else 'missed: ' + r.reason} |")

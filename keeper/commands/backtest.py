@@ -50,7 +50,7 @@ async def run(args: argparse.Namespace) -> int:
         bt, symbols = await _backtest(cfg, args.fork_url, args.from_block, args.to_block)
     finally:
         handle.stop()
-    report = to_json(bt)
+    report = to_json(bt, symbols)
     if args.out is not None:
         write_outputs(bt, symbols, report, args.out)
     if args.json:
