@@ -59,6 +59,8 @@ class Backtest:
     turns: list[KeeperTurn] = field(default_factory=list)
     blocks: list[ReplayedBlock] = field(default_factory=list)
     states: list[BlockState] = field(default_factory=list)
+    start: BlockState | None = None  # the fork at block N, before any replayed block
+    decimals: dict[str, int] = field(default_factory=dict)  # asset -> token decimals
 
 
 async def run_backtest(keeper: Keeper, source: JsonRpc, replayer: Replayer, from_block: int,
@@ -68,11 +70,14 @@ async def run_backtest(keeper: Keeper, source: JsonRpc, replayer: Replayer, from
     result.source_liquidations = await source_liquidations(
         source, keeper.contracts.pool, from_block + 1, to_block)
     await replayer.prepare()
+    result.start = await _state(keeper, from_block, (await replayer.fetch(from_block)).timestamp)
+    result.decimals = {r.asset: r.configuration.decimals
+                       for r in keeper.sync.book.market().reserves.values()}
     for number in range(from_block + 1, to_block + 1):
         block = await replayer.fetch(number)
         async with replayer.keeper_window(block.timestamp):
             executions = await run_once(keeper)
-        seen = result.states[-1].liquidatable if result.states else ()
+        seen = (result.states[-1] if result.states else result.start).liquidatable
         result.turns.append(KeeperTurn(number, tuple(executions), _held(keeper, seen)))
         replayed = await replayer.mine_source(block)
         result.blocks.append(replayed)

@@ -10,23 +10,24 @@ from keeper.app.backtest_report import keeper_liquidations, source_rows
 
 
 def write_chart(bt: Backtest, symbol: dict[str, str], path: Path) -> None:
-    """Three panels sharing the block axis: prices (relative to the first block), liquidatable
+    """Three panels sharing the block axis: prices (relative to block N), liquidatable
     debt, and the liquidations (the keeper's, and the source chain's taken / missed)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    blocks = [s.block for s in bt.states]
+    states = ([bt.start] if bt.start is not None else []) + bt.states
+    blocks = [s.block for s in states]
     fig, (top, mid, low) = plt.subplots(3, 1, sharex=True, figsize=(10, 9))
-    first = bt.states[0].prices if bt.states else {}
+    first = states[0].prices if states else {}
     for asset, p0 in sorted(first.items()):
-        series = [s.prices.get(asset, p0) / p0 for s in bt.states]
+        series = [s.prices.get(asset, p0) / p0 for s in states]
         if p0 and max(series) - min(series) > 1e-4:  # only the assets that moved
             top.plot(blocks, series, label=symbol.get(asset, asset[:10]))
-    top.set_ylabel("oracle price / first block")
+    top.set_ylabel(f"oracle price / at block {bt.from_block}")
     top.legend(loc="best", fontsize="small")
-    mid.step(blocks, [s.liquidatable_debt_usd / 1e8 for s in bt.states], where="post")
+    mid.step(blocks, [s.liquidatable_debt_usd / 1e8 for s in states], where="post")
     mid.set_ylabel("liquidatable debt (USD)")
     mine = keeper_liquidations(bt)
     low.scatter([k.block for k in mine], [k.profit_usd for k in mine], marker="o",

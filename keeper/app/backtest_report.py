@@ -39,7 +39,8 @@ class SourceRow:
     collateral: str
     debt: str
     liquidator: str
-    debt_covered: int
+    debt_covered: int  # debt-asset units
+    debt_covered_usd: float  # at the oracle price after that block
     taken: bool
     reason: str  # why not, when not taken
 
@@ -69,12 +70,15 @@ def source_rows(bt: Backtest, symbol: dict[str, str] | None = None) -> list[Sour
     for k in keeper_liquidations(bt):
         taken_at.setdefault(k.user, k.block)
     rows: list[SourceRow] = []
+    prices = {s.block: s.prices for s in bt.states}
     for ev in bt.source_liquidations:
         first = taken_at.get(ev.user)
         taken = first is not None and first <= ev.block_number
         reason = "" if taken else _why_not(bt, ev.user, ev.block_number, first, symbol)
+        usd = (ev.debt_to_cover * prices.get(ev.block_number, {}).get(ev.debt_asset, 0)
+               / 10 ** bt.decimals.get(ev.debt_asset, 18) / 1e8)
         rows.append(SourceRow(ev.block_number, ev.user, ev.collateral_asset, ev.debt_asset,
-                              ev.liquidator, ev.debt_to_cover, taken, reason))
+                              ev.liquidator, ev.debt_to_cover, round(usd, 2), taken, reason))
     return rows
 
 
@@ -150,11 +154,12 @@ def format_table(bt: Backtest, symbol: dict[str, str]) -> str:
                      f"{s.liquidatable_debt_usd / 1e8:>16,.2f} "
                      f"{sum(_mined(e) for e in t.executions):>11d}")
     lines += ["", "source liquidations:",
-              f"{'block':>8s} {'user':44s} {'pair':14s} {'liquidator':44s} keeper"]
+              f"{'block':>8s} {'user':44s} {'pair':14s} {'liquidator':44s} {'debt covered $':>14s} "
+              "keeper"]
     for r in source_rows(bt, symbol):
         verdict = "TAKEN" if r.taken else f"missed: {r.reason}"
         lines.append(f"{r.block:>8d} {r.user:44s} {sym(r.collateral) + '/' + sym(r.debt):14s} "
-                     f"{r.liquidator:44s} {verdict}")
+                     f"{r.liquidator:44s} {r.debt_covered_usd:>14,.2f} {verdict}")
     lines += ["", "keeper liquidations:",
               f"{'block':>8s} {'user':44s} {'pair':14s} {'profit $':>12s} {'gas':>9s}"]
     for k in keeper_liquidations(bt):
@@ -166,6 +171,10 @@ def format_table(bt: Backtest, symbol: dict[str, str]) -> str:
               f"by the keeper, {tot['missed']} missed; keeper: {tot['keeper_liquidations']} "
               f"liquidation(s), profit ${tot['keeper_profit_usd']:,.2f}, gas {tot['keeper_gas_used']:,}"]
     return "\n".join(lines)
+
+
+def _units(bt: Backtest, asset: str, amount: int) -> str:
+    return f"{amount / 10 ** bt.decimals.get(asset, 18):,.4f}"
 
 
 def format_markdown(bt: Backtest, symbol: dict[str, str], chart: str | None) -> str:
@@ -184,10 +193,11 @@ def format_markdown(bt: Backtest, symbol: dict[str, str], chart: str | None) -> 
     if chart:
         out += [f"![the crash]({chart})", ""]
     out += ["## Source liquidations", "", "| block | user | pair | liquidator | debt covered "
-            "| keeper |", "|---|---|---|---|---|---|"]
+            "| debt covered $ | keeper |", "|---|---|---|---|---|---|---|"]
     for r in source_rows(bt, symbol):
         out.append(f"| {r.block} | `{r.user}` | {sym(r.collateral)}/{sym(r.debt)} | "
-                   f"`{r.liquidator}` | {r.debt_covered} | "
+                   f"`{r.liquidator}` | {_units(bt, r.debt, r.debt_covered)} {sym(r.debt)} | "
+                   f"{r.debt_covered_usd:,.2f} | "
                    f"{'taken' if r.taken else 'missed: ' + r.reason} |")
     out += ["", "## Keeper liquidations", "", "| block | user | pair | profit $ | gas | tx |",
             "|---|---|---|---|---|---|"]

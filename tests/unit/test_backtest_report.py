@@ -34,11 +34,12 @@ def _mined(user: str, net_usd: int) -> Execution:
 
 
 def _source(block: int, user: str) -> LiquidationCall:
-    return LiquidationCall("0xpool", block, 0, COLL, DEBT, user, 7, 9, BOT, False)
+    return LiquidationCall("0xpool", block, 0, COLL, DEBT, user, 7_000_000, 9, BOT, False)
 
 
 def _state(block: int, *users: str) -> BlockState:
-    return BlockState(block, 1000 + block, {COLL: 2000 * 10**8 - block}, users, 5 * 10**8)
+    return BlockState(block, 1000 + block, {COLL: 2000 * 10**8 - block, DEBT: 10**8}, users,
+                      5 * 10**8)
 
 
 def _backtest() -> Backtest:
@@ -51,12 +52,13 @@ def _backtest() -> Backtest:
     blocks = [ReplayedBlock(b, 100 + b, 2, 2, 1 if b == 12 else 0, 0) for b in (11, 12, 13)]
     states = [_state(11, A, C, D), _state(12, C, D, E), _state(13)]
     sources = [_source(12, A), _source(12, B), _source(13, C), _source(13, D), _source(12, E)]
-    return Backtest(10, 13, sources, turns, blocks, states)
+    return Backtest(10, 13, sources, turns, blocks, states, _state(10), {COLL: 18, DEBT: 6})
 
 
 def test_every_source_liquidation_gets_a_verdict_with_the_keepers_reason() -> None:
     rows = {r.user: r for r in source_rows(_backtest(), SYMBOLS)}
     assert rows[A].taken and rows[A].reason == ""  # the keeper took A at block 11, before 12
+    assert rows[A].debt_covered_usd == 7.0
     assert not rows[B].taken and rows[B].reason == NOT_SEEN  # never liquidatable at a turn
     assert rows[C].reason == "unprofitable: net profit $-3.10 < minimum $1.00"
     assert rows[D].reason.startswith("held by the oracle guard (WETH halted")
@@ -81,7 +83,7 @@ def test_totals_and_renderings_agree() -> None:
     assert "WETH/USDC" in table and "TAKEN" in table
     assert "1 taken by the keeper, 4 missed" in table
     md = format_markdown(bt, SYMBOLS, "crash.png")
-    assert "![the crash](crash.png)" in md and md.count("| 1") >= 1
+    assert "![the crash](crash.png)" in md and "| 7.0000 USDC | 7.00 |" in md
 
 
 def test_the_chart_is_a_png(tmp_path: Path) -> None:
