@@ -75,6 +75,9 @@ async def _backtest(cfg: KeeperConfig, url: str, from_block: int,
             target = resolve_target(cfg)
             async with (HttpRpc(url, timeout=cfg.network.request_timeout) as source,
                         HttpRpc(node.url, timeout=cfg.network.request_timeout) as fork):
+                head = int(str(await source.call("eth_blockNumber")), 16)
+                if to_block > head:
+                    raise UsageError(f"--to {to_block}: the source chain's head is {head}")
                 replayer = Replayer(source, fork)
                 await replayer.prepare()
                 start = await replayer.fetch(from_block)

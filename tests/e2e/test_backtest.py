@@ -98,6 +98,37 @@ async def _send_as_recorded(devnet: Devnet, tx: dict[str, Any]) -> None:
     await devnet.tx.wait_receipt(await devnet.rpc.call("eth_sendTransaction", [call]))
 
 
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")}
+
+
+def _market_only(devnet: Devnet, tmp_path: Path) -> Path:
+    m = devnet.m
+    weth, usdc = m.reserve("WETH").address, m.reserve("USDC").address
+    config = tmp_path / "market.toml"
+    config.write_text(f"""
+[network]
+chain_id = 31337
+rpc_urls = ["{devnet.rpc.url}"]
+
+[aave]
+pool_addresses_provider = "{m.pool_addresses_provider}"
+start_block = {m.deploy_block}
+
+[dex]
+uniswap_v2_factory = "{m.uniswap_factory}"
+native_asset = "{weth}"
+hubs = ["{weth}", "{usdc}"]
+
+[executor]
+min_profit_usd = 1.0
+
+[state]
+sqlite = "{tmp_path / "bare.sqlite"}"
+""")
+    return config
+
+
 async def _head(devnet: Devnet) -> int:
     return int(await devnet.rpc.call("eth_blockNumber"), 16)
 
@@ -119,8 +150,7 @@ async def test_backtest_reports_every_source_liquidation_and_matches_a_live_run(
         assert logs, "the naive liquidator took nothing: no race to replay"
         manifest = tmp_path / "manifest.json"
         source.m.save(manifest)
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")},
-               "KEEPER_NETWORK__DEVNET_MANIFEST": str(manifest),
+        env = {**_clean_env(), "KEEPER_NETWORK__DEVNET_MANIFEST": str(manifest),
                "KEEPER_STATE__SQLITE": str(tmp_path / "unused.sqlite"), "KEEPER_PRIVATE_KEY": KEY}
         out = tmp_path / "report"
         proc = await asyncio.to_thread(
@@ -130,8 +160,21 @@ async def test_backtest_reports_every_source_liquidation_and_matches_a_live_run(
              "--json", "--out", str(out)],
             capture_output=True, text=True, cwd=ROOT, env=env, timeout=600, check=False)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        # A new user's config: the market and the DEX only, no key, no liquidator: the
+        # backtest deploys its own on the fork, from a throwaway key.
+        bare = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "keeper", "backtest", "-c", str(_market_only(source, tmp_path)),
+             "--fork-url", source.rpc.url, "--from", str(before), "--to", str(head), "--json"],
+            capture_output=True, text=True, cwd=ROOT, env=_clean_env(), timeout=600, check=False)
+        assert bare.returncode == 0, bare.stderr[-3000:]
         assert await _head(source) == head  # nothing reached the source
     report = json.loads(proc.stdout)
+    # (Its config has no oracle guard, so its verdicts may differ from the devnet config's.)
+    bare_report = json.loads(bare.stdout)
+    assert bare_report["summary"]["keeper_liquidations"] > 0
+    assert [(r["block"], r["user"]) for r in bare_report["source_liquidations"]] == [
+        (r["block"], r["user"]) for r in report["source_liquidations"]]
 
     # Every LiquidationCall of the source chain is in the report, taken or missed with a reason.
     rows = report["source_liquidations"]
