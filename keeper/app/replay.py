@@ -54,6 +54,10 @@ class ReplayedBlock:
     not_replayed: int  # refused by the fork or left unmined (dropped)
 
 
+def _signed(tx: dict[str, Any]) -> bool:
+    return bool(int(tx.get("r", "0x0"), 16) or int(tx.get("s", "0x0"), 16))
+
+
 class Replayer:
     """Replays ``source`` blocks onto ``fork`` (an Anvil with automine off)."""
 
@@ -79,11 +83,15 @@ class Replayer:
         if block.base_fee is not None:
             # The source's own base fee: every original transaction paid at least that much.
             await self.fork.call("anvil_setNextBlockBaseFeePerGas", [hex(block.base_fee)])
+        signed = [tx["hash"] for tx in block.txs if _signed(tx)]
+        # One batch for the block's original bytes; the sends stay one by one, in order.
+        raws = dict(zip(signed, await self.source.batch(
+            [("eth_getRawTransactionByHash", [h]) for h in signed]), strict=True)) if signed else {}
         sent: list[str] = []
         refused = 0
         for tx in block.txs:
             try:
-                sent.append(await self._send(tx))
+                sent.append(await self._send(tx, raws.get(tx["hash"])))
             except RpcResponseError as exc:
                 refused += 1
                 log.warning("replay_tx_refused", block=block.number, tx=tx["hash"],
@@ -102,9 +110,8 @@ class Replayer:
         return ReplayedBlock(block.number, int(head["number"], 16), len(block.txs),
                              len(included & set(sent)), reverted, refused + len(left))
 
-    async def _send(self, tx: dict[str, Any]) -> str:
-        if int(tx.get("r", "0x0"), 16) or int(tx.get("s", "0x0"), 16):
-            raw = await self.source.call("eth_getRawTransactionByHash", [tx["hash"]])
+    async def _send(self, tx: dict[str, Any], raw: str | None) -> str:
+        if raw is not None:
             return str(await self.fork.call("eth_sendRawTransaction", [raw]))
         # No signature: the source node sent it for an impersonated account. Same sender, same
         # nonce, same call, by impersonation on the fork.

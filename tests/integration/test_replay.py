@@ -4,6 +4,7 @@ receipts (status, gas, logs), whether the source signed them or sent them impers
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -44,7 +45,11 @@ async def test_replayed_blocks_match_the_source() -> None:
         await src.call("anvil_setBalance", [STRANGER, hex(10**20)])
         deployed = await src.call("eth_sendTransaction", [{"from": DEV[0],
                                                             "data": _init_code(RUNTIME)}])
-        target = (await src.call("eth_getTransactionReceipt", [deployed]))["contractAddress"]
+        receipt = None
+        while receipt is None:  # automine answers the send before the block is sealed
+            receipt = await src.call("eth_getTransactionReceipt", [deployed])
+            await asyncio.sleep(0.01)
+        target = receipt["contractAddress"]
         fork_at = int(await src.call("eth_blockNumber"), 16)
         await src.call("evm_setAutomine", [False])
         for step in range(3):
