@@ -1,5 +1,5 @@
 """The backtest's chart: the crash's prices, the debt at risk and the keeper's liquidations,
-block by block (matplotlib, the ``charts`` extra; imported only when a chart is asked for)."""
+block by block (matplotlib; imported only when a chart is asked for)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def write_chart(bt: Backtest, symbol: dict[str, str], path: Path) -> None:
         if p0 and max(series) - min(series) > 1e-4:  # only the assets that moved
             top.plot(blocks, series, label=symbol.get(asset, asset[:10]))
     top.set_ylabel(f"oracle price / at block {bt.from_block}")
-    top.legend(loc="best", fontsize="small")
+    if top.get_legend_handles_labels()[0]:  # no price moved: nothing to name
+        top.legend(loc="best", fontsize="small")
     mid.step(blocks, [s.liquidatable_debt_usd / 1e8 for s in states], where="post")
     mid.set_ylabel("liquidatable debt (USD)")
     mine = keeper_liquidations(bt)
