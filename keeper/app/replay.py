@@ -84,9 +84,12 @@ class Replayer:
             # The source's own base fee: every original transaction paid at least that much.
             await self.fork.call("anvil_setNextBlockBaseFeePerGas", [hex(block.base_fee)])
         signed = [tx["hash"] for tx in block.txs if _signed(tx)]
-        # One batch for the block's original bytes; the sends stay one by one, in order.
-        raws = dict(zip(signed, await self.source.batch(
-            [("eth_getRawTransactionByHash", [h]) for h in signed]), strict=True)) if signed else {}
+        # One batch for the block's original bytes; the sends stay one by one, in order. A
+        # node that cannot give them leaves those to impersonation.
+        fetched = await self.source.batch([("eth_getRawTransactionByHash", [h]) for h in signed],
+                                          return_exceptions=True) if signed else []
+        raws = {h: str(r) for h, r in zip(signed, fetched, strict=True)
+                if isinstance(r, str) and r.startswith("0x")}
         sent: list[str] = []
         refused = 0
         for tx in block.txs:
@@ -140,11 +143,18 @@ class Replayer:
             await self._mine_once(timestamp)  # a send that raced the cancel
 
     async def _mine_pending(self, timestamp: int) -> None:
+        stuck = 0
         while True:
-            await self._mine_once(timestamp)
+            stuck = await self._mine_once(timestamp, stuck)
             await asyncio.sleep(self.poll)
 
-    async def _mine_once(self, timestamp: int) -> None:
-        status = await self.fork.call("txpool_status")
-        if int(status["pending"], 16):
-            await self.fork.call("evm_mine", [timestamp])
+    async def _mine_once(self, timestamp: int, stuck: int = 0) -> int:
+        """Mine if something new is pending; returns what stays pending after an empty
+        block (a transaction the block would not take, e.g. a fee under the base fee), so
+        that it is not mined around again and again."""
+        pending = int((await self.fork.call("txpool_status"))["pending"], 16)
+        if pending == 0 or pending == stuck:
+            return stuck
+        await self.fork.call("evm_mine", [timestamp])
+        head = await self.fork.call("eth_getBlockByNumber", ["latest", False])
+        return pending if not head["transactions"] else 0
