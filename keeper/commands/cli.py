@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("keeper.commands.run", "follow the chain and liquidate (the daemon)"),
     "deploy-liquidator": ("keeper.commands.deploy_liquidator",
                           "deploy the FlashLiquidator contract owned by the configured key"),
+    "backtest": ("keeper.commands.backtest",
+                 "replay past blocks of a chain on a fork, the keeper racing for liquidations"),
     "breaker": ("keeper.commands.breaker", "the oracle circuit breaker: reset a halted asset"),
 }
 
