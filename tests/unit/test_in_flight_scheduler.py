@@ -15,6 +15,7 @@ from keeper.app.scan_task import Candidates
 from keeper.app.sending import ExecuteTask, Sending
 from keeper.domain.plan import Rejection, RejectionReason
 from keeper.exec.executor import Execution
+from keeper.exec.gate import OpenGate
 from keeper.exec.nonce import NonceManager
 from keeper.exec.tx import Status, TxOutcome
 from keeper.pipeline.scan import LiquidatableAccount
@@ -142,7 +143,8 @@ class _Fakes:
         return SimpleNamespace(user=user)
 
     async def prepare(self, plan: Any, market: Any, **_: Any) -> Any:
-        return plan
+        # A prepared request names its plan (each send goes under the opportunity's claim).
+        return SimpleNamespace(user=plan.user, plan=SimpleNamespace(debt_asset="0xdebt"))
 
     async def send(self, prepared: Any) -> Execution:
         self.sending.append(prepared.user)
@@ -156,7 +158,8 @@ class _Fakes:
 
 def _task(fakes: _Fakes, lane: Lane, candidates: Candidates) -> ExecuteTask:
     book = SimpleNamespace(market=lambda: None, account=lambda u: None)
-    keeper = SimpleNamespace(executor=fakes, planner=fakes, sync=SimpleNamespace(book=book))
+    keeper = SimpleNamespace(executor=fakes, planner=fakes, sync=SimpleNamespace(book=book),
+                             gate=OpenGate())
     supervisor = SimpleNamespace(succeeded=lambda *_: None, failed=lambda *_, **__: None)
     return ExecuteTask(Sending(keeper, supervisor, lane, candidates,  # type: ignore[arg-type]
                                lambda: False))
