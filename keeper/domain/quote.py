@@ -180,19 +180,25 @@ class UniswapV2Quoter:
 
     def quote_exact_in(self, token_in: str, token_out: str, amount_in: int) -> Quote:
         """The route with the largest output for ``amount_in``."""
-        best: Quote | None = None
-        last: SwapRevert | None = None
-        for route in self.routes(token_in, token_out):
-            try:
-                quote = self.quote_route(route, amount_in)
-            except SwapRevert as exc:
-                last = exc
-                continue
-            if best is None or quote.amount_out > best.amount_out:
-                best = quote
-        if best is None:
-            raise last or SwapRevert(f"no route from {token_in} to {token_out}")
-        return best
+        return best_quote(self, token_in, token_out, amount_in)
+
+
+def best_quote(quoter: Quoter, token_in: str, token_out: str, amount_in: int) -> Quote:
+    """The largest output over ``quoter.routes``: what every quoter's ``quote_exact_in`` is.
+    Raises the last route's SwapRevert when none can take ``amount_in``."""
+    best: Quote | None = None
+    last: SwapRevert | None = None
+    for route in quoter.routes(token_in, token_out):
+        try:
+            quote = quoter.quote_route(route, amount_in)
+        except SwapRevert as exc:
+            last = exc
+            continue
+        if best is None or quote.amount_out > best.amount_out:
+            best = quote
+    if best is None:
+        raise last or SwapRevert(f"no route from {token_in} to {token_out}")
+    return best
 
 
 def needed_pairs(

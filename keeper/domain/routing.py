@@ -34,6 +34,7 @@ from keeper.domain.quote import (
     PairAddress,
     Quote,
     Route,
+    best_quote,
     v2_amount_out,
 )
 from keeper.domain.swap_route import SwapHop, Venue
@@ -111,19 +112,7 @@ class RoutingQuoter:
 
     def quote_exact_in(self, token_in: str, token_out: str, amount_in: int) -> Quote:
         """The best quote over every route; a split is in it when it pays (see the module)."""
-        best: Quote | None = None
-        last: SwapRevert | None = None
-        for route in self.routes(token_in, token_out):
-            try:
-                quote = self.quote_route(route, amount_in)
-            except SwapRevert as exc:
-                last = exc
-                continue
-            if best is None or quote.amount_out > best.amount_out:
-                best = quote
-        if best is None:
-            raise last or SwapRevert(f"no route from {token_in} to {token_out}")
-        return best
+        return best_quote(self, token_in, token_out, amount_in)
 
     # ---- one concrete route ------------------------------------------------------------------
     def _hop_out(self, pool: _Pool, token_in: str, token_out: str, amount_in: int) -> int:
