@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 
 from keeper.chain.types import Head, Log
@@ -39,3 +40,20 @@ def hints_after(hints: MarketHints, events: Sequence[ev.AaveEvent]) -> MarketHin
         elif isinstance(e, ev.EModeCategoryAdded | ev.UserEModeSet) and e.category_id:
             ids.add(e.category_id)
     return MarketHints(tuple(assets), frozenset(ids), hints.emode_sources)
+
+
+def events_by_block(heads: Sequence[Head], events: Sequence[ev.AaveEvent],
+                    logs: Sequence[Log]) -> dict[int, list[ev.AaveEvent]] | None:
+    """``events`` (decoded from ``logs``, a ranged ``eth_getLogs`` over some of ``heads``) by block
+    number; None when the heads do not chain or a log names another block hash than its
+    head's: the chain moved between the headers and the logs."""
+    for prev, head in itertools.pairwise(heads):
+        if head.parent_hash != prev.hash:
+            return None
+    hashes = {h.number: h.hash for h in heads}
+    if any(hashes.get(lg.block_number) != lg.block_hash for lg in logs):
+        return None
+    by_block: dict[int, list[ev.AaveEvent]] = {}
+    for e in events:
+        by_block.setdefault(e.block_number, []).append(e)
+    return by_block

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 from eth_abi.exceptions import DecodingError
 
+from keeper.chain.head_batches import head_batches, runs
 from keeper.chain.heads import fetch_heads, follow_heads
-from keeper.chain.logs import chunk_ranges, get_logs, log_filter, parse_logs
+from keeper.chain.logs import chunk_ranges, get_logs
 from keeper.chain.reorg import ReorgTooDeep, block_gone
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import Head, Reorg
@@ -43,9 +44,15 @@ from keeper.domain.revision import AaveRevision
 from keeper.errors import KeeperError, RpcResponseError
 from keeper.obs.logging import get_logger
 from keeper.obs.progress import BackfillProgress
-from keeper.pipeline.block_events import decode_logs, head_ref, hints_after, ref_head
+from keeper.pipeline.block_events import (
+    decode_logs,
+    events_by_block,
+    head_ref,
+    hints_after,
+    ref_head,
+)
+from keeper.pipeline.head_read import HeadRead, read_head
 from keeper.pipeline.store import BookStore
-from keeper.pipeline.tip_read import settled_read
 from keeper.pipeline.updates import UpdateFeed
 from keeper.protocols.aave_v3 import decoding
 from keeper.protocols.aave_v3 import events as ev
@@ -77,6 +84,7 @@ class SyncConfig:
     window: int = 64  # blocks of undo journal = the head follower's reorg window
     follow_depth: int = 32  # the backfill stops this far below the tip; the rest is journaled
     poll_interval: float = 1.0
+    catch_up_batch: int = 100  # blocks of a backlog applied in one step (one ranged getLogs)
     checkpoint_every: float = 1.0
     progress: bool = True
 
@@ -313,66 +321,72 @@ class BookSync(UpdateFeed):
         known = [ref_head(r) for r in self.book.recent_blocks()] or [ref_head(self.book.block)]
         follower = follow_heads(self.rpc, ws=self.ws, poll_interval=self.config.poll_interval,
                                 window=self.config.window, known=known)
-        async with follower:
-            async for event in follower:
-                if isinstance(event, Reorg):
-                    self.reorgs += 1
-                    log.warning("book_rollback", depth=event.depth,
-                                to=event.common_ancestor.number)
-                    self.roll_back(event.common_ancestor.number)
-                    continue
-                if event.number <= self.book.block_number:
-                    continue  # already applied (the follower restarts from the journal)
-                await self.apply_head(event)
-                await self.checkpoint(force=False)
-                if until is not None and self.book.block_number >= until:
-                    return
+        # A backlog (an outage, a chain faster than one round trip a block) is applied in one
+        # step: see ``apply_heads``. The batches close (and stop reading the follower) first.
+        async with follower, contextlib.aclosing(
+                head_batches(follower, limit=self.config.catch_up_batch)) as batches:
+            async for batch in batches:
+                for run in runs(batch):
+                    if isinstance(run, Reorg):
+                        self.reorgs += 1
+                        log.warning("book_rollback", depth=run.depth,
+                                    to=run.common_ancestor.number)
+                        self.roll_back(run.common_ancestor.number)
+                        continue
+                    # Already applied ones are skipped (the follower restarts from the journal).
+                    heads = [h for h in run if h.number > self.book.block_number
+                             and (until is None or h.number <= until)]
+                    if heads:
+                        await self.apply_heads(heads)
+                        await self.checkpoint(force=False)
+                    if until is not None and self.book.block_number >= until:
+                        return
 
     async def apply_head(self, head: Head) -> BlockUpdate:
         """Fetch one block's logs and market (one batch), then apply it with a journal."""
-        if head.parent_hash != self.book.block_hash:
-            raise SyncError(f"block {head.number} does not build on the book's "
+        updates = await self.apply_heads([head])
+        return updates[-1]
+
+    async def apply_heads(self, heads: Sequence[Head]) -> list[BlockUpdate]:
+        """Apply consecutive ``heads``, each with a journal: the logs of all but the last in
+        one ranged ``eth_getLogs``, then the last block's batch (its logs and the market).
+        The market is read at the last block only: the blocks before it keep the previous
+        read, which is what the chain said before the newest block anyway. Nothing is applied
+        before every read is in (the book is never half-way through a backlog at an await)."""
+        if heads[0].parent_hash != self.book.block_hash:
+            raise SyncError(f"block {heads[0].number} does not build on the book's "
                             f"{self.book.block_number} {self.book.block_hash}")
+        earlier: dict[int, list[ev.AaveEvent]] = {}
+        if len(heads) > 1:
+            logs = await get_logs(self.rpc, self._addresses(feeds=True),
+                                  [list(decoding.topics().all)], heads[0].number,
+                                  heads[-2].number)
+            by_block = events_by_block(heads, decode_logs(logs), logs)
+            if by_block is None or self._upgraded([e for es in by_block.values() for e in es]):
+                # The range moved under us (a reorg), or the Pool was upgraded in it.
+                return [u for h in heads for u in await self.apply_heads([h])]
+            earlier = by_block
+        carried = [e for h in heads[:-1] for e in earlier.get(h.number, [])]
         self._use_revision(self.book.state.revision)  # a rollback may have undone an upgrade
-        hints = self.book.state.hints
-        flt = log_filter(self._addresses(feeds=True), [list(decoding.topics().all)],
-                         block_hash=head.hash)
-        method, params = self.reader.request(hints, head.hash)
-        raw_logs, raw_market = await self.rpc.batch([("eth_getLogs", [flt]), (method, params)])
-        events = decode_logs(parse_logs(raw_logs))
-        read = self.reader.decode(hints, raw_market)
-        if self._upgraded(events):
-            revision = await read_revision(self.rpc, self.contracts.pool, head.hash)
-            if revision != self.reader.revision:
-                log.warning("pool_upgraded", block=head.number, revision=revision.label,
-                            previous=self.reader.revision.label)
-                self._use_revision(revision)
-                read, hints = await self.reader.read(self.rpc, head.hash, hints)
-        needed = hints_after(hints, events).union(read.needs())
-        if not hints.covers(needed):
-            # The market changed shape in this block: read it again with the new hints.
-            read, hints = await self.reader.read(self.rpc, head.hash, needed)
-        # A node may answer for the block it is sealing next (see ``tip_read``).
-        settled = await settled_read(self.rpc, self.reader, head, read, hints, needed)
-        if settled is None:
-            raise SyncError(f"block {head.number}: the node keeps answering for a later state")
-        read, hints = settled
-        old = self.book.state
-        sources_moved = (
-            old.read is None
-            or old.read.sources != read.sources
-            or any(isinstance(e, ev.AssetSourceUpdated | ev.AggregatorConfirmed) for e in events)
-        )
-        feeds = None
-        if sources_moved:
-            feeds = await self.reader.resolve_aggregators(self.rpc, read.sources.values(), head.hash)
+        last, self.reader = await read_head(self.rpc, self.reader, self.book.state, heads[-1],
+                                            carried, self._addresses(feeds=True))
+        updates = []
+        for head in heads[:-1]:
+            updates.append(self._apply(head, earlier.get(head.number, []), None))
+        updates.append(self._apply(heads[-1], last.events, last))
+        return updates
+
+    def _apply(self, head: Head, events: Sequence[ev.AaveEvent],
+               market: HeadRead | None) -> BlockUpdate:
+        """Apply ``head``'s events (and, when given, its market read) with a journal."""
         self.book.begin_block(head_ref(head), journal=True)
         try:
             self.book.set_revision(self.reader.revision)
             self.book.apply_all(events)
-            self.book.set_market(read, hints)
-            if feeds is not None:
-                self.book.set_feeds(feeds)
+            if market is not None:
+                self.book.set_market(market.read, market.hints)
+                if market.feeds is not None:
+                    self.book.set_feeds(market.feeds)
         except BaseException:
             self.book.abort_block()
             raise
