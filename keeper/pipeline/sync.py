@@ -60,7 +60,6 @@ from keeper.protocols.aave_v3.book import (
     BlockUpdate,
     BookBlock,
     BookRollbackError,
-    MarketState,
     PositionBook,
 )
 from keeper.protocols.aave_v3.events_later import Upgraded
@@ -109,11 +108,14 @@ class BookSync(UpdateFeed):
         self.rpc = rpc
         self.contracts = contracts
         self.config = config
-        self.book = book if book is not None else PositionBook(window=config.window)
+        # ``_book`` is written; ``book`` is what readers see. They are one object, except while
+        # a re-index builds a new book: readers keep the old, whole one until it is done.
+        self._book = book if book is not None else PositionBook(window=config.window)
+        self._published = self._book
         self.store = store
         self.ws = ws
         # Rebuilt for the Pool's revision once it is known (prepare, or an Upgraded event).
-        self.reader = MarketReader(contracts, self.book.state.revision)
+        self.reader = MarketReader(contracts, self._book.state.revision)
         UpdateFeed.__init__(self)
         self._prepared = False
         self._last_checkpoint = 0.0
@@ -126,7 +128,7 @@ class BookSync(UpdateFeed):
         """Roll the book back to block ``number`` and tell every consumer which accounts it
         restored (a ``BlockUpdate`` with ``rollback`` set): they re-scan them, and whatever
         was sent on the undone blocks is looked at again. None when nothing was undone."""
-        update = self.book.rollback(number)
+        update = self._book.rollback(number)
         if update is not None:
             log.info("book_rolled_back", block=update.block.number,
                      users=len(update.touched_users))
@@ -140,7 +142,7 @@ class BookSync(UpdateFeed):
         try:
             while True:
                 await self.prepare()
-                if until is not None and self.book.block_number >= until:
+                if until is not None and self._book.block_number >= until:
                     return
                 try:
                     await self._follow(until)
@@ -149,7 +151,7 @@ class BookSync(UpdateFeed):
                     log.warning("reorg_below_journal_reindexing", error=str(exc))
                     await self.reindex()
                     # A re-sync is a rollback of everything: every account is looked at again.
-                    self._publish(BlockUpdate(self.book.block, frozenset(self.book.users()),
+                    self._publish(BlockUpdate(self._book.block, frozenset(self._book.users()),
                                               frozenset(), True, True, rollback=True))
                 except RpcResponseError as exc:
                     if not block_gone(exc):
@@ -157,7 +159,7 @@ class BookSync(UpdateFeed):
                     # The block we were reading was reorged out (or the node went back to
                     # an older state) under us: follow again from the book's journal, and
                     # the follower finds the new branch and reports the rollback.
-                    log.info("sync_block_gone_refollowing", block=self.book.block_number,
+                    log.info("sync_block_gone_refollowing", block=self._book.block_number,
                              error=exc.rpc_message)
                     await asyncio.sleep(min(self.config.poll_interval, 0.1))
         finally:
@@ -177,22 +179,30 @@ class BookSync(UpdateFeed):
             return
         loaded = await self.store.load() if self.store is not None else None
         if loaded is not None:
-            self.book.load(loaded.block, loaded.state, loaded.users, loaded.journal)
+            self._book.load(loaded.block, loaded.state, loaded.users, loaded.journal)
             self._use_revision(loaded.state.revision)
             log.info("book_loaded_from_checkpoint", block=loaded.block.number,
                      users=len(loaded.users), journal=len(loaded.journal))
             if await self._verify_checkpoint():
-                self.resumed_from = self.book.block_number
+                self.resumed_from = self._book.block_number
             else:
                 await self.reindex(prepare=False)
                 await self.backfill()
         else:
             await self.backfill()
+        self._published = self._book
         self._prepared = True
 
+    @property
+    def book(self) -> PositionBook:
+        """The book to read: the synced one, or during a re-index the previous one (stale but
+        whole: a reader never sees a book half-way through its backfill)."""
+        return self._published
+
     async def reindex(self, *, prepare: bool = True) -> None:
-        """Throw the book away and rebuild it from ``start_block``."""
-        self.book.load(BookBlock(-1, "", "", 0), MarketState(), {}, ())
+        """Throw the book away and rebuild it from ``start_block`` in a new one, which readers
+        see once it is whole."""
+        self._book = PositionBook(window=self.config.window)
         if self.store is not None:
             await self.store.clear()
         self._prepared = False
@@ -217,27 +227,27 @@ class BookSync(UpdateFeed):
 
     async def _verify_checkpoint(self) -> bool:
         """True when the book's block is canonical, after rolling back if need be."""
-        refs = [*self.book.recent_blocks()]
-        if not refs or refs[-1] != self.book.block:
-            refs.append(self.book.block)
+        refs = [*self._book.recent_blocks()]
+        if not refs or refs[-1] != self._book.block:
+            refs.append(self._book.block)
         latest = int(await self.rpc.call("eth_blockNumber"), 16)
         candidates = [r for r in refs if r.number <= latest]
         if not candidates:
             raise SyncError(f"the chain (tip {latest}) is behind the checkpoint "
-                            f"{self.book.block_number}: wrong node?")
+                            f"{self._book.block_number}: wrong node?")
         heads = await fetch_heads(self.rpc, [r.number for r in candidates])
         for ref, head in zip(reversed(candidates), reversed(heads), strict=True):
             if ref.hash == head.hash:
-                if ref.number != self.book.block_number:
+                if ref.number != self._book.block_number:
                     log.warning("checkpoint_reorged_out_rolling_back",
-                                checkpoint=self.book.block_number, to=ref.number)
+                                checkpoint=self._book.block_number, to=ref.number)
                     try:
                         self.roll_back(ref.number)
                     except BookRollbackError:
                         return False
                 return True
         log.warning("checkpoint_not_canonical_reindexing",
-                    checkpoint=self.book.block_number)
+                    checkpoint=self._book.block_number)
         return False
 
     # ---- backfill --------------------------------------------------------------------------
@@ -249,16 +259,16 @@ class BookSync(UpdateFeed):
             tip = int(await self.rpc.call("eth_blockNumber"), 16)
             to_block = max(cfg.start_block, tip - cfg.follow_depth)
         (target,) = await fetch_heads(self.rpc, [to_block])
-        first = max(cfg.start_block, self.book.block_number + 1)
+        first = max(cfg.start_block, self._book.block_number + 1)
         self._use_revision(await read_revision(self.rpc, self.contracts.pool, target.hash))
-        if self.book.block_number < 0:
+        if self._book.block_number < 0:
             # Token events are applied with the rules of the revision they were emitted under:
             # the revision at the first block, then each Upgraded's (see _apply_backfill).
-            self.book.set_revision(await self._first_revision(first))
+            self._book.set_revision(await self._first_revision(first))
         # The reserves listed at the target: their tokens are the addresses to ask logs of
         # (a reserve added within the range is listed there too).
-        read, hints = await self.reader.read(self.rpc, target.hash, self.book.state.hints)
-        self.book.register_reserves(read.tokens.values())
+        read, hints = await self.reader.read(self.rpc, target.hash, self._book.state.hints)
+        self._book.register_reserves(read.tokens.values())
         progress = BackfillProgress(to_block - first + 1, tty=None if cfg.progress else False)
         addresses = self._addresses(feeds=False)
         topics = [list(decoding.topics().positions)]
@@ -271,21 +281,21 @@ class BookSync(UpdateFeed):
             progress.update(hi - lo + 1, len(events))
         progress.finish()
         # eMode categories users entered during the backfill (on 3.2+ no reserve names them).
-        wanted = hints_after(hints.union(self.book.state.hints), pending)
+        wanted = hints_after(hints.union(self._book.state.hints), pending)
         if not hints.covers(wanted):
             read, hints = await self.reader.read(self.rpc, target.hash, wanted)
         feeds = await self.reader.resolve_aggregators(self.rpc, read.sources.values(), target.hash)
-        self.book.begin_block(head_ref(target), journal=True)
+        self._book.begin_block(head_ref(target), journal=True)
         try:
-            self.book.set_revision(self.reader.revision)
-            self.book.apply_all(pending)
-            self.book.set_market(read, hints)
-            self.book.set_feeds(feeds)
+            self._book.set_revision(self.reader.revision)
+            self._book.apply_all(pending)
+            self._book.set_market(read, hints)
+            self._book.set_feeds(feeds)
         except BaseException:
-            self.book.abort_block()
+            self._book.abort_block()
             raise
-        self._publish(self.book.end_block())
-        log.info("backfill_done", to_block=to_block, users=len(self.book),
+        self._publish(self._book.end_block())
+        log.info("backfill_done", to_block=to_block, users=len(self._book),
                  seconds=round(progress.elapsed, 2))
         await self.checkpoint(force=True)
 
@@ -304,21 +314,21 @@ class BookSync(UpdateFeed):
         stamps = {h.number: h.timestamp for h in await fetch_heads(self.rpc, stable)}
         for n in sorted(by_block):
             es = by_block[n]
-            if n <= self.book.block_number:
+            if n <= self._book.block_number:
                 continue
             revision = (await read_revision(self.rpc, self.contracts.pool, n)
                         if self._upgraded(es) else None)
             # Far below the tip, never rolled back: the hash is not needed.
             ref = BookBlock(n, "", "", stamps.get(n, 0))
-            self.book.begin_block(ref, journal=False)
+            self._book.begin_block(ref, journal=False)
             if revision is not None:
-                self.book.set_revision(revision)
-            self.book.apply_all(es)
-            self.book.end_block()
+                self._book.set_revision(revision)
+            self._book.apply_all(es)
+            self._book.end_block()
 
     # ---- following -------------------------------------------------------------------------
     async def _follow(self, until: int | None) -> None:
-        known = [ref_head(r) for r in self.book.recent_blocks()] or [ref_head(self.book.block)]
+        known = [ref_head(r) for r in self._book.recent_blocks()] or [ref_head(self._book.block)]
         follower = follow_heads(self.rpc, ws=self.ws, poll_interval=self.config.poll_interval,
                                 window=self.config.window, known=known)
         # A backlog (an outage, a chain faster than one round trip a block) is applied in one
@@ -334,12 +344,12 @@ class BookSync(UpdateFeed):
                         self.roll_back(run.common_ancestor.number)
                         continue
                     # Already applied ones are skipped (the follower restarts from the journal).
-                    heads = [h for h in run if h.number > self.book.block_number
+                    heads = [h for h in run if h.number > self._book.block_number
                              and (until is None or h.number <= until)]
                     if heads:
                         await self.apply_heads(heads)
                         await self.checkpoint(force=False)
-                    if until is not None and self.book.block_number >= until:
+                    if until is not None and self._book.block_number >= until:
                         return
 
     async def apply_head(self, head: Head) -> BlockUpdate:
@@ -353,9 +363,9 @@ class BookSync(UpdateFeed):
         The market is read at the last block only: the blocks before it keep the previous
         read, which is what the chain said before the newest block anyway. Nothing is applied
         before every read is in (the book is never half-way through a backlog at an await)."""
-        if heads[0].parent_hash != self.book.block_hash:
+        if heads[0].parent_hash != self._book.block_hash:
             raise SyncError(f"block {heads[0].number} does not build on the book's "
-                            f"{self.book.block_number} {self.book.block_hash}")
+                            f"{self._book.block_number} {self._book.block_hash}")
         earlier: dict[int, list[ev.AaveEvent]] = {}
         if len(heads) > 1:
             logs = await get_logs(self.rpc, self._addresses(feeds=True),
@@ -367,8 +377,8 @@ class BookSync(UpdateFeed):
                 return [u for h in heads for u in await self.apply_heads([h])]
             earlier = by_block
         carried = [e for h in heads[:-1] for e in earlier.get(h.number, [])]
-        self._use_revision(self.book.state.revision)  # a rollback may have undone an upgrade
-        last, self.reader = await read_head(self.rpc, self.reader, self.book.state, heads[-1],
+        self._use_revision(self._book.state.revision)  # a rollback may have undone an upgrade
+        last, self.reader = await read_head(self.rpc, self.reader, self._book.state, heads[-1],
                                             carried, self._addresses(feeds=True))
         updates = []
         for head in heads[:-1]:
@@ -379,38 +389,38 @@ class BookSync(UpdateFeed):
     def _apply(self, head: Head, events: Sequence[ev.AaveEvent],
                market: HeadRead | None) -> BlockUpdate:
         """Apply ``head``'s events (and, when given, its market read) with a journal."""
-        self.book.begin_block(head_ref(head), journal=True)
+        self._book.begin_block(head_ref(head), journal=True)
         try:
-            self.book.set_revision(self.reader.revision)
-            self.book.apply_all(events)
+            self._book.set_revision(self.reader.revision)
+            self._book.apply_all(events)
             if market is not None:
-                self.book.set_market(market.read, market.hints)
+                self._book.set_market(market.read, market.hints)
                 if market.feeds is not None:
-                    self.book.set_feeds(market.feeds)
+                    self._book.set_feeds(market.feeds)
         except BaseException:
-            self.book.abort_block()
+            self._book.abort_block()
             raise
-        update = self.book.end_block()
+        update = self._book.end_block()
         self.blocks_applied += 1
         self._publish(update)
         return update
 
     def _addresses(self, *, feeds: bool) -> list[str]:
         c = self.contracts
-        return [c.pool, c.pool_configurator, c.oracle, *self.book.watched_addresses(feeds=feeds)]
+        return [c.pool, c.pool_configurator, c.oracle, *self._book.watched_addresses(feeds=feeds)]
 
     # ---- persistence -----------------------------------------------------------------------
     async def checkpoint(self, *, force: bool = True) -> None:
         """Write the book to the store (if any); without ``force`` at most every
         ``checkpoint_every`` seconds."""
-        if self.store is None or self.book.block_number < 0:
+        if self.store is None or self._book.block_number < 0:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
         if not force and now - self._last_checkpoint < self.config.checkpoint_every:
             return
         self._last_checkpoint = now
-        await self.store.checkpoint(self.book)
+        await self.store.checkpoint(self._book)
 
     async def close(self) -> None:
         if self.store is not None:
