@@ -51,6 +51,7 @@ from keeper.pipeline.block_events import (
     hints_after,
     ref_head,
 )
+from keeper.pipeline.checkpoint_check import newest_canonical
 from keeper.pipeline.head_read import HeadRead, read_head
 from keeper.pipeline.store import BookStore
 from keeper.pipeline.updates import UpdateFeed
@@ -227,28 +228,18 @@ class BookSync(UpdateFeed):
 
     async def _verify_checkpoint(self) -> bool:
         """True when the book's block is canonical, after rolling back if need be."""
-        refs = [*self._book.recent_blocks()]
-        if not refs or refs[-1] != self._book.block:
-            refs.append(self._book.block)
-        latest = int(await self.rpc.call("eth_blockNumber"), 16)
-        candidates = [r for r in refs if r.number <= latest]
-        if not candidates:
-            raise SyncError(f"the chain (tip {latest}) is behind the checkpoint "
-                            f"{self._book.block_number}: wrong node?")
-        heads = await fetch_heads(self.rpc, [r.number for r in candidates])
-        for ref, head in zip(reversed(candidates), reversed(heads), strict=True):
-            if ref.hash == head.hash:
-                if ref.number != self._book.block_number:
-                    log.warning("checkpoint_reorged_out_rolling_back",
-                                checkpoint=self._book.block_number, to=ref.number)
-                    try:
-                        self.roll_back(ref.number)
-                    except BookRollbackError:
-                        return False
-                return True
-        log.warning("checkpoint_not_canonical_reindexing",
-                    checkpoint=self._book.block_number)
-        return False
+        ref = await newest_canonical(self.rpc, self._book)
+        if ref is None:
+            log.warning("checkpoint_not_canonical_reindexing", checkpoint=self._book.block_number)
+            return False
+        if ref.number != self._book.block_number:
+            log.warning("checkpoint_reorged_out_rolling_back",
+                        checkpoint=self._book.block_number, to=ref.number)
+            try:
+                self.roll_back(ref.number)
+            except BookRollbackError:
+                return False
+        return True
 
     # ---- backfill --------------------------------------------------------------------------
     async def backfill(self, to_block: int | None = None) -> None:
