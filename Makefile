@@ -97,11 +97,19 @@ k8s:
 	  && echo "ops/cluster/k8s: rendered by kubectl kustomize"; \
 	else echo "warning: kubectl not installed; ops/cluster/k8s checked by tests only" >&2; fi
 
-# Every test, the fault-injection suite included (about 4 of the suite's minutes on 2 cores).
-# The slow groups also run alone: `make faults`; `make test PYTEST_MARKERS="not faults"` skips them.
+# Every test, the fault-injection and network suites included. Most run on two workers
+# (pytest-xdist); those that race a live chain in real time (marker `serial`, tests/conftest.py)
+# then run one at a time, so that no other test takes their CPU. The build caches are made
+# first (the workers would otherwise all make them at once). The slow groups also run alone:
+# `make faults`, `make network`; `make test PYTEST_MARKERS="not faults"` skips one.
 PYTEST_MARKERS ?=
+AND_MARKERS := $(if $(PYTEST_MARKERS), and ($(PYTEST_MARKERS)))
 test: lint static k8s
-	$(BIN)/pytest -q $(if $(PYTEST_MARKERS),-m "$(PYTEST_MARKERS)") $(PYTEST_ARGS)
+	$(BIN)/python -m tests.warm_caches
+	@rc=0; \
+	$(BIN)/pytest -q -n 2 -m "not serial$(AND_MARKERS)" $(PYTEST_ARGS) || [ $$? -eq 5 ] || rc=1; \
+	$(BIN)/pytest -q -m "serial$(AND_MARKERS)" $(PYTEST_ARGS) || [ $$? -eq 5 ] || rc=1; \
+	exit $$rc
 
 bench: setup
 	$(BIN)/python -m bench

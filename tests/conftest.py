@@ -20,6 +20,23 @@ from keeper.devnet.driver import Devnet
 
 TEST_STATE_DIR = Path(__file__).resolve().parents[1] / "build" / "test-devnet"
 
+# Tests that race a live chain in real time (a daemon against a ticking devnet, latency and
+# block bounds, lease timings): ``make test`` runs them one at a time, after the rest ran on
+# two workers, so that no other test takes their CPU.
+SERIAL_DIRS = ("tests/faults/", "tests/cluster/")
+SERIAL_MODULES = ("test_backrun.py", "test_backtest.py", "test_crash_throughput.py",
+                  "test_daemon.py", "test_in_flight.py", "test_oracle_guard.py",
+                  "test_prometheus.py", "test_risk_alerts.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parents[1]
+    for item in items:
+        path = item.path.resolve().relative_to(root).as_posix()
+        if path.startswith(SERIAL_DIRS) or (path.startswith("tests/e2e/")
+                                            and item.path.name in SERIAL_MODULES):
+            item.add_marker(pytest.mark.serial)
+
 
 @pytest.fixture
 async def anvil() -> AsyncIterator[Anvil]:

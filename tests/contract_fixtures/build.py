@@ -36,3 +36,8 @@ def test_contract(name: str) -> Artifact:
 
 
 test_contract.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def compile_all() -> int:
+    """Compile (or load the cached build of) every test-only contract; how many there are."""
+    return len(_compiled())
