@@ -21,6 +21,7 @@ from keeper.exec.sender import Sender
 from keeper.exec.tx import Status, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
+from keeper.protocols.aave_v3.liquidator import liquidated_profit
 from keeper.protocols.erc20 import balance_of
 
 log = get_logger(__name__)
@@ -39,7 +40,7 @@ class Execution:
     outcome: TxOutcome | None = None
     predicted_gas: int | None = None
     predicted_net_usd: int | None = None  # gross profit less predicted gas × price paid
-    realised_profit: int | None = None  # debt-asset units: the owner's balance change
+    realised_profit: int | None = None  # debt-asset units: our contract's Liquidated profit
     realised_net_usd: int | None = None  # realised profit less the gas paid, in USD
     gas_paid: int | None = None  # wei
 
@@ -192,11 +193,14 @@ class LiquidationExecutor:
                            market: Market) -> Execution:
         assert outcome.block_number is not None
         block = outcome.block_number
-        before, after = await self.rpc.batch([
-            balance_of(plan.debt_asset, self.owner, hex(block - 1)),
-            balance_of(plan.debt_asset, self.owner, hex(block)),
-        ])
-        realised = int(after, 16) - int(before, 16)
+        receipt = await self.rpc.call("eth_getTransactionReceipt", [outcome.tx_hash])
+        realised = liquidated_profit(receipt, plan.liquidator, user)
+        if realised is None:  # a contract without the event: the owner's balance over the block
+            before, after = await self.rpc.batch([
+                balance_of(plan.debt_asset, self.owner, hex(block - 1)),
+                balance_of(plan.debt_asset, self.owner, hex(block)),
+            ])
+            realised = int(after, 16) - int(before, 16)
         gas_paid = outcome.gas_cost or 0
         debt_reserve = next(r for r in market.reserves.values() if r.asset == plan.debt_asset)
         unit = 10**debt_reserve.configuration.decimals

@@ -292,3 +292,18 @@ def predict_outcome(
     amounts = leg_amounts[0] if len(legs) == 1 else (seized, received)
     return LiquidationOutcome(repaid, seized, amounts, premium, received - repaid - premium,
                               leg_amounts)
+
+
+def liquidated_profit(receipt: Any, liquidator: str, user: str) -> int | None:
+    """The profit (debt-asset units) our contract's ``Liquidated`` event reports for ``user`` in
+    a transaction receipt, or None when the receipt has no such event. Each transaction's own:
+    the owner's balance change over a block would count every liquidation of ours in it."""
+    event = _abi().event("Liquidated")
+    logs = receipt.get("logs") if isinstance(receipt, dict) else None
+    for lg in logs or ():
+        if (isinstance(lg, dict) and str(lg.get("address", "")).lower() == liquidator.lower()
+                and (lg.get("topics") or [None])[0] == event.topic0):
+            fields = event.decode(lg["topics"], lg["data"])
+            if str(fields["user"]).lower() == user.lower():
+                return int(fields["profit"])
+    return None
