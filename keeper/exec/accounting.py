@@ -7,13 +7,14 @@ Gas actually paid (mined or reverted) goes into the spend budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from keeper.chain.types import hex_to_int
 from keeper.exec.admission import Admission
 from keeper.exec.flight import Flight
 from keeper.exec.guards import Guards
-from keeper.exec.tx import Status, TxOutcome, TxRequest
+from keeper.exec.tx import SendAttempt, Status, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics, wei_to_eth
 
@@ -27,6 +28,8 @@ class Accounting:
         self.guards = guards
         self.metrics = metrics
         self.dry_run = dry_run
+        # Told of every hand-out (request, nonce, attempt): the daemon's decision record.
+        self.on_handed_out: Callable[[TxRequest, int, SendAttempt], None] | None = None
 
     def handed_out(self, flight: Flight, route: str) -> None:
         """``flight``'s latest attempt went out through ``route``."""
@@ -38,6 +41,8 @@ class Accounting:
                  tx_hash=attempt.tx_hash, nonce=flight.lease.nonce, gas_limit=attempt.gas_limit,
                  max_fee=attempt.fees.max_fee_per_gas, tip=attempt.fees.max_priority_fee_per_gas,
                  head=attempt.block)
+        if self.on_handed_out is not None:
+            self.on_handed_out(flight.req, flight.lease.nonce, attempt)
 
     def included(self, flight: Flight, receipt: dict[str, Any], now: float) -> TxOutcome:
         """A receipt deep enough and canonical: mined, reverted, or our cancel mined."""
