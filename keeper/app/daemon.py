@@ -92,6 +92,7 @@ class Daemon:
         # What the keeper knew and did, per account and block, for ``keeper forensics``.
         self.decisions = DecisionLog(keeper.cfg.state.sqlite)
         keeper.decisions = self.decisions
+        self.decisions.head = lambda: keeper.sync.book.block_number
         if keeper.executor is not None:
             sender = keeper.executor.sender
             sender.accounting.on_handed_out = functools.partial(self.decisions.handed_out,

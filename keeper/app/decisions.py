@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     user TEXT NOT NULL,
     kind TEXT NOT NULL,
     at REAL NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    head INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_block ON decisions (block);
 """
@@ -56,13 +57,20 @@ class DecisionStoreError(KeeperError, RuntimeError):
 class Decision:
     """One thing the keeper knew or did. ``block`` is the block its view was at (the scanned
     block, the head a transaction was handed out at, the block it was mined in); ``at`` is wall
-    time (seconds); ``data`` the kind's figures."""
+    time (seconds); ``data`` the kind's figures; ``head`` the newest block applied then."""
 
     block: int
     user: str
     kind: str  # flagged cleared held released planned skipped sent outcome halt
     at: float
     data: Mapping[str, Any] = field(default_factory=dict)
+    head: int = -1  # the newest block the keeper had applied when it recorded this
+
+    @property
+    def known_at(self) -> int:
+        """The block by which the keeper knew this: a verdict made after block B arrived
+        was not the keeper's word on B, whatever block it planned on."""
+        return max(self.block, self.head)
 
 
 class DecisionLog:
@@ -78,11 +86,15 @@ class DecisionLog:
         self.held_users: frozenset[str] = frozenset()
         self.halted: tuple[str, ...] = ()
         self.newest_block = 0
+        self.head: Callable[[], int] = lambda: -1  # the daemon's: the book's block
         self._conn: sqlite3.Connection | None = None
 
-    def add(self, kind: str, block: int, user: str = "", **data: Any) -> None:
-        """Append one record (on the loop: no IO)."""
-        self.pending.append(Decision(block, user, kind, self.clock(), data))
+    def add(self, kind: str, block: int, user: str = "", *, seen: int | None = None,
+            **data: Any) -> None:
+        """Append one record (on the loop: no IO); ``seen``: a block the keeper is known to
+        have had then, beyond the book's (a simulation's head)."""
+        head = max(self.head(), seen if seen is not None else -1)
+        self.pending.append(Decision(block, user, kind, self.clock(), data, head))
         self.newest_block = max(self.newest_block, block)
         if len(self.pending) > MAX_PENDING:
             del self.pending[:len(self.pending) - MAX_PENDING]
@@ -127,12 +139,12 @@ class DecisionLog:
         if user:
             self.add("sent", attempt.block, user, tx_hash=attempt.tx_hash, nonce=nonce,
                      tip=attempt.fees.max_priority_fee_per_gas, attempt=attempt.kind,
-                     **{"from": sender})
+                     sender=sender)
 
     def outcome(self, block: int, user: str, outcome: TxOutcome) -> None:
         """How a liquidation's request ended (``block``: mined in, else the keeper's view)."""
-        self.add("outcome", outcome.block_number or block, user, status=outcome.status.value,
-                 reason=outcome.reason, hashes=list(outcome.hashes))
+        self.add("outcome", outcome.block_number or block, user, seen=outcome.head,
+                 status=outcome.status.value, reason=outcome.reason, hashes=list(outcome.hashes))
 
     # ---- the file --------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -150,8 +162,9 @@ class DecisionLog:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
-                "INSERT INTO decisions (block, user, kind, at, data) VALUES (?, ?, ?, ?, ?)",
-                [(d.block, d.user, d.kind, d.at, json.dumps(dict(d.data))) for d in batch])
+                "INSERT INTO decisions (block, user, kind, at, data, head) VALUES (?, ?, ?, ?, ?, ?)",
+                [(d.block, d.user, d.kind, d.at, json.dumps(dict(d.data)), d.head)
+                 for d in batch])
             if prune_below > 0:
                 conn.execute("DELETE FROM decisions WHERE block < ?", (prune_below,))
             conn.execute("COMMIT")
@@ -205,10 +218,11 @@ def read_decisions(path: Path | str, to_block: int | None = None) -> list[Decisi
         if has is None:
             return []
         limit = to_block if to_block is not None else 2**62
-        rows = conn.execute("SELECT block, user, kind, at, data FROM decisions WHERE block <= ? "
-                            "ORDER BY id", (limit,)).fetchall()
+        rows = conn.execute("SELECT block, user, kind, at, data, head FROM decisions "
+                            "WHERE block <= ? ORDER BY id", (limit,)).fetchall()
     except sqlite3.DatabaseError as exc:
         raise DecisionStoreError(f"state database {p}: {exc}") from None
     finally:
         conn.close()
-    return [Decision(int(b), str(u), str(k), float(a), json.loads(d)) for b, u, k, a, d in rows]
+    return [Decision(int(b), str(u), str(k), float(a), json.loads(d), int(h))
+            for b, u, k, a, d, h in rows]

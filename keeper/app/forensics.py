@@ -7,12 +7,14 @@ returns one ``Verdict``. The rules, first match wins:
 
 1. our transaction for the account was mined in block B too, after theirs: lost the race, to a
    higher priority fee, or at an equal or lower fee by being mined earlier in the block (ours
-   first and theirs after: they took what the close factor left of it);
+   first and theirs after: they took what the close factor left of it); or our simulation on
+   the pending state over block B-1 reverted: theirs was pending first (rule 5);
 2. our transaction for it was handed out before B and still pending at B: in flight;
 3. the oracle guard held the account at B-1;
 4. the account was not a candidate at the scan of block B-1 (never flagged, or flagged only at
    B or later: how many blocks late), or was taken again after our own liquidation of it;
-5. the keeper's last word on it before B: skipped by the planner (unprofitable, with the
+5. the keeper's last word on it before B (made before block B had arrived: a verdict reached
+   after it, on any block, is no word on B): skipped by the planner (unprofitable, with the
    figure, or another rejection), planned but not yet handed out (in flight), refused by the
    kill switch, the circuit breaker or the gas budget, or sent and failed;
 6. no word: sending was halted (a breaker, the gas budget), or it was queued: flagged, not yet
@@ -33,6 +35,7 @@ REASONS: dict[str, str] = {
     "skipped": "skipped by the planner",
     "lost_race_fee": "lost the race to a higher fee",
     "lost_race_order": "lost the race: mined earlier in the block",
+    "lost_race_pending": "lost the race: theirs was pending first",
     "after_ours": "taken after our liquidation (what the close factor left)",
     "in_flight": "in flight",
     "queued": "queued: flagged but not yet planned",
@@ -101,7 +104,7 @@ def _sent_hashes(records: Sequence[Decision]) -> list[tuple[Decision, str]]:
 
 
 def _ended_before(records: Sequence[Decision], tx_hash: str, block: int) -> bool:
-    return any(r.kind == "outcome" and r.block < block
+    return any(r.kind == "outcome" and r.known_at < block
                and tx_hash in (h.lower() for h in r.data.get("hashes", ())) for r in records)
 
 
@@ -116,7 +119,7 @@ def _chain_race(ev: TheirLiquidation, records: Sequence[Decision],
     for r, h in sends:
         tx = ours.get(h)
         mined_by_then = tx is not None and tx.block is not None and tx.block <= ev.block
-        if r.block < ev.block and not mined_by_then and not _ended_before(records, h, ev.block):
+        if r.known_at < ev.block and not mined_by_then and not _ended_before(records, h, ev.block):
             return Verdict("in_flight", f"our {h[:10]} (nonce {r.data.get('nonce')}, tip "
                                         f"{_gwei(r.data.get('tip'))}) handed out at head "
                                         f"{r.block}, pending at block {ev.block}")
@@ -156,15 +159,21 @@ def _skipped(r: Decision) -> Verdict:
     reason, detail = str(r.data.get("reason", "")), str(r.data.get("detail", ""))
     if reason == "unprofitable":
         best = r.data.get("best_net_usd")
-        figure = f"best net profit {best / 1e8:.2f} USD" if isinstance(best, int) else detail
+        figure = f"best net profit {best / 1e8:.2f} USD" if isinstance(best, int) else ""
+        figure = "; ".join(x for x in (figure, detail) if x)
         return Verdict("unprofitable", f"{figure} (planned at block {r.block})")
     return Verdict("skipped", f"{reason}: {detail} (at block {r.block})".replace(":  (", " ("))
 
 
-def _outcome(r: Decision) -> Verdict:
+def _outcome(r: Decision, block: int) -> Verdict:
     status, why = str(r.data.get("status", "")), str(r.data.get("reason", ""))
     if status == "skipped":
         lowered = why.lower()
+        if lowered.startswith("simulation: reverted") and r.head == block - 1:
+            # Simulated on the pending state over block B-1: theirs, already in the mempool
+            # and mined in B, was in it and took the account first.
+            return Verdict("lost_race_pending", f"our simulation on the pending state over "
+                                                f"block {r.head} {why.removeprefix('simulation: ')}")
         if lowered.startswith(("kill switch", "circuit breaker")):
             return Verdict("breaker", f"{why} (block {r.block})")
         if lowered.startswith("gas budget"):
@@ -192,7 +201,7 @@ def classify(ev: TheirLiquidation, records: Sequence[Decision], halts: Sequence[
     if flag is None or flag.kind == "cleared":
         return _not_seen(ev, records, flag)
     after = [r for r in records[records.index(flag) + 1:]
-             if r.kind in ("planned", "skipped", "sent", "outcome") and r.block < ev.block]
+             if r.kind in ("planned", "skipped", "sent", "outcome") and r.known_at < ev.block]
     if not after:
         return _halted(halts, ev.block) or Verdict(
             "queued", f"flagged at block {flag.block}, not planned before block {ev.block}")
@@ -200,7 +209,7 @@ def classify(ev: TheirLiquidation, records: Sequence[Decision], halts: Sequence[
     if last.kind == "skipped":
         return _skipped(last)
     if last.kind == "outcome":
-        return _outcome(last)
+        return _outcome(last, ev.block)
     return Verdict("in_flight", f"planned at block {last.block}, not mined before block "
                                 f"{ev.block}")
 

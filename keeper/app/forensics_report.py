@@ -96,7 +96,8 @@ async def forensics(rpc: JsonRpc, pool: str, from_block: int, to_block: int,
     """Every liquidation of the range not made by ``ours`` (our liquidator contract and
     signers), each with why the keeper did not take it."""
     us = {a.lower() for a in ours}
-    us |= {str(d.data["from"]).lower() for d in decisions if d.kind == "sent" and d.data.get("from")}
+    us |= {str(d.data["sender"]).lower() for d in decisions
+           if d.kind == "sent" and d.data.get("sender")}
     found = await liquidation_logs(rpc, pool, from_block, to_block)
     theirs = [(lg, ev) for lg, ev in found if ev.liquidator.lower() not in us]
     by_user: dict[str, list[Decision]] = defaultdict(list)

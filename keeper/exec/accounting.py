@@ -91,12 +91,12 @@ class Accounting:
                          simulated_gas=flight.gas, rolled_back=rolled_back)
 
     def skipped(self, req: TxRequest, code: str, reason: str, *,
-                gas: int | None = None) -> TxOutcome:
-        """Never sent: ``code`` labels the rejection metric."""
+                gas: int | None = None, head: int | None = None) -> TxOutcome:
+        """Never sent: ``code`` labels the rejection metric; ``head`` the simulation's."""
         self.metrics.rejections.labels(code).inc()
         log.info("tx_not_sent", label=req.label, code=code, reason=reason)
         return TxOutcome(Status.SKIPPED, req.label, reason, simulated_gas=gas,
-                         dry_run=self.dry_run)
+                         dry_run=self.dry_run, head=head)
 
     def would_send(self, req: TxRequest, nonce: int, gas: int, admission: Admission) -> TxOutcome:
         """Dry run: everything passed; say what would have been sent, send nothing."""
