@@ -30,7 +30,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ class RaceRun:
     rss_mb: dict[str, float]
     ours_events: list[dict[str, Any]]
     naive_events: list[dict[str, Any]]
-    forensics: dict[str, Any]  # `keeper forensics --json` over crash … end
+    forensics: dict[str, Any] = field(default_factory=dict)  # `keeper forensics --json`
 
 
 async def offline_optimum(world: SeededWorld, work: Path) -> dict[str, float]:
