@@ -88,6 +88,7 @@ class DecisionLog:
         self.newest_block = 0
         self.head: Callable[[], int] = lambda: -1  # the daemon's: the book's block
         self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
 
     def add(self, kind: str, block: int, user: str = "", *, seen: int | None = None,
             **data: Any) -> None:
@@ -163,7 +164,7 @@ class DecisionLog:
         try:
             conn.executemany(
                 "INSERT INTO decisions (block, user, kind, at, data, head) VALUES (?, ?, ?, ?, ?, ?)",
-                [(d.block, d.user, d.kind, d.at, json.dumps(dict(d.data)), d.head)
+                [(d.block, d.user, d.kind, d.at, json.dumps(dict(d.data), default=str), d.head)
                  for d in batch])
             if prune_below > 0:
                 conn.execute("DELETE FROM decisions WHERE block < ?", (prune_below,))
@@ -173,18 +174,27 @@ class DecisionLog:
             raise
 
     async def flush(self) -> None:
-        """Write what was appended since the last flush (in a worker thread)."""
-        if not self.pending:
-            return
-        batch, self.pending = self.pending, []
-        try:
-            await asyncio.shield(asyncio.to_thread(
+        """Write what was appended since the last flush (in a worker thread).
+
+        One write at a time: a cancelled caller still waits for its write in the thread, so
+        the final flush never shares the connection with it."""
+        async with self._lock:
+            if not self.pending:
+                return
+            batch, self.pending = self.pending, []
+            task = asyncio.ensure_future(asyncio.to_thread(
                 self._write, batch, self.newest_block - self.keep_blocks))
-        except sqlite3.Error as exc:
-            # Kept for the next flush: the record is a report, never a reason to stop.
-            self.pending[:0] = batch
-            log.warning("decision_record_write_failed", path=str(self.path), error=str(exc),
-                        pending=len(self.pending))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await task
+                raise
+            except sqlite3.Error as exc:
+                # Kept for the next flush: the record is a report, never a reason to stop.
+                self.pending[:0] = batch
+                log.warning("decision_record_write_failed", path=str(self.path),
+                            error=str(exc), pending=len(self.pending))
 
     async def run(self, interval: float) -> NoReturn:
         """Flush every ``interval`` seconds, for ever."""

@@ -5,6 +5,8 @@ is listed by ``keeper forensics`` with a reason, and the reasons add up."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -56,6 +58,19 @@ async def _until_quiet(rpc: HttpRpc, pool: str, crash: int, timeout: float) -> i
         await asyncio.sleep(0.5)
 
 
+async def _cli(work: Path, *args: str, sqlite: Path | None = None) -> tuple[int, str]:
+    """``keeper forensics`` with bad input: its exit code and stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")}
+    env.update({"KEEPER_NETWORK__DEVNET_MANIFEST": str(work / "manifest.json"),
+                "KEEPER_STATE__SQLITE": str(sqlite or work / "keeper.sqlite")})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "keeper", "forensics", "-c", str(race_procs.ROOT / "config" /
+                                                               "devnet.toml"), *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, err.decode()
+
+
 async def test_every_naive_liquidation_has_a_reason_and_they_add_up(tmp_path: Path) -> None:
     world = await seeded_world(BORROWERS, SEED)
     node, manifest = await start_node(world)
@@ -86,6 +101,10 @@ async def test_every_naive_liquidation_has_a_reason_and_they_add_up(tmp_path: Pa
             report = await race_procs.forensics(tmp_path / "manifest.json", tmp_path,
                                                 crash.number, end)
             logs = await _liquidations(rpc, manifest.pool, crash.number, end)
+            bad = [await _cli(tmp_path, "--from", "5", "--to", "3"),
+                   await _cli(tmp_path, "--from", "1", "--to", str(end + 1000)),
+                   await _cli(tmp_path, "--from", "1", "--to", "2",
+                              sqlite=tmp_path / "none" / "k.sqlite")]
     finally:
         for r in racers:
             await r.stop()
@@ -107,3 +126,10 @@ async def test_every_naive_liquidation_has_a_reason_and_they_add_up(tmp_path: Pa
     assert all(r["reason"] in report["reasons"] and r["label"] and r["detail"] for r in rows)
     assert sum(report["summary"].values()) == report["total"]
     print("forensics:", report["summary"], "naive", len(naive_logs), "ours", len(ours_logs))
+    # Bad input: one line, exit 2, no traceback.
+    for code, err in bad:
+        assert code == 2, err
+        assert err.startswith("keeper: error: ") and err.count("\n") == 1, err
+    assert "needs 0 <= N <= M" in bad[0][1]
+    assert "the chain's head is" in bad[1][1]
+    assert "does not exist" in bad[2][1]
