@@ -197,10 +197,12 @@ def classify(ev: TheirLiquidation, records: Sequence[Decision], halts: Sequence[
     if held is not None and held.kind == "held":
         assets = ", ".join(held.data.get("assets", ()))
         return Verdict("oracle_guard", f"held since block {held.block} ({assets} halted)")
-    flag = _last(records, ("flagged", "cleared"), ev.block)
-    if flag is None or flag.kind == "cleared":
+    at = max((i for i, r in enumerate(records)
+              if r.kind in ("flagged", "cleared") and r.block < ev.block), default=None)
+    flag = records[at] if at is not None else None
+    if at is None or flag is None or flag.kind == "cleared":
         return _not_seen(ev, records, flag)
-    after = [r for r in records[records.index(flag) + 1:]
+    after = [r for r in records[at + 1:]
              if r.kind in ("planned", "skipped", "sent", "outcome") and r.known_at < ev.block]
     if not after:
         return _halted(halts, ev.block) or Verdict(
