@@ -161,9 +161,8 @@ class Daemon:
             "execute": asyncio.create_task(self.execute.run(), name="execute"),
             "head": asyncio.create_task(self.supervisor.forever("head", self._watch_head),
                                         name="head"),
-            "decisions": asyncio.create_task(self.supervisor.forever(
-                "decisions", functools.partial(self.decisions.run, DECISIONS_FLUSH)),
-                name="decisions"),
+            "decisions": asyncio.create_task(self.decisions.run(DECISIONS_FLUSH),
+                                             name="decisions"),
         }
         if self.keeper.cfg.executor.backrun_oracle_updates:
             tasks["backrun"] = asyncio.create_task(self.backrun.run(), name="backrun")

@@ -200,7 +200,11 @@ class DecisionLog:
         """Flush every ``interval`` seconds, for ever."""
         while True:
             await asyncio.sleep(interval)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception as exc:  # a task boundary: the record never stops the keeper
+                log.error("decision_record_flush_failed", error=f"{type(exc).__name__}: {exc}",
+                          pending=len(self.pending))
 
     async def close(self) -> None:
         """The last flush, then the connection closes."""
