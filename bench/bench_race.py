@@ -9,7 +9,8 @@ config/devnet.toml says): about the time the naive keeper's sequential sweep tak
 borrowers, so it is not handicapped by a block time shorter than its loop. Transactions are
 ordered by fee (anvil's default). Once both are following the chain, WETH −30% and WBTC −20%
 land in one block with the pools' arbitrage, and the race runs until no liquidation has
-landed for ``QUIET_BLOCKS`` blocks. The chain then says who liquidated what (``race_tally``).
+landed for ``QUIET_BLOCKS`` blocks. The chain then says who liquidated what (``race_tally``),
+and ``keeper forensics`` why each of the naive keeper's wins was not ours.
 
 The capture row compares what our daemon realised (its ``liquidation_mined`` events: proceeds
 of the swap minus debt, flash fee and gas) with the offline optimum: on a replica of the same
@@ -29,7 +30,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ class RaceRun:
     rss_mb: dict[str, float]
     ours_events: list[dict[str, Any]]
     naive_events: list[dict[str, Any]]
+    forensics: dict[str, Any] = field(default_factory=dict)  # `keeper forensics --json`
 
 
 async def offline_optimum(world: SeededWorld, work: Path) -> dict[str, float]:
@@ -133,6 +135,10 @@ async def race(borrowers: int) -> RaceRun:
                     raise RuntimeError(f"a racer died during the race:\n{r.tail()}")
             after = _sample(pids, proxy)
             rss = {k: race_procs.peak_rss_mb(p) for k, p in pids.items()}
+            # Beside the running daemon, once its decision record is flushed (every second).
+            await asyncio.sleep(1.5)
+            forensics = await race_procs.forensics(work / "manifest.json", work, crash.number,
+                                                   end_block)
             await rpc.call("evm_setIntervalMining", [0])
             for r in racers:
                 await r.stop()
@@ -144,7 +150,8 @@ async def race(borrowers: int) -> RaceRun:
             await r.stop()
         await node.stop()
     return RaceRun(borrowers, crash.number, crash.wall_time, end_block, sunk, optimum, result,
-                   before, after, rss, ours.events(), naive_racer.events(work / "naive.jsonl"))
+                   before, after, rss, ours.events(), naive_racer.events(work / "naive.jsonl"),
+                   forensics)
 
 
 async def _until_ready(ours: Racer, naive: Racer, port: int, naive_log: Path) -> None:

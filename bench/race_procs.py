@@ -98,6 +98,22 @@ def daemon(manifest: Path, work: Path, metrics_port: int, *extra: str) -> Racer:
     return Racer(argv, env, work / ("keeper-once.log" if "--once" in extra else "keeper.log"))
 
 
+async def forensics(manifest: Path, work: Path, from_block: int, to_block: int) -> dict[str, Any]:
+    """``keeper forensics --json`` over the daemon's decision record (``work/keeper.sqlite``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEPER_")}
+    env.update({"KEEPER_NETWORK__DEVNET_MANIFEST": str(manifest),
+                "KEEPER_STATE__SQLITE": str(work / "keeper.sqlite")})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "keeper", "forensics", "-c", str(ROOT / "config" / "devnet.toml"),
+        "--from", str(from_block), "--to", str(to_block), "--json", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"keeper forensics exited {proc.returncode}: {err.decode()[-2000:]}")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
 def naive(config: Path, work: Path) -> Racer:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return Racer([sys.executable, "-m", "bench.naive_keeper", str(config)], env, work / "naive.stderr")

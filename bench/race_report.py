@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import platform
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.naive_keeper import naive_address
 from bench.race_tally import Side, percentile
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ class Report:
     borrowers: int
     header: str
     rows: list[tuple[str, str, str]]  # (metric, ours, naive)
+    why_not_ours: list[tuple[str, int]]  # the naive keeper's wins by forensics reason
 
 
 def _ts(event: Mapping[str, Any]) -> float:
@@ -61,6 +64,15 @@ def _naive_calls(run: RaceRun, at: float) -> int:
 def _blocks(side: Side, crash_block: int) -> str:
     b = side.blocks_after(crash_block)
     return f"{percentile(b, 50):.0f} / {percentile(b, 99):.0f}" if b else "-"
+
+
+def why_not_ours(forensics: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """The naive keeper's wins by ``keeper forensics`` reason, largest first."""
+    naive = naive_address()
+    labels: Mapping[str, str] = forensics.get("reasons", {})
+    counts = Counter(r["reason"] for r in forensics.get("liquidations", ())
+                     if r["liquidator"] == naive)
+    return [(labels.get(k, k), n) for k, n in counts.most_common()]
 
 
 def build(run: RaceRun, interval: float, moves: Mapping[str, float]) -> Report:
@@ -106,7 +118,7 @@ def build(run: RaceRun, interval: float, moves: Mapping[str, float]) -> Report:
               f"profitable ones liquidated ≤ 1 block: {within[1]}, ≤ 2 blocks: {within[2]}; "
               f"last liquidation {run.tally.last_block - run.crash_block} blocks after the crash; "
               f"liquidations by others: {run.tally.others}.")
-    return Report(run.borrowers, header, rows)
+    return Report(run.borrowers, header, rows, why_not_ours(run.forensics))
 
 
 def markdown(reports: list[Report]) -> str:
@@ -117,6 +129,12 @@ def markdown(reports: list[Report]) -> str:
         out += [f"**{r.header}**", "", "| | ours (`keeper run`) | naive |", "|---|---|---|"]
         out += [f"| {m} | {a} | {b} |" for m, a, b in r.rows]
         out.append("")
+        if r.why_not_ours:
+            total = sum(n for _, n in r.why_not_ours)
+            out += [f"Why the naive keeper's {total} liquidations were not ours "
+                    "(`keeper forensics`):", "", "| reason | liquidations |", "|---|---|"]
+            out += [f"| {label} | {n} |" for label, n in r.why_not_ours]
+            out += [f"| total | {total} |", ""]
     return "\n".join(out)
 
 

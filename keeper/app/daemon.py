@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import AsyncIterator
 from typing import NoReturn
 
 from keeper.app.daemon_settings import DaemonSettings
+from keeper.app.decisions import DecisionLog
 from keeper.app.head import DaemonReadiness, watch_head
 from keeper.app.inflight import Lane
 from keeper.app.risk_task import RiskGaugeTask
@@ -34,6 +36,8 @@ from keeper.pipeline.sync import SyncError
 from keeper.protocols.aave_v3.book import BlockUpdate
 
 log = get_logger(__name__)
+
+DECISIONS_FLUSH = 1.0  # seconds between two writes of the decision record
 
 
 class Daemon:
@@ -85,6 +89,14 @@ class Daemon:
         self.stopping = False
         self.prepared = asyncio.Event()
         self.candidates = Candidates()
+        # What the keeper knew and did, per account and block, for ``keeper forensics``.
+        self.decisions = DecisionLog(keeper.cfg.state.sqlite)
+        keeper.decisions = self.decisions
+        self.decisions.head = lambda: keeper.sync.book.block_number
+        if keeper.executor is not None:
+            sender = keeper.executor.sender
+            sender.accounting.on_handed_out = functools.partial(self.decisions.handed_out,
+                                                                sender=sender.address)
         self.lane = Lane(s.backoff_max_blocks, max_in_flight=s.max_in_flight,
                          backoff_seconds=s.backoff_seconds)
         self.scan = ScanTask(keeper, keeper.sync.subscribe(), self.supervisor, self.readiness,
@@ -149,6 +161,8 @@ class Daemon:
             "execute": asyncio.create_task(self.execute.run(), name="execute"),
             "head": asyncio.create_task(self.supervisor.forever("head", self._watch_head),
                                         name="head"),
+            "decisions": asyncio.create_task(self.decisions.run(DECISIONS_FLUSH),
+                                             name="decisions"),
         }
         if self.keeper.cfg.executor.backrun_oracle_updates:
             tasks["backrun"] = asyncio.create_task(self.backrun.run(), name="backrun")
@@ -200,6 +214,7 @@ class Daemon:
         for task in tasks.values():
             task.cancel()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await asyncio.shield(self.decisions.close())
         book = self.keeper.sync.book
         try:
             await asyncio.shield(self.keeper.sync.checkpoint())
@@ -227,6 +242,7 @@ class Daemon:
                 log.info("sending_no_longer_halted")
         self.readiness.halted = messages
         codes = {h.code for h in halts}
+        self.decisions.halts(self.readiness.scanned_block or 0, codes, messages)
         for reason in HALT_REASONS:
             self.metrics.sending_halted.labels(reason=reason).set(1 if reason in codes else 0)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from keeper.app import preflight
 from keeper.app.config import KeeperConfig
+from keeper.app.decisions import DecisionLog
 from keeper.app.exec_settings import load_signer, sender_settings
 from keeper.app.oracle_guard import build_oracle_guard
 from keeper.app.target import Target
@@ -68,6 +69,7 @@ class Keeper:
     oracle_guard: OracleGuard | None = None  # None: oracle_guard.enabled is false
     gate: SendGate = field(default_factory=OpenGate)  # a keeper network's: keeper.app.cluster
     cluster_metrics: ClusterMetrics | None = None
+    decisions: DecisionLog | None = None  # the daemon's decision record (keeper.app.decisions)
 
 
 @contextlib.asynccontextmanager

@@ -193,6 +193,10 @@ class ScanTask:
             log.info("liquidatable_accounts", block=block, confirmed=len(found),
                      users=[c.user for c in found[:10]])
         self.lane.keep_only({c.user for c in found})
+        if self.keeper.decisions is not None:
+            seen = self.candidates.seen
+            self.keeper.decisions.scanned(block, [c.user for c in found],
+                                          [c.user for c in found if c.user not in seen])
         self.candidates.put(block, found, self.arrived_at)
         self.arrived_at = None
         self.readiness.scanned(block)

@@ -72,6 +72,19 @@ class Sending:
         self.lane.back_off(user, block)
         return None
 
+    def record(self, block: int, user: str, execution: Execution | None) -> None:
+        """Into the decision record: the planner's verdict, or how a request ended."""
+        decisions = self.keeper.decisions
+        if decisions is None or execution is None:
+            return
+        if execution.outcome is not None:
+            decisions.outcome(self.candidates.block if execution.outcome.block_number is None
+                              else execution.outcome.block_number, user, execution.outcome)
+        elif execution.rejection is not None:
+            decisions.verdict(block, user, execution.rejection)
+        elif execution.plan is not None:
+            decisions.verdict(block, user, execution.plan)
+
 
 class ExecuteTask:
     """Liquidates every due candidate of the newest scan, best first, up to the lane's
@@ -152,6 +165,7 @@ class ExecuteTask:
             verdict = await self.sending.guarded(
                 "execute", user, block, functools.partial(self._planned, user, market, round_),
                 rpc_method="plan")
+            self.sending.record(block, user, verdict)
             if verdict is None or verdict.plan is None:
                 self.lane.drop(user)
                 if verdict is not None:
@@ -201,6 +215,7 @@ class ExecuteTask:
             turn.done()  # if it never reached its claim, the next ones must not wait for it
             self.in_flight.pop(user, None)
             self.lane.drop(user)
+        self.sending.record(block, user, execution)
         if execution is None:
             return
         self.sending.supervisor.succeeded("execute")
@@ -297,6 +312,7 @@ class BackrunTask:
             execution = await self.sending.attempt(
                 "backrun", user, block, lambda: send_claimed(keeper, prepared, block),
                 rpc_method="backrun")
+            self.sending.record(block, user, execution)
             if execution is None:
                 return
             # As after a regular liquidation; but one that sent nothing does not back off.

@@ -27,7 +27,15 @@ async def candidates(keeper: Keeper, scanner: HealthScanner) -> list[Liquidatabl
         return confirmed
     # The guard observes every scanned block, candidates or not: its resume counts blocks.
     await guard.check(keeper.sync.book)
-    return guard.release(keeper.sync.book, confirmed)
+    released = guard.release(keeper.sync.book, confirmed)
+    if keeper.decisions is not None:
+        book = keeper.sync.book
+        free = {c.user for c in released}
+        held = [c.user for c in confirmed if c.user not in free]
+        market = book.market() if held else None
+        keeper.decisions.held(book.block_number, {
+            u: guard.holding(book.account(u), market) for u in held} if market else {})
+    return released
 
 
 async def liquidate(keeper: Keeper, candidate: LiquidatableAccount) -> Execution:

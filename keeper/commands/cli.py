@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                           "deploy the FlashLiquidator contract owned by the configured key"),
     "backtest": ("keeper.commands.backtest",
                  "replay past blocks of a chain on a fork, the keeper racing for liquidations"),
+    "forensics": ("keeper.commands.forensics",
+                  "why the keeper did not take each liquidation of a block range"),
     "breaker": ("keeper.commands.breaker", "the oracle circuit breaker: reset a halted asset"),
 }
 

@@ -7,13 +7,14 @@ Gas actually paid (mined or reverted) goes into the spend budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from keeper.chain.types import hex_to_int
 from keeper.exec.admission import Admission
 from keeper.exec.flight import Flight
 from keeper.exec.guards import Guards
-from keeper.exec.tx import Status, TxOutcome, TxRequest
+from keeper.exec.tx import SendAttempt, Status, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics, wei_to_eth
 
@@ -27,6 +28,8 @@ class Accounting:
         self.guards = guards
         self.metrics = metrics
         self.dry_run = dry_run
+        # Told of every hand-out (request, nonce, attempt): the daemon's decision record.
+        self.on_handed_out: Callable[[TxRequest, int, SendAttempt], None] | None = None
 
     def handed_out(self, flight: Flight, route: str) -> None:
         """``flight``'s latest attempt went out through ``route``."""
@@ -38,6 +41,8 @@ class Accounting:
                  tx_hash=attempt.tx_hash, nonce=flight.lease.nonce, gas_limit=attempt.gas_limit,
                  max_fee=attempt.fees.max_fee_per_gas, tip=attempt.fees.max_priority_fee_per_gas,
                  head=attempt.block)
+        if self.on_handed_out is not None:
+            self.on_handed_out(flight.req, flight.lease.nonce, attempt)
 
     def included(self, flight: Flight, receipt: dict[str, Any], now: float) -> TxOutcome:
         """A receipt deep enough and canonical: mined, reverted, or our cancel mined."""
@@ -86,12 +91,12 @@ class Accounting:
                          simulated_gas=flight.gas, rolled_back=rolled_back)
 
     def skipped(self, req: TxRequest, code: str, reason: str, *,
-                gas: int | None = None) -> TxOutcome:
-        """Never sent: ``code`` labels the rejection metric."""
+                gas: int | None = None, head: int | None = None) -> TxOutcome:
+        """Never sent: ``code`` labels the rejection metric; ``head`` the simulation's."""
         self.metrics.rejections.labels(code).inc()
         log.info("tx_not_sent", label=req.label, code=code, reason=reason)
         return TxOutcome(Status.SKIPPED, req.label, reason, simulated_gas=gas,
-                         dry_run=self.dry_run)
+                         dry_run=self.dry_run, head=head)
 
     def would_send(self, req: TxRequest, nonce: int, gas: int, admission: Admission) -> TxOutcome:
         """Dry run: everything passed; say what would have been sent, send nothing."""

@@ -172,11 +172,13 @@ class Sender:
         sim, (latest, pending) = await asyncio.gather(
             self.simulator.simulate(req, "pending"), self.nonces.node_nonces())
         if sim.reason is not None:
-            return self.accounting.skipped(req, "simulation_reverted", f"simulation: {sim.reason}")
+            return self.accounting.skipped(req, "simulation_reverted", f"simulation: {sim.reason}",
+                                           head=sim.head)
         admission = admit(req, sim, self.policy, self.guards,
                           gas_margin_percent=self.settings.gas_margin_percent, now=loop.time())
         if isinstance(admission, Refusal):
-            return self.accounting.skipped(req, admission.code, admission.message, gas=sim.gas)
+            return self.accounting.skipped(req, admission.code, admission.message, gas=sim.gas,
+                                           head=sim.head)
         if self.settings.dry_run:
             return self.accounting.would_send(req, max(latest, pending), sim.gas, admission)
 

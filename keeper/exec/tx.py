@@ -86,6 +86,7 @@ class TxOutcome:
     expected_cost: int | None = None  # wei, simulated gas × effective price at send time
     dry_run: bool = False
     rolled_back: bool = False  # given up because a rollback went below its nonce: plan again
+    head: int | None = None  # the node's head the simulation ran on (a skip after it)
 
     @property
     def hashes(self) -> tuple[str, ...]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.bench_race import RaceRun, Sample
-from bench.naive_keeper import NaiveConfig
-from bench.race_report import build, markdown
+from bench.naive_keeper import NaiveConfig, naive_address
+from bench.race_report import build, markdown, why_not_ours
 from bench.race_tally import Side, Tally, percentile
 
 
@@ -63,3 +63,15 @@ def test_report_from_a_made_up_race() -> None:
     assert rows["capture: realised / offline optimum"][0] == "$15 / $40 (37.5%)"
     assert "≤ 1 block: 2, ≤ 2 blocks: 2" in report.header
     assert "| liquidations won | 3 (75.0%) | 1 (25.0%) |" in markdown([report])
+
+
+def test_why_not_ours_counts_the_naive_keepers_wins_by_reason() -> None:
+    naive = naive_address()
+    forensics = {"reasons": {"queued": "queued: flagged but not yet planned",
+                             "in_flight": "in flight"},
+                 "liquidations": [{"liquidator": naive, "reason": "queued"},
+                                  {"liquidator": naive, "reason": "in_flight"},
+                                  {"liquidator": naive, "reason": "queued"},
+                                  {"liquidator": "0xother", "reason": "in_flight"}]}
+    assert why_not_ours(forensics) == [("queued: flagged but not yet planned", 2),
+                                       ("in flight", 1)]

@@ -159,7 +159,7 @@ class _Fakes:
 def _task(fakes: _Fakes, lane: Lane, candidates: Candidates) -> ExecuteTask:
     book = SimpleNamespace(market=lambda: None, account=lambda u: None)
     keeper = SimpleNamespace(executor=fakes, planner=fakes, sync=SimpleNamespace(book=book),
-                             gate=OpenGate())
+                             gate=OpenGate(), decisions=None)
     supervisor = SimpleNamespace(succeeded=lambda *_: None, failed=lambda *_, **__: None)
     return ExecuteTask(Sending(keeper, supervisor, lane, candidates,  # type: ignore[arg-type]
                                lambda: False))
