@@ -74,8 +74,9 @@ class Backoff:
         """Record how the liquidation of ``user``, tried at ``block``, ended; the block it was
         mined in, or None (then the account backs off, unless nothing was sent and
         ``back_off_unsent`` is false, or it waits for the time ``not_before``)."""
-        if outcome is not None and outcome.rolled_back:
-            # Given up because a rollback went below its nonce: plan it again at once.
+        if outcome is not None and (outcome.rolled_back or outcome.fenced):
+            # Given up because a rollback went below its nonce, or refused by the send gate
+            # while another replica held the sender lease: plan it again at once.
             self._cooldowns.pop(user, None)
             return None
         if (outcome is not None and outcome.status is Status.MINED

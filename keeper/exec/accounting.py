@@ -76,7 +76,8 @@ class Accounting:
         return outcome
 
     def failed(self, flight: Flight, status: Status, reason: str, *,
-               failure: bool = True, rolled_back: bool = False) -> TxOutcome:
+               failure: bool = True, rolled_back: bool = False,
+               fenced: bool = False) -> TxOutcome:
         """Sent but not included; ``failure`` counts it against the circuit breaker."""
         if failure:
             self.guards.breaker.record_failure(reason)
@@ -88,7 +89,7 @@ class Accounting:
                          tx_hash=flight.attempts[-1].tx_hash if flight.attempts else None,
                          nonce=flight.lease.nonce, replacements=flight.replacements,
                          reorgs=flight.reorgs, attempts=tuple(flight.attempts),
-                         simulated_gas=flight.gas, rolled_back=rolled_back)
+                         simulated_gas=flight.gas, rolled_back=rolled_back, fenced=fenced)
 
     def skipped(self, req: TxRequest, code: str, reason: str, *,
                 gas: int | None = None, head: int | None = None) -> TxOutcome:

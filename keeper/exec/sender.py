@@ -47,6 +47,7 @@ from keeper.errors import ConfigError, RpcError, RpcResponseError
 from keeper.exec.accounting import Accounting
 from keeper.exec.admission import admit
 from keeper.exec.flight import Flight
+from keeper.exec.gate import NotClearToSend
 from keeper.exec.guards import Guards, Refusal
 from keeper.exec.keys import Signer
 from keeper.exec.nonce import NonceManager
@@ -199,7 +200,8 @@ class Sender:
                     return None
                 return self.accounting.failed(flight, Status.DROPPED,
                                               f"rejected by node: {exc.rpc_message}",
-                                              failure=not isinstance(exc, RpcError))  # transient
+                                              failure=not isinstance(exc, RpcError),  # transient
+                                              fenced=isinstance(exc, NotClearToSend))
         if req.turn is not None:
             req.turn.done()
         self._observe_send(req, loop.time())

@@ -86,6 +86,8 @@ class TxOutcome:
     expected_cost: int | None = None  # wei, simulated gas × effective price at send time
     dry_run: bool = False
     rolled_back: bool = False  # given up because a rollback went below its nonce: plan again
+    fenced: bool = False  # the send gate refused (another replica holds the sender lease):
+    # nothing was sent and the account is not at fault, so it does not back off
     head: int | None = None  # the node's head the simulation ran on (a skip after it)
 
     @property
