@@ -45,7 +45,7 @@ from keeper.chain.types import hex_to_int
 from keeper.domain.fees import FeePolicy
 from keeper.errors import ConfigError, RpcError, RpcResponseError
 from keeper.exec.accounting import Accounting
-from keeper.exec.admission import admit
+from keeper.exec.admission import Admission, admit
 from keeper.exec.flight import Flight
 from keeper.exec.gate import NotClearToSend
 from keeper.exec.guards import Guards, Refusal
@@ -53,7 +53,7 @@ from keeper.exec.keys import Signer
 from keeper.exec.nonce import NonceManager
 from keeper.exec.reads import ChainReads
 from keeper.exec.same_nonce import SameNonce
-from keeper.exec.simulate import Simulator
+from keeper.exec.simulate import Simulation, Simulator
 from keeper.exec.submit import PublicSubmitter, Submitter, is_nonce_error
 from keeper.exec.tx import Status, StillWanted, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
@@ -118,6 +118,7 @@ class Sender:
         self.same = SameNonce(self.address, settings.chain_id, signer, policy, self.submitter,
                               self.nonces, self.reads, self.simulator, self.accounting,
                               self.metrics)
+        self._handed_out = 0  # first sends so far: a simulation older than one of them is stale
 
     def __repr__(self) -> str:
         return f"Sender({self.address}, route={self.submitter.route}, dry_run={self.settings.dry_run})"
@@ -170,21 +171,27 @@ class Sender:
         # Against the pending state, ours ahead of it included: what they do to each other's
         # pools the planner's round has planned for, and anything else in the pool (the
         # transactions of a keeper process killed before this one, a rival's) shows here.
+        handed_out = self._handed_out
         sim, (latest, pending) = await asyncio.gather(
             self.simulator.simulate(req, "pending"), self.nonces.node_nonces())
-        if sim.reason is not None:
-            return self.accounting.skipped(req, "simulation_reverted", f"simulation: {sim.reason}",
-                                           head=sim.head)
-        admission = admit(req, sim, self.policy, self.guards,
-                          gas_margin_percent=self.settings.gas_margin_percent, now=loop.time())
-        if isinstance(admission, Refusal):
-            return self.accounting.skipped(req, admission.code, admission.message, gas=sim.gas,
-                                           head=sim.head)
+        checked = self._check(req, sim, loop.time())
+        if isinstance(checked, TxOutcome):
+            return checked
+        admission = checked
         if self.settings.dry_run:
             return self.accounting.would_send(req, max(latest, pending), sim.gas, admission)
 
         if req.turn is not None:
             await req.turn.wait()  # the sends planned before it take their nonces first
+            if self._handed_out != handed_out:
+                # Ours planned before it went out while it simulated: the pending state it was
+                # checked on lacked them (two liquidations selling into one pool). Again, on
+                # top of them, or it may revert once they are mined.
+                sim = await self.simulator.simulate(req, "pending")
+                checked = self._check(req, sim, loop.time())
+                if isinstance(checked, TxOutcome):
+                    return checked
+                admission = checked
         async with self.nonces.claim(max(latest, pending)) as lease:
             flight = Flight(req, lease, sim.gas, admission.gas_limit)
             signed = self.same.sign(req.to, req.data, req.value, lease.nonce,
@@ -202,6 +209,7 @@ class Sender:
                                               f"rejected by node: {exc.rpc_message}",
                                               failure=not isinstance(exc, RpcError),  # transient
                                               fenced=isinstance(exc, NotClearToSend))
+        self._handed_out += 1
         if req.turn is not None:
             req.turn.done()
         self._observe_send(req, loop.time())
@@ -211,6 +219,18 @@ class Sender:
         finally:
             if self.nonces.release(lease):
                 await self._fill_gap(flight)
+
+    def _check(self, req: TxRequest, sim: Simulation, now: float) -> Admission | TxOutcome:
+        """The admission of ``req`` after simulation ``sim``, or why it is not sent."""
+        if sim.reason is not None:
+            return self.accounting.skipped(req, "simulation_reverted", f"simulation: {sim.reason}",
+                                           head=sim.head)
+        admission = admit(req, sim, self.policy, self.guards,
+                          gas_margin_percent=self.settings.gas_margin_percent, now=now)
+        if isinstance(admission, Refusal):
+            return self.accounting.skipped(req, admission.code, admission.message, gas=sim.gas,
+                                           head=sim.head)
+        return admission
 
     def _observe_send(self, req: TxRequest, now: float) -> None:
         """The latency histograms, at the moment the node took the transaction."""
