@@ -124,10 +124,10 @@ def test_devnet_account_plans_the_close_factor_with_a_flash_loan() -> None:
     assert plan.swap_path == (WETH, USDC)
     # Deep pool: (nearly) the whole 50% close factor; 4.3541.. WETH seized for 7,500 USDC.
     assert 7_500 * USDC_UNIT - 100 <= plan.debt_to_cover <= 7_500 * USDC_UNIT
-    # Gas: (440k + 75k flash + 95k one hop) at 21 gwei = 0.01281 ETH = 23.058 USDC at $1,800.
-    assert plan.gas_estimate == 610_000
+    # Gas: (450k + 75k flash + 95k one hop) at 21 gwei = 0.01302 ETH = 23.436 USDC at $1,800.
+    assert plan.gas_estimate == 620_000
     assert plan.gas_price == 21 * GWEI
-    assert plan.gas_cost == 23_058_000
+    assert plan.gas_cost == 23_436_000
     # The parts add up, in units and in USD (8 decimals, USDC at $1).
     assert plan.gross_profit == plan.swap_amount_out - plan.debt_to_cover - plan.flash_premium
     assert plan.net_profit == plan.gross_profit - plan.gas_cost
