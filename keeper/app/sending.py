@@ -101,6 +101,7 @@ class ExecuteTask:
         self.in_flight: dict[str, Plan] = {}  # the plans of the flights in the air
         self.order = SendOrder()  # nonces are taken in planning order
         self._round: PlanRound | None = None
+        self._round_head = ""  # the book's block hash the round began on
 
     async def run(self) -> None:
         if self.sending.keeper.executor is None:
@@ -143,8 +144,14 @@ class ExecuteTask:
         return sorted(due, key=lambda c: s.flagged_at if (s := seen.get(c.user)) else 0.0)
 
     def _round_for(self, block: int) -> PlanRound:
-        if self._round is None or self._round.block != block:
+        # A round lasts one block of the chain as the book has it (its hash, not the scan's
+        # number): its reads are cached, and pools move under it with every block (our own
+        # liquidations, arbitrage); a scan can lag the book, and a chain that went back
+        # repeats numbers. Plans on stale pools overestimate and fail their simulation.
+        head = self.sending.keeper.sync.book.block_hash
+        if self._round is None or self._round.block != block or self._round_head != head:
             self._round = PlanRound(block, list(self.in_flight.values()))
+            self._round_head = head
         return self._round
 
     async def _plan_and_send(self, due: list[LiquidatableAccount], block: int) -> None:

@@ -157,7 +157,7 @@ class _Fakes:
 
 
 def _task(fakes: _Fakes, lane: Lane, candidates: Candidates) -> ExecuteTask:
-    book = SimpleNamespace(market=lambda: None, account=lambda u: None)
+    book = SimpleNamespace(market=lambda: None, account=lambda u: None, block_hash="0x05")
     keeper = SimpleNamespace(executor=fakes, planner=fakes, sync=SimpleNamespace(book=book),
                              gate=OpenGate(), decisions=None)
     supervisor = SimpleNamespace(succeeded=lambda *_: None, failed=lambda *_, **__: None)
