@@ -150,6 +150,11 @@ class _NewestHead:
             self._ready.clear()
 
 
+# Tries in a row that find a block below a reported head missing before the follower stops
+# asking by number and follows the head's parents by hash (~3 s at the default retry delay).
+MISSING_TRIES = 6
+
+
 class HeadFollower:
     """Turns a raw head source into every canonical head, in order, with ``Reorg`` notices.
 
@@ -234,16 +239,48 @@ class HeadFollower:
                 await pump
 
     async def _ingest_retrying(self, head: Head) -> AsyncIterator[ChainEvent]:
+        missing = 0  # tries in a row that found a block below ``head`` missing
         while True:
             try:
+                if missing >= MISSING_TRIES:
+                    # The node reports ``head`` but not every block below it by number (anvil
+                    # after evm_revert; a restored node): follow its parents by hash instead.
+                    missing = 0
+                    log.warning("head_followed_by_parent_hash", head=head.number)
+                    async for event in self._by_parents(head):
+                        yield event
+                    return
                 async for event in self.ingest(head):
                     yield event
                 return
             except RpcError as exc:
                 # Progress so far is in the tracker; ingesting again resumes from there.
                 log.warning("head_backfill_failed", up_to=head.number, error=str(exc))
+                missing = missing + 1 if isinstance(exc, RpcNotAvailable) else 0
                 await asyncio.sleep(self.retry_delay)
                 head = await self._unless_went_back(head)
+
+    async def _by_parents(self, head: Head) -> AsyncIterator[ChainEvent]:
+        """``head`` and the blocks below it down to one we track, fetched by parent hash; a
+        ``Reorg`` first when they leave our branch."""
+        branch = [head]  # newest first while walking
+        while not self.tracker.links(branch[-1]):
+            low = branch[-1]
+            if not self.tracker.can_walk_below(low.number - 2):
+                oldest = self.tracker.oldest
+                raise ReorgTooDeep(
+                    f"head {head.number} links to no block from {oldest.number if oldest else '?'}"
+                    f" on, the oldest of the last {self.tracker.window} we keep")
+            branch.append(await fetch_head_by_hash(self.rpc, low.parent_hash))
+        branch.reverse()
+        reorg = self.tracker.rewind(branch[0].number - 1)
+        if reorg is not None:
+            log.warning("chain_reorg", depth=reorg.depth,
+                        common_ancestor=reorg.common_ancestor.number, old_tip=reorg.old_tip.number)
+            yield reorg
+        for h in branch:
+            self.tracker.push(h)
+            yield h
 
     async def _unless_went_back(self, head: Head) -> Head:
         """``head``, or the node's latest head when it is below ``head``: the chain went back

@@ -236,3 +236,34 @@ async def test_follower_output_always_replays_to_the_canonical_chain(
     observed.append(chain.tip)
     events = await feed(chain, observed, window=64)
     assert replay(events) == chain.canonical[observed[0].number:]
+
+
+class HoleyChain(FakeChain):
+    """A node that reports its tip but answers null for some blocks below it by number (anvil
+    after ``evm_revert``); by hash it has them all."""
+
+    def __init__(self, length: int, holes: set[int]) -> None:
+        super().__init__(length)
+        self.holes = holes
+
+    async def call(self, method: str, params: Sequence[Any] = (), *,
+                   timeout: float | None = None) -> Any:
+        if method == "eth_getBlockByNumber" and params[0] != "latest" \
+                and int(params[0], 16) in self.holes:
+            self.requests.append(method)
+            return None
+        return await super().call(method, params, timeout=timeout)
+
+
+async def test_a_hole_below_the_tip_is_crossed_by_parent_hash_and_a_reorg_still_found() -> None:
+    chain = HoleyChain(11, holes=set())  # 0..10
+    known = chain.canonical[3:11]
+    chain.reorg(4)  # replaces 7..10
+    chain.mine(6)  # 0..16 on the new branch
+    chain.holes = {8, 9}  # below the tip, the node answers null for these by number
+    follower = HeadFollower(chain, from_list([chain.tip]), known=known, retry_delay=0.001)
+    events = await collect(follower)
+    reorg = events[0]
+    assert isinstance(reorg, Reorg)
+    assert reorg.common_ancestor == chain.canonical[6] and reorg.depth == 4
+    assert events[1:] == chain.canonical[7:17]
