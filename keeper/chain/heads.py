@@ -266,11 +266,7 @@ class HeadFollower:
         branch = [head]  # newest first while walking
         while not self.tracker.links(branch[-1]):
             low = branch[-1]
-            if not self.tracker.can_walk_below(low.number - 2):
-                oldest = self.tracker.oldest
-                raise ReorgTooDeep(
-                    f"head {head.number} links to no block from {oldest.number if oldest else '?'}"
-                    f" on, the oldest of the last {self.tracker.window} we keep")
+            self._check_walkable(head, low)
             branch.append(await fetch_head_by_hash(self.rpc, low.parent_hash))
         branch.reverse()
         reorg = self.tracker.rewind(branch[0].number - 1)
@@ -363,17 +359,21 @@ class HeadFollower:
         block = await self.rpc.call("eth_getBlockByNumber", [hex(tip.number), False])
         return block is None or Head.from_json(block).hash != tip.hash
 
+    def _check_walkable(self, head: Head, low: Head) -> None:
+        """``ReorgTooDeep`` when walking below ``low`` (towards ``head``'s fork point) would
+        leave the window of blocks we keep."""
+        if not self.tracker.can_walk_below(low.number - 2):
+            oldest = self.tracker.oldest
+            raise ReorgTooDeep(
+                f"head {head.number} forks below block {oldest.number if oldest else '?'}, "
+                f"the oldest of the last {self.tracker.window} we keep")
+
     async def _walk_back(self, head: Head) -> list[Head]:
         """The new branch, oldest first, from just above the common ancestor up to ``head``."""
         branch = [head]  # newest first while walking
         while not self.tracker.links(branch[-1]):
             low = branch[-1]
-            if not self.tracker.can_walk_below(low.number - 2):
-                oldest = self.tracker.oldest
-                raise ReorgTooDeep(
-                    f"head {head.number} forks below block {oldest.number if oldest else '?'}, "
-                    f"the oldest of the last {self.tracker.window} we keep"
-                )
+            self._check_walkable(head, low)
             # By number in small batches (reorgs are usually shallow) ...
             # (can_walk_below above guarantees this range is not empty)
             lo = max(low.number - 4, (self.tracker.oldest or low).number + 1)
