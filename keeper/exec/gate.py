@@ -25,6 +25,9 @@ from keeper.domain.claim import Claim, nonce_of
 from keeper.errors import RpcError, RpcResponseError
 from keeper.exec.keys import SignedTx
 from keeper.exec.submit import Submitter, is_already_known
+from keeper.obs.logging import get_logger
+
+log = get_logger(__name__)
 
 _current: ContextVar[Claim | None] = ContextVar("keeper_claim", default=None)
 
@@ -106,6 +109,10 @@ class GatedSubmitter:
         claim = _current.get()
         if not await self.gate.clear_to_send(claim):
             raise NotClearToSend("this replica does not hold the sender lease")
+        # Written before the send: a replica killed mid-send leaves a record of what may be
+        # out there (its hand-out line and the record in the store come after the node answers).
+        log.info("tx_cleared_to_send", tx_hash=signed.tx_hash, nonce=nonce_of(signed.raw),
+                 head=head)
         try:
             await self.inner.submit(signed, head)
         except RpcResponseError as exc:
