@@ -56,6 +56,15 @@ class Backoff:
         self._cooldowns[user] = _Cooldown(retry_at=block + wait, failures=failures,
                                           retry_time=self.clock() + wait * self.backoff_seconds)
 
+    def retry_next(self, user: str, block: int) -> None:
+        """``user`` was not liquidated at ``block`` for a reason that is not its own (the chain
+        moved under the plan, the node failed a call): due on the next block, or after
+        ``backoff_seconds`` on a quiet chain, its back-off unchanged."""
+        previous = self._cooldowns.get(user)
+        self._cooldowns[user] = _Cooldown(retry_at=block + 1,
+                                          failures=previous.failures if previous else 0,
+                                          retry_time=self.clock() + self.backoff_seconds)
+
     def wait_for(self, user: str, block: int, not_before: int) -> None:
         """``user`` cannot be liquidated before the block stamped ``not_before``: due again on
         the next block, its back-off unchanged."""
@@ -70,10 +79,15 @@ class Backoff:
         return cooldown.not_before if cooldown else None
 
     def settle(self, user: str, block: int, outcome: TxOutcome | None, *,
-               back_off_unsent: bool = True, not_before: int | None = None) -> int | None:
+               back_off_unsent: bool = True, not_before: int | None = None,
+               overtaken: bool = False) -> int | None:
         """Record how the liquidation of ``user``, tried at ``block``, ended; the block it was
         mined in, or None (then the account backs off, unless nothing was sent and
-        ``back_off_unsent`` is false, or it waits for the time ``not_before``)."""
+        ``back_off_unsent`` is false, or it waits for the time ``not_before``). One whose
+        plan the chain ``overtaken`` (its simulation paid less than planned: pools and prices
+        moved, pending trades) is due on the next block without backing off: the move that
+        refused it is mined within a block or two, and a back-off grown through a crash would
+        strand a profitable account once the market settles."""
         if outcome is not None and (outcome.rolled_back or outcome.fenced):
             # Given up because a rollback went below its nonce, or refused by the send gate
             # while another replica held the sender lease: plan it again at once.
@@ -88,7 +102,9 @@ class Backoff:
         if not_before is not None and (outcome is None or outcome.tx_hash is None):
             self.wait_for(user, block, not_before)
             return None
-        if back_off_unsent or (outcome is not None and outcome.tx_hash is not None):
+        if overtaken and (outcome is None or outcome.tx_hash is None):
+            self.retry_next(user, block)
+        elif back_off_unsent or (outcome is not None and outcome.tx_hash is not None):
             self.back_off(user, block)
         return None
 

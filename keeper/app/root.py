@@ -192,7 +192,8 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
     venue = Venue(pool=contracts.pool, liquidator=target.liquidator.lower(),
                   uniswap_v2_factory=target.uniswap_v2_factory.lower(),
                   pair_init_code_hash=target.pair_init_code_hash, hubs=target.hubs,
-                  a_tokens=a_tokens, uniswap_v3=_uniswap_v3(cfg, target))
+                  a_tokens=a_tokens, uniswap_v3=_uniswap_v3(cfg, target),
+                  sender=owner.lower() if owner else None)
     planner = PlannerConfig(
         liquidator=venue.liquidator, native_asset=target.native_asset.lower(),
         rules=await _liquidation_rules(rpc, contracts.pool, cfg.aave.rules),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import NoReturn
 
 from keeper.app import steps
@@ -61,12 +62,18 @@ class Sending:
         except KeeperError as exc:
             if block_gone(exc):  # a reorg or a restore under the plan: planned again
                 log.info("liquidation_block_gone", task=task, user=user, error=str(exc))
-            elif isinstance(exc, RpcError):
+                self.lane.retry_next(user, block)
+                return None
+            if isinstance(exc, RpcError):
+                # The node's fault, not the account's: tried again on the next block (the
+                # reads retry on their own; a back-off grown through an outage would strand
+                # the account once the node is back).
                 self.keeper.metrics.rpc_errors.labels(method=rpc_method).inc()
                 log.warning("liquidation_node_unreachable", task=task, user=user,
                             error=str(exc))
-            else:
-                self.supervisor.failed(task, exc, user=user)
+                self.lane.retry_next(user, block)
+                return None
+            self.supervisor.failed(task, exc, user=user)
         except Exception as exc:  # a task boundary
             self.supervisor.failed(task, exc, user=user)
         self.lane.back_off(user, block)
@@ -86,6 +93,18 @@ class Sending:
             decisions.verdict(block, user, execution.plan)
 
 
+@dataclass(frozen=True, slots=True)
+class _Flying:
+    """A flight's plan and its place in the send order (which knows the nonce it took)."""
+
+    plan: Plan
+    turn: Turn
+
+    @property
+    def nonce(self) -> int | None:
+        return self.turn.nonce
+
+
 class ExecuteTask:
     """Liquidates every due candidate of the newest scan, best first, up to the lane's
     ``max_in_flight`` at once with consecutive nonces: each is planned in turn (in one
@@ -98,7 +117,7 @@ class ExecuteTask:
         self.sending = sending
         self.lane = sending.lane
         self.flights: set[asyncio.Task[None]] = set()
-        self.in_flight: dict[str, Plan] = {}  # the plans of the flights in the air
+        self.in_flight: dict[str, _Flying] = {}  # the plans of the flights in the air
         self.order = SendOrder()  # nonces are taken in planning order
         self._round: PlanRound | None = None
         self._round_head = ""  # the book's block hash the round began on
@@ -179,9 +198,10 @@ class ExecuteTask:
                     waits = verdict.rejection.not_before if verdict.rejection else None
                     self.lane.settle(user, block, None, not_before=waits)
                 continue
-            self.in_flight[user] = verdict.plan
+            turn = self.order.turn()
+            self.in_flight[user] = _Flying(verdict.plan, turn)
             flight = asyncio.create_task(
-                self._fly(verdict.plan, market, block, detected, self.order.turn()),
+                self._fly(verdict.plan, market, block, detected, turn),
                 name=f"liquidate {user}")
             self.flights.add(flight)
             flight.add_done_callback(self.flights.discard)
@@ -220,13 +240,14 @@ class ExecuteTask:
                                                    rpc_method="liquidate")
         finally:
             turn.done()  # if it never reached its claim, the next ones must not wait for it
+            turn.forget()
             self.in_flight.pop(user, None)
             self.lane.drop(user)
         self.sending.record(block, user, execution)
         if execution is None:
             return
         self.sending.supervisor.succeeded("execute")
-        mined = self.lane.settle(user, block, execution.outcome)
+        mined = self.lane.settle(user, block, execution.outcome, overtaken=execution.overtaken)
         if mined is not None and execution.outcome is not None:
             self.sending.candidates.forget(user)
             log.info("liquidated", user=user, tx_hash=execution.outcome.tx_hash, block=mined,

@@ -15,7 +15,7 @@ gas, paid in the native coin, is valued in the debt asset and subtracted for ``n
 
 The optimiser searches the integer ``debt_to_cover``. Swap slippage makes the profit concave
 in the size, so the best size can lie below the maximum the protocol allows; the search is a
-ternary search on exact integer evaluations, then a scan of the last few points and the ends.
+golden-section search on exact integer evaluations, then a scan of the last few points and the ends.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def optimise_liquidation(
 
     # The largest size the protocol takes; pair-level reverts (HF, paused, not borrowed)
     # surface here. A cap below the full size may leave dust under v3.3: that is a size revert.
-    full = _full_quote(quotes)
+    full = full_quote(quotes)
     top = min(full.debt_to_cover_actual, max_debt_to_cover)
     if top <= 0:
         raise LiquidationRevert("INVALID_AMOUNT", "no debt can be covered")
@@ -356,7 +356,7 @@ def _refuses_large(error: Exception) -> bool:
     return isinstance(error, LiquidationRevert) and error.reason in _LARGE_SIZE_REVERTS
 
 
-def _full_quote(quotes: PairQuotes) -> LiquidationQuote:
+def full_quote(quotes: PairQuotes) -> LiquidationQuote:
     # The largest liquidation, even when it would leave dust (the close factor's cap short of
     # clearing a side) or the reserve's virtual balance cannot pay it out: its size bounds the
     # search, which then stays below the sizes refused.

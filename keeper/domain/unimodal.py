@@ -1,10 +1,13 @@
 """The integer maximum of a unimodal function evaluated exactly: the profit model's size search.
 
 Each evaluation is a full liquidation quote and swap quote (~0.1 ms), so their number is the
-planner's cost: ~130 over a 1e11-wide range (the daemon's bottleneck in a crash). Liquidations
-are most often most profitable at the largest size (a deep pool); when the value still rises, by
-more than the rounding noise, a millionth of the range below the top, a unimodal function rises
-up to there, and the search runs over that last millionth only (~40 evaluations, same answer).
+planner's cost (the daemon's bottleneck in a crash). A golden-section search keeps one of its
+two probes from one step to the next: one evaluation shrinks the range by 0.618, where a ternary
+search spends two to shrink it by 2/3 (over a 1e11-wide range: ~65 evaluations against ~130,
+measured on the 1,000-borrower crash). Liquidations are most often most profitable at the
+largest size (a deep pool); when the value still rises, by more than the rounding noise, a
+millionth of the range below the top, a unimodal function rises up to there, and the search
+runs over that last millionth only (~35 evaluations, same answer).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from collections.abc import Callable
 _SCAN_WIDTH = 16
 # What integer rounding may move a value by near the top (the Pool's and the pair's rounding).
 _NOISE = 8
+# 1/phi = 0.6180339887...: where golden-section probes sit, as an exact fraction.
+_GOLDEN_NUM, _GOLDEN_DEN = 6_180_339_887, 10**10
 # The probe for a top that is still rising: this fraction of the range below it.
 _TOP_PROBE = 10**6
 
@@ -26,8 +31,8 @@ def maximise_unimodal(
     """The integer ``x`` in ``[lo, hi]`` with the largest ``objective(x)``, and that value.
 
     ``objective`` is unimodal (up, then down; noisy by rounding near its top) and returns None
-    where ``x`` is not feasible; infeasible points may only form a prefix of the range. Ternary
-    search down to a handful of points, then every remaining point and both ends are evaluated.
+    where ``x`` is not feasible; infeasible points may only form a prefix of the range.
+    Golden-section search down to a handful of points, then every remaining point and both ends are evaluated.
     Ties go to the smaller ``x`` (less capital, less flash premium). None if nothing is feasible.
     """
     if lo > hi:
@@ -40,21 +45,23 @@ def maximise_unimodal(
         return memo[x]
 
     a, b = _rising_window(f, lo, hi)
+    x1, x2 = _probes(a, b)
     while b - a > _SCAN_WIDTH:
-        third = (b - a) // 3
-        m1, m2 = a + third, b - third
-        v1, v2 = f(m1), f(m2)
+        v1, v2 = f(x1), f(x2)
         if v1 is None:
-            # Infeasible points are a prefix: everything up to m1 is out.
-            a = m1 + 1
-        elif v2 is None or v1 > v2:
-            b = m2 - 1
-        elif v1 < v2:
-            a = m1 + 1
+            # Infeasible points are a prefix: everything below x1 is out.
+            a, x1 = x1, x2
+            x2 = a + b - x1
+        elif v2 is None or v1 >= v2:
+            # The top is left of x2 (on equal values: between them, or a flat top reaching
+            # left of x1; keeping the left part gives ties to the smaller x).
+            b, x2 = x2, x1
+            x1 = a + b - x2
         else:
-            # Equal values: the top lies between them, or (a flat top) reaches left of m1;
-            # keep the left part so that ties go to the smaller x.
-            b = m2
+            a, x1 = x1, x2
+            x2 = a + b - x1
+        if not a < x1 < x2 < b:
+            x1, x2 = _probes(a, b)  # integer steps drifted from the ratio: place them afresh
     candidates = [*range(a, b + 1), lo, hi]
     best: tuple[int, int] | None = None
     for x in sorted(set(candidates)):
@@ -62,6 +69,12 @@ def maximise_unimodal(
         if v is not None and (best is None or v > best[1]):
             best = (x, v)
     return best
+
+
+def _probes(a: int, b: int) -> tuple[int, int]:
+    """Two points splitting ``[a, b]`` in the golden ratio, symmetric about its middle."""
+    x1 = b - (b - a) * _GOLDEN_NUM // _GOLDEN_DEN
+    return x1, a + b - x1
 
 
 def _rising_window(f: Callable[[int], int | None], lo: int, hi: int) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from keeper.exec.sender import Sender
 from keeper.exec.tx import Status, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
-from keeper.protocols.aave_v3.liquidator import liquidated_profit
+from keeper.protocols.aave_v3.liquidator import liquidated_profit, refused_by_profit_floor
 from keeper.protocols.erc20 import balance_of
 
 log = get_logger(__name__)
@@ -43,6 +43,13 @@ class Execution:
     realised_profit: int | None = None  # debt-asset units: our contract's Liquidated profit
     realised_net_usd: int | None = None  # realised profit less the gas paid, in USD
     gas_paid: int | None = None  # wei
+
+    @property
+    def overtaken(self) -> bool:
+        """Not sent because the simulation found the trade paying less than the plan's floor:
+        the chain moved under the plan, and the next block's plan may pay again."""
+        o = self.outcome
+        return o is not None and o.status is Status.SKIPPED and refused_by_profit_floor(o.reason)
 
     @property
     def skipped_reason(self) -> str:

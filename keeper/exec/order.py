@@ -20,6 +20,7 @@ class SendOrder:
     serving: int = 0
     _done: set[int] = field(default_factory=set)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _nonces: dict[int, int] = field(default_factory=dict)  # ticket -> the nonce it took
 
     def turn(self) -> Turn:
         """The next ticket, for the plan just made."""
@@ -30,6 +31,15 @@ class SendOrder:
         while self.serving < ticket:
             self._changed.clear()
             await self._changed.wait()
+
+    def took(self, ticket: int, nonce: int) -> None:
+        self._nonces[ticket] = nonce
+
+    def nonce(self, ticket: int) -> int | None:
+        return self._nonces.get(ticket)
+
+    def forget(self, ticket: int) -> None:
+        self._nonces.pop(ticket, None)
 
     def done(self, ticket: int) -> None:
         self._done.add(ticket)
@@ -53,3 +63,16 @@ class Turn:
     def done(self) -> None:
         """This send claimed its nonce, or will not (idempotent)."""
         self.order.done(self.ticket)
+
+    def took(self, nonce: int) -> None:
+        """This send's transaction carries ``nonce`` (its replacements and cancel too)."""
+        self.order.took(self.ticket, nonce)
+
+    @property
+    def nonce(self) -> int | None:
+        """The nonce this send took, None before it claimed one."""
+        return self.order.nonce(self.ticket)
+
+    def forget(self) -> None:
+        """The flight is over: its nonce is no longer asked for."""
+        self.order.forget(self.ticket)

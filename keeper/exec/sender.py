@@ -193,6 +193,8 @@ class Sender:
                     return checked
                 admission = checked
         async with self.nonces.claim(max(latest, pending)) as lease:
+            if req.turn is not None:
+                req.turn.took(lease.nonce)  # the planner's next round asks if it is mined
             flight = Flight(req, lease, sim.gas, admission.gas_limit)
             signed = self.same.sign(req.to, req.data, req.value, lease.nonce,
                                     admission.gas_limit, admission.fees)

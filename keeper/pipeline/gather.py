@@ -24,6 +24,7 @@ from typing import Any
 
 from keeper.chain.abi import Function
 from keeper.chain.rpc import JsonRpc
+from keeper.chain.types import hex_to_int
 from keeper.domain.liquidation import NO_LIMITS, AaveRules, PoolLimits
 from keeper.domain.quote import needed_pairs
 from keeper.domain.uniswap_v3.pool import PoolSnapshot
@@ -53,6 +54,9 @@ class Venue:
     hubs: tuple[str, ...]
     a_tokens: Mapping[str, str]  # reserve asset -> its aToken (lendable liquidity lives there)
     uniswap_v3: UniswapV3Venue | None = None  # None: plan over Uniswap V2 only
+    # The account that sends our liquidations: its nonce, read with the pools, says which of
+    # our transactions those reads already show (None: not read).
+    sender: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,7 @@ class Gathered:
     limits: PoolLimits = NO_LIMITS
     v3_pools: tuple[PoolSnapshot, ...] = field(default_factory=tuple)
     header: Mapping[str, Any] | None = None  # the node's latest header it was read with
+    sender_nonce: int | None = None  # the venue's sender's mined nonce at the same block
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +170,8 @@ async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
     calls += reserves_calls(venue.uniswap_v2_factory, keys, init_code_hash=venue.pair_init_code_hash)
     calls += limits_calls(venue.pool, limited)
     calls += funding_calls(source)
+    if venue.sender is not None:
+        calls.append(("eth_getTransactionCount", [venue.sender, "latest"]))
     v3 = venue.uniswap_v3
     if v3 is not None and v3_reader is not None:
         # Both reads at "latest" side by side; a block between them is caught like any other
@@ -174,6 +181,9 @@ async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
     else:
         (header, *results), v3_pools = await rpc.batch(calls), []
     n_pairs, n_limits = len(keys), 2 * len(limited)
+    sender_nonce = None
+    if venue.sender is not None:
+        sender_nonce = hex_to_int(results.pop(), "eth_getTransactionCount")
     return Gathered(
         next_block=next_block(header, block_time=block_time, now=time.time()),
         reserves=decode_reserves(keys, results[:n_pairs]),
@@ -182,4 +192,5 @@ async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
         if limited else NO_LIMITS,
         v3_pools=tuple(v3_pools),
         header=header,
+        sender_nonce=sender_nonce,
     )

@@ -32,6 +32,7 @@ from keeper.domain.profit import (
     native_to_asset,
     optimise_liquidation,
 )
+from keeper.domain.profit_ceiling import profit_ceiling
 from keeper.domain.quote import Quoter, Route
 from keeper.domain.wadray import UINT256_MAX, ArithmeticRevert
 
@@ -150,9 +151,14 @@ class SearchResult:
 
 def search(account: UserAccount, collaterals: Sequence[str], debts: Sequence[str],
            inputs: SearchInputs) -> SearchResult:
-    """The best candidate over every pair, and the failures met on the way. A revert that says
-    the account is healthy ends the search (it holds for every pair)."""
+    """The best candidate over every pair, route and funding, and the failures met on the way.
+
+    Each option is bounded first (keeper.domain.profit_ceiling: one quote of the largest
+    liquidation, one small sale), then optimised in the order of its bound, until the best
+    found beats the bound of every option left: the same answer as optimising them all. A
+    revert that says the account is healthy ends the search (it holds for every pair)."""
     result = SearchResult()
+    options: list[_Option] = []
     for debt_asset in debts:
         reserve = inputs.market.reserve_of(debt_asset)
         ways = funding_options(debt_asset, reserve.configuration.flashloan_enabled,
@@ -162,14 +168,37 @@ def search(account: UserAccount, collaterals: Sequence[str], debts: Sequence[str
                                            f"nothing to repay {debt_asset} with"))
             continue
         for collateral_asset in collaterals:
-            _search_pair(account, collateral_asset, debt_asset, ways, inputs, result)
+            options += _pair_options(account, collateral_asset, debt_asset, ways, inputs, result)
             if any(f.reason is RejectionReason.HEALTHY for f in result.failures):
                 return result
+    options.sort(key=_Option.order)
+    for option in options:
+        if result.best is not None and option.ceiling_usd is not None \
+                and option.ceiling_usd < result.best.net_profit_usd:
+            break  # sorted by bound: no option left can beat the best
+        _optimise(option, inputs, result)
     return result
 
 
-def _search_pair(account: UserAccount, collateral_asset: str, debt_asset: str,
-                 ways: list[tuple[bool, int]], inputs: SearchInputs, result: SearchResult) -> None:
+@dataclass(frozen=True, slots=True)
+class _Option:
+    """One way to liquidate a pair (a route and a funding), with a bound on its net profit."""
+
+    quotes: PairQuotes
+    route: Route | None
+    flash_loan: bool
+    cap: int
+    gas: int
+    gas_cost: int
+    ceiling_usd: int | None  # None: no bound (optimised whatever the best)
+
+    def order(self) -> tuple[int, int]:
+        return (0, 0) if self.ceiling_usd is None else (1, -self.ceiling_usd)
+
+
+def _pair_options(account: UserAccount, collateral_asset: str, debt_asset: str,
+                  ways: list[tuple[bool, int]], inputs: SearchInputs,
+                  result: SearchResult) -> list[_Option]:
     pair = f"{collateral_asset}->{debt_asset}"
     market = inputs.market
     quotes = PairQuotes(account, market, collateral_asset, debt_asset, inputs.rules, inputs.limits)
@@ -180,9 +209,10 @@ def _search_pair(account: UserAccount, collateral_asset: str, debt_asset: str,
         routes = inputs.quoter.routes(collateral_asset, debt_asset)
         if not routes:
             result.failures.append(Failure(RejectionReason.NO_ROUTE, f"{pair}: no pool"))
-            return
+            return []
     debt_price = market.price(debt_asset)
     debt_decimals = market.reserve_of(debt_asset).configuration.decimals
+    options: list[_Option] = []
     for route in routes:
         for flash_loan, cap in ways:
             gas = inputs.gas.estimate(hops=route.hops if route else 0, flash_loan=flash_loan)
@@ -191,27 +221,50 @@ def _search_pair(account: UserAccount, collateral_asset: str, debt_asset: str,
                     gas * inputs.gas_price.per_gas, native_price=inputs.native_price,
                     asset_price=debt_price, asset_decimals=debt_decimals,
                     native_decimals=inputs.native_decimals)
-                outcome = optimise_liquidation(
-                    account, market, collateral_asset, debt_asset,
-                    swap=_swap_fn(inputs.quoter, route),
-                    flash_premium_bps=inputs.funding.flash_premium_bps if flash_loan else 0,
-                    gas_cost=gas_cost, rules=inputs.rules, max_debt_to_cover=cap, quotes=quotes)
+                ceiling = profit_ceiling(quotes, _swap_fn(inputs.quoter, route), cap)
             except LiquidationRevert as exc:
                 result.failures.append(
                     Failure(rejection_reason(exc.reason), f"{pair}: {exc}", exc.not_before))
                 if exc.reason == GRACE_PERIOD or rejection_reason(exc.reason) is \
                         RejectionReason.HEALTHY:
-                    return  # the same for every route and funding of the pair
-                continue
-            except SwapRevert as exc:
-                result.failures.append(Failure(RejectionReason.NO_ROUTE, f"{pair}: {exc}"))
+                    return []  # the same for every route and funding of the pair
                 continue
             except (ArithmeticRevert, MissingMarketData) as exc:
                 result.failures.append(Failure(RejectionReason.WOULD_REVERT, f"{pair}: {exc}"))
                 continue
-            usd = asset_to_base(outcome.net_profit, price=debt_price, decimals=debt_decimals)
-            result.offer(Candidate(collateral_asset, debt_asset, outcome, route, flash_loan, gas,
-                                   usd))
+            ceiling_usd = None if ceiling is None else asset_to_base(
+                ceiling - gas_cost, price=debt_price, decimals=debt_decimals)
+            options.append(_Option(quotes, route, flash_loan, cap, gas, gas_cost, ceiling_usd))
+    return options
+
+
+def _optimise(option: _Option, inputs: SearchInputs, result: SearchResult) -> None:
+    quotes, route = option.quotes, option.route
+    collateral_asset, debt_asset = quotes.collateral_asset, quotes.debt_asset
+    pair = f"{collateral_asset}->{debt_asset}"
+    market = inputs.market
+    try:
+        outcome = optimise_liquidation(
+            quotes.account, market, collateral_asset, debt_asset,
+            swap=_swap_fn(inputs.quoter, route),
+            flash_premium_bps=inputs.funding.flash_premium_bps if option.flash_loan else 0,
+            gas_cost=option.gas_cost, rules=inputs.rules, max_debt_to_cover=option.cap,
+            quotes=quotes)
+    except LiquidationRevert as exc:
+        result.failures.append(
+            Failure(rejection_reason(exc.reason), f"{pair}: {exc}", exc.not_before))
+        return
+    except SwapRevert as exc:
+        result.failures.append(Failure(RejectionReason.NO_ROUTE, f"{pair}: {exc}"))
+        return
+    except (ArithmeticRevert, MissingMarketData) as exc:
+        result.failures.append(Failure(RejectionReason.WOULD_REVERT, f"{pair}: {exc}"))
+        return
+    debt_reserve = market.reserve_of(debt_asset).configuration
+    usd = asset_to_base(outcome.net_profit, price=market.price(debt_asset),
+                        decimals=debt_reserve.decimals)
+    result.offer(Candidate(collateral_asset, debt_asset, outcome, route, option.flash_loan,
+                           option.gas, usd))
 
 
 def positions(account: UserAccount, market: Market) -> tuple[list[str], list[str]]:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from itertools import pairwise
+from typing import Protocol
 
 from keeper.domain.amm import SwapRevert, get_amount_out, sort_tokens
 from keeper.domain.plan import Plan
@@ -25,17 +26,29 @@ from keeper.pipeline.gather import Gathered, next_block
 from keeper.protocols.uniswap_v2.pair import Pair
 
 
+class InFlight(Protocol):
+    """A plan of ours in the air, and the nonce its transaction took (None before it has one)."""
+
+    @property
+    def plan(self) -> Plan: ...
+
+    @property
+    def nonce(self) -> int | None: ...
+
+
 class PlanRound:
     """The planning of the block after ``block`` (the book's block when it began)."""
 
-    def __init__(self, block: int, in_flight: Sequence[Plan] = ()) -> None:
+    def __init__(self, block: int, in_flight: Sequence[InFlight] = ()) -> None:
         self.block = block
         self.plans = 0  # accepted in this round
         self._gathered: dict[tuple[str, ...], Gathered] = {}
         self._pools: dict[Pair, tuple[int, int]] = {}  # after our plans' swaps
         self._spent: dict[str, int] = {}  # of our contract's own balance, by asset
-        # Plans of earlier rounds still in flight: the reads of this block do not show them
-        # yet, and they may be mined ahead of this round's plans. Applied on the first view.
+        # Plans of earlier rounds still in flight: they may be mined ahead of this round's
+        # plans. Applied on the first view, unless its reads show them mined already (our
+        # sender's nonce there is past theirs): applied twice, a sale would make the pool
+        # look better than it is for the trades that buy what it sold.
         self._carried = list(in_flight)
 
     def cached(self, assets: Sequence[str]) -> Gathered | None:
@@ -49,8 +62,12 @@ class PlanRound:
         """``gathered`` as the next plan must see it: pools after our swaps, funding less
         what our plans spend, and (with wall-clock stamps) the next block's time as of now."""
         carried, self._carried = self._carried, []
-        for plan in carried:
-            self.apply(plan, gathered)
+        mined_below = gathered.sender_nonce
+        for flying in carried:
+            nonce = flying.nonce
+            if mined_below is not None and nonce is not None and nonce < mined_below:
+                continue  # in the reads already
+            self.apply(flying.plan, gathered)
             self.plans -= 1  # not this round's
         changed: dict[str, object] = {}
         if self._pools and any(p in self._pools for p in gathered.reserves):

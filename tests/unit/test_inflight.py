@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from keeper.app.inflight import Lane
+from keeper.exec.executor import Execution
 from keeper.exec.tx import Status, TxOutcome
 
 
@@ -23,6 +24,42 @@ def test_a_skipped_account_waits_1_2_4_blocks_up_to_the_cap() -> None:
         waits.append(wait)
         block += wait
     assert waits == [1, 2, 4, 4, 4]
+
+
+def test_an_account_the_chain_overtook_is_due_next_block_and_keeps_its_back_off() -> None:
+    # A simulation that pays less than the plan (pending arbitrage, a moving pool) says the
+    # market moved, not that the account fails: once it settles the account must be tried.
+    lane = Lane(backoff_max_blocks=64, clock=lambda: 0.0)
+    lane.settle("a", 100, outcome(Status.SKIPPED))
+    lane.settle("a", 101, outcome(Status.SKIPPED))  # two failures of its own: waits 2
+    for block in range(103, 120):
+        assert lane.due("a", block)
+        lane.settle("a", block, outcome(Status.SKIPPED), overtaken=True)
+        assert not lane.due("a", block) and lane.due("a", block + 1)
+    # Its own next failure doubles from where its own count stood (2 -> 4 blocks).
+    lane.settle("a", 120, outcome(Status.SKIPPED))
+    assert not lane.due("a", 123) and lane.due("a", 124)
+
+
+def test_a_node_error_retries_next_block_without_growing_the_back_off() -> None:
+    now = [0.0]
+    lane = Lane(backoff_max_blocks=64, clock=lambda: now[0])
+    for block in range(10, 20):
+        lane.retry_next("a", block)
+        assert lane.due("a", block + 1)
+    # On a quiet chain, due after the time back-off's first step.
+    assert not lane.due("a", 19)
+    now[0] = 2.0
+    assert lane.due("a", 19)
+
+
+def test_an_overtaken_execution_is_one_the_profit_floor_refused() -> None:
+    floor = TxOutcome(Status.SKIPPED, "liquidation",
+                      "simulation: reverted: InsufficientProfit(488778, 631472)")
+    other = TxOutcome(Status.SKIPPED, "liquidation", "simulation: reverted: 0x4e487b71")
+    assert Execution("a", outcome=floor).overtaken
+    assert not Execution("a", outcome=other).overtaken
+    assert not Execution("a").overtaken
 
 
 def test_mined_is_due_from_a_scan_of_its_block_and_forgets_the_failures() -> None:

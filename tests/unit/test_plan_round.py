@@ -4,7 +4,7 @@ rejection is decided once per set of inputs."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from keeper.domain.amm import get_amount_out, sort_tokens
@@ -222,6 +222,23 @@ def test_plans_still_in_flight_from_an_earlier_block_move_the_pools_of_the_next_
     fresh = gathered(pools)
     earlier = PlanRound(block=7)
     earlier.apply(first, fresh)
-    later = PlanRound(block=8, in_flight=[first])  # the block's reads do not show it yet
+    later = PlanRound(block=8, in_flight=[Flying(first, 5)])  # the reads do not show it yet
     assert later.view(fresh, block_time=12).reserves == earlier.view(fresh, block_time=12).reserves
     assert later.plans == 0
+    # Read where our sender's nonce is 5: nonce 5 is not mined there yet, so it is applied.
+    at_5 = replace(fresh, sender_nonce=5)
+    pending = PlanRound(block=8, in_flight=[Flying(first, 5)])
+    assert pending.view(at_5, block_time=12).reserves == earlier.view(fresh, block_time=12).reserves
+    # Read where it is 6: the reads show it mined, and applying it again would count its
+    # sale twice (the pool would look better than it is to a trade the other way).
+    mined = PlanRound(block=8, in_flight=[Flying(first, 5), Flying(first, None)])
+    shown = replace(fresh, sender_nonce=6)
+    once = PlanRound(block=8, in_flight=[Flying(first, None)])
+    assert mined.view(shown, block_time=12).reserves == once.view(shown, block_time=12).reserves
+    assert mined.view(shown, block_time=12).reserves != fresh.reserves
+
+
+@dataclass(frozen=True)
+class Flying:
+    plan: Plan
+    nonce: int | None

@@ -155,6 +155,16 @@ def _errors() -> dict[bytes, tuple[str, tuple[str, ...]]]:
     return out
 
 
+PROFIT_FLOOR_ERROR = "InsufficientProfit"
+"""The contract's refusal of a trade that pays less than its ``minProfit``: the chain moved
+under the plan (pools, prices, a rival's pending trade), not a fault of the account's."""
+
+
+def refused_by_profit_floor(reason: str) -> bool:
+    """Whether a simulation's revert ``reason`` (as ``decode_revert`` names it) is the floor."""
+    return f"{PROFIT_FLOOR_ERROR}(" in reason
+
+
 def decode_revert(data: bytes | str) -> str | None:
     """Name a FlashLiquidator custom error from revert data, e.g. ``InsufficientProfit(12, 50)``.
 
