@@ -216,6 +216,10 @@ class ExecutorConfig(_Section):
     priority_fee_share: Float = Field(0.1, ge=0, le=1)
     # Fee caps in gwei: 100,000 gwei is far past any fee a liquidation could pay for.
     max_priority_fee_gwei: Float = Field(50.0, ge=0, le=100_000)
+    # The least tip of any send (planning prices gas at it, so an account that cannot pay it
+    # is not sent): a block builder takes one sender's transactions in nonce order, so one
+    # low tip at a low nonce holds back every liquidation of ours behind it.
+    min_priority_fee_gwei: Float = Field(0.0, ge=0, le=100_000)
     max_fee_gwei: Float = Field(500.0, gt=0, le=100_000)
     gas_budget_per_hour_eth: Float = Field(0.5, ge=0, le=10_000)
     max_consecutive_failures: Int = Field(5, gt=0, le=10_000)

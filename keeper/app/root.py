@@ -175,7 +175,8 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
     if signer is not None and signer.address.lower() != owner:
         raise ConfigError(f"executor.liquidator: {target.liquidator} is owned by {owner}, "
                           f"not by the configured key's account {signer.address}")
-    policy = FeePolicy.from_config(ex.priority_fee_share, ex.max_priority_fee_gwei, ex.max_fee_gwei)
+    policy = FeePolicy.from_config(ex.priority_fee_share, ex.max_priority_fee_gwei, ex.max_fee_gwei,
+                                   ex.min_priority_fee_gwei)
     guards = Guards.from_config(gwei_to_wei(ex.gas_budget_per_hour_eth * 1e9),
                                 ex.max_consecutive_failures, ex.kill_switch)
     settings = sender_settings(cfg, dry_run=dry_run, confirmations=await preflight.confirmations(

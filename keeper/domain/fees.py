@@ -64,13 +64,16 @@ class FeePolicy:
 
     @classmethod
     def from_config(
-        cls, priority_fee_share: float, max_priority_fee_gwei: float, max_fee_gwei: float
+        cls, priority_fee_share: float, max_priority_fee_gwei: float, max_fee_gwei: float,
+        min_priority_fee_gwei: float = 0.0,
     ) -> FeePolicy:
         """Build from the executor config's float fields (share in 0..1, caps in gwei)."""
         return cls(
             priority_fee_share_ppm=int(Decimal(str(priority_fee_share)) * PPM),
             max_priority_fee=gwei_to_wei(max_priority_fee_gwei),
             max_fee=gwei_to_wei(max_fee_gwei),
+            min_priority_fee=min(gwei_to_wei(min_priority_fee_gwei),
+                                 gwei_to_wei(max_priority_fee_gwei)),
         )
 
     def allows(self, fees: Fees) -> bool:

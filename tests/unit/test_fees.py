@@ -110,3 +110,16 @@ def test_invalid_fees_rejected() -> None:
         Fees(-1, 0)
     with pytest.raises(ValueError):
         FeePolicy(priority_fee_share_ppm=2_000_000, max_priority_fee=1, max_fee=1)
+
+
+def test_a_tip_floor_lifts_small_tips_and_stays_under_the_cap() -> None:
+    floor = FeePolicy.from_config(priority_fee_share=0.1, max_priority_fee_gwei=5,
+                                  max_fee_gwei=500, min_priority_fee_gwei=3)
+    assert floor.min_priority_fee == 3 * 10**9
+    # A small profit's share is below the floor: it pays the floor, never less.
+    assert priority_fee(floor, expected_profit=10**15, gas=600_000) == 3 * 10**9
+    assert priority_fee(floor, expected_profit=10**18, gas=600_000) == 5 * 10**9
+    # A floor above the cap is the cap.
+    high = FeePolicy.from_config(priority_fee_share=0.1, max_priority_fee_gwei=2,
+                                 max_fee_gwei=500, min_priority_fee_gwei=3)
+    assert high.min_priority_fee == 2 * 10**9

@@ -63,9 +63,19 @@ class SwapResult:
     """Input consumed (the whole amount unless the price limit stopped the swap)."""
     amount_out: int
     sqrt_price_x96: int
-    tick: int
+    crossed_tick: int | None
+    """The pool's tick after the last crossing; None when the swap ended between ticks."""
     liquidity: int
     ticks_crossed: int
+
+    @property
+    def tick(self) -> int:
+        """The pool's tick after the swap. Worked out only when asked: a quote needs the
+        output alone, and the log of the price was a third of a V3 quote's time (517k calls,
+        4.5 s of the 1,000-borrower crash's planning under a profiler)."""
+        if self.crossed_tick is not None:
+            return self.crossed_tick
+        return tick_at_sqrt_ratio(self.sqrt_price_x96)
 
 
 def swap_exact_input(pool: PoolSnapshot, zero_for_one: bool, amount_in: int,
@@ -84,6 +94,7 @@ def swap_exact_input(pool: PoolSnapshot, zero_for_one: bool, amount_in: int,
         raise SwapRevert("SPL")
     remaining, out = amount_in, 0
     sqrt_price, tick, liquidity, crossed = pool.sqrt_price_x96, pool.tick, pool.liquidity, 0
+    final: int | None = tick  # the tick, while it is known without a log
     while remaining != 0 and sqrt_price != limit:
         start = sqrt_price
         tick_next, initialized = next_initialized_tick_within_one_word(
@@ -102,9 +113,12 @@ def swap_exact_input(pool: PoolSnapshot, zero_for_one: bool, amount_in: int,
                 liquidity = add_delta(liquidity, -net if zero_for_one else net)
                 crossed += 1
             tick = tick_next - 1 if zero_for_one else tick_next
+            final = tick
         elif sqrt_price != start:
-            tick = tick_at_sqrt_ratio(sqrt_price)
-    return SwapResult(amount_in - remaining, out, sqrt_price, tick, liquidity, crossed)
+            # Between two ticks: all the input is in, or the limit is hit, so the loop ends
+            # here and only the result's tick depends on it (see SwapResult.tick).
+            final = None
+    return SwapResult(amount_in - remaining, out, sqrt_price, final, liquidity, crossed)
 
 
 def _liquidity_net(pool: PoolSnapshot, tick: int) -> int:

@@ -10,6 +10,7 @@ log2 series, which has the same result by its own specification.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from keeper.domain.amm import SwapRevert
@@ -47,9 +48,11 @@ _BIT_FACTORS: tuple[int, ...] = (
 _LOG_SQRT_BASE = math.log(1.0001) / 2
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def sqrt_ratio_at_tick(tick: int) -> int:
     """TickMath.getSqrtRatioAtTick: sqrt(1.0001^tick) × 2^96, rounded up; reverts 'T' past
-    the tick range."""
+    the tick range. Cached: a quote asks for the same few ticks again and again (1.55M calls,
+    4.3 s of the 1,000-borrower crash's planning under a profiler)."""
     abs_tick = abs(tick)
     if abs_tick > MAX_TICK:
         raise SwapRevert("T")
