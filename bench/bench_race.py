@@ -40,6 +40,7 @@ from bench.race_procs import Racer
 from bench.race_tally import LIQUIDATION_CALL, Tally, tally
 from bench.race_world import CACHE, SeededWorld, crash_in_one_block, seeded_world, start_node
 from keeper.chain.rpc import HttpRpc
+from keeper.contracts import artifacts
 from keeper.devnet.anvil import free_port
 from keeper.devnet.driver import Devnet
 from keeper.domain.wadray import WAD
@@ -50,6 +51,7 @@ SEED = 1
 MOVES = {"WETH": 0.70, "WBTC": 0.80}
 INTERVAL = 1  # wall seconds per block (anvil takes whole seconds)
 QUIET_BLOCKS = 10
+_MINT_TO = artifacts.aave("MintableERC20").abi["mint(address,uint256)"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +78,20 @@ class RaceRun:
     forensics: dict[str, Any] = field(default_factory=dict)  # `keeper forensics --json`
 
 
+async def fund_ours(devnet: Devnet, world: SeededWorld) -> None:
+    """Our liquidator contract gets what the naive keeper holds: twice the population's debt
+    in every asset."""
+    for sym, amount in world.debt_by_symbol.items():
+        await devnet.tx.transact(devnet.m.reserve(sym).address, _MINT_TO, devnet.m.liquidator,
+                                 2 * amount)
+
+
 async def offline_optimum(world: SeededWorld, work: Path) -> dict[str, float]:
     """Planned net profit (USD) per account on the chain at the crash block, never sent."""
     node, manifest = await start_node(world)
     try:
         async with HttpRpc(node.url, timeout=120) as rpc:
+            await fund_ours(Devnet(rpc, manifest), world)
             await crash_in_one_block(Devnet(rpc, manifest), MOVES, 0)  # 0: the chain stays put
             manifest.save(work / "manifest.json")
             once = race_procs.daemon(work / "manifest.json", work, free_port(), "--once", "--dry-run",
@@ -114,8 +125,11 @@ async def race(borrowers: int) -> RaceRun:
             devnet = Devnet(rpc, manifest)
             naive = naive_address()
             await devnet.fund([naive])
+            # Funded alike: each holds twice the population's debt in every asset (ours in its
+            # liquidator contract, which then may keep the collateral as the naive keeper does).
             await devnet.send_many([devnet.users.tx_mint(naive, sym, 2 * amount)
                                     for sym, amount in world.debt_by_symbol.items()])
+            await fund_ours(devnet, world)
             manifest.with_urls(proxy.url, proxy.ws_url).save(work / "manifest.json")
             config_for(manifest, list(world.borrowers), work / "naive.jsonl").save(work / "naive.json")
             port = free_port()

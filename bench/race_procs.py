@@ -92,6 +92,8 @@ def daemon(manifest: Path, work: Path, metrics_port: int, *extra: str) -> Racer:
         "KEEPER_STATE__SQLITE": str(work / "keeper.sqlite"),
         "KEEPER_PRIVATE_KEY": DAEMON_KEY,
         "KEEPER_METRICS__PORT": str(metrics_port),
+        # Funded like the naive keeper, it may keep the collateral as the naive keeper does.
+        "KEEPER_EXECUTOR__KEEP_COLLATERAL": "true",
         "PYTHONUNBUFFERED": "1",
     })
     argv = [sys.executable, "-m", "keeper", "run", "-c", str(ROOT / "config" / "devnet.toml"), *extra]

@@ -55,7 +55,9 @@ interface IUniswapV3PoolMinimal {
 /// collateral, sells ALL of the collateral it received along the order's legs (each a path of
 /// Uniswap V2 pairs and V3 pools; every leg but the last sells a fixed amount, the last sells
 /// what remains), repays the flash loan with its fee, and pays the owner the profit in the debt
-/// asset.
+/// asset. An order with no legs between two assets keeps the collateral instead (for an owner
+/// who holds inventory): repaid from the contract's own balance, the collateral goes to the
+/// owner unsold, and `minProfit` is the least collateral it must receive.
 ///
 /// Profit is measured, not computed: it is the increase of this contract's balance of the debt
 /// asset over the whole call. If that increase is below `minProfit` (or negative: the trade would
@@ -101,9 +103,10 @@ contract FlashLiquidator {
         /// The debt to repay; with a flash loan also the amount borrowed (its fee is charged on
         /// all of it), so pass the exact amount the Pool will take.
         uint256 debtToCover;
-        /// Empty when collateralAsset == debtAsset.
+        /// Empty when collateralAsset == debtAsset, or to keep the collateral (own balance only).
         Leg[] legs;
-        /// Revert unless the owner receives at least this much of the debt asset.
+        /// Revert unless the owner receives at least this much of the debt asset (of the
+        /// collateral when it is kept).
         uint256 minProfit;
         FlashSource flashSource;
         /// For UniswapV3Pool: the pool's other token and fee tier (the pool holds the debt asset).
@@ -143,6 +146,14 @@ contract FlashLiquidator {
         uint256 collateralSeized,
         uint256 profit,
         FlashSource flashSource
+    );
+    /// A liquidation that keeps the collateral (no legs, own balance): it went to the owner.
+    event CollateralKept(
+        address indexed user,
+        address indexed collateralAsset,
+        address indexed debtAsset,
+        uint256 debtRepaid,
+        uint256 collateralSeized
     );
     event OwnershipTransferStarted(address indexed owner, address indexed pendingOwner);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
@@ -215,6 +226,9 @@ contract FlashLiquidator {
             revert Expired(block.number, order.maxBlock);
         }
         _checkOrder(order);
+        if (order.legs.length == 0 && order.collateralAsset != order.debtAsset) {
+            return _keepCollateral(order);
+        }
         address debtAsset = order.debtAsset;
         uint256 balanceBefore = _balanceOf(debtAsset);
         if (order.flashSource == FlashSource.AavePool) {
@@ -237,6 +251,17 @@ contract FlashLiquidator {
         if (balanceAfter < balanceBefore) revert Loss(balanceBefore - balanceAfter);
         profit = balanceAfter - balanceBefore;
         if (profit != 0) _transfer(debtAsset, msg.sender, profit);
+    }
+
+    /// Repay from this contract's own balance and send the seized collateral to the owner, who
+    /// keeps it: nothing is sold. `minProfit` is then the least collateral the owner must get
+    /// (a rival who took part of the debt first leaves less): below it the call reverts.
+    function _keepCollateral(Order calldata order) private returns (uint256) {
+        (uint256 repaid, uint256 seized) = _liquidationCall(order);
+        if (seized < order.minProfit) revert InsufficientProfit(seized, order.minProfit);
+        _transfer(order.collateralAsset, msg.sender, seized);
+        emit CollateralKept(order.user, order.collateralAsset, order.debtAsset, repaid, seized);
+        return 0;
     }
 
     /// @notice The Aave Pool's flash-loan callback. Only a flash loan this contract started from
@@ -411,7 +436,8 @@ contract FlashLiquidator {
             return;
         }
         uint256 legs = order.legs.length;
-        if (legs == 0) revert BadSwapPath();
+        // No legs: the collateral is kept, so the debt must be paid from our own balance.
+        if (legs == 0 && source != FlashSource.OwnBalance) revert BadSwapPath();
         for (uint256 i; i < legs; ++i) {
             Hop[] calldata hops = order.legs[i].hops;
             if (hops.length == 0) revert BadSwapPath();

@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -48,6 +47,16 @@ from keeper.app.config_sources import (
     TomlFileSource,
     one_line,
 )
+from keeper.app.config_types import (
+    Address,
+    FilePath,
+    Float,
+    Int,
+    Url,
+)
+from keeper.app.config_types import comma_list as _comma_list
+from keeper.app.config_types import hash32 as _hash32
+from keeper.app.config_types import sqlite_file as _sqlite_file
 from keeper.errors import ConfigError
 
 DEVNET_CHAIN_ID = 31337
@@ -55,71 +64,6 @@ DEVNET_CHAIN_ID = 31337
 MAX_CHAIN_ID = 9_223_372_036_854_775_771
 # Block numbers are SQLite INTEGER keys in the checkpoint's journal.
 MAX_BLOCK = 2**63 - 1
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def _address(v: str) -> str:
-    s = v.lower()
-    if len(s) != 42 or not s.startswith("0x") or any(c not in "0123456789abcdef" for c in s[2:]):
-        raise ValueError("not a 0x-prefixed 20-byte hex address")
-    return s
-
-
-def _url(v: str) -> str:
-    if not v.startswith(("http://", "https://", "ws://", "wss://")):
-        raise ValueError("not an http(s):// or ws(s):// URL")
-    return v
-
-
-def _hash32(v: str) -> str:
-    s = v.lower().removeprefix("0x")
-    if len(s) != 64 or any(c not in "0123456789abcdef" for c in s):
-        raise ValueError("not a 32-byte hex hash")
-    return "0x" + s
-
-
-def _not_a_directory(p: Path) -> Path:
-    if p.is_dir():
-        raise ValueError(f"{str(p)!r} is a directory, not a file")
-    return p
-
-
-def _sqlite_file(p: Path) -> Path:
-    """A directory or a file that is not a SQLite database is refused here, before any node is
-    contacted; a missing parent directory is refused where the store opens it (at run time)."""
-    _not_a_directory(p)
-    if p.is_file():
-        try:
-            with p.open("rb") as f:
-                head = f.read(len(SQLITE_HEADER))
-        except OSError as exc:
-            raise ValueError(f"cannot read {str(p)!r}: {exc.strerror}") from None
-        if head and head != SQLITE_HEADER:
-            raise ValueError(f"{str(p)!r} is not a SQLite database")
-    return p
-
-
-def _comma_list(v: Any) -> Any:
-    """The environment gives lists as ``a, b``; the file gives TOML arrays."""
-    if isinstance(v, str):
-        return [s.strip() for s in v.split(",") if s.strip()]
-    return v
-
-
-def _not_bool(v: Any) -> Any:
-    # pydantic takes true for 1; in a config that is a typo, never a number.
-    if isinstance(v, bool):
-        raise ValueError("a number is needed, not true/false")
-    return v
-
-
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
-Address = Annotated[str, AfterValidator(_address)]
-Url = Annotated[str, AfterValidator(_url)]
-FilePath = Annotated[Path, AfterValidator(_not_a_directory)]
-
-
 class _Section(BaseModel):
     # No inf/nan anywhere: a float of the config ends up in integer money or a timeout.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -211,6 +155,10 @@ class ExecutorConfig(_Section):
     kill_switch: bool = False
     liquidator: Address | None = None
     min_profit_usd: Float = Field(1.0, ge=0, le=1e9)
+    # Also weigh liquidating from the contract's own balance and keeping the collateral (sent
+    # to the owner unsold) against selling it: for an owner who holds inventory. Valued at the
+    # oracle's price; the collateral's price risk is the owner's.
+    keep_collateral: bool = False
     # How much worse than planned the on-chain profit may come out before the contract reverts.
     profit_tolerance_bps: Int = Field(100, ge=0, le=10_000)
     priority_fee_share: Float = Field(0.1, ge=0, le=1)

@@ -57,7 +57,8 @@ def format_executions(keeper: Keeper, results: list[Execution], *, dry_run: bool
         pair = f"{symbol(p.collateral_asset)}/{symbol(p.debt_asset)}"
         legs = p.params.swap_legs
         route = describe(legs) if legs else ("V2" + ">V2" * (len(p.swap_path) - 2)
-                                             if p.swap_path else "no swap")
+                                             if p.swap_path else "kept" if
+                                             p.params.keep_collateral else "no swap")
         dec = next(res.configuration.decimals for res in keeper.sync.book.market().reserves.values()
                    if res.asset == p.debt_asset)
         covered = f"{p.debt_to_cover / 10**dec:,.4f} {symbol(p.debt_asset)}"

@@ -199,7 +199,8 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
         liquidator=venue.liquidator, native_asset=target.native_asset.lower(),
         rules=await _liquidation_rules(rpc, contracts.pool, cfg.aave.rules),
         min_profit_base=round(ex.min_profit_usd * 10**8),
-        profit_tolerance_bps=ex.profit_tolerance_bps, owner=owner)
+        profit_tolerance_bps=ex.profit_tolerance_bps, owner=owner,
+        keep_collateral=ex.keep_collateral)
     executor = LiquidationExecutor(rpc, sender, metrics, owner=owner,
                                    native_asset=planner.native_asset,
                                    native_decimals=planner.native_decimals,

@@ -96,6 +96,8 @@ class LiquidationParams:
     Where the debt asset comes from: ``flash_loan=False`` spends the contract's own balance
     (cheaper; the contract must hold ``debt_to_cover``); ``flash_loan=True`` borrows it from
     the Aave Pool (``flashLoanSimple``), or from ``flash_pool`` when that is set.
+    ``keep_collateral``: nothing is sold, the collateral goes to the owner (own balance only,
+    no path); ``min_profit`` is then the least collateral the owner must receive.
     ``max_block`` (0 = none): the call reverts (``Expired``) if mined after that block.
     """
 
@@ -109,6 +111,7 @@ class LiquidationParams:
     swap_legs: tuple[SwapLeg, ...] = ()
     flash_pool: V3FlashPool | None = None
     max_block: int = 0
+    keep_collateral: bool = False
 
     def __post_init__(self) -> None:
         collateral = check_address(self.collateral_asset, "collateral_asset")
@@ -125,8 +128,15 @@ class LiquidationParams:
         if path and self.swap_legs:
             raise LiquidatorParamsError("give swap_legs or swap_path, not both")
         if collateral == debt:
-            if path or self.swap_legs:
+            if path or self.swap_legs or self.keep_collateral:
                 raise LiquidatorParamsError("same-asset liquidation takes no swap")
+            return
+        if self.keep_collateral:
+            if path or self.swap_legs:
+                raise LiquidatorParamsError("a liquidation that keeps the collateral sells none")
+            if self.flash_loan:
+                raise LiquidatorParamsError("keeping the collateral needs our own balance "
+                                            "(flash_loan=False): nothing repays a loan")
             return
         if self.swap_legs:
             _check_legs(self.swap_legs, collateral, debt, used)

@@ -21,7 +21,11 @@ from keeper.exec.sender import Sender
 from keeper.exec.tx import Status, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
-from keeper.protocols.aave_v3.liquidator import liquidated_profit, refused_by_profit_floor
+from keeper.protocols.aave_v3.liquidator import (
+    collateral_kept,
+    liquidated_profit,
+    refused_by_profit_floor,
+)
 from keeper.protocols.erc20 import balance_of
 
 log = get_logger(__name__)
@@ -202,6 +206,9 @@ class LiquidationExecutor:
         block = outcome.block_number
         receipt = await self.rpc.call("eth_getTransactionReceipt", [outcome.tx_hash])
         realised = liquidated_profit(receipt, plan.liquidator, user)
+        kept = collateral_kept(receipt, plan.liquidator, user) if realised is None else None
+        if kept is not None:
+            realised = _kept_value(kept, plan, market)
         if realised is None:  # a contract without the event: the owner's balance over the block
             before, after = await self.rpc.batch([
                 balance_of(plan.debt_asset, self.owner, hex(block - 1)),
@@ -226,3 +233,13 @@ class LiquidationExecutor:
         return Execution(user, plan=plan, outcome=outcome, predicted_gas=predicted_gas,
                          predicted_net_usd=predicted_net, realised_profit=realised,
                          realised_net_usd=realised_net, gas_paid=gas_paid)
+
+
+def _kept_value(kept: tuple[int, int], plan: Plan, market: Market) -> int:
+    """What a liquidation that kept the collateral made, in debt-asset units: the collateral
+    received at the oracle's price (the Pool's own valuation of it) less the debt repaid."""
+    repaid, seized = kept
+    decimals = {r.asset: r.configuration.decimals for r in market.reserves.values()}
+    value: int = (seized * market.prices[plan.collateral_asset] * 10**decimals[plan.debt_asset]
+                  // (market.prices[plan.debt_asset] * 10**decimals[plan.collateral_asset]))
+    return value - repaid

@@ -64,18 +64,18 @@ class Simulator:
                 "eth_call", [call | {"gas": hex(req.gas_limit)}, block])
         else:
             gas_check = ("eth_estimateGas", [call, block])
-        reads: list[tuple[str, list[Any]]] = [
-            gas_check,
-            ("eth_getBlockByNumber", ["pending", False]),
-            ("eth_getBalance", [self.address, block]),
-        ]
+        # The head first: a block mined while the batch runs is then newer than the head the
+        # simulation reports, never older (a revert it did not see is not blamed on a block
+        # it did see).
+        head_read: tuple[str, list[Any]] = ("eth_getBlockByNumber", ["pending", False])
+        balance_read: tuple[str, list[Any]] = ("eth_getBalance", [self.address, block])
         if gas_check[0] == "eth_call":
             # The call at the traced limit is the call itself: one execution, not two.
-            est, pending, balance = await self.reads.batch(reads)
+            pending, est, balance = await self.reads.batch([head_read, gas_check, balance_read])
             ret = est
         else:
-            ret, est, pending, balance = await self.reads.batch([("eth_call", [call, block]),
-                                                                 *reads])
+            pending, ret, est, balance = await self.reads.batch(
+                [head_read, ("eth_call", [call, block]), gas_check, balance_read])
         for r in (pending, balance):
             if isinstance(r, Exception):
                 raise r

@@ -105,6 +105,7 @@ class Candidate:
     flash_loan: bool
     gas: int
     net_profit_usd: int
+    keep: bool = False  # the collateral is kept, not sold (``route`` is None)
 
     def better_than(self, other: Candidate) -> bool:
         """More USD first; on a tie the cheaper shape (own funds, fewer hops, smaller size)."""
@@ -137,6 +138,9 @@ class SearchInputs:
     native_price: int
     native_decimals: int = 18
     limits: PoolLimits = NO_LIMITS
+    # Also weigh keeping the collateral (repaid from our own balance, nothing sold), valued
+    # at the oracle's price as the Pool values it.
+    keep_collateral: bool = False
 
 
 @dataclass
@@ -191,6 +195,7 @@ class _Option:
     gas: int
     gas_cost: int
     ceiling_usd: int | None  # None: no bound (optimised whatever the best)
+    keep: bool = False
 
     def order(self) -> tuple[int, int]:
         return (0, 0) if self.ceiling_usd is None else (1, -self.ceiling_usd)
@@ -203,38 +208,44 @@ def _pair_options(account: UserAccount, collateral_asset: str, debt_asset: str,
     market = inputs.market
     quotes = PairQuotes(account, market, collateral_asset, debt_asset, inputs.rules, inputs.limits)
     routes: Sequence[Route | None]
+    keeps = inputs.keep_collateral and collateral_asset != debt_asset \
+        and any(not flash_loan for flash_loan, _ in ways)
     if collateral_asset == debt_asset:
         routes = [None]
     else:
         routes = inputs.quoter.routes(collateral_asset, debt_asset)
-        if not routes:
+        if not routes and not keeps:
             result.failures.append(Failure(RejectionReason.NO_ROUTE, f"{pair}: no pool"))
             return []
     debt_price = market.price(debt_asset)
     debt_decimals = market.reserve_of(debt_asset).configuration.decimals
+    shapes: list[tuple[Route | None, bool, int, bool]] = [
+        (route, flash_loan, cap, False) for route in routes for flash_loan, cap in ways]
+    if keeps:
+        shapes += [(None, False, cap, True) for flash_loan, cap in ways if not flash_loan]
     options: list[_Option] = []
-    for route in routes:
-        for flash_loan, cap in ways:
-            gas = inputs.gas.estimate(hops=route.hops if route else 0, flash_loan=flash_loan)
-            try:
-                gas_cost = native_to_asset(
-                    gas * inputs.gas_price.per_gas, native_price=inputs.native_price,
-                    asset_price=debt_price, asset_decimals=debt_decimals,
-                    native_decimals=inputs.native_decimals)
-                ceiling = profit_ceiling(quotes, _swap_fn(inputs.quoter, route), cap)
-            except LiquidationRevert as exc:
-                result.failures.append(
-                    Failure(rejection_reason(exc.reason), f"{pair}: {exc}", exc.not_before))
-                if exc.reason == GRACE_PERIOD or rejection_reason(exc.reason) is \
-                        RejectionReason.HEALTHY:
-                    return []  # the same for every route and funding of the pair
-                continue
-            except (ArithmeticRevert, MissingMarketData) as exc:
-                result.failures.append(Failure(RejectionReason.WOULD_REVERT, f"{pair}: {exc}"))
-                continue
-            ceiling_usd = None if ceiling is None else asset_to_base(
-                ceiling - gas_cost, price=debt_price, decimals=debt_decimals)
-            options.append(_Option(quotes, route, flash_loan, cap, gas, gas_cost, ceiling_usd))
+    for route, flash_loan, cap, keep in shapes:
+        gas = inputs.gas.estimate(hops=route.hops if route else 0, flash_loan=flash_loan)
+        try:
+            gas_cost = native_to_asset(
+                gas * inputs.gas_price.per_gas, native_price=inputs.native_price,
+                asset_price=debt_price, asset_decimals=debt_decimals,
+                native_decimals=inputs.native_decimals)
+            ceiling = profit_ceiling(quotes, _sale(inputs, quotes, route, keep), cap)
+        except LiquidationRevert as exc:
+            result.failures.append(
+                Failure(rejection_reason(exc.reason), f"{pair}: {exc}", exc.not_before))
+            if exc.reason == GRACE_PERIOD or rejection_reason(exc.reason) is \
+                    RejectionReason.HEALTHY:
+                return []  # the same for every route and funding of the pair
+            continue
+        except (ArithmeticRevert, MissingMarketData) as exc:
+            result.failures.append(Failure(RejectionReason.WOULD_REVERT, f"{pair}: {exc}"))
+            continue
+        ceiling_usd = None if ceiling is None else asset_to_base(
+            ceiling - gas_cost, price=debt_price, decimals=debt_decimals)
+        options.append(_Option(quotes, route, flash_loan, cap, gas, gas_cost, ceiling_usd,
+                               keep))
     return options
 
 
@@ -246,7 +257,7 @@ def _optimise(option: _Option, inputs: SearchInputs, result: SearchResult) -> No
     try:
         outcome = optimise_liquidation(
             quotes.account, market, collateral_asset, debt_asset,
-            swap=_swap_fn(inputs.quoter, route),
+            swap=_sale(inputs, quotes, route, option.keep),
             flash_premium_bps=inputs.funding.flash_premium_bps if option.flash_loan else 0,
             gas_cost=option.gas_cost, rules=inputs.rules, max_debt_to_cover=option.cap,
             quotes=quotes)
@@ -264,7 +275,7 @@ def _optimise(option: _Option, inputs: SearchInputs, result: SearchResult) -> No
     usd = asset_to_base(outcome.net_profit, price=market.price(debt_asset),
                         decimals=debt_reserve.decimals)
     result.offer(Candidate(collateral_asset, debt_asset, outcome, route, option.flash_loan,
-                           option.gas, usd))
+                           option.gas, usd, option.keep))
 
 
 def positions(account: UserAccount, market: Market) -> tuple[list[str], list[str]]:
@@ -302,6 +313,25 @@ def funding_options(debt_asset: str, flashloan_enabled: bool,
         elif liquidity > 0:
             ways.append((True, liquidity))
     return ways
+
+
+def _sale(inputs: SearchInputs, quotes: PairQuotes, route: Route | None,
+          keep: bool) -> SwapOut | None:
+    """What the seized collateral is worth in the debt asset: sold along ``route``, or (kept)
+    at the oracle's prices, floored, as the Pool's own conversion is."""
+    if not keep:
+        return _swap_fn(inputs.quoter, route)
+    market = inputs.market
+    c_price = market.price(quotes.collateral_asset)
+    d_price = market.price(quotes.debt_asset)
+    c_unit = 10 ** market.reserve_of(quotes.collateral_asset).configuration.decimals
+    d_unit = 10 ** market.reserve_of(quotes.debt_asset).configuration.decimals
+
+    def value(amount: int) -> int:
+        worth: int = amount * c_price * d_unit // (d_price * c_unit)
+        return worth
+
+    return value
 
 
 def _swap_fn(quoter: Quoter, route: Route | None) -> SwapOut | None:

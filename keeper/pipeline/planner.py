@@ -82,6 +82,7 @@ class PlannerConfig:
     gas: GasModel = field(default_factory=GasModel)
     native_decimals: int = 18
     owner: str | None = None
+    keep_collateral: bool = False  # also weigh keeping the collateral (own balance, no sale)
 
     def __post_init__(self) -> None:
         if not 0 <= self.profit_tolerance_bps <= PERCENTAGE_FACTOR:
@@ -122,7 +123,7 @@ def plan_liquidation(
     if not collaterals or not debts:
         return Rejection(user, RejectionReason.NO_POSITION, "no seizable collateral or no debt")
     inputs = SearchInputs(market, quoter, gas_price, funding, config.rules, config.gas,
-                          native_price, config.native_decimals, limits)
+                          native_price, config.native_decimals, limits, config.keep_collateral)
     found = search(account, collaterals, debts, inputs)
     return _verdict(user, market, quoter, found.best, found.failures, gas_price, config)
 
@@ -179,8 +180,16 @@ def _plan(
     collateral_asset, debt_asset = best.collateral_asset, best.debt_asset
     # The contract reverts when its measured profit falls short of min_profit: allow the
     # configured tolerance below the plan, never less than one unit (a loss always reverts).
-    min_profit = max(o.gross_profit - percent_mul(o.gross_profit, config.profit_tolerance_bps), 1)
-    path, legs = _swap(quoter, best)
+    # Kept collateral is measured in itself: the floor is the collateral received, less the
+    # tolerance on the profit's share of it (a rival who took part of the debt first).
+    if best.keep:
+        margin = percent_mul(o.gross_profit, config.profit_tolerance_bps)
+        share = margin * o.collateral_seized // max(o.swap_amount_out, 1)
+        min_profit = max(o.collateral_seized - share, 1)
+    else:
+        min_profit = max(o.gross_profit - percent_mul(o.gross_profit,
+                                                      config.profit_tolerance_bps), 1)
+    path, legs = _swap(quoter, best) if not best.keep else ((), ())
     params = LiquidationParams(
         collateral_asset=collateral_asset,
         debt_asset=debt_asset,
@@ -190,6 +199,7 @@ def _plan(
         swap_legs=legs,
         min_profit=min_profit,
         flash_loan=best.flash_loan,
+        keep_collateral=best.keep,
     )
     decimals = market.reserve_of(debt_asset).configuration.decimals
     debt_price = market.price(debt_asset)
@@ -202,7 +212,7 @@ def _plan(
         protocol_fee_collateral=o.protocol_fee_collateral,
         swap_path=path,
         swap_amount_out=o.swap_amount_out,
-        min_amount_out=min_profit + o.debt_to_cover + o.flash_premium,
+        min_amount_out=0 if best.keep else min_profit + o.debt_to_cover + o.flash_premium,
         use_flash_loan=best.flash_loan,
         flash_premium=o.flash_premium,
         gross_profit=o.gross_profit,

@@ -311,3 +311,25 @@ def test_v33_rules_reach_the_optimiser() -> None:
     assert v30.debt_to_cover > 1_700 * USDC_UNIT
     assert v33.debt_to_cover == 1_400 * USDC_UNIT
     assert v33.rules is AaveRules.V3_3
+
+
+# ---- keeping the collateral ------------------------------------------------------------------
+
+
+def test_keeping_the_collateral_wins_where_the_pool_is_too_thin_to_sell_into() -> None:
+    thin = UniswapV2Quoter(reserves((WETH, 2 * WEI, USDC, 3_600 * USDC_UNIT)))
+    own = Funding(flash_premium_bps=5, own_balances={USDC: 20_000 * USDC_UNIT})
+    sold = devnet_user_plan(thin, funding=own)
+    kept = devnet_user_plan(thin, funding=own, config=replace(CONFIG, keep_collateral=True))
+    assert isinstance(kept, Plan) and kept.params.keep_collateral
+    assert not kept.use_flash_loan and kept.swap_path == () and kept.params.swap_legs == ()
+    # Valued at the oracle: the whole close factor (7,500 USDC) and its 5% bonus.
+    assert kept.debt_to_cover == 7_500 * USDC_UNIT
+    assert kept.gross_profit == kept.swap_amount_out - kept.debt_to_cover
+    assert kept.swap_amount_out == kept.collateral_seized * 1_800 * USDC_UNIT // WEI
+    # The contract's floor is collateral: what is seized, less the tolerance on the profit.
+    assert kept.collateral_seized * 99 // 100 < kept.params.min_profit < kept.collateral_seized
+    assert isinstance(sold, Rejection) or sold.net_profit_usd < kept.net_profit_usd
+    # With no balance of its own it cannot keep anything: a flash loan must be repaid.
+    flash_only = devnet_user_plan(thin, config=replace(CONFIG, keep_collateral=True))
+    assert not (isinstance(flash_only, Plan) and flash_only.params.keep_collateral)

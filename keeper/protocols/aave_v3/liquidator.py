@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from keeper.chain.abi import Abi, canonical_type, hexstr_to_bytes
+from keeper.chain.abi import Abi, Event, canonical_type, hexstr_to_bytes
 from keeper.contracts import artifacts
 from keeper.domain.amm import PairReserves, get_amount_out, get_reserves
 from keeper.domain.liquidation import LiquidationQuote
@@ -304,16 +304,28 @@ def predict_outcome(
                               leg_amounts)
 
 
+def collateral_kept(receipt: Any, liquidator: str, user: str) -> tuple[int, int] | None:
+    """(debt repaid, collateral seized) of our contract's ``CollateralKept`` event for ``user``
+    in a receipt (a liquidation that kept the collateral), or None when it has none."""
+    event = _abi().event("CollateralKept")
+    for fields in _events(receipt, liquidator, event):
+        if str(fields["user"]).lower() == user.lower():
+            return int(fields["debtRepaid"]), int(fields["collateralSeized"])
+    return None
+
+
+def _events(receipt: Any, liquidator: str, event: Event) -> list[dict[str, Any]]:
+    logs = receipt.get("logs") if isinstance(receipt, dict) else None
+    return [event.decode(lg["topics"], lg["data"]) for lg in logs or ()
+            if isinstance(lg, dict) and str(lg.get("address", "")).lower() == liquidator.lower()
+            and (lg.get("topics") or [None])[0] == event.topic0]
+
+
 def liquidated_profit(receipt: Any, liquidator: str, user: str) -> int | None:
     """The profit (debt-asset units) our contract's ``Liquidated`` event reports for ``user`` in
     a transaction receipt, or None when the receipt has no such event. Each transaction's own:
     the owner's balance change over a block would count every liquidation of ours in it."""
-    event = _abi().event("Liquidated")
-    logs = receipt.get("logs") if isinstance(receipt, dict) else None
-    for lg in logs or ():
-        if (isinstance(lg, dict) and str(lg.get("address", "")).lower() == liquidator.lower()
-                and (lg.get("topics") or [None])[0] == event.topic0):
-            fields = event.decode(lg["topics"], lg["data"])
-            if str(fields["user"]).lower() == user.lower():
-                return int(fields["profit"])
+    for fields in _events(receipt, liquidator, _abi().event("Liquidated")):
+        if str(fields["user"]).lower() == user.lower():
+            return int(fields["profit"])
     return None
