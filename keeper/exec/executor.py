@@ -10,11 +10,14 @@ owner's balance of the debt asset before and after the transaction's block, and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from keeper.chain.rpc import JsonRpc
 from keeper.domain.account import Market
+from keeper.domain.amm import sort_tokens
 from keeper.domain.plan import Plan, Rejection
+from keeper.domain.swap_route import Venue
 from keeper.errors import ExecutionReverted, RpcError, RpcResponseError
 from keeper.exec.order import Turn
 from keeper.exec.sender import Sender
@@ -129,6 +132,7 @@ class LiquidationExecutor:
             flagged_at=flagged_at,
             block_seen_at=block_seen_at,
             turn=turn,
+            shares=_pools_touched(plan),
         )
         log.info("liquidation_planned", user=plan.user, collateral=plan.collateral_asset,
                  debt=plan.debt_asset, debt_to_cover=plan.debt_to_cover,
@@ -243,3 +247,17 @@ def _kept_value(kept: tuple[int, int], plan: Plan, market: Market) -> int:
     value: int = (seized * market.prices[plan.collateral_asset] * 10**decimals[plan.debt_asset]
                   // (market.prices[plan.debt_asset] * 10**decimals[plan.collateral_asset]))
     return value - repaid
+
+
+def _pools_touched(plan: Plan) -> frozenset[str]:
+    """The pools ``plan`` trades in: what another liquidation of ours may change for it. Its
+    account is its own, and the planning round accounts for our contract's balances; a plan
+    that keeps the collateral (or repays the asset it seizes) touches none."""
+    params = plan.params
+    hops = [(h.venue, h.pool, h.token_in, h.token_out) for leg in params.swap_legs
+            for h in leg.hops] or [(Venue.UNISWAP_V2, "", a, b)
+                                   for a, b in pairwise(params.swap_path)]
+    # A V2 pair by its tokens (a path names no address), a V3 pool by its address.
+    return frozenset(pool.lower() if venue == Venue.UNISWAP_V3
+                     else "/".join(sort_tokens(a.lower(), b.lower()))
+                     for venue, pool, a, b in hops)

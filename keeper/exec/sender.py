@@ -38,6 +38,7 @@ balance), ``submit`` (where signed bytes go), ``reads`` (heads, receipts, nonces
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass
 
 from keeper.chain.rpc import JsonRpc
@@ -60,6 +61,8 @@ from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 
 log = get_logger(__name__)
+
+_SHARES_KEPT = 4_096  # sends remembered for that check; an older simulation is resimulated
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +121,8 @@ class Sender:
         self.same = SameNonce(self.address, settings.chain_id, signer, policy, self.submitter,
                               self.nonces, self.reads, self.simulator, self.accounting,
                               self.metrics)
-        self._handed_out = 0  # first sends so far: a simulation older than one of them is stale
+        self._handed_out = 0  # first sends so far, and what each touches (TxRequest.shares)
+        self._shares: deque[frozenset[str] | None] = deque(maxlen=_SHARES_KEPT)
 
     def __repr__(self) -> str:
         return f"Sender({self.address}, route={self.submitter.route}, dry_run={self.settings.dry_run})"
@@ -183,7 +187,7 @@ class Sender:
 
         if req.turn is not None:
             await req.turn.wait()  # the sends planned before it take their nonces first
-            if self._handed_out != handed_out:
+            if self._overlaps(req, handed_out):
                 # Ours planned before it went out while it simulated: the pending state it was
                 # checked on lacked them (two liquidations selling into one pool). Again, on
                 # top of them, or it may revert once they are mined.
@@ -212,6 +216,7 @@ class Sender:
                                               failure=not isinstance(exc, RpcError),  # transient
                                               fenced=isinstance(exc, NotClearToSend))
         self._handed_out += 1
+        self._shares.append(req.shares)
         if req.turn is not None:
             req.turn.done()
         self._observe_send(req, loop.time())
@@ -221,6 +226,13 @@ class Sender:
         finally:
             if self.nonces.release(lease):
                 await self._fill_gap(flight)
+
+    def _overlaps(self, req: TxRequest, since: int) -> bool:
+        """Whether a send of ours handed out after the ``since``-th may change what ``req`` does."""
+        later = self._handed_out - since
+        if later <= 0 or later > len(self._shares) or req.shares is None:
+            return later > 0
+        return any(s is None or s & req.shares for s in list(self._shares)[-later:])
 
     def _check(self, req: TxRequest, sim: Simulation, now: float) -> Admission | TxOutcome:
         """The admission of ``req`` after simulation ``sim``, or why it is not sent."""

@@ -54,6 +54,11 @@ class TxRequest:
     """Bid exactly these on the first send instead of the policy's share of the profit."""
     turn: Turn | None = field(default=None, compare=False)
     """Its place among sends planned together: the nonce is claimed in that order."""
+    shares: frozenset[str] | None = None
+    """What on chain its outcome depends on that another send of ours may change (the pools
+    it trades in); None: anything. After waiting its turn it is simulated again only if one
+    handed out meanwhile shares something with it (a resimulation on the pending state was
+    37 ms p50 a send on the 1,000-borrower crash, one after the other)."""
 
 
 @dataclass(frozen=True, slots=True)
