@@ -15,6 +15,8 @@ from keeper.chain.abi import Function
 from keeper.chain.rpc import HttpRpc
 from keeper.errors import DevnetError, RpcResponseError
 
+_NUDGE_AFTER = 2.0  # seconds a transaction may wait on an automining node before a nudge
+
 
 def to_hex(n: int) -> str:
     return hex(n)
@@ -78,9 +80,15 @@ class TxSender:
         return ""
 
     async def wait_receipt(self, tx_hash: str, *, what: str = "", timeout: float = 30.0) -> dict[str, Any]:
-        """Poll for a receipt: anvil's automine answers the send before the block is sealed."""
+        """Poll for a receipt: anvil's automine answers the send before the block is sealed.
+
+        Now and then anvil's automine leaves a ready transaction in its pool, unmined, until
+        something else mines a block (foundry-rs/foundry#10122; seen here after evm_revert,
+        twice in five CI runs): a transaction still pending after ``_NUDGE_AFTER`` seconds on
+        an automining node gets a block mined for it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        nudge_at = loop.time() + _NUDGE_AFTER
         delay = 0.001
         while True:
             receipt = await self.rpc.call("eth_getTransactionReceipt", [tx_hash])
@@ -88,6 +96,10 @@ class TxSender:
                 return dict(receipt)
             if loop.time() > deadline:
                 raise DevnetError(f"{what or 'transaction'} {tx_hash} was not mined in {timeout:g}s")
+            if loop.time() > nudge_at:
+                nudge_at = loop.time() + _NUDGE_AFTER
+                if await self.rpc.call("anvil_getAutomine"):
+                    await self.rpc.call("evm_mine")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 

@@ -202,11 +202,12 @@ async def send_raw(devnet: Devnet, to: str, data: bytes, sender: str) -> dict[st
     return await devnet.tx.wait_receipt(tx_hash)
 
 
-async def revert_name(devnet: Devnet, to: str, data: bytes, sender: str) -> str:
-    """eth_call that must revert; the FlashLiquidator error it reverts with."""
+async def revert_name(devnet: Devnet, to: str, data: bytes, sender: str,
+                      block: str = "latest") -> str:
+    """eth_call at ``block`` that must revert; the FlashLiquidator error it reverts with."""
     with pytest.raises(ExecutionReverted) as info:
         await devnet.rpc.call("eth_call", [{"from": sender, "to": to, "data": "0x" + data.hex(),
-                                            "gas": hex(GAS)}, "latest"])
+                                            "gas": hex(GAS)}, block])
     raw = info.value.data
     assert isinstance(raw, str), info.value
     reason = decode_revert(raw)
@@ -366,13 +367,9 @@ async def test_min_profit_above_the_trade_reverts_and_changes_nothing(
     receipt = await send_raw(devnet, s.liquidator, encode_liquidate(greedy), s.owner)
     assert int(receipt["status"], 16) == 0
     # Replayed on the state before, it reverts with the exact shortfall.
-    with pytest.raises(ExecutionReverted) as info:
-        await devnet.rpc.call("eth_call", [{"from": s.owner, "to": s.liquidator,
-                                            "data": "0x" + encode_liquidate(greedy).hex(),
-                                            "gas": hex(GAS)}, before_block])
-    assert isinstance(info.value.data, str)
-    reason = decode_revert(info.value.data)
-    assert reason is not None and reason.startswith("InsufficientProfit(")
+    reason = await revert_name(devnet, s.liquidator, encode_liquidate(greedy), s.owner,
+                               before_block)
+    assert reason.startswith("InsufficientProfit(")
     assert await balances(devnet, holders, ["USDC", "WETH"]) == tokens_before
     assert await read_account(devnet, s.user) == user_before
     (hf_after,) = await devnet.account_data([s.user])

@@ -8,8 +8,7 @@ import pytest
 
 from keeper.devnet.driver import Devnet
 from keeper.domain.plan import LiquidationParams, LiquidatorParamsError
-from keeper.errors import ExecutionReverted
-from keeper.protocols.aave_v3.liquidator import collateral_kept, decode_revert, encode_liquidate
+from keeper.protocols.aave_v3.liquidator import collateral_kept, encode_liquidate
 from tests.integration.test_flash_liquidator import (
     ERC20,
     GAS,
@@ -70,13 +69,9 @@ async def test_less_collateral_than_the_floor_reverts(devnet: Devnet) -> None:
                                keep_collateral=True)
     receipt = await send_raw(devnet, s.liquidator, encode_liquidate(greedy), s.owner)
     assert int(receipt["status"], 16) == 0
-    with pytest.raises(ExecutionReverted) as info:
-        await devnet.rpc.call("eth_call", [{"from": s.owner, "to": s.liquidator,
-                                            "data": "0x" + encode_liquidate(greedy).hex(),
-                                            "gas": hex(GAS)}, before_block])
-    assert isinstance(info.value.data, str)
-    reason = decode_revert(info.value.data)
-    assert reason is not None and reason.startswith("InsufficientProfit(")
+    reason = await revert_name(devnet, s.liquidator, encode_liquidate(greedy), s.owner,
+                               before_block)
+    assert reason.startswith("InsufficientProfit(")
     assert await devnet.balance_of("USDC", s.liquidator) == OWN
 
 
