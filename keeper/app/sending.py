@@ -62,21 +62,20 @@ class Sending:
         except KeeperError as exc:
             if block_gone(exc):  # a reorg or a restore under the plan: planned again
                 log.info("liquidation_block_gone", task=task, user=user, error=str(exc))
-                self.lane.retry_next(user, block)
-                return None
-            if isinstance(exc, RpcError):
-                # The node's fault, not the account's: tried again on the next block (the
-                # reads retry on their own; a back-off grown through an outage would strand
-                # the account once the node is back).
+            elif isinstance(exc, RpcError):
                 self.keeper.metrics.rpc_errors.labels(method=rpc_method).inc()
                 log.warning("liquidation_node_unreachable", task=task, user=user,
                             error=str(exc))
-                self.lane.retry_next(user, block)
+            else:
+                self.supervisor.failed(task, exc, user=user)
+                self.lane.back_off(user, block)
                 return None
-            self.supervisor.failed(task, exc, user=user)
+            # The chain's or the node's doing, not the account's: tried again on the next
+            # block (a back-off grown through an outage would strand it once the node is back).
+            self.lane.retry_next(user, block)
         except Exception as exc:  # a task boundary
             self.supervisor.failed(task, exc, user=user)
-        self.lane.back_off(user, block)
+            self.lane.back_off(user, block)
         return None
 
     def record(self, block: int, user: str, execution: Execution | None) -> None:
@@ -240,7 +239,6 @@ class ExecuteTask:
                                                    rpc_method="liquidate")
         finally:
             turn.done()  # if it never reached its claim, the next ones must not wait for it
-            turn.forget()
             self.in_flight.pop(user, None)
             self.lane.drop(user)
         self.sending.record(block, user, execution)

@@ -193,6 +193,14 @@ class Market:
         except KeyError:
             raise MissingMarketData(f"no price for {asset}") from None
 
+    def value_in(self, amount: int, asset: str, unit_asset: str) -> int:
+        """``amount`` of ``asset`` in units of ``unit_asset`` at the oracle's prices, floored
+        (what the Pool values a kept collateral at)."""
+        units = 10 ** self.reserve_of(unit_asset).configuration.decimals
+        worth: int = amount * self.price(asset) * units // (
+            self.price(unit_asset) * 10 ** self.reserve_of(asset).configuration.decimals)
+        return worth
+
     def emode_category(self, category_id: int) -> EModeCategory:
         """The eMode category ``category_id``; raises MissingMarketData if unknown."""
         try:

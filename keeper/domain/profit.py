@@ -15,7 +15,8 @@ gas, paid in the native coin, is valued in the debt asset and subtracted for ``n
 
 The optimiser searches the integer ``debt_to_cover``. Swap slippage makes the profit concave
 in the size, so the best size can lie below the maximum the protocol allows; the search is a
-golden-section search on exact integer evaluations, then a scan of the last few points and the ends.
+golden-section search on exact integer evaluations, then a scan of the last few points and
+the ends.
 """
 
 from __future__ import annotations

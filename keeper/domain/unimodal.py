@@ -32,7 +32,8 @@ def maximise_unimodal(
 
     ``objective`` is unimodal (up, then down; noisy by rounding near its top) and returns None
     where ``x`` is not feasible; infeasible points may only form a prefix of the range.
-    Golden-section search down to a handful of points, then every remaining point and both ends are evaluated.
+    Golden-section search down to a handful of points, then every remaining point and both
+    ends are evaluated.
     Ties go to the smaller ``x`` (less capital, less flash premium). None if nothing is feasible.
     """
     if lo > hi:

@@ -243,10 +243,7 @@ def _kept_value(kept: tuple[int, int], plan: Plan, market: Market) -> int:
     """What a liquidation that kept the collateral made, in debt-asset units: the collateral
     received at the oracle's price (the Pool's own valuation of it) less the debt repaid."""
     repaid, seized = kept
-    decimals = {r.asset: r.configuration.decimals for r in market.reserves.values()}
-    value: int = (seized * market.prices[plan.collateral_asset] * 10**decimals[plan.debt_asset]
-                  // (market.prices[plan.debt_asset] * 10**decimals[plan.collateral_asset]))
-    return value - repaid
+    return market.value_in(seized, plan.collateral_asset, plan.debt_asset) - repaid
 
 
 def _pools_touched(plan: Plan) -> frozenset[str]:

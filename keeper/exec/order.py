@@ -20,7 +20,6 @@ class SendOrder:
     serving: int = 0
     _done: set[int] = field(default_factory=set)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
-    _nonces: dict[int, int] = field(default_factory=dict)  # ticket -> the nonce it took
 
     def turn(self) -> Turn:
         """The next ticket, for the plan just made."""
@@ -32,15 +31,6 @@ class SendOrder:
             self._changed.clear()
             await self._changed.wait()
 
-    def took(self, ticket: int, nonce: int) -> None:
-        self._nonces[ticket] = nonce
-
-    def nonce(self, ticket: int) -> int | None:
-        return self._nonces.get(ticket)
-
-    def forget(self, ticket: int) -> None:
-        self._nonces.pop(ticket, None)
-
     def done(self, ticket: int) -> None:
         self._done.add(ticket)
         while self.serving in self._done:
@@ -49,12 +39,13 @@ class SendOrder:
         self._changed.set()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Turn:
-    """One send's place in its ``SendOrder``."""
+    """One send's place in its ``SendOrder``, and the nonce it took once it claimed one."""
 
-    order: SendOrder
+    order: SendOrder = field(compare=False)
     ticket: int
+    nonce: int | None = field(default=None, compare=False)
 
     async def wait(self) -> None:
         """Return once every send planned before this one has claimed its nonce or ended."""
@@ -66,13 +57,4 @@ class Turn:
 
     def took(self, nonce: int) -> None:
         """This send's transaction carries ``nonce`` (its replacements and cancel too)."""
-        self.order.took(self.ticket, nonce)
-
-    @property
-    def nonce(self) -> int | None:
-        """The nonce this send took, None before it claimed one."""
-        return self.order.nonce(self.ticket)
-
-    def forget(self) -> None:
-        """The flight is over: its nonce is no longer asked for."""
-        self.order.forget(self.ticket)
+        self.nonce = nonce

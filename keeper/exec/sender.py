@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import hex_to_int
@@ -61,8 +62,7 @@ from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 
 log = get_logger(__name__)
-
-_SHARES_KEPT = 4_096  # sends remembered for that check; an older simulation is resimulated
+_SHARES_KEPT = 4_096  # sends remembered for ``_overlaps``; an older simulation is resimulated
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +232,7 @@ class Sender:
         later = self._handed_out - since
         if later <= 0 or later > len(self._shares) or req.shares is None:
             return later > 0
-        return any(s is None or s & req.shares for s in list(self._shares)[-later:])
+        return any(s is None or s & req.shares for s in islice(reversed(self._shares), later))
 
     def _check(self, req: TxRequest, sim: Simulation, now: float) -> Admission | TxOutcome:
         """The admission of ``req`` after simulation ``sim``, or why it is not sent."""

@@ -9,6 +9,7 @@ oracle. The best candidate, compared in USD, and why the others failed, go back 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -321,17 +322,8 @@ def _sale(inputs: SearchInputs, quotes: PairQuotes, route: Route | None,
     at the oracle's prices, floored, as the Pool's own conversion is."""
     if not keep:
         return _swap_fn(inputs.quoter, route)
-    market = inputs.market
-    c_price = market.price(quotes.collateral_asset)
-    d_price = market.price(quotes.debt_asset)
-    c_unit = 10 ** market.reserve_of(quotes.collateral_asset).configuration.decimals
-    d_unit = 10 ** market.reserve_of(quotes.debt_asset).configuration.decimals
-
-    def value(amount: int) -> int:
-        worth: int = amount * c_price * d_unit // (d_price * c_unit)
-        return worth
-
-    return value
+    return functools.partial(inputs.market.value_in, asset=quotes.collateral_asset,
+                             unit_asset=quotes.debt_asset)
 
 
 def _swap_fn(quoter: Quoter, route: Route | None) -> SwapOut | None:

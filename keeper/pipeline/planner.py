@@ -189,7 +189,7 @@ def _plan(
     else:
         min_profit = max(o.gross_profit - percent_mul(o.gross_profit,
                                                       config.profit_tolerance_bps), 1)
-    path, legs = _swap(quoter, best) if not best.keep else ((), ())
+    path, legs = _swap(quoter, best)  # a kept collateral has no route: no path, no legs
     params = LiquidationParams(
         collateral_asset=collateral_asset,
         debt_asset=debt_asset,

@@ -63,8 +63,9 @@ class SwapResult:
     """Input consumed (the whole amount unless the price limit stopped the swap)."""
     amount_out: int
     sqrt_price_x96: int
-    crossed_tick: int | None
-    """The pool's tick after the last crossing; None when the swap ended between ticks."""
+    known_tick: int | None
+    """The pool's tick when known without a log (after a crossing, or unmoved); None when the
+    swap ended between two ticks."""
     liquidity: int
     ticks_crossed: int
 
@@ -73,8 +74,8 @@ class SwapResult:
         """The pool's tick after the swap. Worked out only when asked: a quote needs the
         output alone, and the log of the price was a third of a V3 quote's time (517k calls,
         4.5 s of the 1,000-borrower crash's planning under a profiler)."""
-        if self.crossed_tick is not None:
-            return self.crossed_tick
+        if self.known_tick is not None:
+            return self.known_tick
         return tick_at_sqrt_ratio(self.sqrt_price_x96)
 
 
