@@ -76,7 +76,9 @@ class KeeperProcess:
         return self.proc is not None and self.proc.returncode is None
 
     def lines(self) -> list[str]:
-        return self.log_path.read_text(errors="replace").splitlines()
+        """The complete lines of the log: the last one may be half written while it runs."""
+        text = self.log_path.read_text(errors="replace")
+        return text[:text.rfind("\n") + 1].splitlines()
 
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.lines() if line.startswith("{")]
