@@ -145,3 +145,13 @@ def gas_cost(gas: int, fees: Fees, base_fee: int) -> int:
 def is_profitable(expected_profit: int, gas: int, fees: Fees, base_fee: int) -> bool:
     """True when the profit (gross of gas) beats the gas the transaction would pay now."""
     return expected_profit > gas_cost(gas, fees, base_fee)
+
+
+def next_base_fee(base_fee: int, gas_used: int, gas_limit: int) -> int:
+    """EIP-1559: the base fee of the block after one with these figures."""
+    target = gas_limit // 2
+    if target == 0 or gas_used == target:
+        return base_fee
+    if gas_used > target:
+        return base_fee + max(1, base_fee * (gas_used - target) // target // 8)
+    return max(0, base_fee - base_fee * (target - gas_used) // target // 8)

@@ -28,12 +28,19 @@ from keeper.domain.account import Market, UserAccount, calculate_user_account_da
 from keeper.domain.amm import SwapRevert
 from keeper.domain.liquidation import (
     NO_LIMITS,
-    VIRTUAL_BALANCE_SHORT,
     AaveRules,
     LiquidationQuote,
     LiquidationRevert,
     PoolLimits,
     quote_liquidation_call,
+)
+from keeper.domain.size_search import (
+    LARGE_SIZE_REVERTS,
+    Sizes,
+    last_feasible,
+    most_profitable,
+    refuses_large,
+    search_space,
 )
 from keeper.domain.unimodal import maximise_unimodal
 from keeper.domain.wadray import UINT256_MAX, ArithmeticRevert, asset_unit, percent_mul
@@ -42,13 +49,6 @@ SwapOut = Callable[[int], int]
 """The debt asset received for an exact amount of collateral sold; raises SwapRevert."""
 
 NATIVE_DECIMALS = 18
-
-# Revert reasons that mean "this size is not executable", as opposed to "this pair is not".
-_SIZE_REVERTS = frozenset({"MUST_NOT_LEAVE_DUST", "INVALID_BURN_AMOUNT", VIRTUAL_BALANCE_SHORT})
-# Size reverts of every size from some point up to (and maybe excluding) the largest: the
-# search stays below them.
-_LARGE_SIZE_REVERTS = frozenset({"MUST_NOT_LEAVE_DUST", VIRTUAL_BALANCE_SHORT})
-
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -258,25 +258,49 @@ def optimise_liquidation(
     if top <= 0:
         raise LiquidationRevert("INVALID_AMOUNT", "no debt can be covered")
 
-    to_debt, x_top = _search_space(full, market, collateral_asset, debt_asset, top)
-    sizes = _Sizes(outcome, to_debt)
+    to_debt, x_top = search_space(full, market, collateral_asset, debt_asset, top)
+    sizes = Sizes(outcome, to_debt)
 
     # v3.3 leaves no dust: sizes that leave less than MIN_LEFTOVER_BASE are refused, except
     # the full size. The refused sizes form a band just below the top; search below it. A
     # short virtual balance (3.1+) refuses every size from some point on, the top included.
     x_hi = x_top
-    if x_top > 1 and sizes.at(x_top - 1) is None and _refuses_large(sizes.errors[-1]):
-        x_hi = _last_feasible(sizes.at, 1, x_top - 1)
+    if x_top > 1 and sizes.at(x_top - 1) is None and refuses_large(sizes.errors[-1]):
+        x_hi = last_feasible(sizes.at, 1, x_top - 1)
     best = maximise_unimodal(sizes.profit, 1, x_hi)
     # The top itself, exactly (the search variable may not map onto it): the whole debt or
     # the whole collateral, which v3.3 allows even where the sizes below it leave dust.
     found = [sizes.at(best[0]) if best else None, sizes.at_debt(top)]
-    chosen = _most_profitable(found, sizes.errors)
+    chosen = most_profitable(found, sizes.errors)
+    whole = _whole_collateral(sizes, full, top, flash_premium_bps, max_debt_to_cover)
+    if whole is not None and whole.gross_profit >= \
+            chosen.gross_profit - percent_mul(max(chosen.gross_profit, 0), HEADROOM_BPS):
+        # It wins a near tie (0.01%): a size a few wei smaller, as profitable by the
+        # rounding at the plan's second, leaves dust at the next (a rate-based price moves
+        # every second, the collateral accrues) and ends up earning less.
+        return whole
     return _with_headroom(chosen, quotes, flash_premium_bps, max_debt_to_cover)
 
 
 HEADROOM_BPS = 1
 """What a liquidation that clears a side asks for above the debt it repays (0.01%)."""
+
+
+def _whole_collateral(sizes: Sizes, full: LiquidationQuote, top: int, flash_premium_bps: int,
+                      cap: int) -> Outcome | None:
+    """The liquidation that takes all of a collateral the Pool caps the repayment by, asked
+    with headroom: asked exactly, the debt that buys all of it (rounded down) buys a few wei
+    less, which stay behind (3.0-3.2; 3.3+ refuses it as dust), and an account keeps them
+    liquidatable for nothing (a rival paid gas for 22 such leftovers after our liquidations in
+    the 1,000-borrower crash). Asked a little more, the Pool takes the same debt and the whole
+    collateral. None when the collateral does not cap it, or the cap leaves no room."""
+    if full.collateral_to_liquidator + full.protocol_fee_collateral < full.user_collateral_balance:
+        return None
+    asked = min(top + max(percent_mul(top, HEADROOM_BPS), 1), cap)
+    o = sizes.at_debt(asked) if asked > top else None
+    if o is None or o.debt_to_cover != top:
+        return None
+    return replace(o, headroom=asked - top, flash_premium=flash_loan_premium(asked, flash_premium_bps))
 
 
 def _with_headroom(o: Outcome, quotes: PairQuotes, flash_premium_bps: int, cap: int) -> Outcome:
@@ -286,14 +310,16 @@ def _with_headroom(o: Outcome, quotes: PairQuotes, flash_premium_bps: int, cap: 
     edge of the dust rule: asked exactly, it turns into a partial liquidation leaving a few wei
     (MustNotLeaveDust) when the debt has accrued one more second of interest, the collateral
     balance grew, or its price rose a unit (a rate-based feed moves every second) by the block
-    that includes it. Asked with headroom, the Pool caps it to the same liquidation. The
+    that includes it; before 3.3, that second's interest stays behind as a debt of a few wei
+    that keeps the account liquidatable for nothing. Asked with headroom, the Pool caps it to
+    the same liquidation. The
     headroom is kept only where the quote of the larger amount is that same liquidation; a
     flash loan borrows the headroom too, and pays its premium on it.
     """
     q = o.quote
-    clears = quotes.rules.has_v33_close_factor and (
-        q.debt_to_cover_actual == q.user_debt
-        or q.collateral_to_liquidator + q.protocol_fee_collateral + 1 >= q.user_collateral_balance)
+    clears = q.debt_to_cover_actual == q.user_debt or (
+        quotes.rules.has_v33_close_factor
+        and q.collateral_to_liquidator + q.protocol_fee_collateral + 1 >= q.user_collateral_balance)
     asked = min(o.debt_to_cover + max(percent_mul(o.debt_to_cover, HEADROOM_BPS), 1), cap)
     if not clears or asked <= o.debt_to_cover:
         return o  # no dust rule, or a partial liquidation the rule already leaves room for
@@ -308,55 +334,6 @@ def _with_headroom(o: Outcome, quotes: PairQuotes, flash_premium_bps: int, cap: 
     return replace(o, headroom=asked - o.debt_to_cover, flash_premium=premium)
 
 
-class _Sizes:
-    """Outcomes by size, each evaluated once; a size that cannot execute is recorded as None
-    and its revert kept in ``errors`` (a pair-level revert propagates)."""
-
-    def __init__(self, outcome: Callable[[int], Outcome], to_debt: Callable[[int], int]) -> None:
-        self._outcome = outcome
-        self._to_debt = to_debt
-        self._outcomes: dict[int, Outcome] = {}
-        self.errors: list[Exception] = []
-
-    def at_debt(self, d: int) -> Outcome | None:
-        """The outcome of repaying ``d`` of the debt, None when that size reverts."""
-        if d not in self._outcomes:
-            try:
-                self._outcomes[d] = self._outcome(d)
-            except LiquidationRevert as exc:
-                if exc.reason not in _SIZE_REVERTS:
-                    raise
-                self.errors.append(exc)
-                return None
-            except (SwapRevert, ArithmeticRevert) as exc:
-                self.errors.append(exc)
-                return None
-        return self._outcomes[d]
-
-    def at(self, x: int) -> Outcome | None:
-        """The outcome at search variable ``x``."""
-        return self.at_debt(self._to_debt(x))
-
-    def profit(self, x: int) -> int | None:
-        """The gross profit at search variable ``x``, None when that size reverts."""
-        o = self.at(x)
-        return None if o is None else o.gross_profit
-
-
-def _most_profitable(found: list[Outcome | None], errors: list[Exception]) -> Outcome:
-    # Ties go to the smaller size; with no executable size, the last revert met explains why.
-    candidates = [o for o in found if o is not None]
-    if not candidates:
-        if errors:
-            raise errors[-1]
-        raise LiquidationRevert("INVALID_AMOUNT", "no executable size")
-    return max(candidates, key=lambda o: (o.gross_profit, -o.debt_to_cover))
-
-
-def _refuses_large(error: Exception) -> bool:
-    return isinstance(error, LiquidationRevert) and error.reason in _LARGE_SIZE_REVERTS
-
-
 def full_quote(quotes: PairQuotes) -> LiquidationQuote:
     # The largest liquidation, even when it would leave dust (the close factor's cap short of
     # clearing a side) or the reserve's virtual balance cannot pay it out: its size bounds the
@@ -364,52 +341,6 @@ def full_quote(quotes: PairQuotes) -> LiquidationQuote:
     try:
         return quotes(UINT256_MAX)
     except LiquidationRevert as exc:
-        if exc.reason not in _LARGE_SIZE_REVERTS or exc.quote is None:
+        if exc.reason not in LARGE_SIZE_REVERTS or exc.quote is None:
             raise
         return exc.quote
-
-
-def _last_feasible(at: Callable[[int], Outcome | None], lo: int, hi: int) -> int:
-    # Largest x in [lo, hi] that executes; 0 when none does. The sizes refused form a prefix
-    # (too small to burn a scaled unit: 3.5+ rounds the debt burn down) and a suffix (dust
-    # left, or more collateral than the virtual balance): both monotone in the size. Find a
-    # feasible anchor by doubling, then bisect to the suffix's edge.
-    anchor = lo
-    while at(anchor) is None:
-        if anchor >= hi:
-            return 0
-        anchor = min(2 * anchor, hi)
-    lo = anchor
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if at(mid) is None:
-            hi = mid - 1
-        else:
-            lo = mid
-    return lo
-
-
-def _search_space(
-    full: LiquidationQuote, market: Market, collateral_asset: str, debt_asset: str, top: int
-) -> tuple[Callable[[int], int], int]:
-    """The variable to search, and how it maps to a ``debt_to_cover``.
-
-    The Pool turns a debt amount into collateral by flooring
-    ``base = debtPrice * debt * collateralUnit // (collateralPrice * debtUnit)``. When one unit
-    of collateral is worth more than one unit of debt (WBTC against DAI: 4e14 DAI wei per
-    satoshi) many debt amounts floor to the same collateral, and paying more for the same
-    collateral makes the profit a saw-tooth in the debt amount. Searching the collateral
-    ``base`` instead, mapped to the least debt that buys it, leaves a smooth curve.
-    """
-    c_unit = asset_unit(market.reserve_of(collateral_asset).configuration.decimals)
-    d_unit = asset_unit(market.reserve_of(debt_asset).configuration.decimals)
-    c_price, d_price = full.collateral_price, full.debt_price
-    debt_step, collateral_step = c_price * d_unit, d_price * c_unit
-    if collateral_step >= debt_step or c_price == 0 or d_price == 0:
-        # Each unit of debt buys at least one unit of collateral: search the debt directly.
-        return (lambda x: x), top
-
-    def least_debt_for(base: int) -> int:
-        return min(-(-base * debt_step // collateral_step), top)
-
-    return least_debt_for, top * collateral_step // debt_step

@@ -136,7 +136,7 @@ class LiquidationExecutor:
         )
         log.info("liquidation_planned", user=plan.user, collateral=plan.collateral_asset,
                  debt=plan.debt_asset, debt_to_cover=plan.debt_to_cover,
-                 gross_profit=plan.gross_profit, net_profit_usd=plan.net_profit_usd / BASE_UNIT,
+                 headroom=plan.params.debt_to_cover - plan.debt_to_cover, gross_profit=plan.gross_profit, net_profit_usd=plan.net_profit_usd / BASE_UNIT,
                  predicted_gas=predicted_gas, flash_loan=plan.use_flash_loan,
                  dry_run=self.sender.settings.dry_run)
         return Prepared(plan.user, plan, request, predicted_gas, market)

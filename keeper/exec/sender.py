@@ -2,14 +2,15 @@
 
 ``Sender.execute(request)`` is the whole life of a transaction for one account, and it holds
 the account's nonce lease for all of it, so there is at most one transaction in flight per
-account. It never sends a transaction that a simulation against the pending state says would
-revert, or whose gas at current fees would eat the expected profit, or that the guards refuse.
+account. It never sends a transaction that a simulation says would revert (against the
+pending state, or the head for one that shares nothing with ours in flight: ``state_for``), or
+whose gas at current fees would eat the expected profit, or that the guards refuse.
 It never resends blindly: before any replacement or resend it checks, in one batch, the
 receipt of every hash sent so far for this nonce and the account's mined nonce.
 
 Life of a request::
 
-    simulate (eth_call + eth_estimateGas + pending block + balance, one batch, at "pending")
+    simulate (eth_call + eth_estimateGas + next block + balance, one batch)
       → refuse (reverts / unprofitable / guard / balance)  → TxOutcome SKIPPED
       → dry run: log what would be sent                     → TxOutcome SKIPPED, dry_run=True
     sign locally, submit (public mempool or private relay)
@@ -55,7 +56,7 @@ from keeper.exec.keys import Signer
 from keeper.exec.nonce import NonceManager
 from keeper.exec.reads import ChainReads
 from keeper.exec.same_nonce import SameNonce
-from keeper.exec.simulate import Simulation, Simulator
+from keeper.exec.simulate import Simulation, Simulator, state_for
 from keeper.exec.submit import PublicSubmitter, Submitter, is_nonce_error
 from keeper.exec.tx import Status, StillWanted, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
@@ -172,12 +173,9 @@ class Sender:
         loop = asyncio.get_running_loop()
         # The chain's nonce, read alongside the simulation (no extra latency): a counter that
         # is ahead of it (a rollback not yet reported) would put ours behind a gap.
-        # Against the pending state, ours ahead of it included: what they do to each other's
-        # pools the planner's round has planned for, and anything else in the pool (the
-        # transactions of a keeper process killed before this one, a rival's) shows here.
         handed_out = self._handed_out
         sim, (latest, pending) = await asyncio.gather(
-            self.simulator.simulate(req, "pending"), self.nonces.node_nonces())
+            self.simulator.simulate(req, state_for(req)), self.nonces.node_nonces())
         checked = self._check(req, sim, loop.time())
         if isinstance(checked, TxOutcome):
             return checked
@@ -418,3 +416,4 @@ class Sender:
             self.metrics.rpc_errors.labels("resubmit").inc()
             log.warning("resubmit_failed", error=str(exc), label=flight.req.label)
         return None
+

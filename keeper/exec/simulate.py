@@ -15,6 +15,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 
 from keeper.chain.types import PendingTx, hex_to_int
+from keeper.domain.fees import next_base_fee
 from keeper.errors import RpcError, RpcResponseError
 from keeper.exec.reads import ChainReads
 from keeper.exec.tx import TxRequest
@@ -67,19 +68,19 @@ class Simulator:
         # The head first: a block mined while the batch runs is then newer than the head the
         # simulation reports, never older (a revert it did not see is not blamed on a block
         # it did see).
-        head_read: tuple[str, list[Any]] = ("eth_getBlockByNumber", ["pending", False])
+        head_read: tuple[str, list[Any]] = ("eth_getBlockByNumber", [block, False])
         balance_read: tuple[str, list[Any]] = ("eth_getBalance", [self.address, block])
         if gas_check[0] == "eth_call":
             # The call at the traced limit is the call itself: one execution, not two.
-            pending, est, balance = await self.reads.batch([head_read, gas_check, balance_read])
+            header, est, balance = await self.reads.batch([head_read, gas_check, balance_read])
             ret = est
         else:
-            pending, ret, est, balance = await self.reads.batch(
+            header, ret, est, balance = await self.reads.batch(
                 [head_read, ("eth_call", [call, block]), gas_check, balance_read])
-        for r in (pending, balance):
+        for r in (header, balance):
             if isinstance(r, Exception):
                 raise r
-        base_fee, head = _next_block(pending)
+        base_fee, head = _next_block(header) if block == "pending" else _after(header)
         for r in (ret, est):
             if isinstance(r, RpcResponseError):
                 reason = revert_reason(r)
@@ -137,6 +138,17 @@ def _next_block(pending: Any) -> tuple[int, int]:
     return base_fee, hex_to_int(pending["number"], "number") - 1
 
 
+def _after(header: Any) -> tuple[int, int]:
+    """(base fee of the block after ``header``, its number) from an ``eth_getBlockByNumber``
+    answer for a mined block."""
+    if header is None:
+        raise RpcError("eth_getBlockByNumber: no such block")
+    base_fee = next_base_fee(hex_to_int(header.get("baseFeePerGas", "0x0"), "baseFeePerGas"),
+                             hex_to_int(header["gasUsed"], "gasUsed"),
+                             hex_to_int(header["gasLimit"], "gasLimit"))
+    return base_fee, hex_to_int(header["number"], "number")
+
+
 def revert_reason(exc: RpcResponseError) -> str:
     """A readable revert reason from a node's error: Error(string), Panic(code), an Aave 3.4+
     or FlashLiquidator custom error by name, or the selector."""
@@ -181,3 +193,16 @@ def pair_failure(simulated: Any) -> str | None:
             return (f"{name} fails in the pair: {message or 'reverted'} "
                     f"({result.get('returnData')}, gas {result.get('gasUsed')})")
     return None
+
+
+def state_for(req: TxRequest) -> str:
+    """The state ``req`` is simulated on. The pending block holds ours in flight (what they
+    do to each other's pools the planner's round planned for) and anything else in the pool
+    (a rival's, those of a keeper process killed before this one): a trade in a pool they
+    may also trade in is checked on top of them. But a node builds that block by executing
+    its whole mempool on every call (anvil with 150 Uniswap swaps pending: 8.5 ms an
+    ``eth_call``, and as much for the pending header, against 0.5 ms at the head; a
+    liquidation weighs four swaps), so a request that shares nothing with sends of ours is
+    simulated at the head: in the 1,000-borrower race that took ours from 73% of the
+    liquidations to 79%, p50 / p99 from 3 / 4 blocks to 2 / 3."""
+    return "latest" if req.shares == frozenset() and req.after is None else "pending"

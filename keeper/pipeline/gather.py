@@ -25,6 +25,7 @@ from typing import Any
 from keeper.chain.abi import Function
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import hex_to_int
+from keeper.domain.fees import next_base_fee
 from keeper.domain.liquidation import NO_LIMITS, AaveRules, PoolLimits
 from keeper.domain.quote import needed_pairs
 from keeper.domain.uniswap_v3.pool import PoolSnapshot
@@ -88,16 +89,6 @@ class FundingSource:
     liquidator: str
     a_tokens: Mapping[str, str]
     """Debt asset → its aToken (which holds the reserve's lendable underlying)."""
-
-
-def next_base_fee(base_fee: int, gas_used: int, gas_limit: int) -> int:
-    """EIP-1559: the base fee of the block after one with these figures."""
-    target = gas_limit // 2
-    if target == 0 or gas_used == target:
-        return base_fee
-    if gas_used > target:
-        return base_fee + max(1, base_fee * (gas_used - target) // target // 8)
-    return max(0, base_fee - base_fee * (target - gas_used) // target // 8)
 
 
 def next_block(header: Mapping[str, Any], *, block_time: int | None, now: float) -> NextBlock:

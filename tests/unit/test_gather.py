@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from eth_abi import encode as abi_encode
 
+from keeper.domain.fees import next_base_fee
 from keeper.errors import RpcError
-from keeper.pipeline.gather import Venue, gather, next_base_fee, next_block
+from keeper.pipeline.gather import Venue, gather, next_block
 from keeper.protocols.erc20 import balance_of
 from keeper.protocols.uniswap_v2.pair import pair_address
 from tests.unit.test_account import USDC, WBTC, WETH

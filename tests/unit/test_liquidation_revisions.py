@@ -31,7 +31,7 @@ from keeper.domain.plan import GasPrice, Plan, Rejection, RejectionReason
 from keeper.domain.profit import optimise_liquidation
 from keeper.domain.quote import UniswapV2Quoter
 from keeper.domain.revision import AaveRevision
-from keeper.domain.wadray import RAY, UINT256_MAX
+from keeper.domain.wadray import RAY, UINT256_MAX, percent_mul
 from keeper.pipeline.pair_search import rejection_reason
 from keeper.pipeline.planner import plan_liquidation
 from tests.unit.test_account import T0, USDC, WBTC, WETH, account, market, usd
@@ -330,9 +330,43 @@ def test_v36_plan_that_takes_all_collateral_asks_with_headroom() -> None:
         quote_liquidation_call(user, up, WETH, USDC, best.debt_to_cover, rules=AaveRules.V3_6)
     moved = quote_liquidation_call(user, up, WETH, USDC, best.debt_to_send, rules=AaveRules.V3_6)
     assert moved.bad_debt_burned and moved.collateral_to_liquidator == best.collateral_seized
-    # v3.0 has no dust rule: the exact amount, no headroom.
+
+
+def test_v30_plan_that_takes_all_collateral_asks_with_headroom_and_leaves_none() -> None:
+    # No dust rule before 3.3, but the same edge: the debt that buys all the collateral is
+    # rounded down, so asked exactly it buys a few wei less, and a price a unit higher by the
+    # including block leaves more: an account liquidatable for nothing. Asked with headroom,
+    # the Pool takes the same debt and the whole collateral, at either price.
+    user = account({WETH: WEI}, {USDC: 1_500 * USDC_UNIT})
+    m = market({WETH: usd(1400)})
+
+    def swap(amount: int) -> int:
+        return amount * 1_390 // 10**12
+
+    exact = quote_liquidation_call(user, m, WETH, USDC, 1_333_333_333)
+    assert exact.collateral_to_liquidator + exact.protocol_fee_collateral < WEI  # a few wei left
     v30 = optimise_liquidation(user, m, WETH, USDC, swap=swap, flash_premium_bps=5, gas_cost=0)
-    assert v30.headroom == 0
+    assert v30.debt_to_cover == 1_333_333_333 and v30.headroom == 133_333
+    assert v30.collateral_seized + v30.protocol_fee_collateral == WEI
+    assert v30.flash_premium == percent_mul(v30.debt_to_send, 5)  # the loan is what is asked
+    up = market({WETH: usd(1400.07)})
+    moved = quote_liquidation_call(user, up, WETH, USDC, v30.debt_to_send)
+    assert moved.collateral_to_liquidator + moved.protocol_fee_collateral == WEI
+    left = quote_liquidation_call(user, up, WETH, USDC, v30.debt_to_cover)
+    assert left.collateral_to_liquidator + left.protocol_fee_collateral < WEI
+
+
+def test_v30_headroom_is_not_bought_at_a_real_cost() -> None:
+    # A flash premium on the headroom that costs more than 0.01% of the profit: the exact size.
+    user = account({WETH: WEI}, {USDC: 1_500 * USDC_UNIT})
+    m = market({WETH: usd(1400)})
+
+    def swap(amount: int) -> int:
+        return amount * 1_341 // 10**12  # a thin margin: $0.62 gross, 0.01% of it < 67 units
+
+    v30 = optimise_liquidation(user, m, WETH, USDC, swap=swap, flash_premium_bps=5, gas_cost=0)
+    assert v30.gross_profit > 0
+    assert v30.headroom == 0  # the premium on 133,333 of headroom: 67 units
 
 
 def test_v36_plan_that_repays_the_whole_debt_sends_headroom() -> None:

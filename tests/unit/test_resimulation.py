@@ -7,11 +7,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from keeper.chain.types import PendingTx
 from keeper.domain.amm import sort_tokens
+from keeper.domain.fees import Fees, next_base_fee
 from keeper.domain.plan import Plan
 from keeper.domain.quote import UniswapV2Quoter
 from keeper.exec.executor import _pools_touched
 from keeper.exec.sender import Sender
+from keeper.exec.simulate import Simulator, state_for
 from keeper.exec.tx import TxRequest
 from keeper.pipeline.planner import Funding
 from tests.integration.test_sender import make_sender
@@ -77,3 +80,32 @@ def test_a_plan_touches_the_pairs_it_sells_through_and_a_kept_one_none() -> None
                             funding=own, config=replace(CONFIG, keep_collateral=True))
     assert isinstance(kept, Plan) and kept.params.keep_collateral
     assert _pools_touched(kept) == frozenset()
+
+
+def test_a_send_that_shares_nothing_is_simulated_at_the_head() -> None:
+    # The pending block is built from the node's whole mempool on every call: only a send that
+    # may meet ours in a pool (or says nothing of what it touches) is checked on top of them.
+    assert state_for(request(frozenset())) == "latest"
+    assert state_for(request(frozenset({"weth/usdc"}))) == "pending"
+    assert state_for(request(None)) == "pending"
+    follower = replace(request(frozenset()), after=PendingTx(
+        "0x" + "ab" * 32, "0x" + "22" * 20, "0x" + "33" * 20, b"", 0, 21_000, Fees(1, 1)))
+    assert state_for(follower) == "pending"
+
+
+async def test_a_simulation_at_the_head_reads_the_next_base_fee_from_it() -> None:
+    asked: list[tuple[str, list[Any]]] = []
+    header = {"number": hex(100), "baseFeePerGas": hex(8 * 10**9), "gasUsed": hex(30_000_000),
+              "gasLimit": hex(30_000_000)}
+
+    class Reads:
+        async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+            asked.extend(calls)
+            return [header, "0x", hex(10**18)]
+
+    req = replace(request(frozenset()), gas_limit=500_000, known_gas=400_000)
+    sim = await Simulator(Reads(), "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
+    assert sim.reason is None and sim.gas == 400_000
+    assert sim.head == 100  # the head itself, not the block after it
+    assert sim.base_fee == next_base_fee(8 * 10**9, 30_000_000, 30_000_000) == 9 * 10**9
+    assert all("latest" in params and "pending" not in params for _, params in asked)
