@@ -1,8 +1,8 @@
 """The race: our daemon against a naive keeper, on the same devnet, through the same crash.
 
 Both live on one anvil started from a seeded population (``race_world``): ``keeper run`` as a
-subprocess (its flash-loan liquidator contract, as on the devnet; its RPC goes through a
-counting proxy, since the daemon exports no request counter) and the naive keeper as another
+subprocess (its flash-loan liquidator contract, as on the devnet; its RPC calls counted by its
+own ``keeper_rpc_requests_total``) and the naive keeper as another
 subprocess, funded with every debt asset twice over. Anvil mines one block a second
 (interval mining, blocks stamped one second apart as ``keeper devnet up`` sets them and
 config/devnet.toml says): about the time the naive keeper's sequential sweep takes at 1,000
@@ -45,11 +45,13 @@ from keeper.devnet.anvil import free_port
 from keeper.devnet.driver import Devnet
 from keeper.domain.wadray import WAD
 from keeper.protocols.aave_v3.account_data import read_account_data
-from tests.faults.proxy import FaultProxy
 
 SEED = 1
 MOVES = {"WETH": 0.70, "WBTC": 0.80}
 INTERVAL = 1  # wall seconds per block (anvil takes whole seconds)
+# Ethereum mainnet's block gas limit since November 2025 (anvil's default, 30M, is 2021's):
+# ~140 of our liquidations a block, against ~72 at 30M.
+BLOCK_GAS_LIMIT = 60_000_000
 QUIET_BLOCKS = 10
 _MINT_TO = artifacts.aave("MintableERC20").abi["mint(address,uint256)"]
 
@@ -58,7 +60,7 @@ _MINT_TO = artifacts.aave("MintableERC20").abi["mint(address,uint256)"]
 class Sample:
     at: float
     cpu: dict[str, float]
-    proxy_calls: int
+    rpc_calls: int  # ours, from its keeper_rpc_requests_total
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,7 @@ async def fund_ours(devnet: Devnet, world: SeededWorld) -> None:
 
 async def offline_optimum(world: SeededWorld, work: Path) -> dict[str, float]:
     """Planned net profit (USD) per account on the chain at the crash block, never sent."""
-    node, manifest = await start_node(world)
+    node, manifest = await start_node(world, gas_limit=BLOCK_GAS_LIMIT)
     try:
         async with HttpRpc(node.url, timeout=120) as rpc:
             await fund_ours(Devnet(rpc, manifest), world)
@@ -118,10 +120,10 @@ async def race(borrowers: int) -> RaceRun:
     work.mkdir(parents=True)
     (work / "offline").mkdir()
     optimum = await offline_optimum(world, work / "offline")
-    node, manifest = await start_node(world)
+    node, manifest = await start_node(world, gas_limit=BLOCK_GAS_LIMIT)
     racers: list[Racer] = []
     try:
-        async with HttpRpc(node.url, timeout=120) as rpc, FaultProxy(node.url, node.ws_url) as proxy:
+        async with HttpRpc(node.url, timeout=120) as rpc:
             devnet = Devnet(rpc, manifest)
             naive = naive_address()
             await devnet.fund([naive])
@@ -130,7 +132,7 @@ async def race(borrowers: int) -> RaceRun:
             await devnet.send_many([devnet.users.tx_mint(naive, sym, 2 * amount)
                                     for sym, amount in world.debt_by_symbol.items()])
             await fund_ours(devnet, world)
-            manifest.with_urls(proxy.url, proxy.ws_url).save(work / "manifest.json")
+            manifest.save(work / "manifest.json")
             config_for(manifest, list(world.borrowers), work / "naive.jsonl").save(work / "naive.json")
             port = free_port()
             ours = race_procs.daemon(work / "manifest.json", work, port)
@@ -140,14 +142,14 @@ async def race(borrowers: int) -> RaceRun:
             await rpc.call("evm_setIntervalMining", [INTERVAL])
             await asyncio.sleep(3 * INTERVAL)  # both follow a few blocks before the crash
             pids = {"ours": ours.pid, "naive": naive_racer.pid}
-            before = _sample(pids, proxy)
+            before = await _sample(pids, port)
             crash = await crash_in_one_block(devnet, MOVES, INTERVAL)
             sunk = await _liquidatable(devnet, list(world.borrowers), crash.number)
             end_block = await _until_quiet(devnet, crash.number, timeout=90 + 0.06 * borrowers)
             for r in racers:
                 if not r.running:
                     raise RuntimeError(f"a racer died during the race:\n{r.tail()}")
-            after = _sample(pids, proxy)
+            after = await _sample(pids, port)
             rss = {k: race_procs.peak_rss_mb(p) for k, p in pids.items()}
             # Beside the running daemon, once its decision record is flushed (every second).
             await asyncio.sleep(1.5)
@@ -180,9 +182,12 @@ async def _until_ready(ours: Racer, naive: Racer, port: int, naive_log: Path) ->
         await asyncio.sleep(0.2)
 
 
-def _sample(pids: dict[str, int], proxy: FaultProxy) -> Sample:
+async def _sample(pids: dict[str, int], port: int) -> Sample:
+    calls = await race_procs.metric_sum(port, "keeper_rpc_requests_total")
+    if calls is None:
+        raise RuntimeError("our daemon's metrics did not answer")
     return Sample(time.time(), {k: race_procs.cpu_seconds(p) for k, p in pids.items()},
-                  proxy.total("passed"))
+                  int(calls))
 
 
 async def _liquidatable(devnet: Devnet, users: list[str], block: int) -> set[str]:
@@ -213,7 +218,7 @@ async def _until_quiet(devnet: Devnet, crash_block: int, timeout: float) -> int:
 async def run() -> list[tuple[str, str, str]]:
     """``make bench``: one race at ``BENCH_RACE_BORROWERS`` borrowers (default 1000)."""
     runs = [await race(int(os.environ.get("BENCH_RACE_BORROWERS", "1000")))]
-    reports = [race_report.build(r, INTERVAL, MOVES) for r in runs]
+    reports = [race_report.build(r, INTERVAL, MOVES, BLOCK_GAS_LIMIT) for r in runs]
     race_report.write(reports)
     print(race_report.markdown(reports))
     return race_report.rows(reports)
@@ -223,7 +228,7 @@ def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [1000]
 
     async def all_sizes() -> None:
-        reports = [race_report.build(await race(n), INTERVAL, MOVES) for n in sizes]
+        reports = [race_report.build(await race(n), INTERVAL, MOVES, BLOCK_GAS_LIMIT) for n in sizes]
         race_report.write(reports)
         print(race_report.markdown(reports))
 

@@ -140,3 +140,13 @@ async def metric(port: int, name: str) -> float | None:
             if line.startswith(name + " ") or line.startswith(name + "{"):
                 return float(line.rsplit(" ", 1)[1])
     return None
+
+
+async def metric_sum(port: int, name: str) -> float | None:
+    """The sum of every labelled sample of ``name``, or None when the metrics do not answer."""
+    try:
+        _, body = await http_get(port, "/metrics")
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))

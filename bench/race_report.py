@@ -1,5 +1,5 @@
 """The race's table: figures per keeper from the chain's tally, the racers' own logs, /proc and
-the counting proxy; printed, and written to bench/results/ with the date and core count."""
+the daemon's own request counter; printed, and written to bench/results/ with the date and core count."""
 
 from __future__ import annotations
 
@@ -75,12 +75,12 @@ def why_not_ours(forensics: Mapping[str, Any]) -> list[tuple[str, int]]:
     return [(labels.get(k, k), n) for k, n in counts.most_common()]
 
 
-def build(run: RaceRun, interval: float, moves: Mapping[str, float]) -> Report:
+def build(run: RaceRun, interval: float, moves: Mapping[str, float], gas_limit: int) -> Report:
     sides = run.tally.sides
     liq_total = sum(s.liquidations for s in sides.values())
     debt_total = sum(s.debt_usd for s in sides.values())
     blocks = max(1, run.end_block - run.crash_block + 1)
-    calls = {"ours": run.after.proxy_calls - run.before.proxy_calls,
+    calls = {"ours": run.after.rpc_calls - run.before.rpc_calls,
              "naive": _naive_calls(run, run.after.at) - _naive_calls(run, run.before.at)}
     realised = sum(float(e.get("realised_net_usd", 0)) for e in run.ours_events
                    if e.get("event") == "liquidation_mined" and _ts(e) >= run.crash_wall)
@@ -113,7 +113,8 @@ def build(run: RaceRun, interval: float, moves: Mapping[str, float]) -> Report:
     header = (f"{run.borrowers:,} borrowers, seed 1, Aave v3.0 devnet; crash "
               + ", ".join(f"{s} {f - 1:+.0%}" for s, f in moves.items())
               + f" in one block (#{run.crash_block}, with the pools' arbitrage); "
-              f"a block every {interval:g} s; {len(run.sunk)} accounts liquidatable after it, "
+              f"a block every {interval:g} s of {gas_limit / 1e6:g}M gas; "
+              f"{len(run.sunk)} accounts liquidatable after it, "
               f"{len(run.optimum)} profitable by the offline model; "
               f"profitable ones liquidated ≤ 1 block: {within[1]}, ≤ 2 blocks: {within[2]}; "
               f"last liquidation {run.tally.last_block - run.crash_block} blocks after the crash; "

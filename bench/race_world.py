@@ -115,6 +115,9 @@ async def start_node(world: SeededWorld, *, gas_limit: int | None = None) -> tup
     try:
         async with HttpRpc(node.url, timeout=60) as rpc:
             await rpc.call("anvil_autoImpersonateAccount", [True])
+            if gas_limit is not None:
+                # A loaded state keeps the gas limit it was dumped with, whatever the flag says.
+                await rpc.call("evm_setBlockGasLimit", [hex(gas_limit)])
             await rpc.call("anvil_setBlockTimestampInterval", [1])
             # Seeding ran the chain's clock ahead of the wall clock: keep time monotonic
             # (anvil refuses when its own clock is already past that stamp, which is as good).

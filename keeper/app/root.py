@@ -82,6 +82,7 @@ async def build(cfg: KeeperConfig, target: Target, *, dry_run: bool, execute: bo
     readiness = Readiness()
     async with RpcPool(list(target.rpc_urls), timeout=cfg.network.request_timeout) as rpc:
         rpc.on_error = metrics.rpc_error  # every transient failure, by method and kind
+        rpc.on_request = metrics.rpc_request
         await preflight.check_chain_id(rpc, cfg.network.chain_id)
         contracts = await resolve_contracts(rpc, target, cfg.network.chain_id)
         store = BookStore(cfg.state.sqlite, identity={"pool": contracts.pool,

@@ -4,7 +4,8 @@ Endpoints are tried in their configured order (the first is the preferred one). 
 error puts an endpoint in cool-down and a read moves on to the next one at once; a round
 through all of them that fails is retried with backoff (``RetryPolicy``); in a batch of reads,
 only the calls that failed are asked again (``retry_batch``). Every transient failure is told
-to ``on_error`` (the composition root counts them in ``keeper_rpc_errors_total``). Writes go once to
+to ``on_error`` (the composition root counts them in ``keeper_rpc_errors_total``), and every
+call put to an endpoint to ``on_request`` (``keeper_rpc_requests_total``). Writes go once to
 one endpoint and their failure surfaces to the caller: a timed-out send may still have reached
 the mempool, so only the caller, after checking nonce and receipt, may send again.
 """
@@ -92,6 +93,12 @@ class RpcPool:
         self.retry = retry
         self._clock = clock
         self.on_error: ErrorObserver | None = None
+        self.on_request: Callable[[str], None] | None = None
+
+    def _count(self, methods: Sequence[str]) -> None:
+        if self.on_request is not None:
+            for method in methods:
+                self.on_request(method)
 
     def _observe(self, method: str, exc: RpcError) -> None:
         if self.on_error is not None:
@@ -163,6 +170,7 @@ class RpcPool:
     ) -> Any:
         """One JSON-RPC call; reads fail over and retry, writes are sent once."""
         def send(rpc: JsonRpc) -> Awaitable[Any]:
+            self._count((method,))
             return rpc.call(method, params, timeout=timeout)
 
         if not all_idempotent((method,)):
@@ -181,14 +189,16 @@ class RpcPool:
         if not calls:
             return []
 
+        def to(rpc: JsonRpc, sub: Sequence[tuple[str, JsonParams]],
+               exceptions: bool) -> Awaitable[list[Any]]:
+            self._count([m for m, _ in sub])
+            return rpc.batch(sub, timeout=timeout, return_exceptions=exceptions)
+
         def send(sub: Sequence[tuple[str, JsonParams]]) -> Awaitable[list[Any]]:
-            return self._one_round(
-                "batch", lambda rpc: rpc.batch(sub, timeout=timeout, return_exceptions=True))
+            return self._one_round("batch", lambda rpc: to(rpc, sub, True))
 
         if not all_idempotent(m for m, _ in calls):
-            return await self._send_once(
-                "batch",
-                lambda rpc: rpc.batch(calls, timeout=timeout, return_exceptions=return_exceptions))
+            return await self._send_once("batch", lambda rpc: to(rpc, calls, return_exceptions))
         return await retry_batch(calls, send, self.retry, return_exceptions=return_exceptions,
                                  observe=self._observe)
 

@@ -22,6 +22,7 @@ build their own and read values back with ``Metrics.value``. Names are prefixed 
 | gas_spent_eth | Counter | | sender, gas × effective price of mined/reverted txs (ETH) |
 | circuit_breaker_open | Gauge | | sender, 1 when open |
 | sending_halted | Gauge | reason (kill_switch/circuit_breaker/gas_budget) | daemon, 1 while that guard halts sending |
+| rpc_requests | Counter | method | the RPC pool, every call put to an endpoint (each call of a batch, each retry): what a node provider bills |
 | rpc_errors | Counter | method, kind | the RPC pool, per transient failure (kind: connection, timeout, malformed, error_reply, not_available); task boundaries |
 | risk_liquidatable_debt_usd | Gauge | asset, shock | risk gauges task (keeper/app/risk_task.py), every [risk] refresh_blocks |
 | risk_bad_debt_usd | Gauge | asset, shock | risk gauges task: debt no collateral backs after that shock |
@@ -97,6 +98,8 @@ class Metrics:
         for reason in HALT_REASONS:
             self.sending_halted.labels(reason=reason).set(0)
         self.rpc_errors = RpcErrorCounter(r, ns)
+        self.rpc_requests = Counter("rpc_requests", "JSON-RPC calls put to an endpoint, by method",
+                                    ["method"], namespace=ns, registry=r)
         self.detection_to_send_seconds = Histogram(
             "detection_to_send_seconds", "From detection of a liquidatable position to the send",
             buckets=_LATENCY_BUCKETS, namespace=ns, registry=r)
@@ -117,6 +120,10 @@ class Metrics:
             "block_to_send_seconds",
             "From the arrival of the block that made an account liquidatable to the send",
             buckets=_QUEUE_BUCKETS, namespace=ns, registry=r)
+
+    def rpc_request(self, method: str) -> None:
+        """Count a call put to an endpoint."""
+        self.rpc_requests.labels(method).inc()
 
     def rpc_error(self, method: str, exc: BaseException) -> None:
         """Count a failed call; ``kind`` from the error's class (``keeper.errors``)."""

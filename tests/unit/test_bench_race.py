@@ -51,7 +51,7 @@ def test_report_from_a_made_up_race() -> None:
             {"event": "sweep", "block": 103, "t": 1_010.0, "calls": 4000},
         ],
     )
-    report = build(run, 1, {"WETH": 0.7})
+    report = build(run, 1, {"WETH": 0.7}, 60_000_000)
     rows = {m: (a, b) for m, a, b in report.rows}
     assert rows["liquidations won"] == ("3 (75.0%)", "1 (25.0%)")
     assert rows["debt repaid"] == ("$300 (75.0%)", "$100 (25.0%)")
@@ -62,6 +62,7 @@ def test_report_from_a_made_up_race() -> None:
     assert rows["CPU seconds, crash → quiet"] == ("1.5", "4.0")
     assert rows["capture: realised / offline optimum"][0] == "$15 / $40 (37.5%)"
     assert "≤ 1 block: 2, ≤ 2 blocks: 2" in report.header
+    assert "a block every 1 s of 60M gas" in report.header
     assert "| liquidations won | 3 (75.0%) | 1 (25.0%) |" in markdown([report])
 
 
