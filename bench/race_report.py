@@ -79,6 +79,7 @@ def build(run: RaceRun, interval: float, moves: Mapping[str, float], gas_limit: 
     sides = run.tally.sides
     liq_total = sum(s.liquidations for s in sides.values())
     debt_total = sum(s.debt_usd for s in sides.values())
+    paid_total = sum(s.paid for s in sides.values())
     blocks = max(1, run.end_block - run.crash_block + 1)
     calls = {"ours": run.after.rpc_calls - run.before.rpc_calls,
              "naive": _naive_calls(run, run.after.at) - _naive_calls(run, run.before.at)}
@@ -98,6 +99,8 @@ def build(run: RaceRun, interval: float, moves: Mapping[str, float], gas_limit: 
 
     rows: list[tuple[str, str, str]] = [
         ("liquidations won", *both(lambda _, s: f"{s.liquidations} ({_share(s.liquidations, liq_total)})")),
+        ("of them, liquidations whose bonus paid their gas",
+         *both(lambda _, s: f"{s.paid} ({_share(s.paid, paid_total)})")),
         ("accounts liquidated", *both(lambda _, s: f"{len(s.first_block)}")),
         ("debt repaid", *both(lambda _, s: f"${s.debt_usd:,.0f} ({_share(s.debt_usd, debt_total)})")),
         ("bonus won (oracle value) − gas", *both(lambda _, s: f"${s.bonus_usd - s.gas_usd:,.0f}")),

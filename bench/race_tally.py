@@ -22,6 +22,7 @@ class Side:
     debt_usd: float = 0.0
     bonus_usd: float = 0.0  # collateral received minus debt repaid, at the oracle's prices
     gas_usd: float = 0.0
+    paid: int = 0  # liquidations whose bonus paid their transaction's gas
     txs: int = 0
     reverted: int = 0
     first_block: dict[str, int] = field(default_factory=dict)  # user -> first liquidation block
@@ -47,6 +48,7 @@ async def tally(rpc: HttpRpc, m: Manifest, crash_block: int, end_block: int,
                                            "toBlock": hex(end_block),
                                            "topics": [LIQUIDATION_CALL.topic0]}], timeout=120)
     others, last = 0, crash_block
+    bonus_by_tx: dict[str, list[tuple[Side, float]]] = {}
     for lg in logs:
         ev = LIQUIDATION_CALL.decode(lg["topics"], lg["data"])
         side = sides.get(owner.get(str(ev["liquidator"]).lower(), ""))
@@ -60,21 +62,28 @@ async def tally(rpc: HttpRpc, m: Manifest, crash_block: int, end_block: int,
         debt = int(ev["debtToCover"]) * debt_p / debt_unit / BASE_UNIT
         side.liquidations += 1
         side.debt_usd += debt
-        side.bonus_usd += int(ev["liquidatedCollateralAmount"]) * coll_p / coll_unit / BASE_UNIT - debt
+        bonus = int(ev["liquidatedCollateralAmount"]) * coll_p / coll_unit / BASE_UNIT - debt
+        side.bonus_usd += bonus
+        bonus_by_tx.setdefault(str(lg["transactionHash"]).lower(), []).append((side, bonus))
         side.first_block.setdefault(str(ev["user"]).lower(), block)
     eth_usd = prices["WETH"] / BASE_UNIT
     for block in range(crash_block, end_block + 1):
         for r in await rpc.call("eth_getBlockReceipts", [hex(block)]) or []:
-            _count_receipt(sides.get(owner.get(str(r["from"]).lower(), "")), r, eth_usd)
+            gas_usd = _count_receipt(sides.get(owner.get(str(r["from"]).lower(), "")), r, eth_usd)
+            paid = bonus_by_tx.get(str(r["transactionHash"]).lower(), [])
+            for side, bonus in paid:
+                side.paid += bonus > gas_usd / len(paid)
     return Tally(sides, others, last)
 
 
-def _count_receipt(side: Side | None, r: dict[str, Any], eth_usd: float) -> None:
-    if side is None:
-        return
-    side.txs += 1
-    side.reverted += int(r["status"], 16) == 0
-    side.gas_usd += int(r["gasUsed"], 16) * int(r["effectiveGasPrice"], 16) / 1e18 * eth_usd
+def _count_receipt(side: Side | None, r: dict[str, Any], eth_usd: float) -> float:
+    """The receipt's gas in USD, counted to ``side`` when it is one of the racers'."""
+    gas_usd = int(r["gasUsed"], 16) * int(r["effectiveGasPrice"], 16) / 1e18 * eth_usd
+    if side is not None:
+        side.txs += 1
+        side.reverted += int(r["status"], 16) == 0
+        side.gas_usd += gas_usd
+    return gas_usd
 
 
 def percentile(values: list[int] | list[float], q: float) -> float:

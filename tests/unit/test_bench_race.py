@@ -26,9 +26,10 @@ def test_naive_config_round_trips(tmp_path: Path) -> None:
 
 
 def test_report_from_a_made_up_race() -> None:
-    ours = Side(liquidations=3, debt_usd=300.0, bonus_usd=30.0, gas_usd=3.0, txs=3,
+    ours = Side(liquidations=3, debt_usd=300.0, bonus_usd=30.0, gas_usd=3.0, paid=3, txs=3,
                 first_block={"0x1": 101, "0x2": 101, "0x3": 102})
-    naive = Side(liquidations=1, debt_usd=100.0, bonus_usd=10.0, gas_usd=1.0, txs=2, reverted=1,
+    naive = Side(liquidations=1, debt_usd=100.0, bonus_usd=10.0, gas_usd=1.0, paid=0, txs=2,
+                 reverted=1,
                  first_block={"0x4": 104})
     crash_wall = 1_000.0
     run = RaceRun(
@@ -54,6 +55,7 @@ def test_report_from_a_made_up_race() -> None:
     report = build(run, 1, {"WETH": 0.7}, 60_000_000)
     rows = {m: (a, b) for m, a, b in report.rows}
     assert rows["liquidations won"] == ("3 (75.0%)", "1 (25.0%)")
+    assert rows["of them, liquidations whose bonus paid their gas"] == ("3 (100.0%)", "0 (0.0%)")
     assert rows["debt repaid"] == ("$300 (75.0%)", "$100 (25.0%)")
     assert rows["reverted transactions"] == ("0 of 3", "1 of 2")
     assert rows["blocks crash → liquidation p50 / p99"] == ("1 / 2", "4 / 4")
