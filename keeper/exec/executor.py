@@ -162,9 +162,11 @@ class LiquidationExecutor:
         attempts: list[list[Any]] = [[call, "latest"]]
         try:
             if self.block_time is not None:
-                latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
-                next_ts = int(latest["timestamp"], 16) + self.block_time
-                attempts.insert(0, [call, "latest", {}, {"time": hex(next_ts)}])
+                stamp = self.sender.reads.head_timestamp
+                if stamp is None or stamp[0] != head:  # the watcher's head read has it
+                    latest = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+                    stamp = (head, int(latest["timestamp"], 16))
+                attempts.insert(0, [call, "latest", {}, {"time": hex(stamp[1] + self.block_time)}])
             for params in attempts:
                 try:
                     await self.rpc.call("eth_call", params)
