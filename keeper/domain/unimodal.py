@@ -6,8 +6,9 @@ two probes from one step to the next: one evaluation shrinks the range by 0.618,
 search spends two to shrink it by 2/3 (over a 1e11-wide range: ~65 evaluations against ~130,
 measured on the 1,000-borrower crash). Liquidations are most often most profitable at the
 largest size (a deep pool); when the value still rises, by more than the rounding noise, a
-millionth of the range below the top, a unimodal function rises up to there, and the search
-runs over that last millionth only (~35 evaluations, same answer).
+millionth of the range below the top, a unimodal function rises up to there: the top is taken
+when it is no lower than that point (3 evaluations; a concave curve gains at most that last
+millionth's rise inside it), else the search runs over that last millionth only (~35).
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def maximise_unimodal(
         return memo[x]
 
     a, b = _rising_window(f, lo, hi)
+    if a > lo:
+        # Still rising a millionth below the top, and the top no lower than there: the top,
+        # within the rise of that last millionth (a concave curve gains no more in it). Most
+        # liquidations: 3 evaluations instead of ~47 (the 10,000-borrower crash spent 8.5 of
+        # its 11.8 s of planning in them, under a profiler).
+        v_top, v_near = f(hi), f(a)
+        if v_top is not None and v_near is not None and v_top >= v_near:
+            return hi, v_top
     x1, x2 = _probes(a, b)
     while b - a > _SCAN_WIDTH:
         v1, v2 = f(x1), f(x2)
