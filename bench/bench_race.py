@@ -150,6 +150,8 @@ async def race(borrowers: int) -> RaceRun:
                 if not r.running:
                     raise RuntimeError(f"a racer died during the race:\n{r.tail()}")
             after = await _sample(pids, port)
+            # Kept beside the logs: the daemon's own counters (RPC calls by method, sends...).
+            (work / "metrics.txt").write_text((await race_procs.http_get(port, "/metrics"))[1])
             rss = {k: race_procs.peak_rss_mb(p) for k, p in pids.items()}
             # Beside the running daemon, once its decision record is flushed (every second).
             await asyncio.sleep(1.5)
