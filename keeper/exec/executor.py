@@ -132,7 +132,7 @@ class LiquidationExecutor:
             flagged_at=flagged_at,
             block_seen_at=block_seen_at,
             turn=turn,
-            shares=_pools_touched(plan),
+            shares=_touches(plan, isolated=_isolated(plan.collateral_asset, market)),
         )
         log.info("liquidation_planned", user=plan.user, collateral=plan.collateral_asset,
                  debt=plan.debt_asset, debt_to_cover=plan.debt_to_cover,
@@ -248,15 +248,25 @@ def _kept_value(kept: tuple[int, int], plan: Plan, market: Market) -> int:
     return market.value_in(seized, plan.collateral_asset, plan.debt_asset) - repaid
 
 
-def _pools_touched(plan: Plan) -> frozenset[str]:
-    """The pools ``plan`` trades in: what another liquidation of ours may change for it. Its
-    account is its own, and the planning round accounts for our contract's balances; a plan
-    that keeps the collateral (or repays the asset it seizes) touches none."""
+def _isolated(collateral_asset: str, market: Market) -> bool:
+    """Whether the collateral has a debt ceiling (isolation mode)."""
+    reserve = next((r for r in market.reserves.values() if r.asset == collateral_asset), None)
+    return reserve is not None and reserve.configuration.debt_ceiling > 0
+
+
+def _touches(plan: Plan, *, isolated: bool) -> frozenset[str]:
+    """What on chain ``plan``'s outcome depends on that another liquidation of ours may
+    change: the pools it trades in, and an isolated collateral's total debt (every liquidation
+    against it lowers that one counter, which on 3.0 underflows, panic 0x11, once it is below
+    the debt repaid: 13 of ours reverted that way in the 10,000-borrower race when they were
+    checked at the head beside each other). Its account is its own, and the planning round
+    accounts for our contract's balances; a plan that keeps a collateral without a ceiling
+    (or repays the asset it seizes) touches nothing."""
     params = plan.params
     hops = [(h.venue, h.pool, h.token_in, h.token_out) for leg in params.swap_legs
             for h in leg.hops] or [(Venue.UNISWAP_V2, "", a, b)
                                    for a, b in pairwise(params.swap_path)]
     # A V2 pair by its tokens (a path names no address), a V3 pool by its address.
-    return frozenset(pool.lower() if venue == Venue.UNISWAP_V3
-                     else "/".join(sort_tokens(a.lower(), b.lower()))
-                     for venue, pool, a, b in hops)
+    pools = {pool.lower() if venue == Venue.UNISWAP_V3 else "/".join(sort_tokens(a.lower(), b.lower()))
+             for venue, pool, a, b in hops}
+    return frozenset(pools | ({f"isolated:{plan.collateral_asset.lower()}"} if isolated else set()))

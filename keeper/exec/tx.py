@@ -56,7 +56,7 @@ class TxRequest:
     """Its place among sends planned together: the nonce is claimed in that order."""
     shares: frozenset[str] | None = None
     """What on chain its outcome depends on that another send of ours may change (the pools
-    it trades in); None: anything. After waiting its turn it is simulated again only if one
+    it trades in, an isolated collateral's total debt); None: anything. After waiting its turn it is simulated again only if one
     handed out meanwhile shares something with it (a resimulation on the pending state was
     37 ms p50 a send on the 1,000-borrower crash, one after the other)."""
 

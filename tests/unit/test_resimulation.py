@@ -12,7 +12,7 @@ from keeper.domain.amm import sort_tokens
 from keeper.domain.fees import Fees, next_base_fee
 from keeper.domain.plan import Plan
 from keeper.domain.quote import UniswapV2Quoter
-from keeper.exec.executor import _pools_touched
+from keeper.exec.executor import _touches
 from keeper.exec.sender import Sender
 from keeper.exec.simulate import Simulator, state_for
 from keeper.exec.tx import TxRequest
@@ -74,12 +74,15 @@ def test_a_plan_touches_the_pairs_it_sells_through_and_a_kept_one_none() -> None
     quoter = UniswapV2Quoter(reserves(DEEP_WETH_USDC))
     sold = devnet_user_plan(quoter)
     assert isinstance(sold, Plan)
-    assert _pools_touched(sold) == {"/".join(sort_tokens(WETH, USDC))}
+    assert _touches(sold, isolated=False) == {"/".join(sort_tokens(WETH, USDC))}
     own = Funding(flash_premium_bps=5, own_balances={USDC: 20_000 * USDC_UNIT})
     kept = devnet_user_plan(UniswapV2Quoter(reserves((WETH, 10**18, USDC, 1_800 * USDC_UNIT))),
                             funding=own, config=replace(CONFIG, keep_collateral=True))
     assert isinstance(kept, Plan) and kept.params.keep_collateral
-    assert _pools_touched(kept) == frozenset()
+    assert _touches(kept, isolated=False) == frozenset()
+    # An isolated collateral's total debt is one counter every liquidation against it lowers.
+    assert _touches(kept, isolated=True) == {f"isolated:{WETH.lower()}"}
+    assert state_for(request(_touches(kept, isolated=True))) == "pending"
 
 
 def test_a_send_that_shares_nothing_is_simulated_at_the_head() -> None:
