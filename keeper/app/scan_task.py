@@ -184,6 +184,10 @@ class ScanTask:
         await scanner.sync_off_loop(touched)
         touched.clear()
         block = book.block_number  # the scan reads the book before its first await
+        planner = self.keeper.planner
+        if planner is not None and self.keeper.executor is not None:
+            # The round's reads, while the candidates are confirmed on chain.
+            planner.prefetch(book.block_hash, list(planner.venue.a_tokens))
         found = await steps.candidates(self.keeper, scanner)
         new_mismatches = scanner.stats.mismatches - self._mismatches_seen
         if new_mismatches > 0:

@@ -168,7 +168,7 @@ class ExecuteTask:
         # repeats numbers. Plans on stale pools overestimate and fail their simulation.
         head = self.sending.keeper.sync.book.block_hash
         if self._round is None or self._round.block != block or self._round_head != head:
-            self._round = PlanRound(block, list(self.in_flight.values()))
+            self._round = PlanRound(block, list(self.in_flight.values()), head)
             self._round_head = head
         return self._round
 

@@ -267,7 +267,9 @@ def optimise_liquidation(
     x_hi = x_top
     if x_top > 1 and sizes.at(x_top - 1) is None and refuses_large(sizes.errors[-1]):
         x_hi = last_feasible(sizes.at, 1, x_top - 1)
-    best = maximise_unimodal(sizes.profit, 1, x_hi)
+    # Below a band of sizes the Pool refuses (dust), the edge is searched, not taken: there the
+    # model and the chain were a wei apart (test_liquidation_v36, the 50% dust rule).
+    best = maximise_unimodal(sizes.profit, 1, x_hi, rising_top=x_hi == x_top)
     # The top itself, exactly (the search variable may not map onto it): the whole debt or
     # the whole collateral, which v3.3 allows even where the sizes below it leave dust.
     found = [sizes.at(best[0]) if best else None, sizes.at_debt(top)]

@@ -27,7 +27,7 @@ _TOP_PROBE = 10**6
 
 
 def maximise_unimodal(
-    objective: Callable[[int], int | None], lo: int, hi: int
+    objective: Callable[[int], int | None], lo: int, hi: int, *, rising_top: bool = True
 ) -> tuple[int, int] | None:
     """The integer ``x`` in ``[lo, hi]`` with the largest ``objective(x)``, and that value.
 
@@ -36,6 +36,8 @@ def maximise_unimodal(
     Golden-section search down to a handful of points, then every remaining point and both
     ends are evaluated.
     Ties go to the smaller ``x`` (less capital, less flash premium). None if nothing is feasible.
+    ``rising_top=False`` searches a top that still rises instead of taking it (a top that is an
+    edge cut by the caller, not the function's own end).
     """
     if lo > hi:
         return None
@@ -47,7 +49,7 @@ def maximise_unimodal(
         return memo[x]
 
     a, b = _rising_window(f, lo, hi)
-    if a > lo:
+    if a > lo and rising_top:
         # Still rising a millionth below the top, and the top no lower than there: the top,
         # within the rise of that last millionth (a concave curve gains no more in it). Most
         # liquidations: 3 evaluations instead of ~47 (the 10,000-borrower crash spent 8.5 of

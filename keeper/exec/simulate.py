@@ -25,6 +25,9 @@ from keeper.protocols.aave_v3.pool_errors import decode_pool_error
 
 log = get_logger(__name__)
 
+TRACED_GAS_LIMIT_PERCENT = 130
+"""A traced figure is exact; the limit sent leaves room for the 63/64 of the gas a flash-loan
+callback must be able to forward."""
 AFTER_GAS_HEADROOM_PERCENT = 150
 """A backrun's pair simulation runs ours at this share of its gas hint (see ``Simulator``)."""
 _ERROR_SELECTOR = "0x08c379a0"  # Error(string)
@@ -50,6 +53,11 @@ class Simulator:
     def __init__(self, reads: ChainReads, address: str) -> None:
         self.reads = reads
         self.address = address
+        # How the node traces a call at a given stamp; none left: it does not (a provider
+        # without debug_traceCall), and requests are checked with eth_call / eth_estimateGas.
+        self._trace_options: list[dict[str, Any]] = [
+            {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}},
+            {"tracer": "callTracer"}]
 
     async def simulate(self, req: TxRequest, block: str) -> Simulation:
         """The exact call against ``block``, with gas estimate, next base fee and balance
@@ -60,6 +68,10 @@ class Simulator:
                 return sim
         call: dict[str, Any] = {"from": self.address, "to": req.to,
                                 "data": "0x" + req.data.hex(), "value": hex(req.value)}
+        while req.trace_at is not None and self._trace_options:
+            traced = await self._traced(req, call, block, self._trace_options[0])
+            if traced is not None:
+                return traced
         if req.known_gas is not None and req.gas_limit is not None:
             gas_check: tuple[str, list[Any]] = (
                 "eth_call", [call | {"gas": hex(req.gas_limit)}, block])
@@ -93,6 +105,42 @@ class Simulator:
             else hex_to_int(est, "eth_estimateGas")
         return Simulation(None, gas, base_fee, hex_to_int(balance, "eth_getBalance"), head,
                           str(ret))
+
+    async def _traced(self, req: TxRequest, call: dict[str, Any], block: str,
+                      options: dict[str, Any]) -> Simulation | None:
+        """The call traced at ``req.trace_at`` (the stamp of the block that would include it),
+        with the next base fee and our balance, in one batch: one execution gives both the
+        revert and the exact gas, where a trace before the simulation cost a round trip and
+        an execution more on the hot path. None when the node refuses these options (the
+        next are tried; none left: no tracing)."""
+        assert req.trace_at is not None
+        at = options | {"blockOverrides": {"time": hex(req.trace_at)}}
+        header, trace, balance = await self.reads.batch([
+            ("eth_getBlockByNumber", [block, False]), ("debug_traceCall", [call, block, at]),
+            ("eth_getBalance", [self.address, block])])
+        for r in (header, balance):
+            if isinstance(r, Exception):
+                raise r
+        if isinstance(trace, RpcError):
+            raise trace  # the transport, not the node's answer: nothing learnt about tracing
+        if not isinstance(trace, dict) or "gasUsed" not in trace:
+            log.info("trace_options_refused", options=list(options),
+                     error=str(trace)[:200])
+            self._trace_options.remove(options)
+            return None
+        base_fee, head = _next_block(header) if block == "pending" else _after(header)
+        if trace.get("error"):
+            reason = reason_of(trace.get("output"), str(trace.get("revertReason")
+                                                        or trace["error"]))
+            log.info("simulation_refused", label=req.label, to=req.to, block=block,
+                     reason=reason)
+            return Simulation(reason, 0, base_fee, 0, head, "")
+        gas = hex_to_int(trace["gasUsed"], "gasUsed")
+        # The limit leaves room for the 63/64 of the gas a flash-loan callback must be able
+        # to forward: the trace ran with plenty.
+        return Simulation(None, gas, base_fee, hex_to_int(balance, "eth_getBalance"), head,
+                          str(trace.get("output", "0x")),
+                          checked_limit=gas * TRACED_GAS_LIMIT_PERCENT // 100)
 
     async def _simulate_after(self, req: TxRequest, after: PendingTx) -> Simulation | None:
         """[``after``, ours] in one simulated block on top of the head (``eth_simulateV1``),
@@ -155,6 +203,11 @@ def revert_reason(exc: RpcResponseError) -> str:
     data: Any = exc.data
     if isinstance(data, dict):
         data = data.get("data")
+    return reason_of(data, exc.rpc_message)
+
+
+def reason_of(data: Any, message: str) -> str:
+    """A readable revert reason from revert ``data`` (hex) and the node's ``message``."""
     if isinstance(data, str) and data.startswith(_ERROR_SELECTOR):
         with contextlib.suppress(Exception):
             (text,) = abi_decode(["string"], bytes.fromhex(data[10:]))
@@ -169,9 +222,9 @@ def revert_reason(exc: RpcResponseError) -> str:
             named = decode_pool_error(raw) or decode_revert(raw)
             if named is not None:
                 return f"reverted: {named}"
-    if isinstance(data, str) and len(data) >= 10 and "revert" in exc.rpc_message.lower():
-        return f"{exc.rpc_message} (error selector {data[:10]})"
-    return exc.rpc_message
+    if isinstance(data, str) and len(data) >= 10 and "revert" in message.lower():
+        return f"{message} (error selector {data[:10]})"
+    return message
 
 
 def pair_failure(simulated: Any) -> str | None:

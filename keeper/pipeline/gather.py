@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from keeper.chain.abi import Function
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import hex_to_int
+from keeper.domain.amm import sort_tokens
 from keeper.domain.fees import next_base_fee
 from keeper.domain.liquidation import NO_LIMITS, AaveRules, PoolLimits
 from keeper.domain.quote import needed_pairs
@@ -185,3 +186,28 @@ async def gather(rpc: JsonRpc, venue: Venue, assets: Sequence[str], *,
         header=header,
         sender_nonce=sender_nonce,
     )
+
+
+def narrowed(gathered: Gathered, assets: Sequence[str], hubs: Sequence[str]) -> Gathered:
+    """``gathered`` (read for a superset of ``assets``) as a gather for ``assets`` alone would
+    have read it: only their pools, funding and limits, so that a plan made on it, and its
+    cache key, are the same."""
+    wanted = {a.lower() for a in assets}
+    keys = needed_pairs(assets, assets, hubs=list(hubs))
+    funding = gathered.funding
+    limits = gathered.limits
+    return replace(
+        gathered,
+        reserves={p: r for p, r in gathered.reserves.items() if p in keys},
+        funding=replace(
+            funding,
+            own_balances={a: b for a, b in funding.own_balances.items() if a.lower() in wanted},
+            flash_liquidity=None if funding.flash_liquidity is None else {
+                a: b for a, b in funding.flash_liquidity.items() if a.lower() in wanted}),
+        limits=limits if limits is NO_LIMITS else replace(
+            limits,
+            grace_period_until={a: t for a, t in limits.grace_period_until.items()
+                                if a.lower() in wanted},
+            virtual_balances=None if limits.virtual_balances is None else {
+                a: b for a, b in limits.virtual_balances.items() if a.lower() in wanted}),
+        v3_pools=tuple(p for p in gathered.v3_pools if sort_tokens(p.token0, p.token1) in keys))

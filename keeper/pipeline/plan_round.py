@@ -39,8 +39,9 @@ class InFlight(Protocol):
 class PlanRound:
     """The planning of the block after ``block`` (the book's block when it began)."""
 
-    def __init__(self, block: int, in_flight: Sequence[InFlight] = ()) -> None:
+    def __init__(self, block: int, in_flight: Sequence[InFlight] = (), head: str = "") -> None:
         self.block = block
+        self.head = head  # the book's block hash: the reads prefetched for it are this round's
         self.plans = 0  # accepted in this round
         self._gathered: dict[tuple[str, ...], Gathered] = {}
         self._pools: dict[Pair, tuple[int, int]] = {}  # after our plans' swaps

@@ -6,7 +6,9 @@ or a ``Rejection``; it sends nothing (keeper.exec carries a plan out).
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from collections.abc import Sequence
 from dataclasses import replace
 
 from keeper.chain.rpc import JsonRpc
@@ -16,9 +18,10 @@ from keeper.domain.plan import GasPrice, Plan, Rejection, RejectionReason
 from keeper.domain.profit import native_to_asset
 from keeper.domain.quote import Quoter, UniswapV2Quoter
 from keeper.domain.routing import RoutingQuoter
+from keeper.errors import KeeperError
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
-from keeper.pipeline.gather import Gathered, Venue, gather
+from keeper.pipeline.gather import Gathered, Venue, gather, narrowed
 from keeper.pipeline.plan_cache import PlanCache, plan_key
 from keeper.pipeline.plan_round import PlanRound
 from keeper.pipeline.planner import PlannerConfig, plan_liquidation
@@ -41,6 +44,8 @@ class LiquidationPlanner:
         self.block_time = block_time
         self.v3_reader = V3PoolReader(rpc) if venue.uniswap_v3 is not None else None
         self.cache = PlanCache()
+        # The reads started for a round before its first plan: (head, assets, task).
+        self._prefetch: tuple[str, frozenset[str], asyncio.Future[Gathered]] | None = None
 
     async def plan(self, user: str, account: UserAccount, market: Market, *,
                    round_: PlanRound | None = None) -> Plan | Rejection:
@@ -54,6 +59,8 @@ class LiquidationPlanner:
         """
         assets = sorted(account.reserves)
         gathered = round_.cached(assets) if round_ is not None else None
+        if gathered is None and round_ is not None:
+            gathered = await self._prefetched(round_.head, assets)
         if gathered is None:
             gathered = await gather(self.rpc, self.venue, assets,
                                     block_time=self.block_time, rules=self.config.rules,
@@ -83,6 +90,33 @@ class LiquidationPlanner:
         else:
             self.metrics.plans.inc()
         return verdict
+
+    def prefetch(self, head: str, assets: Sequence[str]) -> None:
+        """Start the reads of the round for the block ``head`` (the book's block hash) for
+        every one of ``assets`` (the market's), while the scan confirms its candidates: the
+        first plan of the round then reads nothing (1.2 ms of the 6.7 ms from detection to
+        send on the quiet reaction bench). One batch a block while the executor runs."""
+        if self._prefetch is not None and self._prefetch[0] == head:
+            return
+        if self._prefetch is not None:
+            self._prefetch[2].cancel()
+        task = asyncio.ensure_future(gather(
+            self.rpc, self.venue, sorted(assets), block_time=self.block_time,
+            rules=self.config.rules, v3_reader=self.v3_reader))
+        # Read or not, an exception is not left unretrieved: the plan reads for itself then.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._prefetch = (head, frozenset(a.lower() for a in assets), task)
+
+    async def _prefetched(self, head: str, assets: Sequence[str]) -> Gathered | None:
+        """The prefetched reads narrowed to ``assets``, when they are this round's and cover
+        them; None otherwise (or when the read failed: the plan reads for itself)."""
+        found = self._prefetch
+        if found is None or found[0] != head or not {a.lower() for a in assets} <= found[1]:
+            return None
+        try:
+            return narrowed(await asyncio.shield(found[2]), assets, self.venue.hubs)
+        except (KeeperError, asyncio.CancelledError):
+            return None
 
     def _gas_price(self, gathered: Gathered) -> GasPrice:
         # The size that pays best does not depend on the tip (gas is the same for any size):

@@ -198,9 +198,10 @@ async def test_reorg_drops_a_mined_liquidation(tmp_path: Path) -> None:
         await run.devnet.mine(2)
         head = await run.head()
         depth = head - max(b for b, _, _ in liqs) + 1
-        # A shallow reorg (the keeper keeps 64 blocks): the last liquidation, the 2 blocks mined
-        # here, and the few a busy devnet may have mined meanwhile.
-        assert 1 <= depth <= 10
+        # A reorg the keeper can follow (it keeps 64 blocks): the last liquidation, the 2 blocks
+        # mined here, and those the devnet mined meanwhile (22 in one CI run: the crash's
+        # oracle and arbitrage transactions keep an automining node busy after our last send).
+        assert 1 <= depth <= 48
         dropped = [u for b, u, _ in liqs if b > head - depth]
         await run.devnet.rpc.call("anvil_reorg", [depth, []])
         reorged = await run.head()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from keeper.chain.rpc import HttpRpc
 from keeper.contracts import artifacts
+from keeper.devnet.anvil import Anvil
 from keeper.devnet.driver import Devnet
 from keeper.devnet.manifest import MULTICALL3
 from keeper.devnet.scenario import crash, plan_population, seed_population
+from keeper.devnet.txs import TxSender
 
 WAD = 10**18
 POOL = artifacts.aave("Pool").abi
@@ -134,3 +139,28 @@ async def test_plain_liquidation_pays_aave_formula_to_the_wei(devnet: Devnet) ->
     assert 4.354 * WAD < received < 4.355 * WAD  # 7500 × 1.05 / 1800 less 10% of the bonus
     treasury_gain = await devnet.balance_of(weth.a_token, m.treasury) - treasury_before
     assert abs(treasury_gain - fee) <= 1  # aToken balances round through the liquidity index
+
+
+async def test_a_devnet_send_stuck_above_the_chains_nonce_is_sent_again_at_it(
+        anvil: Anvil) -> None:
+    # After an evm_revert, anvil's pool may hand out a nonce counted on the reverted blocks:
+    # on an automining node such a transaction waits forever. The devnet's sender sees it
+    # (nonce above the chain's, nothing mined for it) and sends it again at the chain's nonce.
+    async with HttpRpc(anvil.url) as rpc:
+        me = (await rpc.call("eth_accounts"))[0]
+
+        class Skewed:
+            """The node as it behaves after such a revert: its first nonce is 3 ahead."""
+
+            skewed = False
+
+            async def call(self, method: str, params: Any = (), **kw: Any) -> Any:
+                if method == "eth_sendTransaction" and not self.skewed:
+                    self.skewed = True
+                    params = [params[0] | {"nonce": hex(3)}]
+                return await rpc.call(method, params, **kw)
+
+        tx = TxSender(Skewed(), me)  # type: ignore[arg-type]
+        receipt = await tx.send(me, b"", what="self-transfer")
+        assert int(receipt["status"], 16) == 1 and int(receipt["blockNumber"], 16) == 1
+        assert int(await rpc.call("eth_getTransactionCount", [me, "latest"]), 16) == 1

@@ -10,7 +10,7 @@ from eth_abi import encode as abi_encode
 
 from keeper.domain.fees import next_base_fee
 from keeper.errors import RpcError
-from keeper.pipeline.gather import Venue, gather, next_block
+from keeper.pipeline.gather import Venue, gather, narrowed, next_block
 from keeper.protocols.erc20 import balance_of
 from keeper.protocols.uniswap_v2.pair import pair_address
 from tests.unit.test_account import USDC, WBTC, WETH
@@ -138,3 +138,20 @@ async def test_on_31_and_later_the_batch_reads_each_assets_grace_period_and_virt
     assert len(rpc.batches[1]) == len(rpc.batches[0]) + 6
     assert v36.limits.grace_period_until == {WBTC: 7, USDC: 7, WETH: 7}
     assert v36.funding == v30.funding and v36.reserves == v30.reserves
+
+
+async def test_a_gather_for_more_assets_narrowed_is_the_gather_for_fewer() -> None:
+    # The round's reads prefetched for every asset of the market, narrowed to an account's
+    # assets, are what reading for those assets alone gives: same pools, funding, header.
+    venue = Venue(POOL, LIQUIDATOR, FACTORY, bytes(32), (WETH,),
+                  {USDC: A_USDC, WBTC: "0x00000000000000000000000000000000000000b7"})
+    answers = _answers() | {
+        ("eth_call", WBTC + LIQUIDATOR[2:].rjust(64, "0")): word(9),
+        ("eth_call", WBTC + "0x00000000000000000000000000000000000000b7"[2:].rjust(64, "0")):
+            word(10),
+    }
+    everything = await gather(FakeRpc(answers), venue, [WBTC, USDC, WETH], block_time=12)
+    assert everything.funding.own_balances == {USDC: 123, WBTC: 9}
+    for assets in ([USDC, WETH], [USDC], [WBTC, WETH]):
+        alone = await gather(FakeRpc(answers), venue, assets, block_time=12)
+        assert narrowed(everything, assets, venue.hubs) == alone, assets

@@ -4,14 +4,18 @@ rejection is decided once per set of inputs."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from typing import Any
+
+import pytest
 
 from keeper.domain.amm import get_amount_out, sort_tokens
 from keeper.domain.fees import FeePolicy
 from keeper.domain.plan import GasPrice, Plan, Rejection, RejectionReason
 from keeper.domain.quote import UniswapV2Quoter
 from keeper.obs.metrics import Metrics
+from keeper.pipeline import planning
 from keeper.pipeline.gather import Gathered, NextBlock, Venue
 from keeper.pipeline.plan_cache import PlanCache, gas_band, plan_key
 from keeper.pipeline.plan_round import PlanRound
@@ -98,6 +102,35 @@ async def test_the_planner_plans_two_accounts_of_a_block_in_sequence_on_shared_r
     assert round_.plans == 2
     # The second sold into the pool the first left: same position, less profit.
     assert b.gross_profit < a.gross_profit
+
+
+async def test_the_rounds_reads_prefetched_at_the_scan_serve_its_first_plan(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[list[str]] = []
+
+    async def gather(_rpc: Any, _venue: Any, assets: list[str], **_: Any) -> Gathered:
+        reads.append(list(assets))
+        await asyncio.sleep(0)
+        return gathered(reserves(DEEP_WETH_USDC))
+
+    monkeypatch.setattr(planning, "gather", gather)
+    p = planner()
+    user = account({WETH: 10 * WEI}, {USDC: 15_000 * USDC_UNIT})
+    m = flash_market({WETH: usd(1800)})
+    other = "0x00000000000000000000000000000000000000d1"
+    p.prefetch("0xaa", [WETH, USDC, other])
+    p.prefetch("0xaa", [WETH, USDC, other])  # the same block: one read
+    plan = await p.plan(USER_B, user, m, round_=PlanRound(block=7, head="0xaa"))
+    assert isinstance(plan, Plan)
+    assert reads == [sorted([WETH, USDC, other])]  # the prefetch, and nothing more
+    # The same plan as from its own read.
+    alone = await planner().plan(USER_B, user, m, round_=PlanRound(block=7, head="0xbb"))
+    assert alone == plan and reads[-1] == sorted(user.reserves)
+    # A round of another block reads for itself; so does an account the prefetch misses.
+    reads.clear()
+    assert isinstance(await p.plan(USER_B, user, m, round_=PlanRound(block=8, head="0xcc")),
+                      (Plan, Rejection))
+    assert reads == [sorted(user.reserves)]
 
 
 # ---- the plan cache ------------------------------------------------------------------------
