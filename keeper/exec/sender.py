@@ -1,39 +1,34 @@
 """See one transaction through: simulate, sign, send, watch, replace, survive a reorg.
 
-``Sender.execute(request)`` is the whole life of a transaction for one account, and it holds
-the account's nonce lease for all of it, so there is at most one transaction in flight per
-account. It never sends a transaction that a simulation says would revert (against the
-pending state, or the head for one that shares nothing with ours in flight: ``state_for``), or
-whose gas at current fees would eat the expected profit, or that the guards refuse.
-It never resends blindly: before any replacement or resend it checks, in one batch, the
-receipt of every hash sent so far for this nonce and the account's mined nonce.
+``Sender.execute(request)`` is the whole life of one transaction. It never sends one that a
+simulation says would revert (against the pending state, or the head for one that shares nothing
+with ours in flight: ``state_for``), whose gas at current fees would eat the expected profit, or
+that the guards refuse; never resends blindly (each replacement or resend first checks, in one
+batch, the receipt of every hash sent for the nonce and the account's mined nonce).
 
 Life of a request::
 
-    simulate (eth_call + eth_estimateGas + next block + balance, one batch)
+    simulate (a trace, or eth_call + eth_estimateGas; next block; balance: one batch)
       → refuse (reverts / unprofitable / guard / balance)  → TxOutcome SKIPPED
       → dry run: log what would be sent                     → TxOutcome SKIPPED, dry_run=True
     sign locally, submit (public mempool or private relay)
     each new block:
       receipts of all our hashes + mined nonce (one batch)
-      receipt found → wait ``confirmations`` blocks, then MINED / REVERTED
+      receipt found → wait ``confirmations`` blocks, then MINED / REVERTED (a lost race or not)
       receipt gone (reorg) → re-simulate; resend the same signed tx, or cancel if it now reverts
       nonce used by something not ours → DROPPED
       caller's ``still_wanted(request, block)`` says no → cancel (0-value self-transfer, same nonce)
       not mined after ``replace_after_blocks`` → re-simulate, replace with fee cap and tip +≥10%
     after ``receipt_timeout`` seconds without a receipt → cancel attempt, DROPPED
 
-A *backrun* request (``after`` set) must land right after a transaction still in the
-mempool: it is simulated with ``eth_simulateV1`` as the pair [that tx, ours] and refused
-unless ours succeeds after it; it bids ``exact_fees`` (the same tip as that tx, so fee
-ordering puts it just behind); and while that tx is pending it is neither re-checked with
-``still_wanted`` nor replaced (either would judge it against a state without the tx it follows).
-Once that tx is mined, ours is an ordinary request and every rule above applies.
+A *backrun* request (``after`` set) must land right after a transaction still in the mempool:
+simulated with ``eth_simulateV1`` as the pair [that tx, ours], it bids ``exact_fees`` (that tx's
+tip: fee ordering puts it just behind), and is neither re-checked with ``still_wanted`` nor
+replaced while that tx is pending; then it is an ordinary request.
 
-The parts: ``simulate`` (the checks against the chain), ``admission`` (fees, profit, guards,
-balance), ``submit`` (where signed bytes go), ``reads`` (heads, receipts, nonces), ``flight``
-(the state of one request), ``accounting`` (endings into guards and metrics), ``same_nonce``
-(resend, replace, cancel, sign and hand out).
+The parts: ``simulate``, ``admission`` (fees, profit, guards, balance), ``submit``, ``reads``,
+``flight``, ``accounting`` (endings into guards and metrics), ``same_nonce`` (resend, replace,
+cancel, sign and hand out).
 """
 
 from __future__ import annotations
@@ -42,6 +37,7 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
+from typing import Any
 
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import hex_to_int
@@ -61,6 +57,7 @@ from keeper.exec.submit import PublicSubmitter, Submitter, is_nonce_error
 from keeper.exec.tx import Status, StillWanted, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
+from keeper.protocols.aave_v3.liquidator import lost_the_race
 
 log = get_logger(__name__)
 _SHARES_KEPT = 4_096  # sends remembered for ``_overlaps``; an older simulation is resimulated
@@ -83,10 +80,8 @@ class SenderSettings:
 class Sender:
     """The executor for one account.
 
-    ``signer`` may be None only in dry-run mode (then ``address`` says whom to simulate as).
-    ``nonces`` defaults to a fresh ``NonceManager``; share one per account if several senders
-    ever use the same key (they should not).
-    """
+    ``signer`` may be None only in dry-run mode (then ``address`` says whom to simulate as);
+    ``nonces`` defaults to a fresh ``NonceManager`` (one per account)."""
 
     def __init__(
         self,
@@ -309,7 +304,7 @@ class Sender:
             if done is not None:
                 return done
         if flight.receipt is not None:
-            return self.accounting.included(flight, flight.receipt, loop.time())
+            return await self._included(flight, flight.receipt)
         return self.accounting.failed(flight, Status.DROPPED,
                                       f"not mined within {self.settings.receipt_timeout:g}s; "
                                       f"nonce {flight.lease.nonce} may still be pending")
@@ -324,7 +319,7 @@ class Sender:
             included = hex_to_int(receipt["blockNumber"], "blockNumber")
             deep_enough = head - included + 1 >= self.settings.confirmations
             if deep_enough and await self.reads.still_canonical(receipt):
-                return self.accounting.included(flight, receipt, asyncio.get_running_loop().time())
+                return await self._included(flight, receipt)
             return None
 
         if flight.receipt is not None:
@@ -387,6 +382,12 @@ class Sender:
                 return self.same.rolled_back(flight)
             await self.same.replace(flight, head)
         return None
+
+    async def _included(self, flight: Flight, receipt: dict[str, Any]) -> TxOutcome:
+        why = await self.simulator.mined_revert(str(receipt["transactionHash"])) \
+            if hex_to_int(receipt["status"], "status") == 0 else None
+        return self.accounting.included(flight, receipt, asyncio.get_running_loop().time(),
+                                        revert=why, lost_race=lost_the_race(why or ""))
 
     async def _wanted(self, flight: Flight, head: int, still_wanted: StillWanted) -> bool:
         try:

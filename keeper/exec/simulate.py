@@ -70,7 +70,9 @@ class Simulator:
                                 "data": "0x" + req.data.hex(), "value": hex(req.value)}
         while req.trace_at is not None and self._trace_options:
             traced = await self._traced(req, call, block, self._trace_options[0])
-            if traced is not None:
+            if isinstance(traced, int):  # the chain is past the stamp: at the next block's
+                traced = await self._traced(req, call, block, self._trace_options[0], traced)
+            if isinstance(traced, Simulation):
                 return traced
         if req.known_gas is not None and req.gas_limit is not None:
             gas_check: tuple[str, list[Any]] = (
@@ -107,20 +109,35 @@ class Simulator:
                           str(ret))
 
     async def _traced(self, req: TxRequest, call: dict[str, Any], block: str,
-                      options: dict[str, Any]) -> Simulation | None:
+                      options: dict[str, Any], stamp: int | None = None) -> Simulation | int | None:
         """The call traced at ``req.trace_at`` (the stamp of the block that would include it),
         with the next base fee and our balance, in one batch: one execution gives both the
         revert and the exact gas, where a trace before the simulation cost a round trip and
         an execution more on the hot path. None when the node refuses these options (the
-        next are tried; none left: no tracing)."""
+        next are tried; none left: no tracing).
+
+        A plan made a few blocks ago has a stamp the chain is already past: traced there, a
+        reserve updated since would run its interest backwards (panic 0x11; 130 false
+        refusals in the 10,000-borrower race). The last head the watcher saw moves the stamp
+        on; when the batch's own header is past it too, the stamp it needs is returned, for
+        one trace more (``stamp``)."""
         assert req.trace_at is not None
-        at = options | {"blockOverrides": {"time": hex(req.trace_at)}}
+        again = stamp is not None
+        if stamp is None:
+            seen = self.reads.head_timestamp
+            stamp = max(req.trace_at, seen[1] + 1) if seen is not None else req.trace_at
+        at = options | {"blockOverrides": {"time": hex(stamp)}}
         header, trace, balance = await self.reads.batch([
             ("eth_getBlockByNumber", [block, False]), ("debug_traceCall", [call, block, at]),
             ("eth_getBalance", [self.address, block])])
         for r in (header, balance):
             if isinstance(r, Exception):
                 raise r
+        # The pending block carries the next block's stamp; the head, the one before it.
+        head_stamp = hex_to_int(header.get("timestamp", "0x0"), "timestamp")
+        needed = head_stamp if block == "pending" else head_stamp + 1
+        if needed > stamp and not again:
+            return needed
         if isinstance(trace, RpcError):
             raise trace  # the transport, not the node's answer: nothing learnt about tracing
         if not isinstance(trace, dict) or "gasUsed" not in trace:
@@ -141,6 +158,19 @@ class Simulator:
         return Simulation(None, gas, base_fee, hex_to_int(balance, "eth_getBalance"), head,
                           str(trace.get("output", "0x")),
                           checked_limit=gas * TRACED_GAS_LIMIT_PERCENT // 100)
+
+    async def mined_revert(self, tx_hash: str) -> str | None:
+        """Why a mined transaction reverted, from its trace in its block; None when the node
+        does not trace (or the read fails)."""
+        try:
+            trace = await self.reads.rpc.call("debug_traceTransaction", [tx_hash, {
+                "tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}],
+                timeout=self.reads.timeout)
+        except (RpcError, RpcResponseError):
+            return None
+        if not isinstance(trace, dict) or not trace.get("error"):
+            return None
+        return reason_of(trace.get("output"), str(trace.get("revertReason") or trace["error"]))
 
     async def _simulate_after(self, req: TxRequest, after: PendingTx) -> Simulation | None:
         """[``after``, ours] in one simulated block on top of the head (``eth_simulateV1``),

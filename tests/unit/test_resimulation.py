@@ -15,8 +15,9 @@ from keeper.domain.quote import UniswapV2Quoter
 from keeper.exec.executor import _touches
 from keeper.exec.sender import Sender
 from keeper.exec.simulate import Simulator, state_for
-from keeper.exec.tx import TxRequest
+from keeper.exec.tx import Status, TxRequest
 from keeper.pipeline.planner import Funding
+from keeper.protocols.aave_v3.liquidator import lost_the_race
 from tests.integration.test_sender import make_sender
 from tests.unit.test_account import USDC, WETH
 from tests.unit.test_planner import (
@@ -112,3 +113,66 @@ async def test_a_simulation_at_the_head_reads_the_next_base_fee_from_it() -> Non
     assert sim.head == 100  # the head itself, not the block after it
     assert sim.base_fee == next_base_fee(8 * 10**9, 30_000_000, 30_000_000) == 9 * 10**9
     assert all("latest" in params and "pending" not in params for _, params in asked)
+
+
+async def test_a_trace_at_a_stamp_the_chain_is_past_is_run_again_at_the_next_blocks() -> None:
+    # A plan made a few blocks ago: traced at its stamp, a reserve updated since would run its
+    # interest backwards (panic 0x11). The simulation traces again at the next block's stamp.
+    stamps: list[int] = []
+    header = {"number": hex(100), "timestamp": hex(1_005), "baseFeePerGas": hex(10),
+              "gasUsed": hex(0), "gasLimit": hex(30_000_000)}
+
+    class Reads:
+        head_timestamp = None
+
+        async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+            (_, (_, _, options)) = calls[1]
+            stamps.append(int(options["blockOverrides"]["time"], 16))
+            ok = stamps[-1] > 1_005
+            trace = {"gasUsed": hex(400_000)} if ok else {
+                "gasUsed": hex(90_000), "error": "execution reverted",
+                "output": "0x4e487b71" + "11".rjust(64, "0")}
+            return [header, trace, hex(10**18)]
+
+    req = replace(request(frozenset()), trace_at=1_001)
+    sim = await Simulator(Reads(), "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
+    assert stamps == [1_001, 1_006]
+    assert sim.reason is None and sim.gas == 400_000 and sim.checked_limit == 520_000
+    # A head the watcher saw moves the stamp on before the first trace.
+    stamps.clear()
+    reads = Reads()
+    reads.head_timestamp = (100, 1_005)  # type: ignore[assignment]
+    await Simulator(reads, "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
+    assert stamps == [1_006]
+
+
+def test_a_revert_that_says_the_account_was_taken_first_is_a_lost_race() -> None:
+    for reason in ("reverted: 45", "reverted: 46", "reverted: 47",
+                   "reverted: CollateralCannotBeLiquidated()",
+                   "reverted: HealthFactorNotBelowThreshold()",
+                   "reverted: InsufficientProfit(12, 50)"):
+        assert lost_the_race(reason), reason
+    for reason in ("reverted: panic 0x11", "reverted: 145", "reverted: Loss(3)",
+                   "reverted: NotOwner()", "", "execution reverted"):
+        assert not lost_the_race(reason), reason
+
+
+def test_a_lost_race_costs_its_gas_but_not_the_breaker() -> None:
+    from keeper.exec.accounting import Accounting
+    from keeper.exec.flight import Flight
+    from keeper.exec.guards import Guards
+    from keeper.exec.nonce import NonceLease
+    from keeper.obs.metrics import Metrics
+
+    guards = Guards.from_config(10**18, 2, False)
+    accounting = Accounting(guards, Metrics(), dry_run=False)
+    receipt = {"transactionHash": "0x" + "ab" * 32, "gasUsed": hex(250_000),
+               "effectiveGasPrice": hex(10**9), "status": "0x0", "blockNumber": hex(9)}
+    flight = Flight(request(frozenset()), NonceLease(1), 250_000, 300_000)
+    for _ in range(3):
+        lost = accounting.included(flight, receipt, 0.0, revert="reverted: 46", lost_race=True)
+        assert lost.status is Status.REVERTED and lost.reason.endswith("(lost the race)")
+    assert not guards.breaker.is_open
+    for _ in range(2):
+        accounting.included(flight, receipt, 0.0, revert="reverted: panic 0x11")
+    assert guards.breaker.is_open

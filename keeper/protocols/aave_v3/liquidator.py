@@ -165,6 +165,19 @@ def refused_by_profit_floor(reason: str) -> bool:
     return f"{PROFIT_FLOOR_ERROR}(" in reason
 
 
+# Why a liquidation of an account that is no longer there to take reverts: healthy again, its
+# collateral or debt taken by another liquidation first (Aave 3.0-3.3 codes 45-47, 3.4+ names).
+_TAKEN_FIRST = ("reverted: 45", "reverted: 46", "reverted: 47", "HealthFactorNotBelowThreshold",
+                "CollateralCannotBeLiquidated", "SpecifiedCurrencyNotBorrowedByUser")
+
+
+def lost_the_race(reason: str) -> bool:
+    """Whether a mined liquidation's revert ``reason`` says the account was taken or healed
+    before it (or that it paid less than its floor once others had traded first)."""
+    return reason.rstrip().endswith(_TAKEN_FIRST[:3]) or any(
+        name in reason for name in (*_TAKEN_FIRST[3:], f"{PROFIT_FLOOR_ERROR}("))
+
+
 def decode_revert(data: bytes | str) -> str | None:
     """Name a FlashLiquidator custom error from revert data, e.g. ``InsufficientProfit(12, 50)``.
 
