@@ -8,8 +8,13 @@ the config: this module never reads the config). ``Signer``'s repr shows the add
 refuses to be pickled or copied, and every error raised here is built outside the ``except``
 block that saw the secret, so no traceback chain carries it.
 
-Signing uses eth-account, whose eth-keys backend is coincurve (libsecp256k1) when that is
-importable: ≈ 7× faster than the pure-Python backend. ``Signer.fast_path`` says which is in use.
+Type-2 transactions, the hot path, are encoded here (RLP) and signed with coincurve
+(libsecp256k1) directly: 0.08 ms a signature against 0.34 ms through eth-account's
+typed-transaction machinery (400 bytes of calldata, this machine; 1.45 ms a signature under
+the profiler in the 10,000-borrower race), and the same bytes (RFC 6979 nonces, low s), which
+a property test checks against eth-account.
+Messages go through eth-account, whose eth-keys backend is coincurve when importable
+(``Signer.fast_path``).
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import coincurve
+import rlp
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_utils import keccak
 from pydantic import SecretStr
 
 from keeper.domain.fees import Fees
@@ -45,11 +53,12 @@ class SignedTx:
 class Signer:
     """Holds one private key. Only the address is ever shown."""
 
-    __slots__ = ("_account", "address")
+    __slots__ = ("_account", "_key", "address")
 
     def __init__(self, account: Any) -> None:
         # Not part of the public API: build with from_keystore / from_private_key / load_signer.
         self._account = account
+        self._key = coincurve.PrivateKey(bytes(account._key_obj.to_bytes()))
         self.address: str = str(account.address).lower()
 
     def __repr__(self) -> str:
@@ -79,18 +88,17 @@ class Signer:
 
     def sign_eip1559(self, chain_id: int, nonce: int, to: str, data: bytes, value: int,
                      gas_limit: int, fees: Fees) -> SignedTx:
-        """Sign a type-2 transaction to ``to`` (0x-hex address) with these fees."""
-        return self.sign_transaction({
-            "type": 2,
-            "chainId": chain_id,
-            "nonce": nonce,
-            "to": bytes.fromhex(to[2:]),
-            "value": value,
-            "data": data,
-            "gas": gas_limit,
-            "maxFeePerGas": fees.max_fee_per_gas,
-            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
-        })
+        """Sign a type-2 transaction to ``to`` (0x-hex address) with these fees (EIP-1559:
+        ``0x02 || rlp([chainId, nonce, tip, feeCap, gas, to, value, data, accessList,
+        yParity, r, s])``, signed over the same without the signature)."""
+        fields = [chain_id, nonce, fees.max_priority_fee_per_gas, fees.max_fee_per_gas,
+                  gas_limit, bytes.fromhex(to[2:]), value, data, []]
+        digest = keccak(b"\x02" + rlp.encode(fields))
+        signature = self._key.sign_recoverable(digest, hasher=None)
+        r, s_, y = (int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big"),
+                    signature[64])
+        raw = b"\x02" + rlp.encode([*fields, y, r, s_])
+        return SignedTx(raw=raw, tx_hash="0x" + keccak(raw).hex())
 
     def sign_text(self, text: str) -> str:
         """EIP-191 ``personal_sign`` of the UTF-8 ``text``; 0x-prefixed 65-byte signature."""

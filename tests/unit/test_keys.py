@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keeper.app.config import load_config
 from keeper.app.exec_settings import load_signer, signer_from_config
+from keeper.domain.fees import Fees
 from keeper.errors import ConfigError
 from keeper.exec.keys import Signer
 
@@ -128,6 +131,25 @@ def test_signing_uses_coincurve_and_is_fast() -> None:
     rate = n / (time.perf_counter() - start)
     # The rate is a figure, not a bar (speed is `make bench`'s); the fast path is asserted above.
     print(f"EIP-1559 signs/s with coincurve: {rate:.0f}")
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(nonce=st.integers(0, 2**64 - 1), value=st.integers(0, 2**96), gas=st.integers(21_000, 30_000_000),
+       tip=st.integers(0, 10**12), extra=st.integers(0, 10**13), data=st.binary(max_size=600),
+       to=st.binary(min_size=20, max_size=20), chain_id=st.sampled_from([1, 10, 8453, 31337]))
+def test_the_hot_path_signs_type_2_exactly_as_eth_account(
+        nonce: int, value: int, gas: int, tip: int, extra: int, data: bytes, to: bytes,
+        chain_id: int) -> None:
+    cap = tip + extra
+    # Encoded and signed here (RLP and libsecp256k1 directly): the same bytes and hash as
+    # eth-account's typed transaction, which the node then recovers to our address.
+    signer = signer_from_config(load_config(None, {"KEEPER_PRIVATE_KEY": KEY}))
+    ours = signer.sign_eip1559(chain_id, nonce, "0x" + to.hex(), data, value, gas, Fees(cap, tip))
+    theirs = signer.sign_transaction({
+        "type": 2, "chainId": chain_id, "nonce": nonce, "to": to, "value": value, "data": data,
+        "gas": gas, "maxFeePerGas": cap, "maxPriorityFeePerGas": tip})
+    assert ours == theirs
+    assert Account.recover_transaction(ours.raw) == Account.from_key(KEY).address
 
 
 def test_sign_text_is_eip191() -> None:
