@@ -23,6 +23,7 @@ from keeper.app.daemon_settings import DaemonSettings
 from keeper.app.decisions import DecisionLog
 from keeper.app.head import DaemonReadiness, watch_head
 from keeper.app.inflight import Lane
+from keeper.app.quiet_blocks import QuietBlocks
 from keeper.app.risk_task import RiskGaugeTask
 from keeper.app.root import Keeper
 from keeper.app.scan_task import Candidates, ScanTask
@@ -106,6 +107,10 @@ class Daemon:
         self.execute = ExecuteTask(sending)
         self.backrun = BackrunTask(sending, self.prepared)
         keeper.sync.on_update(self._on_block)
+        if keeper.executor is not None:
+            quiet = QuietBlocks(lambda: keeper.sync.book)
+            keeper.sync.on_update(quiet.record)
+            keeper.executor.quiet = quiet.quiet
 
     @property
     def scanned_block(self) -> int | None:

@@ -9,6 +9,8 @@ owner's balance of the debt asset before and after the transaction's block, and 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -101,6 +103,10 @@ class LiquidationExecutor:
         self.native_asset = native_asset
         self.native_decimals = native_decimals
         self.block_time = block_time
+        # (user, after, head) -> True when blocks (after, head] left the user and its prices
+        # alone (the daemon's ``QuietBlocks``); then a kept liquidation is not asked again.
+        self.quiet: Callable[[str, int, int], bool] | None = None
+        self._checked: dict[str, int] = {}  # request label -> head of its last check
 
     async def prepare(self, plan: Plan, market: Market, *, detected_at: float | None = None,
                       trace_gas: bool = True, flagged_at: float | None = None,
@@ -144,12 +150,28 @@ class LiquidationExecutor:
     async def send(self, prepared: Prepared) -> Execution:
         """Hand a prepared request to the sender, see it through and account for it."""
         user, plan, predicted_gas = prepared.user, prepared.plan, prepared.predicted_gas
-        outcome = await self.sender.execute(prepared.request, still_wanted=self._still_wanted)
+        label = prepared.request.label
+        try:
+            outcome = await self.sender.execute(
+                prepared.request, still_wanted=functools.partial(self._recheck, prepared.user))
+        finally:
+            self._checked.pop(label, None)
         # The simulation's figure (traced at the plan's stamp), else the model's.
         predicted_gas = outcome.simulated_gas or predicted_gas
         if outcome.status is not Status.MINED:
             return Execution(user, plan=plan, outcome=outcome, predicted_gas=predicted_gas)
         return await self._account_for(user, plan, outcome, predicted_gas, prepared.market)
+
+    async def _recheck(self, user: str, request: TxRequest, head: int) -> bool:
+        """``_still_wanted``, unless nothing it depends on moved since its last check: a
+        request that trades in no pool and whose account and prices the blocks since left
+        alone (``quiet``)."""
+        last = self._checked.get(request.label)
+        self._checked[request.label] = head
+        if last is not None and self.quiet is not None and request.shares == frozenset() \
+                and self.quiet(user, last, head):
+            return True
+        return await self._still_wanted(request, head)
 
     async def _still_wanted(self, request: TxRequest, head: int) -> bool:
         """Asked on every block while our liquidation is in flight: would it still succeed?
