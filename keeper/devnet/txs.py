@@ -33,6 +33,7 @@ class TxSender:
     def __init__(self, rpc: HttpRpc, default_from: str) -> None:
         self.rpc = rpc
         self.default_from = default_from
+        self._sent_from: dict[str, str] = {}  # the sender of each transaction being waited for
 
     async def send(
         self,
@@ -64,14 +65,18 @@ class TxSender:
             tx_hash = await self.rpc.call("eth_sendTransaction", [tx], timeout=60)
         except RpcResponseError as exc:
             raise DevnetError(f"{what or 'transaction'} rejected: {exc.rpc_message}") from exc
+        self._sent_from[tx_hash] = tx["from"]
+        first = tx_hash
         try:
             receipt = await self.wait_receipt(tx_hash, what=what)
         except _BehindGap as gap:
-            # Once, at the chain's nonce: see ``_behind_gap``.
+            # Once more, at the chain's nonce: see ``_behind_gap``.
             await self.rpc.call("anvil_dropTransaction", [tx_hash])
             tx_hash = await self.rpc.call("eth_sendTransaction", [tx | {"nonce": hex(gap.nonce)}],
                                           timeout=60)
             receipt = await self.wait_receipt(tx_hash, what=what)
+        finally:
+            self._sent_from.pop(first, None)
         if int(receipt["status"], 16) != 1:
             reason = await self._replay(tx, int(receipt["blockNumber"], 16) - 1)
             raise DevnetError(f"{what or 'transaction'} {tx_hash} reverted{reason}")
@@ -102,7 +107,8 @@ class TxSender:
             if receipt is not None:
                 return dict(receipt)
             if loop.time() > deadline:
-                raise DevnetError(f"{what or 'transaction'} {tx_hash} was not mined in {timeout:g}s")
+                raise DevnetError(f"{what or 'transaction'} {tx_hash} was not mined in "
+                                  f"{timeout:g}s ({await self._state_of(tx_hash)})")
             if loop.time() > nudge_at:
                 nudge_at = loop.time() + _NUDGE_AFTER
                 if await self.rpc.call("anvil_getAutomine"):
@@ -111,6 +117,17 @@ class TxSender:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
+    async def _state_of(self, tx_hash: str) -> str:
+        """What the node says of a transaction it does not mine: for the error."""
+        tx = await self.rpc.call("eth_getTransactionByHash", [tx_hash])
+        head = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+        if tx is None:
+            return f"the node does not hold it; head {int(head['number'], 16)}"
+        chain = int(await self.rpc.call("eth_getTransactionCount", [tx["from"], "latest"]), 16)
+        return (f"nonce {int(tx['nonce'], 16)}, chain's next {chain}, fee cap "
+                f"{int(tx.get('maxFeePerGas') or tx.get('gasPrice') or '0x0', 16)}, base fee "
+                f"{int(head.get('baseFeePerGas', '0x0'), 16)}, head {int(head['number'], 16)}")
+
     async def _behind_gap(self, tx_hash: str) -> None:
         """Raise ``_BehindGap`` when the pending ``tx_hash`` took a nonce above its sender's
         next one on chain (on an automining node, a pending one below it would be mined): after an
@@ -118,10 +135,16 @@ class TxSender:
         such a transaction waits forever (once in a CI run of test_routing, after the nudge
         had been added)."""
         tx = await self.rpc.call("eth_getTransactionByHash", [tx_hash])
-        if tx is None or tx.get("blockNumber") is not None:
+        if tx is not None and tx.get("blockNumber") is not None:
             return
-        chain = int(await self.rpc.call("eth_getTransactionCount", [tx["from"], "latest"]), 16)
-        if int(tx["nonce"], 16) > chain:  # on an automining node, lower ones would be mined
+        sender = tx["from"] if tx is not None else self._sent_from.get(tx_hash)
+        if sender is None:
+            return
+        chain = int(await self.rpc.call("eth_getTransactionCount", [sender, "latest"]), 16)
+        # Gone from the pool (twice in CI runs of test_routing, in the parallel phase: the
+        # node answered the send, then neither mined nor held it), or above the chain's next
+        # nonce (on an automining node, a pending one below it would be mined).
+        if tx is None or int(tx["nonce"], 16) > chain:
             raise _BehindGap(chain)
 
     async def deploy(self, data: bytes, *, what: str = "") -> str:

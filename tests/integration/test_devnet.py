@@ -164,3 +164,31 @@ async def test_a_devnet_send_stuck_above_the_chains_nonce_is_sent_again_at_it(
         receipt = await tx.send(me, b"", what="self-transfer")
         assert int(receipt["status"], 16) == 1 and int(receipt["blockNumber"], 16) == 1
         assert int(await rpc.call("eth_getTransactionCount", [me, "latest"]), 16) == 1
+
+
+async def test_a_devnet_send_the_node_lost_is_sent_again(anvil: Anvil) -> None:
+    # The node answered the send and then neither mined nor held it (twice in CI, in the
+    # parallel phase): after the nudge, it is sent again at the chain's nonce.
+    async with HttpRpc(anvil.url) as rpc:
+        me = (await rpc.call("eth_accounts"))[0]
+        await rpc.call("evm_setAutomine", [False])
+
+        class Losing:
+            """Drops the first transaction it is handed, then mines as an automining node."""
+
+            lost = False
+
+            async def call(self, method: str, params: Any = (), **kw: Any) -> Any:
+                if method == "anvil_getAutomine":
+                    return True
+                result = await rpc.call(method, params, **kw)
+                if method == "eth_sendTransaction":
+                    if not self.lost:
+                        self.lost = True
+                        await rpc.call("anvil_dropTransaction", [result])
+                    else:
+                        await rpc.call("evm_mine")
+                return result
+
+        receipt = await TxSender(Losing(), me).send(me, b"", what="self-transfer")  # type: ignore[arg-type]
+        assert int(receipt["status"], 16) == 1
