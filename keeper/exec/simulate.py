@@ -1,7 +1,11 @@
 """Simulate a request before any send, and say in words why it would revert.
 
-A request is run with ``eth_call`` (and ``eth_estimateGas``, unless the caller traced its gas)
-against a block tag, batched with the next base fee and the account's balance. A backrun
+A request with ``trace_at`` is traced (``debug_traceCall``, at the head, at that stamp: the
+revert and the exact gas from one execution), with a plain ``eth_call`` beside it when it must
+be checked on the pending state; a node without tracing, or a request without a stamp, gets
+``eth_call`` and ``eth_estimateGas`` (or the call alone at a known gas). Each in one batch with
+the next base fee and the account's balance. ``mined_revert`` says why a mined one reverted,
+from its trace. A backrun
 (``TxRequest.after`` still in the mempool) is run as the pair [that tx, ours] in one simulated
 block with ``eth_simulateV1``: it passes only if both succeed in that order.
 """
