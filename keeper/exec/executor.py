@@ -132,6 +132,7 @@ class LiquidationExecutor:
             expected_profit_native=to_native(plan.gross_profit_usd, native_price),
             gas_limit=None if trace_gas else plan.gas_estimate,
             trace_at=plan.timestamp if trace_gas else None,
+            gas_hint=plan.gas_estimate,
             label=f"liquidate {plan.user}",
             detected_at=detected_at,
             flagged_at=flagged_at,

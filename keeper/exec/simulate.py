@@ -137,8 +137,13 @@ class Simulator:
         reads: list[tuple[str, list[Any]]] = [
             ("eth_getBlockByNumber", [block, False]), ("debug_traceCall", [call, "latest", at]),
             ("eth_getBalance", [self.address, block])]
+        # The state check runs at the limit the send will have at least: more gas never makes
+        # a call fail, too little does (traced at the head, a call can need more on the
+        # pending state; an out-of-gas revert got through in a CI run when it ran uncapped).
+        check_limit = (req.gas_hint or 0) * TRACED_GAS_LIMIT_PERCENT // 100
         if block != "latest":
-            reads.append(("eth_call", [call, block]))
+            reads.append(("eth_call", [call | ({"gas": hex(check_limit)} if check_limit else {}),
+                                       block]))
         header, trace, balance, *state = await self.reads.batch(reads)
         for r in (header, balance):
             if isinstance(r, Exception):
@@ -177,7 +182,8 @@ class Simulator:
         # to forward: the trace ran with plenty.
         return Simulation(None, gas, base_fee, hex_to_int(balance, "eth_getBalance"), head,
                           str(trace.get("output", "0x")),
-                          checked_limit=gas * TRACED_GAS_LIMIT_PERCENT // 100)
+                          checked_limit=max(gas * TRACED_GAS_LIMIT_PERCENT // 100,
+                                            check_limit if state else 0))
 
     async def mined_revert(self, tx_hash: str) -> str | None:
         """Why a mined transaction reverted, from its trace in its block; None when the node

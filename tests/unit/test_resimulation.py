@@ -176,3 +176,25 @@ def test_a_lost_race_costs_its_gas_but_not_the_breaker() -> None:
     for _ in range(2):
         accounting.included(flight, receipt, 0.0, revert="reverted: panic 0x11")
     assert guards.breaker.is_open
+
+
+async def test_on_the_pending_state_the_call_is_checked_at_the_limit_it_will_be_sent_with() -> None:
+    # Traced at the head; on the pending state a call can need more gas (an out-of-gas revert
+    # got through when that check ran uncapped): it runs at 130% of the planner's figure, and
+    # the send has at least that limit (more gas never makes a call fail).
+    asked: list[tuple[str, list[Any]]] = []
+    pending = {"number": hex(101), "timestamp": hex(1_010), "baseFeePerGas": hex(10)}
+
+    class Reads:
+        head_timestamp = None
+
+        async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+            asked.extend(calls)
+            return [pending, {"gasUsed": hex(300_000)}, hex(10**18), "0x"]
+
+    req = replace(request(frozenset({"weth/usdc"})), trace_at=1_010, gas_hint=500_000)
+    sim = await Simulator(Reads(), "0x" + "44" * 20).simulate(req, "pending")  # type: ignore[arg-type]
+    (_, (trace_call, trace_block, _)), (_, (state_call, state_block)) = asked[1], asked[3]
+    assert (trace_block, state_block) == ("latest", "pending")
+    assert "gas" not in trace_call and int(state_call["gas"], 16) == 650_000
+    assert sim.gas == 300_000 and sim.checked_limit == 650_000
