@@ -36,6 +36,7 @@ from keeper.protocols.erc20 import balance_of
 log = get_logger(__name__)
 
 BASE_UNIT = 10**8
+TRACED_GAS_LIMIT_PERCENT = 130
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,28 +112,28 @@ class LiquidationExecutor:
     async def prepare(self, plan: Plan, market: Market, *, detected_at: float | None = None,
                       trace_gas: bool = True, flagged_at: float | None = None,
                       block_seen_at: float | None = None, turn: Turn | None = None) -> Prepared:
-        """The request that carries ``plan`` out (no IO: the sender's simulation measures it).
+        """The request that carries ``plan`` out, with its gas predicted.
 
         ``market`` is the view the plan was made on (the book's, or one with prices the chain
         has not seen yet: a pending oracle update, when ``trace_gas=False``, since a trace at
-        the head would run without the new price and revert; the backrun's pair simulation
-        measures the gas instead). With ``trace_gas`` the simulation traces the call at the
-        plan's timestamp, as the including block will run it: at the head's own timestamp a
-        reserve already touched in that block skips its index update (``updateState``
-        returns early) and the gas came out ~20-40k short of the receipt. ``detected_at``,
-        ``flagged_at`` and ``block_seen_at`` (event-loop time: planning began, the scanner
-        first flagged the account, the block it was flagged on arrived) feed the latency
-        histograms. ``turn`` orders its nonce among the plans made with it
-        (``keeper.exec.order``).
+        the head would run without the new price and revert; the sender's simulation measures
+        the gas instead). ``detected_at``, ``flagged_at`` and ``block_seen_at`` (event-loop
+        time: planning began, the scanner first flagged the account, the block it was flagged
+        on arrived) feed the latency histograms. ``turn`` orders its nonce among the plans
+        made with it (``keeper.exec.order``).
         """
+        predicted_gas, traced = await self._predict_gas(plan) if trace_gas \
+            else (plan.gas_estimate, False)
         native_price = market.prices.get(self.native_asset, 0)
         request = TxRequest(
             to=plan.liquidator,
             data=plan.calldata,
             expected_profit_native=to_native(plan.gross_profit_usd, native_price),
-            gas_limit=None if trace_gas else plan.gas_estimate,
-            trace_at=plan.timestamp if trace_gas else None,
-            gas_hint=plan.gas_estimate,
+            # A traced figure is exact; the limit leaves room for the 63/64 of the gas a
+            # flash-loan callback must be able to forward (the sender checks the call at it).
+            gas_limit=predicted_gas * TRACED_GAS_LIMIT_PERCENT // 100 if traced
+            else plan.gas_estimate,
+            known_gas=predicted_gas if traced else None,
             label=f"liquidate {plan.user}",
             detected_at=detected_at,
             flagged_at=flagged_at,
@@ -146,7 +147,7 @@ class LiquidationExecutor:
                  gross_profit=plan.gross_profit, net_profit_usd=plan.net_profit_usd / BASE_UNIT,
                  modelled_gas=plan.gas_estimate, flash_loan=plan.use_flash_loan,
                  dry_run=self.sender.settings.dry_run)
-        return Prepared(plan.user, plan, request, plan.gas_estimate, market)
+        return Prepared(plan.user, plan, request, predicted_gas, market)
 
     async def send(self, prepared: Prepared) -> Execution:
         """Hand a prepared request to the sender, see it through and account for it."""
@@ -205,6 +206,31 @@ class LiquidationExecutor:
         except RpcError:
             pass  # the node is unreachable: no evidence either way
         return True
+
+    async def _predict_gas(self, plan: Plan) -> tuple[int, bool]:
+        """Gas the transaction will use, from a traced call when the node offers tracing
+        (anvil, geth, erigon); ``eth_estimateGas`` overshoots it by the 63/64 reserve of the
+        flash-loan callback. Falls back to the planner's model (then not exact: False).
+
+        The trace runs at the plan's timestamp, as the including block will: at the head's
+        own timestamp a reserve already touched in that block skips its index update
+        (``updateState`` returns early), and the trace came out ~20-40k gas short of the
+        receipt. A node that refuses block overrides gets the plain trace.
+        """
+        tx = {"from": self.owner, "to": plan.liquidator, "data": "0x" + plan.calldata.hex()}
+        # The top call alone: its gasUsed is all we read, and the nested frames of a flash
+        # loan and a swap are tens of kilobytes to send and decode on the hot path.
+        top = {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}
+        at_plan_time = top | {"blockOverrides": {"time": hex(plan.timestamp)}}
+        for options in (at_plan_time, top, {"tracer": "callTracer"}):
+            try:
+                trace = await self.rpc.call("debug_traceCall", [tx, "latest", options])
+            except Exception as exc:  # tracing is optional on real nodes
+                log.debug("trace_call_unavailable", error=str(exc), options=list(options))
+                continue
+            if isinstance(trace, dict) and "gasUsed" in trace and not trace.get("error"):
+                return int(trace["gasUsed"], 16), True
+        return plan.gas_estimate, False
 
     async def _account_for(self, user: str, plan: Plan, outcome: TxOutcome, predicted_gas: int,
                            market: Market) -> Execution:

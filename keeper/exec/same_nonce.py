@@ -71,12 +71,6 @@ class SameNonce:
         latest, pending = await self.nonces.node_nonces()
         if max(latest, pending) >= flight.lease.nonce:
             return False
-        # The count alone is not proof: a busy node's pending count can stop below a nonce
-        # of ours it was handed and lost, while it still holds ours above it (anvil in the
-        # 1,000-borrower crash: 18 flights given up as rolled back were still queued there,
-        # and the resends at their nonces were refused as underpriced replacements).
-        if any([await self.reads.known_to_node(h) for h in flight.signed]):
-            return False
         log.warning("nonce_above_chain_after_rollback", label=flight.req.label,
                     nonce=flight.lease.nonce, chain=max(latest, pending))
         return True

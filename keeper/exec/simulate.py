@@ -1,11 +1,8 @@
 """Simulate a request before any send, and say in words why it would revert.
 
-A request with ``trace_at`` is traced (``debug_traceCall``, at the head, at that stamp: the
-revert and the exact gas from one execution), with a plain ``eth_call`` beside it when it must
-be checked on the pending state; a node without tracing, or a request without a stamp, gets
-``eth_call`` and ``eth_estimateGas`` (or the call alone at a known gas). Each in one batch with
-the next base fee and the account's balance. ``mined_revert`` says why a mined one reverted,
-from its trace. A backrun
+A request is run with ``eth_call`` (and ``eth_estimateGas``, unless the caller traced its gas)
+against a block tag (``state_for``), batched with the next base fee and the account's balance.
+``mined_revert`` says why a mined one reverted, from its trace. A backrun
 (``TxRequest.after`` still in the mempool) is run as the pair [that tx, ours] in one simulated
 block with ``eth_simulateV1``: it passes only if both succeed in that order.
 """
@@ -29,9 +26,6 @@ from keeper.protocols.aave_v3.pool_errors import decode_pool_error
 
 log = get_logger(__name__)
 
-TRACED_GAS_LIMIT_PERCENT = 130
-"""A traced figure is exact; the limit sent leaves room for the 63/64 of the gas a flash-loan
-callback must be able to forward."""
 AFTER_GAS_HEADROOM_PERCENT = 150
 """A backrun's pair simulation runs ours at this share of its gas hint (see ``Simulator``)."""
 _ERROR_SELECTOR = "0x08c379a0"  # Error(string)
@@ -57,11 +51,6 @@ class Simulator:
     def __init__(self, reads: ChainReads, address: str) -> None:
         self.reads = reads
         self.address = address
-        # How the node traces a call at a given stamp; none left: it does not (a provider
-        # without debug_traceCall), and requests are checked with eth_call / eth_estimateGas.
-        self._trace_options: list[dict[str, Any]] = [
-            {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}},
-            {"tracer": "callTracer"}]
 
     async def simulate(self, req: TxRequest, block: str) -> Simulation:
         """The exact call against ``block``, with gas estimate, next base fee and balance
@@ -72,12 +61,6 @@ class Simulator:
                 return sim
         call: dict[str, Any] = {"from": self.address, "to": req.to,
                                 "data": "0x" + req.data.hex(), "value": hex(req.value)}
-        while req.trace_at is not None and self._trace_options:
-            traced = await self._traced(req, call, block, self._trace_options[0])
-            if isinstance(traced, int):  # the chain is past the stamp: at the next block's
-                traced = await self._traced(req, call, block, self._trace_options[0], traced)
-            if isinstance(traced, Simulation):
-                return traced
         if req.known_gas is not None and req.gas_limit is not None:
             gas_check: tuple[str, list[Any]] = (
                 "eth_call", [call | {"gas": hex(req.gas_limit)}, block])
@@ -111,79 +94,6 @@ class Simulator:
             else hex_to_int(est, "eth_estimateGas")
         return Simulation(None, gas, base_fee, hex_to_int(balance, "eth_getBalance"), head,
                           str(ret))
-
-    async def _traced(self, req: TxRequest, call: dict[str, Any], block: str,
-                      options: dict[str, Any], stamp: int | None = None) -> Simulation | int | None:
-        """The call traced at ``req.trace_at`` (the stamp of the block that would include it),
-        with the next base fee and our balance, in one batch: one execution gives both the
-        revert and the exact gas, where a trace before the simulation cost a round trip and
-        an execution more on the hot path. None when the node refuses these options (the
-        next are tried; none left: no tracing).
-
-        A plan made a few blocks ago has a stamp the chain is already past: traced there, a
-        reserve updated since would run its interest backwards (panic 0x11; 130 false
-        refusals in the 10,000-borrower race). The last head the watcher saw moves the stamp
-        on; when the batch's own header is past it too, the stamp it needs is returned, for
-        one trace more (``stamp``)."""
-        assert req.trace_at is not None
-        again = stamp is not None
-        if stamp is None:
-            seen = self.reads.head_timestamp
-            stamp = max(req.trace_at, seen[1] + 1) if seen is not None else req.trace_at
-        at = options | {"blockOverrides": {"time": hex(stamp)}}
-        # Traced at the head; on the pending state the call itself checks it. Anvil stopped
-        # answering for good during a burst of traces at "pending" in a fault test, where the
-        # call at "pending" has run thousands of times: the state check stays a plain call.
-        reads: list[tuple[str, list[Any]]] = [
-            ("eth_getBlockByNumber", [block, False]), ("debug_traceCall", [call, "latest", at]),
-            ("eth_getBalance", [self.address, block])]
-        # The state check runs at the limit the send will have at least: more gas never makes
-        # a call fail, too little does (traced at the head, a call can need more on the
-        # pending state; an out-of-gas revert got through in a CI run when it ran uncapped).
-        check_limit = (req.gas_hint or 0) * TRACED_GAS_LIMIT_PERCENT // 100
-        if block != "latest":
-            reads.append(("eth_call", [call | ({"gas": hex(check_limit)} if check_limit else {}),
-                                       block]))
-        header, trace, balance, *state = await self.reads.batch(reads)
-        for r in (header, balance):
-            if isinstance(r, Exception):
-                raise r
-        if state and isinstance(state[0], RpcResponseError):
-            # Our flights ahead of it, or a rival's, make it revert on the pending state.
-            base_fee, head = _next_block(header)
-            reason = revert_reason(state[0])
-            log.info("simulation_refused", label=req.label, to=req.to, block=block,
-                     reason=reason)
-            return Simulation(reason, 0, base_fee, 0, head, "")
-        if state and isinstance(state[0], Exception):
-            raise state[0]
-        # The trace runs on the head: the next block's stamp is at least one past the head's
-        # (the pending block's header carries that next block's own stamp).
-        head_stamp = hex_to_int(header.get("timestamp", "0x0"), "timestamp")
-        needed = head_stamp if block == "pending" else head_stamp + 1
-        if needed > stamp and not again:
-            return needed
-        if isinstance(trace, RpcError):
-            raise trace  # the transport, not the node's answer: nothing learnt about tracing
-        if not isinstance(trace, dict) or "gasUsed" not in trace:
-            log.info("trace_options_refused", options=list(options),
-                     error=str(trace)[:200])
-            self._trace_options.remove(options)
-            return None
-        base_fee, head = _next_block(header) if block == "pending" else _after(header)
-        if trace.get("error"):
-            reason = reason_of(trace.get("output"), str(trace.get("revertReason")
-                                                        or trace["error"]))
-            log.info("simulation_refused", label=req.label, to=req.to, block=block,
-                     reason=reason)
-            return Simulation(reason, 0, base_fee, 0, head, "")
-        gas = hex_to_int(trace["gasUsed"], "gasUsed")
-        # The limit leaves room for the 63/64 of the gas a flash-loan callback must be able
-        # to forward: the trace ran with plenty.
-        return Simulation(None, gas, base_fee, hex_to_int(balance, "eth_getBalance"), head,
-                          str(trace.get("output", "0x")),
-                          checked_limit=max(gas * TRACED_GAS_LIMIT_PERCENT // 100,
-                                            check_limit if state else 0))
 
     async def mined_revert(self, tx_hash: str) -> str | None:
         """Why a mined transaction reverted, from its trace in its block; None when the node

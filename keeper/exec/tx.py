@@ -47,13 +47,6 @@ class TxRequest:
     """Gas the transaction uses, when the caller already traced it exactly. The simulation
     then checks the call at ``gas_limit`` (catching an out-of-gas) instead of running
     ``eth_estimateGas``, whose binary search costs ~10 executions on the hot path."""
-    gas_hint: int | None = None
-    """The planner's gas figure: a traced request's state check on the pending state runs at
-    130% of it, and the send then has at least that limit."""
-    trace_at: int | None = None
-    """Trace the call in the simulation at this block stamp (the plan's: the block that would
-    include it): the revert and the exact gas from one execution. Nodes without tracing get
-    ``eth_call`` and ``eth_estimateGas``."""
     after: PendingTx | None = None
     """A pending transaction ours must follow (a backrun): simulated as the pair [after, ours]
     with ``eth_simulateV1`` while ``after`` is not mined."""

@@ -115,36 +115,6 @@ async def test_a_simulation_at_the_head_reads_the_next_base_fee_from_it() -> Non
     assert all("latest" in params and "pending" not in params for _, params in asked)
 
 
-async def test_a_trace_at_a_stamp_the_chain_is_past_is_run_again_at_the_next_blocks() -> None:
-    # A plan made a few blocks ago: traced at its stamp, a reserve updated since would run its
-    # interest backwards (panic 0x11). The simulation traces again at the next block's stamp.
-    stamps: list[int] = []
-    header = {"number": hex(100), "timestamp": hex(1_005), "baseFeePerGas": hex(10),
-              "gasUsed": hex(0), "gasLimit": hex(30_000_000)}
-
-    class Reads:
-        head_timestamp = None
-
-        async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-            (_, (_, _, options)) = calls[1]
-            stamps.append(int(options["blockOverrides"]["time"], 16))
-            ok = stamps[-1] > 1_005
-            trace = {"gasUsed": hex(400_000)} if ok else {
-                "gasUsed": hex(90_000), "error": "execution reverted",
-                "output": "0x4e487b71" + "11".rjust(64, "0")}
-            return [header, trace, hex(10**18)]
-
-    req = replace(request(frozenset()), trace_at=1_001)
-    sim = await Simulator(Reads(), "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
-    assert stamps == [1_001, 1_006]
-    assert sim.reason is None and sim.gas == 400_000 and sim.checked_limit == 520_000
-    # A head the watcher saw moves the stamp on before the first trace.
-    stamps.clear()
-    reads = Reads()
-    reads.head_timestamp = (100, 1_005)  # type: ignore[assignment]
-    await Simulator(reads, "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
-    assert stamps == [1_006]
-
 
 def test_a_revert_that_says_the_account_was_taken_first_is_a_lost_race() -> None:
     for reason in ("reverted: 45", "reverted: 46", "reverted: 47",
@@ -176,25 +146,3 @@ def test_a_lost_race_costs_its_gas_but_not_the_breaker() -> None:
     for _ in range(2):
         accounting.included(flight, receipt, 0.0, revert="reverted: panic 0x11")
     assert guards.breaker.is_open
-
-
-async def test_on_the_pending_state_the_call_is_checked_at_the_limit_it_will_be_sent_with() -> None:
-    # Traced at the head; on the pending state a call can need more gas (an out-of-gas revert
-    # got through when that check ran uncapped): it runs at 130% of the planner's figure, and
-    # the send has at least that limit (more gas never makes a call fail).
-    asked: list[tuple[str, list[Any]]] = []
-    pending = {"number": hex(101), "timestamp": hex(1_010), "baseFeePerGas": hex(10)}
-
-    class Reads:
-        head_timestamp = None
-
-        async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-            asked.extend(calls)
-            return [pending, {"gasUsed": hex(300_000)}, hex(10**18), "0x"]
-
-    req = replace(request(frozenset({"weth/usdc"})), trace_at=1_010, gas_hint=500_000)
-    sim = await Simulator(Reads(), "0x" + "44" * 20).simulate(req, "pending")  # type: ignore[arg-type]
-    (_, (trace_call, trace_block, _)), (_, (state_call, state_block)) = asked[1], asked[3]
-    assert (trace_block, state_block) == ("latest", "pending")
-    assert "gas" not in trace_call and int(state_call["gas"], 16) == 650_000
-    assert sim.gas == 300_000 and sim.checked_limit == 650_000
