@@ -133,12 +133,17 @@ async def ready(port: int) -> bool:
     return False
 
 
+def _samples(body: str, name: str) -> list[float]:
+    """Every sample of ``name`` (with or without labels) in a Prometheus text exposition."""
+    return [float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+            if line.startswith(name + " ") or line.startswith(name + "{")]
+
+
 async def metric(port: int, name: str) -> float | None:
+    """The first sample of ``name``, or None when absent or the metrics do not answer."""
     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-        _, body = await http_get(port, "/metrics")
-        for line in body.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
+        found = _samples((await http_get(port, "/metrics"))[1], name)
+        return found[0] if found else None
     return None
 
 
@@ -148,5 +153,4 @@ async def metric_sum(port: int, name: str) -> float | None:
         _, body = await http_get(port, "/metrics")
     except (aiohttp.ClientError, TimeoutError):
         return None
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
+    return sum(_samples(body, name))

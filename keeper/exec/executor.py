@@ -16,7 +16,7 @@ from itertools import pairwise
 from typing import Any
 
 from keeper.chain.rpc import JsonRpc
-from keeper.domain.account import Market
+from keeper.domain.account import Market, MissingMarketData
 from keeper.domain.amm import sort_tokens
 from keeper.domain.plan import Plan, Rejection
 from keeper.domain.swap_route import Venue
@@ -248,7 +248,7 @@ class LiquidationExecutor:
             ])
             realised = int(after, 16) - int(before, 16)
         gas_paid = outcome.gas_cost or 0
-        debt_reserve = next(r for r in market.reserves.values() if r.asset == plan.debt_asset)
+        debt_reserve = market.reserve_of(plan.debt_asset)
         unit = 10**debt_reserve.configuration.decimals
         debt_price = market.prices[plan.debt_asset]
         native_price = market.prices.get(self.native_asset, 0)
@@ -276,8 +276,10 @@ def _kept_value(kept: tuple[int, int], plan: Plan, market: Market) -> int:
 
 def _isolated(collateral_asset: str, market: Market) -> bool:
     """Whether the collateral has a debt ceiling (isolation mode)."""
-    reserve = next((r for r in market.reserves.values() if r.asset == collateral_asset), None)
-    return reserve is not None and reserve.configuration.debt_ceiling > 0
+    try:
+        return market.reserve_of(collateral_asset).configuration.debt_ceiling > 0
+    except MissingMarketData:
+        return False
 
 
 def _touches(plan: Plan, *, isolated: bool) -> frozenset[str]:
