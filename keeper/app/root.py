@@ -119,7 +119,9 @@ async def sync_config(rpc: JsonRpc, cfg: KeeperConfig, target: Target,
                       contracts: AaveV3Contracts, *, progress: bool) -> SyncConfig:
     """The book sync's settings; on a young chain the market is read at the tip."""
     base = SyncConfig(start_block=target.start_block, chunk=cfg.scanner.backfill_chunk_blocks,
-                      poll_interval=cfg.scanner.poll_interval, progress=progress)
+                      poll_interval=cfg.scanner.poll_interval, progress=progress,
+                      # A block and a half without a pushed head: the subscription went quiet.
+                      ws_silence=1.5 * cfg.network.block_time)
     depth = await preflight.follow_depth(rpc, target.start_block,
                                          [contracts.multicall3, contracts.pool], base.follow_depth)
     return replace(base, follow_depth=depth)

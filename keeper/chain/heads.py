@@ -2,7 +2,7 @@
 WebSocket subscription or HTTP polling.
 
 ``follow_heads(rpc, ws=...)`` yields ``Head`` for every block number in order, and a ``Reorg``
-before the heads of a new branch. The raw source (``ws_heads`` or ``polled_heads``) may skip
+before the heads of a new branch. The raw source (head_sources.py) may skip
 blocks (a reconnect, a slow poll) or jump to another branch; ``HeadFollower`` fetches what is
 missing by number and walks back by parent hash to the common ancestor, with ``ReorgTracker``
 (reorg.py) doing the bookkeeping.
@@ -22,9 +22,9 @@ from collections.abc import (
 )
 from types import TracebackType
 
+from keeper.chain.head_sources import polled_heads, watched_ws_heads
 from keeper.chain.reorg import DEFAULT_WINDOW, Fit, ReorgTooDeep, ReorgTracker
 from keeper.chain.rpc import JsonRpc
-from keeper.chain.subscription import Resubscribed
 from keeper.chain.types import ChainEvent, Head
 from keeper.chain.ws import WsRpc
 from keeper.errors import RpcError, RpcMalformedReply, RpcNotAvailable
@@ -56,64 +56,6 @@ async def fetch_head_by_hash(rpc: JsonRpc, block_hash: str) -> Head:
     if block is None:
         raise RpcNotAvailable(f"eth_getBlockByHash: block {block_hash} unknown to the node")
     return Head.from_json(block)
-
-
-async def ws_heads(ws: WsRpc) -> AsyncGenerator[Head, None]:
-    """Raw heads from an ``eth_subscribe newHeads`` subscription, resubscribed on reconnect,
-    with the latest head fetched after each resubscription."""
-    sub = await ws.subscribe("newHeads")
-    try:
-        async for item in sub:
-            if isinstance(item, Resubscribed):
-                # Heads mined while we were away are never sent, and the next one may be a
-                # while off: yield the tip now, so the follower backfills the gap at once.
-                try:
-                    latest = await ws.call("eth_getBlockByNumber", ["latest", False])
-                except RpcError as exc:
-                    log.warning("head_after_resubscribe_failed", error=str(exc))
-                    continue  # the gap is then filled at the next head
-                if latest is not None:
-                    yield Head.from_json(latest)
-                continue
-            try:
-                head = Head.from_json(item)
-            except RpcMalformedReply as exc:
-                # One bad notification is not the end of the subscription: the next head
-                # (or the follower's backfill by number) covers the block.
-                log.warning("head_notification_malformed", error=str(exc))
-                continue
-            yield head
-    finally:
-        await sub.unsubscribe()
-
-
-async def polled_heads(rpc: JsonRpc, interval: float = 1.0) -> AsyncGenerator[Head, None]:
-    """Raw heads from polling the latest block every ``interval`` seconds.
-
-    Polls ``eth_getBlockByNumber("latest")`` rather than ``eth_blockNumber`` then the block:
-    one round trip instead of two, and a reorg that keeps the height (a new block 5 replacing
-    ours) changes the hash, which ``eth_blockNumber`` alone would not show.
-    """
-    loop = asyncio.get_running_loop()
-    last_hash: str | None = None
-    while True:
-        started = loop.time()
-        try:
-            block = await rpc.call("eth_getBlockByNumber", ["latest", False])
-        except RpcError as exc:
-            log.warning("head_poll_failed", error=str(exc))
-        else:
-            if block is not None:
-                try:
-                    head = Head.from_json(block)
-                except RpcMalformedReply as exc:
-                    log.warning("head_poll_failed", error=str(exc))
-                else:
-                    if head.hash != last_hash:
-                        last_hash = head.hash
-                        yield head
-        # Keep the cadence: the time the call took counts against the interval.
-        await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
 
 
 class _NewestHead:
@@ -398,8 +340,11 @@ def follow_heads(
     window: int = DEFAULT_WINDOW,
     known: Sequence[Head] = (),
     start: int | None = None,
+    ws_silence: float = 18.0,
 ) -> HeadFollower:
     """Every canonical head in order (and ``Reorg`` notices), over ``ws`` if given, else by
-    polling ``rpc`` every ``poll_interval`` seconds. ``rpc`` serves backfills either way."""
-    source = ws_heads(ws) if ws is not None else polled_heads(rpc, poll_interval)
+    polling ``rpc`` every ``poll_interval`` seconds. ``rpc`` serves backfills either way, and
+    polls while the WebSocket has been silent for ``ws_silence`` seconds."""
+    source = (watched_ws_heads(ws, rpc, silence=ws_silence, poll_interval=poll_interval)
+              if ws is not None else polled_heads(rpc, poll_interval))
     return HeadFollower(rpc, source, window=window, known=known, start=start)

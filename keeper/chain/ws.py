@@ -201,7 +201,14 @@ class WsRpc:
                     self._subs.remove(sub)
                     sub.push(exc)
                 except RpcError:
-                    return  # the connection dropped again; the next reconnect retries
+                    if not self.connected:
+                        return  # the connection dropped again; the next reconnect retries
+                    # No answer on a live connection (a reply lost or garbled on the way):
+                    # nothing else would ask again, and the subscription would stay silent.
+                    log.warning("websocket_resubscribe_unanswered", url=self.label,
+                                kind=sub.params[0] if sub.params else None)
+                    await asyncio.sleep(self.reconnect_policy.delay(attempt))
+                    continue
                 break
 
     # -- reading ---------------------------------------------------------------------------

@@ -84,6 +84,7 @@ class SyncConfig:
     window: int = 64  # blocks of undo journal = the head follower's reorg window
     follow_depth: int = 32  # the backfill stops this far below the tip; the rest is journaled
     poll_interval: float = 1.0
+    ws_silence: float = 18.0  # seconds without a pushed head before heads are polled as well
     catch_up_batch: int = 100  # blocks of a backlog applied in one step (one ranged getLogs)
     checkpoint_every: float = 1.0
     progress: bool = True
@@ -96,16 +97,9 @@ class BookSync(UpdateFeed):
     carries the new-heads subscription (else heads are polled every ``poll_interval``).
     """
 
-    def __init__(
-        self,
-        rpc: JsonRpc,
-        contracts: AaveV3Contracts,
-        config: SyncConfig,
-        *,
-        book: PositionBook | None = None,
-        store: BookStore | None = None,
-        ws: WsRpc | None = None,
-    ) -> None:
+    def __init__(self, rpc: JsonRpc, contracts: AaveV3Contracts, config: SyncConfig, *,
+                 book: PositionBook | None = None, store: BookStore | None = None,
+                 ws: WsRpc | None = None) -> None:
         self.rpc = rpc
         self.contracts = contracts
         self.config = config
@@ -320,8 +314,9 @@ class BookSync(UpdateFeed):
     # ---- following -------------------------------------------------------------------------
     async def _follow(self, until: int | None) -> None:
         known = [ref_head(r) for r in self._book.recent_blocks()] or [ref_head(self._book.block)]
-        follower = follow_heads(self.rpc, ws=self.ws, poll_interval=self.config.poll_interval,
-                                window=self.config.window, known=known)
+        cfg = self.config
+        follower = follow_heads(self.rpc, ws=self.ws, poll_interval=cfg.poll_interval,
+                                window=cfg.window, known=known, ws_silence=cfg.ws_silence)
         # A backlog (an outage, a chain faster than one round trip a block) is applied in one
         # step: see ``apply_heads``. The batches close (and stop reading the follower) first.
         async with follower, contextlib.aclosing(

@@ -8,6 +8,7 @@ Run them alone with ``make faults`` (``pytest -m faults``).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -18,15 +19,19 @@ import pytest
 from keeper.app.config import load_config
 from keeper.app.daemon_settings import DaemonSettings
 from keeper.devnet.anvil import PROJECT_ROOT
+from tests.e2e.test_daemon import KeeperProcess
 from tests.faults.harness import (
     CRASH,
     FaultRun,
     ReadyProbe,
+    event_name,
+    events,
     exit_report,
     explain_revert,
     judge_profitable,
     named,
     poll,
+    tail,
     tracebacks,
 )
 from tests.faults.proxy import PASS, Faults
@@ -71,7 +76,8 @@ async def verdict(run: FaultRun, when: str) -> list[str]:
         problems.append(f"{len(tb)} tracebacks in its log, first: {tb[0]}")
     left = await judge_profitable(run)
     if left:
-        problems.append(f"{len(left)} profitable accounts under water {when}: {sorted(left)[:5]}")
+        problems.append(f"{len(left)} profitable accounts under water {when}: {sorted(left)[:5]}"
+                        f"\n{why_left(keeper, left)}")
     breaker = [e for e in keeper.events() if "circuit breaker open" in str(e.get("event"))
                or e.get("event") == "circuit_breaker_open"]
     if breaker:
@@ -80,6 +86,21 @@ async def verdict(run: FaultRun, when: str) -> list[str]:
     if failures:
         problems.append(f"task failures: {failures.most_common(3)}")
     return problems
+
+
+def why_left(keeper: KeeperProcess, left: set[str]) -> str:
+    """For a CI log, which cannot be opened afterwards: the daemon's event counts, its last
+    warnings and the last events about one account left under water."""
+    seen = events(keeper)
+    counts = Counter(event_name(e) for e in seen)
+    warnings = [e for e in seen if e.get("level") in ("warning", "error")][-12:]
+    one = sorted(left)[0]
+    about = [e for e in seen if one in json.dumps(e).lower()][-8:]
+    lines = [f"event counts: {dict(counts.most_common(40))}", "last warnings:"]
+    lines += [f"  {json.dumps(e)[:300]}" for e in warnings]
+    lines += [f"last events about {one}:"] + [f"  {json.dumps(e)[:300]}" for e in about]
+    lines += ["log tail:", tail(keeper, 15)]
+    return "\n".join(lines)
 
 
 async def test_error_replies_during_a_crash(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ class Server:
         self.sockets: list[web.WebSocketResponse] = []
         self.runner: web.AppRunner | None = None
         self.url = ""
+        self.garble_subscribes = 0  # answers to eth_subscribe cut short (no longer JSON)
 
     async def handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -58,6 +59,10 @@ class Server:
 
     async def respond(self, ws: web.WebSocketResponse, req: dict[str, Any]) -> None:
         if req["method"] == "ignore":
+            return
+        if req["method"] == "eth_subscribe" and self.garble_subscribes > 0:
+            self.garble_subscribes -= 1
+            await ws.send_str(json.dumps(self.answer(req))[:20])
             return
         if req["method"] == "echo":
             await asyncio.sleep(random.uniform(0, 0.02))
@@ -147,6 +152,21 @@ async def _test_subscription_survives_a_dropped_connection(server: Server) -> No
         await sub.unsubscribe()
         with pytest.raises(StopAsyncIteration):
             await anext(sub)
+
+
+async def test_a_resubscription_whose_answer_is_lost_is_asked_again() -> None:
+    """A reconnect's eth_subscribe answered with a garbled frame, on a connection that stays
+    up: the client asks again rather than leave the subscription silent for good."""
+    async with serving() as server:
+        async with WsRpc(server.url, timeout=0.2,
+                         reconnect=ReconnectPolicy(initial=0.01, max_wait=0.05)) as ws:
+            sub = await ws.subscribe("newHeads")
+            server.garble_subscribes = 2
+            await server.drop()
+            assert await asyncio.wait_for(anext(sub), 5) is RESUBSCRIBED
+            assert server.connections == 2 and len(server.subscribes) == 4
+            await server.push(7)
+            assert await asyncio.wait_for(anext(sub), 2) == 7
 
 
 async def test_connect_fails_fast_on_a_dead_url() -> None:
