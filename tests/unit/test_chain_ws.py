@@ -157,16 +157,15 @@ async def _test_subscription_survives_a_dropped_connection(server: Server) -> No
 async def test_a_resubscription_whose_answer_is_lost_is_asked_again() -> None:
     """A reconnect's eth_subscribe answered with a garbled frame, on a connection that stays
     up: the client asks again rather than leave the subscription silent for good."""
-    async with serving() as server:
-        async with WsRpc(server.url, timeout=0.2,
-                         reconnect=ReconnectPolicy(initial=0.01, max_wait=0.05)) as ws:
-            sub = await ws.subscribe("newHeads")
-            server.garble_subscribes = 2
-            await server.drop()
-            assert await asyncio.wait_for(anext(sub), 5) is RESUBSCRIBED
-            assert server.connections == 2 and len(server.subscribes) == 4
-            await server.push(7)
-            assert await asyncio.wait_for(anext(sub), 2) == 7
+    async with serving() as server, WsRpc(server.url, timeout=0.2,
+                     reconnect=ReconnectPolicy(initial=0.01, max_wait=0.05)) as ws:
+        sub = await ws.subscribe("newHeads")
+        server.garble_subscribes = 2
+        await server.drop()
+        assert await asyncio.wait_for(anext(sub), 5) is RESUBSCRIBED
+        assert server.connections == 2 and len(server.subscribes) == 4
+        await server.push(7)
+        assert await asyncio.wait_for(anext(sub), 2) == 7
 
 
 async def test_connect_fails_fast_on_a_dead_url() -> None:
