@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from keeper.app import steps
 from keeper.app.claims import send_claimed
+from keeper.app.follow_up import FollowUps
 from keeper.app.inflight import Lane
 from keeper.app.root import Keeper
 from keeper.app.scan_task import Candidates
@@ -120,6 +121,9 @@ class ExecuteTask:
         self.order = SendOrder()  # nonces are taken in planning order
         self._round: PlanRound | None = None
         self._round_head = ""  # the book's block hash the round began on
+        self._idle = asyncio.Event()  # set while no round is being planned
+        self._idle.set()
+        self.follow_ups = FollowUps(sending, self.order, self._idle)
 
     async def run(self) -> None:
         if self.sending.keeper.executor is None:
@@ -175,6 +179,13 @@ class ExecuteTask:
     async def _plan_and_send(self, due: list[LiquidatableAccount], block: int) -> None:
         """Plan the due candidates in order and start a flight for each plan, while slots
         are free (a backrun holding the lane also stops the round)."""
+        self._idle.clear()  # follow-ups wait for the round's firsts
+        try:
+            await self._plan_each(due, block)
+        finally:
+            self._idle.set()
+
+    async def _plan_each(self, due: list[LiquidatableAccount], block: int) -> None:
         keeper = self.sending.keeper
         round_ = self._round_for(block)
         market = keeper.sync.book.market()
@@ -200,7 +211,7 @@ class ExecuteTask:
             turn = self.order.turn()
             self.in_flight[user] = _Flying(verdict.plan, turn)
             flight = asyncio.create_task(
-                self._fly(verdict.plan, market, block, detected, turn),
+                self._fly(verdict.plan, market, block, detected, turn, round_),
                 name=f"liquidate {user}")
             self.flights.add(flight)
             flight.add_done_callback(self.flights.discard)
@@ -215,13 +226,17 @@ class ExecuteTask:
         return Execution(user, plan=verdict)
 
     async def _fly(self, plan: Plan, market: Market, block: int, detected: float,
-                   turn: Turn) -> None:
-        """Prepare and send ``plan`` and see it through; the account is in flight till then."""
+                   turn: Turn, round_: PlanRound | None = None) -> None:
+        """Prepare and send ``plan`` and see it through, and its follow-up behind it; the
+        account is in flight till both are over."""
         user = plan.user
         keeper = self.sending.keeper
         executor = keeper.executor
         assert executor is not None
         seen = self.sending.candidates.seen.get(user)
+        follower = None if round_ is None else asyncio.create_task(
+            self.follow_ups.behind(plan, turn, market, round_, block, detected),
+            name=f"follow {user}")
 
         async def send() -> Execution:
             assert executor is not None
@@ -235,10 +250,16 @@ class ExecuteTask:
             return await send_claimed(keeper, prepared, block)
 
         try:
-            execution = await self.sending.guarded("execute", user, block, send,
-                                                   rpc_method="liquidate")
+            try:
+                execution = await self.sending.guarded("execute", user, block, send,
+                                                       rpc_method="liquidate")
+            finally:
+                turn.done()  # if it never reached its claim, the next ones must not wait for it
+            if follower is not None:
+                await follower
         finally:
-            turn.done()  # if it never reached its claim, the next ones must not wait for it
+            if follower is not None and not follower.done():
+                follower.cancel()
             self.in_flight.pop(user, None)
             self.lane.drop(user)
         self.sending.record(block, user, execution)

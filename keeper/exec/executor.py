@@ -16,6 +16,7 @@ from itertools import pairwise
 from typing import Any
 
 from keeper.chain.rpc import JsonRpc
+from keeper.chain.types import PendingTx
 from keeper.domain.account import Market, MissingMarketData
 from keeper.domain.amm import sort_tokens
 from keeper.domain.plan import Plan, Rejection
@@ -111,7 +112,8 @@ class LiquidationExecutor:
 
     async def prepare(self, plan: Plan, market: Market, *, detected_at: float | None = None,
                       trace_gas: bool = True, flagged_at: float | None = None,
-                      block_seen_at: float | None = None, turn: Turn | None = None) -> Prepared:
+                      block_seen_at: float | None = None, turn: Turn | None = None,
+                      after: PendingTx | None = None) -> Prepared:
         """The request that carries ``plan`` out, with its gas predicted.
 
         ``market`` is the view the plan was made on (the book's, or one with prices the chain
@@ -120,7 +122,8 @@ class LiquidationExecutor:
         the gas instead). ``detected_at``, ``flagged_at`` and ``block_seen_at`` (event-loop
         time: planning began, the scanner first flagged the account, the block it was flagged
         on arrived) feed the latency histograms. ``turn`` orders its nonce among the plans
-        made with it (``keeper.exec.order``).
+        made with it (``keeper.exec.order``); ``after``, a transaction of ours it must follow
+        (a follow-up of the same account, planned on what that one leaves).
         """
         predicted_gas, traced = await self._predict_gas(plan) if trace_gas \
             else (plan.gas_estimate, False)
@@ -139,6 +142,7 @@ class LiquidationExecutor:
             flagged_at=flagged_at,
             block_seen_at=block_seen_at,
             turn=turn,
+            after=after,
             shares=_touches(plan, isolated=_isolated(plan.collateral_asset, market)),
         )
         log.info("liquidation_planned", user=plan.user, collateral=plan.collateral_asset,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from keeper.chain.types import PendingTx
+
 
 @dataclass(slots=True)
 class SendOrder:
@@ -46,6 +48,7 @@ class Turn:
     order: SendOrder = field(compare=False)
     ticket: int
     nonce: int | None = field(default=None, compare=False)
+    sent: PendingTx | None = field(default=None, compare=False)  # what it handed out first
 
     async def wait(self) -> None:
         """Return once every send planned before this one has claimed its nonce or ended."""
@@ -54,6 +57,12 @@ class Turn:
     def done(self) -> None:
         """This send claimed its nonce, or will not (idempotent)."""
         self.order.done(self.ticket)
+
+    async def handed_out(self) -> PendingTx | None:
+        """Once this send and every one before it took their nonces or ended: the transaction
+        this one handed out, or None when it sent nothing."""
+        await self.order.wait(self.ticket + 1)
+        return self.sent
 
     def took(self, nonce: int) -> None:
         """This send's transaction carries ``nonce`` (its replacements and cancel too)."""

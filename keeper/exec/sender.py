@@ -40,7 +40,7 @@ from itertools import islice
 from typing import Any
 
 from keeper.chain.rpc import JsonRpc
-from keeper.chain.types import hex_to_int
+from keeper.chain.types import PendingTx, hex_to_int
 from keeper.domain.fees import FeePolicy
 from keeper.errors import ConfigError, RpcError, RpcResponseError
 from keeper.exec.accounting import Accounting
@@ -122,11 +122,6 @@ class Sender:
 
     def __repr__(self) -> str:
         return f"Sender({self.address}, route={self.submitter.route}, dry_run={self.settings.dry_run})"
-
-    @property
-    def busy(self) -> bool:
-        """True while a transaction is in flight."""
-        return self.nonces.busy
 
     def notify_head(self) -> None:
         """Wake the watcher now (call from the head follower); polling is the fallback."""
@@ -211,6 +206,8 @@ class Sender:
         self._handed_out += 1
         self._shares.append(req.shares)
         if req.turn is not None:
+            req.turn.sent = PendingTx(signed.tx_hash, self.address, req.to, req.data, req.value,
+                                      admission.gas_limit, admission.fees)
             req.turn.done()
         self._observe_send(req, loop.time())
         flight.seen_head = (sim.head, "")  # the first look is at the next block

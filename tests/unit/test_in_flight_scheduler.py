@@ -140,7 +140,8 @@ class _Fakes:
         self.rounds.append(id(round_))
         if user == "poor":
             return Rejection(user, RejectionReason.UNPROFITABLE, "")
-        return SimpleNamespace(user=user)
+        # Each sells its collateral (a swap leg): none is followed up in the same block.
+        return SimpleNamespace(user=user, params=SimpleNamespace(swap_legs=("sell",), swap_path=()))
 
     async def prepare(self, plan: Any, market: Any, **_: Any) -> Any:
         # A prepared request names its plan (each send goes under the opportunity's claim).
@@ -208,3 +209,60 @@ async def test_sends_take_their_nonces_in_the_order_they_were_planned() -> None:
     late = [order.turn() for _ in range(2)]
     late[0].done()
     await asyncio.wait_for(late[1].wait(), 1)
+
+
+class _FollowFakes(_Fakes):
+    """Sends that hand their transaction out (the sender's part of a ``Turn``), and a
+    follow-up for ``"half"``, the account the close factor leaves under 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared: list[tuple[str, Any, Any]] = []  # (user, turn, after)
+
+    async def plan(self, user: str, account: Any, market: Any, *, round_: Any) -> Any:
+        return SimpleNamespace(user=user, params=SimpleNamespace(swap_legs=(), swap_path=()),
+                               debt_asset="0xdebt")
+
+    async def prepare(self, plan: Any, market: Any, **kw: Any) -> Any:
+        self.prepared.append((plan.user, kw.get("turn"), kw.get("after")))
+        return SimpleNamespace(user=plan.user, plan=plan, turn=kw.get("turn"))
+
+    async def send(self, prepared: Any) -> Execution:
+        turn = prepared.turn
+        if turn is not None:  # handed out: the tx it sent, then the next may claim
+            turn.sent = f"tx of {prepared.user}"
+            turn.done()
+        self.sending.append(prepared.user)
+        await self.go.wait()
+        return Execution(prepared.user, outcome=TxOutcome(Status.MINED, "l", tx_hash="0x1",
+                                                           block_number=99))
+
+
+async def test_a_follow_up_goes_behind_its_first_once_every_first_is_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fakes = _FollowFakes()
+    lane = Lane(backoff_max_blocks=64, max_in_flight=8)
+    candidates = Candidates()
+    candidates.put(5, [_candidate(u) for u in ("half", "b", "c")])
+    task = _task(fakes, lane, candidates)
+
+    async def follow_up(plan: Any, market: Any, round_: Any) -> Any:
+        return None if plan.user != "half" else SimpleNamespace(user="half", debt_asset="0xd")
+
+    monkeypatch.setattr(task.follow_ups, "plan", follow_up)
+    runner = asyncio.create_task(task.run())
+    for _ in range(200):
+        await asyncio.sleep(0)
+    # The firsts went in planning order, each under its turn; the follow-up of "half" after
+    # all of them, as the transaction that must follow the first of "half", under no turn.
+    assert fakes.sending == ["half", "b", "c", "half"]
+    follow = fakes.prepared[-1]
+    assert follow[0] == "half" and follow[1] is None and follow[2] == "tx of half"
+    assert all(turn is not None for _, turn, _ in fakes.prepared[:3])
+    assert lane.full is False and "half" in task.in_flight  # in flight till both are over
+    fakes.go.set()
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert "half" not in task.in_flight
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)

@@ -1,0 +1,96 @@
+"""Follow-ups: a second liquidation of an account the close factor leaves under HF 1, sent
+right behind our first, in the same block, where another keeper would take the rest.
+
+Planned (in the first's ``PlanRound``) on the account the first leaves (``account_after``),
+only for plans that trade in no pool and in a single process (a keeper network claims an
+account once per block). It is simulated as the pair [first, second], which then sees all it
+depends on, and needs no place in the send order but behind the first. First liquidations come
+first: a follow-up waits for its round to be planned and every send planned to go out (the
+CPU and the block's gas are the firsts' before; sent at once, follow-ups took the first block
+from firsts and the 1,000-borrower race fell from 98% to 81% of the liquidations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from keeper.app.claims import send_claimed
+from keeper.domain.account import Market, calculate_user_account_data
+from keeper.domain.account_after import account_after
+from keeper.domain.plan import Plan, Rejection
+from keeper.domain.wadray import WAD
+from keeper.exec.executor import Execution
+from keeper.exec.gate import OpenGate
+from keeper.exec.order import SendOrder, Turn
+from keeper.obs.logging import get_logger
+from keeper.pipeline.plan_round import PlanRound
+
+if TYPE_CHECKING:
+    from keeper.app.sending import Sending
+
+log = get_logger(__name__)
+
+
+class FollowUps:
+    """The follow-ups of the execute task's flights; ``idle`` is set while no round is being
+    planned, ``order`` is the firsts' send order."""
+
+    def __init__(self, sending: Sending, order: SendOrder, idle: asyncio.Event) -> None:
+        self.sending = sending
+        self.order = order
+        self.idle = idle
+
+    async def plan(self, leader: Plan, market: Market, round_: PlanRound) -> Plan | None:
+        """The follow-up of ``leader``, or None when its account is left healthy, when none
+        pays, or when either trades in a pool."""
+        keeper = self.sending.keeper
+        if keeper.planner is None or not isinstance(keeper.gate, OpenGate) \
+                or not _kept(leader, market):
+            return None
+        after = account_after(keeper.sync.book.account(leader.user), market, leader)
+        if after is None or calculate_user_account_data(after, market).health_factor >= WAD:
+            return None
+        second = await keeper.planner.plan(leader.user, after, market, round_=round_)
+        return None if isinstance(second, Rejection) or not _kept(second, market) else second
+
+    async def behind(self, leader: Plan, turn: Turn, market: Market, round_: PlanRound,
+                     block: int, detected: float) -> None:
+        """Once ``leader`` is handed out (``turn``), its follow-up if one pays, as the
+        transaction that must follow it; nothing when the leader sent nothing."""
+        keeper = self.sending.keeper
+        executor = keeper.executor
+        assert executor is not None
+        first = await turn.handed_out()
+        await self.idle.wait()
+        await self.order.wait(self.order.issued)
+        if first is None or self.sending.stopping():
+            return
+        try:
+            plan = await self.plan(leader, market, round_)
+        except Exception as exc:  # optional: the account is planned again on the next block
+            log.warning("follow_up_not_planned", user=leader.user, error=str(exc))
+            return
+        if plan is None:
+            return
+
+        async def send() -> Execution:
+            assert executor is not None and plan is not None
+            prepared = await executor.prepare(plan, market, detected_at=detected, after=first)
+            return await send_claimed(keeper, prepared, block)
+
+        execution = await self.sending.guarded("execute", plan.user, block, send,
+                                               rpc_method="liquidate")
+        self.sending.record(block, plan.user, execution)
+        if execution is not None and execution.outcome is not None \
+                and execution.outcome.block_number is not None:
+            log.info("liquidated", user=plan.user, tx_hash=execution.outcome.tx_hash,
+                     block=execution.outcome.block_number, follow_up=True,
+                     realised_net_usd=(execution.realised_net_usd or 0) / 1e8)
+
+
+def _kept(plan: Plan, market: Market) -> bool:
+    """Whether ``plan`` keeps a collateral outside isolation: no swap and no debt ceiling, so
+    nothing on chain its outcome depends on but its account (``executor._touches``)."""
+    return (not plan.params.swap_legs and len(plan.params.swap_path) < 2
+            and market.reserve_of(plan.collateral_asset).configuration.debt_ceiling == 0)
