@@ -5,19 +5,21 @@ Planned (in the first's ``PlanRound``) on the account the first leaves (``accoun
 only for plans that trade in no pool and in a single process (a keeper network claims an
 account once per block). It is simulated as the pair [first, second], which then sees all it
 depends on, and needs no place in the send order but behind the first. First liquidations come
-first: a follow-up waits for its round to be planned and every send planned to go out (the
-CPU and the block's gas are the firsts' before; sent at once, follow-ups took the first block
-from firsts and the 1,000-borrower race fell from 98% to 81% of the liquidations).
+first: a follow-up waits for every send planned before it is planned itself to go out (sent at
+once, follow-ups took the first block from firsts, and the 1,000-borrower race fell from 98% to
+81% of the liquidations). It does not wait for its whole round to be planned: that was too late
+for the leftovers (97% in three runs, against 99.1%).
 """
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from keeper.app.claims import send_claimed
 from keeper.domain.account import Market, calculate_user_account_data
 from keeper.domain.account_after import account_after
+from keeper.domain.fees import Fees
 from keeper.domain.plan import Plan, Rejection
 from keeper.domain.wadray import WAD
 from keeper.exec.executor import Execution
@@ -33,13 +35,11 @@ log = get_logger(__name__)
 
 
 class FollowUps:
-    """The follow-ups of the execute task's flights; ``idle`` is set while no round is being
-    planned, ``order`` is the firsts' send order."""
+    """The follow-ups of the execute task's flights; ``order`` is the firsts' send order."""
 
-    def __init__(self, sending: Sending, order: SendOrder, idle: asyncio.Event) -> None:
+    def __init__(self, sending: Sending, order: SendOrder) -> None:
         self.sending = sending
         self.order = order
-        self.idle = idle
 
     async def plan(self, leader: Plan, market: Market, round_: PlanRound) -> Plan | None:
         """The follow-up of ``leader``, or None when its account is left healthy, when none
@@ -62,7 +62,6 @@ class FollowUps:
         executor = keeper.executor
         assert executor is not None
         first = await turn.handed_out()
-        await self.idle.wait()
         await self.order.wait(self.order.issued)
         if first is None or self.sending.stopping():
             return
@@ -77,7 +76,14 @@ class FollowUps:
         async def send() -> Execution:
             assert executor is not None and plan is not None
             prepared = await executor.prepare(plan, market, detected_at=detected, after=first)
-            return await send_claimed(keeper, prepared, block)
+            # The least tip we bid: ordered behind our firsts in a full block, never in their
+            # place (bidding its own share of profit, 8 follow-ups took the first block's place
+            # of 8 firsts, which the naive keeper then took in the next).
+            tip = min(executor.sender.policy.min_priority_fee,
+                      first.fees.max_priority_fee_per_gas)
+            request = replace(prepared.request,
+                              exact_fees=Fees(first.fees.max_fee_per_gas, tip))
+            return await send_claimed(keeper, replace(prepared, request=request), block)
 
         execution = await self.sending.guarded("execute", plan.user, block, send,
                                                rpc_method="liquidate")

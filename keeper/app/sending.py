@@ -121,9 +121,7 @@ class ExecuteTask:
         self.order = SendOrder()  # nonces are taken in planning order
         self._round: PlanRound | None = None
         self._round_head = ""  # the book's block hash the round began on
-        self._idle = asyncio.Event()  # set while no round is being planned
-        self._idle.set()
-        self.follow_ups = FollowUps(sending, self.order, self._idle)
+        self.follow_ups = FollowUps(sending, self.order)
 
     async def run(self) -> None:
         if self.sending.keeper.executor is None:
@@ -179,13 +177,6 @@ class ExecuteTask:
     async def _plan_and_send(self, due: list[LiquidatableAccount], block: int) -> None:
         """Plan the due candidates in order and start a flight for each plan, while slots
         are free (a backrun holding the lane also stops the round)."""
-        self._idle.clear()  # follow-ups wait for the round's firsts
-        try:
-            await self._plan_each(due, block)
-        finally:
-            self._idle.set()
-
-    async def _plan_each(self, due: list[LiquidatableAccount], block: int) -> None:
         keeper = self.sending.keeper
         round_ = self._round_for(block)
         market = keeper.sync.book.market()

@@ -13,11 +13,12 @@ import pytest
 from keeper.app.inflight import Lane
 from keeper.app.scan_task import Candidates
 from keeper.app.sending import ExecuteTask, Sending
+from keeper.domain.fees import Fees
 from keeper.domain.plan import Rejection, RejectionReason
-from keeper.exec.executor import Execution
+from keeper.exec.executor import Execution, Prepared
 from keeper.exec.gate import OpenGate
 from keeper.exec.nonce import NonceManager
-from keeper.exec.tx import Status, TxOutcome
+from keeper.exec.tx import Status, TxOutcome, TxRequest
 from keeper.pipeline.scan import LiquidatableAccount
 from tests.unit.test_rollback import NonceNode
 
@@ -218,6 +219,8 @@ class _FollowFakes(_Fakes):
     def __init__(self) -> None:
         super().__init__()
         self.prepared: list[tuple[str, Any, Any]] = []  # (user, turn, after)
+        self.fees: list[Fees | None] = []  # the exact fees each send bid, if any
+        self.sender = SimpleNamespace(policy=SimpleNamespace(min_priority_fee=3))
 
     async def plan(self, user: str, account: Any, market: Any, *, round_: Any) -> Any:
         return SimpleNamespace(user=user, params=SimpleNamespace(swap_legs=(), swap_path=()),
@@ -225,12 +228,14 @@ class _FollowFakes(_Fakes):
 
     async def prepare(self, plan: Any, market: Any, **kw: Any) -> Any:
         self.prepared.append((plan.user, kw.get("turn"), kw.get("after")))
-        return SimpleNamespace(user=plan.user, plan=plan, turn=kw.get("turn"))
+        request = TxRequest("0xliquidator", b"", 1, label=plan.user, turn=kw.get("turn"))
+        return Prepared(plan.user, plan, request, 0, market)
 
     async def send(self, prepared: Any) -> Execution:
-        turn = prepared.turn
+        turn = prepared.request.turn
+        self.fees.append(prepared.request.exact_fees)
         if turn is not None:  # handed out: the tx it sent, then the next may claim
-            turn.sent = f"tx of {prepared.user}"
+            turn.sent = SimpleNamespace(name=f"tx of {prepared.user}", fees=Fees(100, 50))
             turn.done()
         self.sending.append(prepared.user)
         await self.go.wait()
@@ -238,7 +243,7 @@ class _FollowFakes(_Fakes):
                                                            block_number=99))
 
 
-async def test_a_follow_up_goes_behind_its_first_once_every_first_is_out(
+async def test_a_follow_up_goes_behind_its_first_and_the_firsts_planned_before_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     fakes = _FollowFakes()
     lane = Lane(backoff_max_blocks=64, max_in_flight=8)
@@ -253,12 +258,20 @@ async def test_a_follow_up_goes_behind_its_first_once_every_first_is_out(
     runner = asyncio.create_task(task.run())
     for _ in range(200):
         await asyncio.sleep(0)
-    # The firsts went in planning order, each under its turn; the follow-up of "half" after
-    # all of them, as the transaction that must follow the first of "half", under no turn.
-    assert fakes.sending == ["half", "b", "c", "half"]
-    follow = fakes.prepared[-1]
-    assert follow[0] == "half" and follow[1] is None and follow[2] == "tx of half"
-    assert all(turn is not None for _, turn, _ in fakes.prepared[:3])
+    # The firsts went in planning order, each under its turn; the follow-up of "half" behind
+    # the first of "half" and the firsts planned meanwhile, as the transaction that must
+    # follow the first of "half", under no turn (it takes no place in the send order).
+    assert [u for u in fakes.sending if u != "half"] == ["b", "c"]
+    assert fakes.sending[0] == "half" and fakes.sending.count("half") == 2
+    assert fakes.sending.index("b") < len(fakes.sending) - 1 - fakes.sending[::-1].index("half")
+    follows = [p for p in fakes.prepared if p[2] is not None]
+    assert len(follows) == 1 and len(fakes.prepared) == 4
+    assert follows[0][0] == "half" and follows[0][1] is None
+    assert follows[0][2].name == "tx of half"
+    assert all(turn is not None for _, turn, after in fakes.prepared if after is None)
+    # The firsts bid the policy's share of their profit; the follow-up the least tip, under
+    # its first's fee cap: behind our firsts in a full block.
+    assert sorted(map(str, fakes.fees)) == sorted(map(str, [None, None, None, Fees(100, 3)]))
     assert lane.full is False and "half" in task.in_flight  # in flight till both are over
     fakes.go.set()
     for _ in range(100):
