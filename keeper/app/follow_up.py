@@ -22,7 +22,7 @@ from keeper.domain.account_after import account_after
 from keeper.domain.fees import Fees
 from keeper.domain.plan import Plan, Rejection
 from keeper.domain.wadray import WAD
-from keeper.exec.executor import Execution
+from keeper.exec.executor import Execution, touches
 from keeper.exec.gate import OpenGate
 from keeper.exec.order import SendOrder, Turn
 from keeper.obs.logging import get_logger
@@ -45,14 +45,19 @@ class FollowUps:
         """The follow-up of ``leader``, or None when its account is left healthy, when none
         pays, or when either trades in a pool."""
         keeper = self.sending.keeper
-        if keeper.planner is None or not isinstance(keeper.gate, OpenGate) \
-                or not _kept(leader, market):
+        if keeper.planner is None or not self.may_follow(leader, market):
             return None
         after = account_after(keeper.sync.book.account(leader.user), market, leader)
         if after is None or calculate_user_account_data(after, market).health_factor >= WAD:
             return None
         second = await keeper.planner.plan(leader.user, after, market, round_=round_)
-        return None if isinstance(second, Rejection) or not _kept(second, market) else second
+        return None if isinstance(second, Rejection) or touches(second, market) else second
+
+    def may_follow(self, leader: Plan, market: Market) -> bool:
+        """Whether ``leader`` may have a follow-up at all (no IO): a single process, and a
+        plan that keeps a collateral outside isolation (it touches nothing on chain but its
+        account). Checked before a flight starts a follower."""
+        return isinstance(self.sending.keeper.gate, OpenGate) and not touches(leader, market)
 
     async def behind(self, leader: Plan, turn: Turn, market: Market, round_: PlanRound,
                      block: int, detected: float) -> None:
@@ -94,9 +99,3 @@ class FollowUps:
                      block=execution.outcome.block_number, follow_up=True,
                      realised_net_usd=(execution.realised_net_usd or 0) / 1e8)
 
-
-def _kept(plan: Plan, market: Market) -> bool:
-    """Whether ``plan`` keeps a collateral outside isolation: no swap and no debt ceiling, so
-    nothing on chain its outcome depends on but its account (``executor._touches``)."""
-    return (not plan.params.swap_legs and len(plan.params.swap_path) < 2
-            and market.reserve_of(plan.collateral_asset).configuration.debt_ceiling == 0)

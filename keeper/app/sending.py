@@ -225,7 +225,8 @@ class ExecuteTask:
         executor = keeper.executor
         assert executor is not None
         seen = self.sending.candidates.seen.get(user)
-        follower = None if round_ is None else asyncio.create_task(
+        follower = None if round_ is None or not self.follow_ups.may_follow(plan, market) \
+            else asyncio.create_task(
             self.follow_ups.behind(plan, turn, market, round_, block, detected),
             name=f"follow {user}")
 

@@ -49,11 +49,18 @@ async def ws_heads(ws: WsRpc) -> AsyncGenerator[Head, None]:
         await sub.unsubscribe()
 
 
+async def fetch_latest_head(rpc: JsonRpc) -> Head:
+    """The node's latest head (``RpcError`` when the read fails or finds no block)."""
+    block = await rpc.call("eth_getBlockByNumber", ["latest", False])
+    if block is None:
+        raise RpcMalformedReply("eth_getBlockByNumber: no latest block")
+    return Head.from_json(block)
+
+
 async def latest_head(rpc: JsonRpc) -> Head | None:
     """The node's latest head, or None when the read fails (logged: the caller polls again)."""
     try:
-        block = await rpc.call("eth_getBlockByNumber", ["latest", False])
-        return Head.from_json(block) if block is not None else None
+        return await fetch_latest_head(rpc)
     except RpcError as exc:  # RpcMalformedReply included
         log.warning("head_poll_failed", error=str(exc))
         return None

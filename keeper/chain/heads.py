@@ -22,12 +22,12 @@ from collections.abc import (
 )
 from types import TracebackType
 
-from keeper.chain.head_sources import polled_heads, watched_ws_heads
+from keeper.chain.head_sources import fetch_latest_head, polled_heads, watched_ws_heads
 from keeper.chain.reorg import DEFAULT_WINDOW, Fit, ReorgTooDeep, ReorgTracker
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import ChainEvent, Head
 from keeper.chain.ws import WsRpc
-from keeper.errors import RpcError, RpcMalformedReply, RpcNotAvailable
+from keeper.errors import RpcError, RpcNotAvailable
 from keeper.obs.logging import get_logger
 
 log = get_logger(__name__)
@@ -244,10 +244,7 @@ class HeadFollower:
         return (await fetch_heads(self.rpc, [self.start]))[0]
 
     async def _fetch_latest(self) -> Head:
-        block = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
-        if block is None:
-            raise RpcMalformedReply("eth_getBlockByNumber: no latest block")
-        return Head.from_json(block)
+        return await fetch_latest_head(self.rpc)
 
     async def ingest(self, head: Head) -> AsyncIterator[ChainEvent]:
         """The events that ``head`` implies, given what the tracker holds; updates the tracker."""

@@ -143,7 +143,7 @@ class LiquidationExecutor:
             block_seen_at=block_seen_at,
             turn=turn,
             after=after,
-            shares=_touches(plan, isolated=_isolated(plan.collateral_asset, market)),
+            shares=touches(plan, market),
         )
         log.info("liquidation_planned", user=plan.user, collateral=plan.collateral_asset,
                  debt=plan.debt_asset, debt_to_cover=plan.debt_to_cover,
@@ -276,6 +276,13 @@ def _kept_value(kept: tuple[int, int], plan: Plan, market: Market) -> int:
     received at the oracle's price (the Pool's own valuation of it) less the debt repaid."""
     repaid, seized = kept
     return market.value_in(seized, plan.collateral_asset, plan.debt_asset) - repaid
+
+
+def touches(plan: Plan, market: Market) -> frozenset[str]:
+    """What on chain ``plan``'s outcome depends on that another send of ours may change
+    (``TxRequest.shares``; see ``_touches``); empty for a plan that keeps a collateral outside
+    isolation."""
+    return _touches(plan, isolated=_isolated(plan.collateral_asset, market))
 
 
 def _isolated(collateral_asset: str, market: Market) -> bool:

@@ -120,6 +120,8 @@ def test_back_off_by_time_strands_nothing_on_a_quiet_chain() -> None:
     assert lane.due("a", 13)  # blocks came first
 
 
+_COLLATERAL = "0x" + "cc" * 20
+
 # ---- the execute task --------------------------------------------------------------------------
 
 def _candidate(user: str) -> LiquidatableAccount:
@@ -141,8 +143,9 @@ class _Fakes:
         self.rounds.append(id(round_))
         if user == "poor":
             return Rejection(user, RejectionReason.UNPROFITABLE, "")
-        # Each sells its collateral (a swap leg): none is followed up in the same block.
-        return SimpleNamespace(user=user, params=SimpleNamespace(swap_legs=("sell",), swap_path=()))
+        # Each sells its collateral (through a pair): none is followed up in the same block.
+        return SimpleNamespace(user=user, collateral_asset=_COLLATERAL, params=SimpleNamespace(
+            swap_legs=(), swap_path=(_COLLATERAL, "0x" + "dd" * 20)))
 
     async def prepare(self, plan: Any, market: Any, **_: Any) -> Any:
         # A prepared request names its plan (each send goes under the opportunity's claim).
@@ -159,7 +162,10 @@ class _Fakes:
 
 
 def _task(fakes: _Fakes, lane: Lane, candidates: Candidates) -> ExecuteTask:
-    book = SimpleNamespace(market=lambda: None, account=lambda u: None, block_hash="0x05")
+    # A market whose collateral has no debt ceiling (outside isolation).
+    market = SimpleNamespace(reserve_of=lambda asset: SimpleNamespace(
+        configuration=SimpleNamespace(debt_ceiling=0)))
+    book = SimpleNamespace(market=lambda: market, account=lambda u: None, block_hash="0x05")
     keeper = SimpleNamespace(executor=fakes, planner=fakes, sync=SimpleNamespace(book=book),
                              gate=OpenGate(), decisions=None)
     supervisor = SimpleNamespace(succeeded=lambda *_: None, failed=lambda *_, **__: None)
@@ -224,7 +230,7 @@ class _FollowFakes(_Fakes):
 
     async def plan(self, user: str, account: Any, market: Any, *, round_: Any) -> Any:
         return SimpleNamespace(user=user, params=SimpleNamespace(swap_legs=(), swap_path=()),
-                               debt_asset="0xdebt")
+                               collateral_asset=_COLLATERAL, debt_asset="0xdebt")
 
     async def prepare(self, plan: Any, market: Any, **kw: Any) -> Any:
         self.prepared.append((plan.user, kw.get("turn"), kw.get("after")))
