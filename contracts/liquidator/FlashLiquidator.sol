@@ -155,6 +155,8 @@ contract FlashLiquidator {
         uint256 debtRepaid,
         uint256 collateralSeized
     );
+    /// An order of a batch that failed and was undone alone; `reason` is its revert data.
+    event OrderFailed(address indexed user, bytes reason);
     event OwnershipTransferStarted(address indexed owner, address indexed pendingOwner);
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
     event Rescued(address indexed token, address indexed to, uint256 amount);
@@ -175,6 +177,8 @@ contract FlashLiquidator {
     error InsufficientProfit(uint256 profit, uint256 minProfit);
     error TokenCallFailed(address token, bytes4 selector);
     error EtherTransferFailed();
+    error NotSelf();
+    error NothingLiquidated();
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner();
@@ -253,13 +257,48 @@ contract FlashLiquidator {
         if (profit != 0) _transfer(debtAsset, msg.sender, profit);
     }
 
+    /// @notice Liquidate several accounts in one transaction, each order keeping its collateral
+    ///         (no legs, own balance). Each runs in its own call frame: one that fails (a rival
+    ///         took the account first, it healed, it pays less than its floor) is undone alone
+    ///         and reported by `OrderFailed`; the others stand. Reverts only when none succeeds,
+    ///         so a batch that would liquidate nothing is refused by its simulation.
+    /// @return done the orders that succeeded.
+    function liquidateBatch(Order[] calldata orders) external onlyOwner nonReentrant returns (uint256 done) {
+        uint256 n = orders.length;
+        for (uint256 i; i < n; ++i) {
+            Order calldata order = orders[i];
+            // A malformed batch is the caller's bug, not a lost race: refused whole.
+            if (order.legs.length != 0 || order.collateralAsset == order.debtAsset) revert BadSwapPath();
+            _checkOrder(order);
+        }
+        for (uint256 i; i < n; ++i) {
+            try this.keepOrder(orders[i]) {
+                ++done;
+            } catch (bytes memory reason) {
+                emit OrderFailed(orders[i].user, reason);
+            }
+        }
+        if (done == 0) revert NothingLiquidated();
+    }
+
+    /// @notice One order of `liquidateBatch`, in its own frame; only this contract, during a
+    ///         batch, may call it.
+    function keepOrder(Order calldata order) external {
+        if (msg.sender != address(this)) revert NotSelf();
+        if (_lock != LOCKED) revert NotLiquidating();
+        if (order.maxBlock != 0 && block.number > order.maxBlock) {
+            revert Expired(block.number, order.maxBlock);
+        }
+        _keepCollateral(order);
+    }
+
     /// Repay from this contract's own balance and send the seized collateral to the owner, who
     /// keeps it: nothing is sold. `minProfit` is then the least collateral the owner must get
     /// (a rival who took part of the debt first leaves less): below it the call reverts.
     function _keepCollateral(Order calldata order) private returns (uint256) {
         (uint256 repaid, uint256 seized) = _liquidationCall(order);
         if (seized < order.minProfit) revert InsufficientProfit(seized, order.minProfit);
-        _transfer(order.collateralAsset, msg.sender, seized);
+        _transfer(order.collateralAsset, owner, seized);
         emit CollateralKept(order.user, order.collateralAsset, order.debtAsset, repaid, seized);
         return 0;
     }

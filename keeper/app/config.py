@@ -181,6 +181,10 @@ class ExecutorConfig(_Section):
     # Liquidations in flight at once, with consecutive nonces (1 with a private relay: its
     # bundles do not chain nonces across blocks). A slot is held until the receipt is final.
     max_in_flight: Int = Field(32, ge=1, le=1_024)
+    # Liquidations that keep their collateral sent together, up to this many in one
+    # ``liquidateBatch`` transaction (each order undone alone if it fails); 1: each alone.
+    # A single process only (a keeper network claims each account on its own).
+    batch_size: Int = Field(1, ge=1, le=64)
     relay_blocks_ahead: Int = Field(1, ge=1, le=25)
     # Backrun pending oracle updates seen in the mempool (needs a WebSocket URL): liquidate in
     # the same block as the price move, right after it.

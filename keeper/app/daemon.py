@@ -19,6 +19,7 @@ import signal
 from collections.abc import AsyncIterator
 from typing import NoReturn
 
+from keeper.app.backrun_task import BackrunTask
 from keeper.app.daemon_settings import DaemonSettings
 from keeper.app.decisions import DecisionLog
 from keeper.app.head import DaemonReadiness, watch_head
@@ -27,7 +28,7 @@ from keeper.app.quiet_blocks import QuietBlocks
 from keeper.app.risk_task import RiskGaugeTask
 from keeper.app.root import Keeper
 from keeper.app.scan_task import Candidates, ScanTask
-from keeper.app.sending import BackrunTask, ExecuteTask, Sending
+from keeper.app.sending import ExecuteTask, Sending
 from keeper.app.supervise import Supervisor
 from keeper.errors import ConfigError, KeeperError
 from keeper.obs.logging import get_logger
@@ -104,7 +105,7 @@ class Daemon:
                              self.lane, self.candidates)
         sending = Sending(keeper, self.supervisor, self.lane, self.candidates,
                           lambda: self.stopping)
-        self.execute = ExecuteTask(sending)
+        self.execute = ExecuteTask(sending, batch_size=s.batch_size)
         self.backrun = BackrunTask(sending, self.prepared)
         keeper.sync.on_update(self._on_block)
         if keeper.executor is not None:

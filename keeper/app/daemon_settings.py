@@ -19,6 +19,7 @@ class DaemonSettings:
     backoff_max_blocks: int = 64  # a candidate that was not liquidated waits 1, 2, 4 ... blocks
     backoff_seconds: float = 2.0  # ... or 2, 4, 8 ... seconds if no block comes meanwhile
     max_in_flight: int = 1  # liquidations in flight at once (consecutive nonces)
+    batch_size: int = 1  # liquidations that keep their collateral sent in one transaction
     drain_timeout: float = 90.0  # on a signal, how long the liquidation in flight may take
     max_consecutive_failures: int = 5  # task failures in a row that open the circuit breaker
     breaker_cooldown: float = 60.0  # ... which closes again after this many quiet seconds
@@ -38,4 +39,5 @@ class DaemonSettings:
             # handed out past the lease deadline), so the network sends one at a time.
             max_in_flight=1 if cfg.executor.private_relay_url is not None
             or cfg.cluster.enabled else cfg.executor.max_in_flight,
+            batch_size=1 if cfg.cluster.enabled else cfg.executor.batch_size,
         )

@@ -1,17 +1,18 @@
-"""The daemon's two sending tasks: *execute* liquidates every due candidate of the newest
-scan, several in flight at once; *backrun* liquidates right behind a pending oracle update.
-Both go through one ``Lane`` (never two flights for one account, one back-off per account) and
-one task boundary (``guarded``)."""
+"""The daemon's execute task: liquidates every due candidate of the newest scan, several in
+flight at once (alone, or in batches: ``keeper.app.batch_flight``). It and the backrun task
+(``keeper.app.backrun_task``) share ``Sending``: one ``Lane`` (never two flights for one
+account, one back-off per account) and one task boundary (``guarded``)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, TypeVar
 
 from keeper.app import steps
+from keeper.app.batch_flight import BatchFlights, OpenBatch
 from keeper.app.claims import send_claimed
 from keeper.app.follow_up import FollowUps
 from keeper.app.inflight import Lane
@@ -19,20 +20,17 @@ from keeper.app.root import Keeper
 from keeper.app.scan_task import Candidates
 from keeper.app.supervise import Supervisor
 from keeper.chain.reorg import block_gone
-from keeper.chain.ws import WsRpc
 from keeper.domain.account import Market
 from keeper.domain.plan import Plan, Rejection
 from keeper.errors import KeeperError, RpcError
-from keeper.exec.backrun import behind
 from keeper.exec.executor import Execution
 from keeper.exec.order import SendOrder, Turn
 from keeper.obs.logging import get_logger
-from keeper.pipeline.backrun import Backrunner, OracleUpdate, PendingOracleWatcher
 from keeper.pipeline.plan_round import PlanRound
 from keeper.pipeline.scan import LiquidatableAccount
-from keeper.protocols.aave_v3.book import PositionBook
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 class Sending:
@@ -54,10 +52,11 @@ class Sending:
         with self.lane.flying(user):
             return await self.guarded(task, user, block, send, rpc_method=rpc_method)
 
-    async def guarded(self, task: str, user: str, block: int,
-                      send: Callable[[], Awaitable[Execution]], *,
-                      rpc_method: str) -> Execution | None:
-        """``send`` behind ``task``'s boundary (the caller marks ``user`` in flight)."""
+    async def guarded(self, task: str, user: str | tuple[str, ...], block: int,
+                      send: Callable[[], Awaitable[T]], *, rpc_method: str) -> T | None:
+        """``send`` behind ``task``'s boundary (the caller marks ``user`` in flight: one
+        account, or a batch's)."""
+        users = (user,) if isinstance(user, str) else user
         try:
             return await send()
         except KeeperError as exc:
@@ -69,15 +68,33 @@ class Sending:
                             error=str(exc))
             else:
                 self.supervisor.failed(task, exc, user=user)
-                self.lane.back_off(user, block)
+                for u in users:
+                    self.lane.back_off(u, block)
                 return None
             # The chain's or the node's doing, not the account's: tried again on the next
             # block (a back-off grown through an outage would strand it once the node is back).
-            self.lane.retry_next(user, block)
+            for u in users:
+                self.lane.retry_next(u, block)
         except Exception as exc:  # a task boundary
             self.supervisor.failed(task, exc, user=user)
-            self.lane.back_off(user, block)
+            for u in users:
+                self.lane.back_off(u, block)
         return None
+
+    def settled(self, block: int, execution: Execution | None, user: str | None = None) -> None:
+        """How the liquidation of an account tried at ``block`` ended: into the decision
+        record, the task's health and the lane (due again, backing off, or liquidated)."""
+        user = user if execution is None else execution.user
+        assert user is not None
+        self.record(block, user, execution)
+        if execution is None:
+            return
+        self.supervisor.succeeded("execute")
+        mined = self.lane.settle(user, block, execution.outcome, overtaken=execution.overtaken)
+        if mined is not None and execution.outcome is not None:
+            self.candidates.forget(user)
+            log.info("liquidated", user=user, tx_hash=execution.outcome.tx_hash, block=mined,
+                     realised_net_usd=(execution.realised_net_usd or 0) / 1e8)
 
     def record(self, block: int, user: str, execution: Execution | None) -> None:
         """Into the decision record: the planner's verdict, or how a request ended."""
@@ -113,7 +130,7 @@ class ExecuteTask:
     the previous one's receipt. Accounts the close factor leaves under HF 1 are liquidated
     again on later blocks for as long as that pays (see ``Lane``)."""
 
-    def __init__(self, sending: Sending) -> None:
+    def __init__(self, sending: Sending, *, batch_size: int = 1) -> None:
         self.sending = sending
         self.lane = sending.lane
         self.flights: set[asyncio.Task[None]] = set()
@@ -122,6 +139,7 @@ class ExecuteTask:
         self._round: PlanRound | None = None
         self._round_head = ""  # the book's block hash the round began on
         self.follow_ups = FollowUps(sending, self.order)
+        self.batches = BatchFlights(sending, batch_size)
 
     async def run(self) -> None:
         if self.sending.keeper.executor is None:
@@ -181,34 +199,87 @@ class ExecuteTask:
         round_ = self._round_for(block)
         market = keeper.sync.book.market()
         loop = asyncio.get_running_loop()
-        for candidate in due:
-            user = candidate.user
-            if self.sending.stopping() or self.lane.full:
-                return
-            if not self.lane.due(user, block):
-                continue
-            detected = loop.time()
-            self.lane.take(user)
-            verdict = await self.sending.guarded(
-                "execute", user, block, functools.partial(self._planned, user, market, round_),
-                rpc_method="plan")
-            self.sending.record(block, user, verdict)
-            if verdict is None or verdict.plan is None:
-                self.lane.drop(user)
-                if verdict is not None:
-                    waits = verdict.rejection.not_before if verdict.rejection else None
-                    self.lane.settle(user, block, None, not_before=waits)
-                continue
-            turn = self.order.turn()
-            self.in_flight[user] = _Flying(verdict.plan, turn)
-            flight = asyncio.create_task(
-                self._fly(verdict.plan, market, block, detected, turn, round_),
-                name=f"liquidate {user}")
-            self.flights.add(flight)
-            flight.add_done_callback(self.flights.discard)
-            # Plans of one round often need no read (the round has them): without a yield the
-            # round would plan everyone before the first flight even traced its gas.
-            await asyncio.sleep(0)
+        batch: OpenBatch | None = None  # plans that go out together (``BatchFlights``)
+        try:
+            for candidate in due:
+                user = candidate.user
+                if self.sending.stopping() or self.lane.full:
+                    break
+                if not self.lane.due(user, block):
+                    continue
+                detected = loop.time()
+                self.lane.take(user)
+                verdict = await self.sending.guarded(
+                    "execute", user, block,
+                    functools.partial(self._planned, user, market, round_), rpc_method="plan")
+                self.sending.record(block, user, verdict)
+                if verdict is None or verdict.plan is None:
+                    self.lane.drop(user)
+                    if verdict is not None:
+                        waits = verdict.rejection.not_before if verdict.rejection else None
+                        self.lane.settle(user, block, None, not_before=waits)
+                    continue
+                plan = verdict.plan
+                if self.batches.takes(plan, market):
+                    if batch is None:
+                        batch = OpenBatch(self.order.turn(), detected)
+                    self.in_flight[user] = _Flying(plan, batch.turn)
+                    batch.plans.append(plan)
+                    await self._follow_in(batch, plan, market, round_)
+                    if len(batch.plans) >= self.batches.size:
+                        self._start_batch(batch, market, block, round_)
+                        batch = None
+                else:
+                    if batch is not None:  # it was planned first: it takes its nonce first
+                        self._start_batch(batch, market, block, round_)
+                        batch = None
+                    turn = self.order.turn()
+                    self.in_flight[user] = _Flying(plan, turn)
+                    self._start(self._fly(plan, market, block, detected, turn, round_), user)
+                # Plans of one round often need no read (the round has them): without a yield
+                # the round would plan everyone before the first flight even traced its gas.
+                await asyncio.sleep(0)
+        except BaseException:
+            if batch is not None:  # cancelled while gathering: nothing of it was sent
+                batch.turn.done()
+                self._release(tuple(p.user for p in batch.plans))
+            raise
+        if batch is not None:
+            self._start_batch(batch, market, block, round_)
+
+    def _start(self, flight: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(flight, name=f"liquidate {name}")
+        self.flights.add(task)
+        task.add_done_callback(self.flights.discard)
+
+    def _start_batch(self, batch: OpenBatch, market: Market, block: int,
+                     round_: PlanRound) -> None:
+        """Send ``batch``: alone as a plain flight when it holds one plan."""
+        if len(batch.plans) == 1:
+            plan = batch.plans[0]
+            self._start(self._fly(plan, market, block, batch.detected, batch.turn, round_),
+                        plan.user)
+        else:
+            self._start(self.batches.fly(batch, market, block, self._release),
+                        f"batch of {len(batch.plans)}")
+
+    async def _follow_in(self, batch: OpenBatch, plan: Plan, market: Market,
+                         round_: PlanRound) -> None:
+        """``plan``'s follow-up right behind it in ``batch``, when the close factor leaves
+        its account under HF 1 and a second liquidation pays."""
+        try:
+            second = await self.follow_ups.plan(plan, market, round_)
+        except Exception as exc:  # optional: the account is planned again on the next block
+            log.warning("follow_up_not_planned", user=plan.user, error=str(exc))
+            return
+        if second is not None and self.batches.takes(second, market):
+            batch.plans.append(second)
+
+    def _release(self, users: tuple[str, ...]) -> None:
+        """``users`` are no longer in flight."""
+        for user in users:
+            self.in_flight.pop(user, None)
+            self.lane.drop(user)
 
     async def _planned(self, user: str, market: Market, round_: PlanRound) -> Execution:
         verdict = await steps.plan(self.sending.keeper, user, market, round_)
@@ -254,109 +325,4 @@ class ExecuteTask:
                 follower.cancel()
             self.in_flight.pop(user, None)
             self.lane.drop(user)
-        self.sending.record(block, user, execution)
-        if execution is None:
-            return
-        self.sending.supervisor.succeeded("execute")
-        mined = self.lane.settle(user, block, execution.outcome, overtaken=execution.overtaken)
-        if mined is not None and execution.outcome is not None:
-            self.sending.candidates.forget(user)
-            log.info("liquidated", user=user, tx_hash=execution.outcome.tx_hash, block=mined,
-                     realised_net_usd=(execution.realised_net_usd or 0) / 1e8)
-
-
-class BackrunTask:
-    """Watches the mempool for oracle updates and liquidates in the same block, right after
-    the update (only with ``executor.backrun_oracle_updates`` and a WebSocket). It shares the
-    execute task's lane: a pending update that comes while a liquidation is in flight is let
-    go, and the regular path does not liquidate again an account the backrun just did."""
-
-    def __init__(self, sending: Sending, prepared: asyncio.Event) -> None:
-        self.sending = sending
-        self.lane = sending.lane
-        self.prepared = prepared
-        self.handled = 0  # pending updates handled (progress, for the restart back-off)
-        self._own_ws: WsRpc | None = None
-
-    async def run(self) -> None:
-        keeper = self.sending.keeper
-        planner = keeper.planner
-        if planner is None or (keeper.sync.ws is None and keeper.target.ws_url is None):
-            log.warning("backrun_disabled", missing="executor" if planner is None else "websocket",
-                        reason="backrun_oracle_updates is on but nothing to backrun with")
-            await asyncio.Event().wait()
-            return
-        await self.prepared.wait()
-        timeout = keeper.cfg.network.request_timeout
-
-        def book() -> PositionBook:
-            return keeper.sync.book
-
-        backrunner = Backrunner(keeper.rpc, book, planner, timeout=timeout)
-        try:
-            await self.sending.supervisor.forever(
-                "backrun", lambda: self._watch(backrunner, book, timeout),
-                progress=lambda: self.handled)
-        finally:
-            if self._own_ws is not None:
-                await self._own_ws.close()
-
-    async def _watch(self, backrunner: Backrunner, book: Callable[[], PositionBook],
-                     timeout: float) -> NoReturn:
-        keeper = self.sending.keeper
-        ws = keeper.sync.ws
-        if ws is None:
-            if self._own_ws is None:
-                assert keeper.target.ws_url is not None
-                self._own_ws = WsRpc(keeper.target.ws_url, timeout=timeout)
-                await self._own_ws.connect()
-            ws = self._own_ws
-        watcher = PendingOracleWatcher(ws, book, timeout=timeout)
-        async for update in watcher.updates():
-            await self._backrun(backrunner, update)
-            self.sending.supervisor.succeeded("backrun")
-            self.handled += 1
-        raise KeeperError("the pending-transaction subscription ended")
-
-    def _held(self, user: str) -> bool:
-        """Whether the oracle guard holds ``user`` (an asset it uses is halted)."""
-        guard = self.sending.keeper.oracle_guard
-        if guard is None or not guard.halted:
-            return False
-        book = self.sending.keeper.sync.book
-        return bool(guard.holding(book.account(user), book.market()))
-
-    async def _backrun(self, backrunner: Backrunner, update: OracleUpdate) -> None:
-        """Liquidate right after ``update`` if it makes an account liquidatable and the lane
-        is free; the account's bookkeeping is the lane's."""
-        if self.sending.stopping():
-            return
-        if self.lane.busy:
-            log.info("backrun_skipped_liquidation_in_flight", tx_hash=update.tx.tx_hash,
-                     in_flight=self.lane.user)
-            return
-        async with self.lane.held():
-            block = self.sending.candidates.block
-            found = await backrunner.plan(
-                update, lambda u: not self.lane.due(u, block) or self._held(u))
-            if found is None or self.sending.stopping():
-                return
-            keeper = self.sending.keeper
-            executor = keeper.executor
-            assert executor is not None
-            # No trace: at the head the new price is not there yet and the call would revert.
-            prepared = behind(await executor.prepare(found.plan, found.market, trace_gas=False,
-                                                     detected_at=found.detected_at), update.tx)
-            user = prepared.user
-            execution = await self.sending.attempt(
-                "backrun", user, block, lambda: send_claimed(keeper, prepared, block),
-                rpc_method="backrun")
-            self.sending.record(block, user, execution)
-            if execution is None:
-                return
-            # As after a regular liquidation; but one that sent nothing does not back off.
-            mined = self.lane.settle(user, block, execution.outcome, back_off_unsent=False)
-            if mined is not None and execution.outcome is not None:
-                log.info("liquidated_by_backrun", user=user, tx_hash=execution.outcome.tx_hash,
-                         block=mined, oracle_tx=update.tx.tx_hash,
-                         realised_net_usd=(execution.realised_net_usd or 0) / 1e8)
+        self.sending.settled(block, execution, user)

@@ -125,8 +125,9 @@ class LiquidationExecutor:
         made with it (``keeper.exec.order``); ``after``, a transaction of ours it must follow
         (a follow-up of the same account, planned on what that one leaves).
         """
-        predicted_gas, traced = await self._predict_gas(plan) if trace_gas \
-            else (plan.gas_estimate, False)
+        predicted_gas, traced = await self.predict_gas(plan.liquidator, plan.calldata,
+                                                       plan.timestamp, plan.gas_estimate) \
+            if trace_gas else (plan.gas_estimate, False)
         native_price = market.prices.get(self.native_asset, 0)
         request = TxRequest(
             to=plan.liquidator,
@@ -159,25 +160,30 @@ class LiquidationExecutor:
         label = prepared.request.label
         try:
             outcome = await self.sender.execute(
-                prepared.request, still_wanted=functools.partial(self._recheck, prepared.user))
+                prepared.request, still_wanted=functools.partial(self.recheck, (prepared.user,)))
         finally:
-            self._checked.pop(label, None)
+            self.forget(label)
         # The simulation's figure (traced at the plan's stamp), else the model's.
         predicted_gas = outcome.simulated_gas or predicted_gas
         if outcome.status is not Status.MINED:
             return Execution(user, plan=plan, outcome=outcome, predicted_gas=predicted_gas)
-        return await self._account_for(user, plan, outcome, predicted_gas, prepared.market)
+        return await self.account_for(user, plan, outcome, predicted_gas, prepared.market)
 
-    async def _recheck(self, user: str, request: TxRequest, head: int) -> bool:
+    async def recheck(self, users: tuple[str, ...], request: TxRequest, head: int) -> bool:
         """``_still_wanted``, unless nothing it depends on moved since its last check: a
-        request that trades in no pool and whose account and prices the blocks since left
-        alone (``quiet``)."""
+        request that trades in no pool and whose accounts (one, or a batch's) and prices the
+        blocks since left alone (``quiet``)."""
         last = self._checked.get(request.label)
         self._checked[request.label] = head
-        if last is not None and self.quiet is not None and request.shares == frozenset() \
-                and self.quiet(user, last, head):
+        quiet = self.quiet
+        if last is not None and quiet is not None and request.shares == frozenset() \
+                and all(quiet(user, last, head) for user in users):
             return True
         return await self._still_wanted(request, head)
+
+    def forget(self, label: str) -> None:
+        """The request ``label`` ended: its last check is no longer needed."""
+        self._checked.pop(label, None)
 
     async def _still_wanted(self, request: TxRequest, head: int) -> bool:
         """Asked on every block while our liquidation is in flight: would it still succeed?
@@ -211,7 +217,8 @@ class LiquidationExecutor:
             pass  # the node is unreachable: no evidence either way
         return True
 
-    async def _predict_gas(self, plan: Plan) -> tuple[int, bool]:
+    async def predict_gas(self, to: str, calldata: bytes, timestamp: int,
+                          fallback: int) -> tuple[int, bool]:
         """Gas the transaction will use, from a traced call when the node offers tracing
         (anvil, geth, erigon); ``eth_estimateGas`` overshoots it by the 63/64 reserve of the
         flash-loan callback. Falls back to the planner's model (then not exact: False).
@@ -221,11 +228,11 @@ class LiquidationExecutor:
         (``updateState`` returns early), and the trace came out ~20-40k gas short of the
         receipt. A node that refuses block overrides gets the plain trace.
         """
-        tx = {"from": self.owner, "to": plan.liquidator, "data": "0x" + plan.calldata.hex()}
+        tx = {"from": self.owner, "to": to, "data": "0x" + calldata.hex()}
         # The top call alone: its gasUsed is all we read, and the nested frames of a flash
         # loan and a swap are tens of kilobytes to send and decode on the hot path.
         top = {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}
-        at_plan_time = top | {"blockOverrides": {"time": hex(plan.timestamp)}}
+        at_plan_time = top | {"blockOverrides": {"time": hex(timestamp)}}
         for options in (at_plan_time, top, {"tracer": "callTracer"}):
             try:
                 trace = await self.rpc.call("debug_traceCall", [tx, "latest", options])
@@ -234,13 +241,16 @@ class LiquidationExecutor:
                 continue
             if isinstance(trace, dict) and "gasUsed" in trace and not trace.get("error"):
                 return int(trace["gasUsed"], 16), True
-        return plan.gas_estimate, False
+        return fallback, False
 
-    async def _account_for(self, user: str, plan: Plan, outcome: TxOutcome, predicted_gas: int,
-                           market: Market) -> Execution:
+    async def account_for(self, user: str, plan: Plan, outcome: TxOutcome, predicted_gas: int,
+                          market: Market, receipt: Any = None) -> Execution:
+        """What the mined ``outcome`` of ``plan`` made, from its receipt (read unless given:
+        a batch reads it once for all its orders)."""
         assert outcome.block_number is not None
         block = outcome.block_number
-        receipt = await self.rpc.call("eth_getTransactionReceipt", [outcome.tx_hash])
+        if receipt is None:
+            receipt = await self.rpc.call("eth_getTransactionReceipt", [outcome.tx_hash])
         realised = liquidated_profit(receipt, plan.liquidator, user)
         kept = collateral_kept(receipt, plan.liquidator, user) if realised is None else None
         if kept is not None:

@@ -76,9 +76,9 @@ async def test_a_kept_liquidation_in_flight_is_asked_again_only_after_a_block_th
                      shares=frozenset())
     sold = TxRequest(to=WBTC, data=b"", expected_profit_native=1, label="sell",
                      shares=frozenset({"weth/usdc"}))
-    assert await executor._recheck(USER, kept, 12)  # the first look always asks
-    assert await executor._recheck(USER, kept, 13)  # a quiet block: the answer stands
+    assert await executor.recheck((USER,), kept, 12)  # the first look always asks
+    assert await executor.recheck((USER,), kept, 13)  # a quiet block: the answer stands
     assert calls == ["eth_call"]
-    assert await executor._recheck(USER, kept, 14)  # not quiet: asked again
-    assert await executor._recheck(USER, sold, 12) and await executor._recheck(USER, sold, 13)
+    assert await executor.recheck((USER,), kept, 14)  # not quiet: asked again
+    assert await executor.recheck((USER,), sold, 12) and await executor.recheck((USER,), sold, 13)
     assert calls == ["eth_call"] * 4  # one that trades in a pool is always asked

@@ -118,8 +118,21 @@ def encode_liquidate(params: LiquidationParams) -> bytes:
     Hops name no pool: the contract derives each pair's and pool's address from its canonical
     factories, so a hop is ``(venue, tokenOut, fee)`` and a leg ``(amountIn, hops)``.
     """
+    return _abi()["liquidate"].encode(_order(params))
+
+
+def encode_liquidate_batch(orders: Sequence[LiquidationParams]) -> bytes:
+    """Calldata of ``liquidateBatch(Order[])``: orders that keep their collateral, each run in
+    its own frame (one that fails is undone alone, ``OrderFailed``)."""
+    for params in orders:
+        if not params.keep_collateral:
+            raise LiquidatorParamsError("a batch holds only orders that keep their collateral")
+    return _abi()["liquidateBatch"].encode([_order(p) for p in orders])
+
+
+def _order(params: LiquidationParams) -> tuple[Any, ...]:
     fp = params.flash_pool
-    return _abi()["liquidate"].encode((
+    return (
         params.collateral_asset,
         params.debt_asset,
         params.user,
@@ -131,7 +144,7 @@ def encode_liquidate(params: LiquidationParams) -> bytes:
         fp.pair_token if fp is not None else ZERO_ADDRESS,
         fp.fee if fp is not None else 0,
         params.max_block,
-    ))
+    )
 
 
 def contract_legs(params: LiquidationParams) -> tuple[SwapLeg, ...]:
@@ -342,3 +355,22 @@ def liquidated_profit(receipt: Any, liquidator: str, user: str) -> int | None:
         if str(fields["user"]).lower() == user.lower():
             return int(fields["profit"])
     return None
+
+
+def batch_results(receipt: Any, liquidator: str) -> list[tuple[str, dict[str, Any] | bytes]]:
+    """What each order of a ``liquidateBatch`` did, in the batch's order: (user, the receipt's
+    log of its ``CollateralKept``) for one that succeeded, (user, its revert data) for one that
+    failed and was undone (``OrderFailed``; ``keeper.exec.simulate.reason_of`` words it)."""
+    kept, failed = _abi().event("CollateralKept"), _abi().event("OrderFailed")
+    out: list[tuple[str, dict[str, Any] | bytes]] = []
+    logs = receipt.get("logs") if isinstance(receipt, dict) else None
+    for lg in logs or ():
+        if not isinstance(lg, dict) or str(lg.get("address", "")).lower() != liquidator.lower():
+            continue
+        topic = (lg.get("topics") or [None])[0]
+        if topic == kept.topic0:
+            out.append((str(kept.decode(lg["topics"], lg["data"])["user"]).lower(), lg))
+        elif topic == failed.topic0:
+            fields = failed.decode(lg["topics"], lg["data"])
+            out.append((str(fields["user"]).lower(), bytes(fields["reason"])))
+    return out
