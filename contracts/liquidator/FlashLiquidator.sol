@@ -57,7 +57,9 @@ interface IUniswapV3PoolMinimal {
 /// what remains), repays the flash loan with its fee, and pays the owner the profit in the debt
 /// asset. An order with no legs between two assets keeps the collateral instead (for an owner
 /// who holds inventory): repaid from the contract's own balance, the collateral goes to the
-/// owner unsold, and `minProfit` is the least collateral it must receive.
+/// owner unsold, and `minProfit` is the least collateral it must receive. `liquidateBatch` runs
+/// several such orders in one transaction, each in its own frame (one that fails is undone
+/// alone), for a crash whose liquidations outnumber what one sender can hand out one by one.
 ///
 /// Profit is measured, not computed: it is the increase of this contract's balance of the debt
 /// asset over the whole call. If that increase is below `minProfit` (or negative: the trade would

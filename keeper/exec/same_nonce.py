@@ -66,13 +66,38 @@ class SameNonce:
         self.accounting.handed_out(flight, self.submitter.route)
 
     async def behind_gap(self, flight: Flight) -> bool:
-        """True when the chain's next nonce is below ours: a rollback took more than this
-        transaction, and sending at our nonce would leave it queued behind a gap."""
+        """True when the chain's next nonce is below ours and the node no longer holds our
+        transaction: a rollback took more than this transaction, and sending at our nonce
+        would leave it queued behind a gap. One the node still holds waits behind the gap: a
+        lower transaction of ours left the node's pool (anvil drops a sender's next one when
+        it does not fit the block it builds) and its own flight sends it again
+        (``vanished``); given up instead, it would still be mined once the gap is filled,
+        with nobody watching it."""
         latest, pending = await self.nonces.node_nonces()
-        if max(latest, pending) >= flight.lease.nonce:
+        chain = max(latest, pending)
+        if chain >= flight.lease.nonce:
+            return False
+        if flight.current is not None and await self.reads.known_to_node(flight.current.tx_hash):
+            log.info("nonce_gap_below_waiting", label=flight.req.label,
+                     nonce=flight.lease.nonce, chain=chain)
             return False
         log.warning("nonce_above_chain_after_rollback", label=flight.req.label,
-                    nonce=flight.lease.nonce, chain=max(latest, pending))
+                    nonce=flight.lease.nonce, chain=chain)
+        return True
+
+    async def vanished(self, flight: Flight) -> bool:
+        """Whether our transaction, next in line (the chain's nonce is ours), left the node:
+        its pool holds nothing at our nonce and the node does not know the hash (evicted,
+        dropped while a block was built, or a restart)."""
+        if flight.current is None:
+            return False
+        _, pending = await self.nonces.node_nonces()
+        if pending > flight.lease.nonce:
+            return False
+        if await self.reads.known_to_node(flight.current.tx_hash):
+            return False
+        log.warning("tx_vanished_from_node", label=flight.req.label, nonce=flight.lease.nonce,
+                    tx_hash=flight.current.tx_hash)
         return True
 
     async def after_reorg(self, flight: Flight, head: int) -> TxOutcome | None:
@@ -97,6 +122,26 @@ class SameNonce:
             log.warning("resend_after_reorg_refused", error=exc.rpc_message,
                         label=flight.req.label)
         return None
+
+    async def resend_vanished(self, flight: Flight, head: int) -> None:
+        """Our transaction, next in line, left the node (``vanished``): simulated again and
+        the same bytes handed out again, or a cancel if it would now revert. Not while its
+        fee cap is under the next base fee: the node would drop it again, and the replacement
+        (``replace_after_blocks``) raises its fees."""
+        assert flight.current is not None and flight.current_fees is not None
+        signed = flight.current
+        if flight.cancel_hash is None:
+            sim = await self.simulator.simulate(flight.req, "latest")
+            if sim.reason is not None:
+                await self.cancel(flight, head, f"lost by the node: {sim.reason}")
+                return
+            if flight.current_fees.max_fee_per_gas < sim.base_fee:
+                return
+        try:
+            await self.submit(flight, "resend", signed, flight.current_fees, flight.gas_limit,
+                               head)
+        except RpcResponseError as exc:
+            log.warning("resend_refused", error=exc.rpc_message, label=flight.req.label)
 
     def rolled_back(self, flight: Flight) -> TxOutcome:
         """Give the request up: the chain's nonce is below ours, so it can never be mined as

@@ -341,9 +341,11 @@ class Sender:
             return None
 
         if mined_nonce < flight.lease.nonce and await self.same.behind_gap(flight):
-            # Nonces below ours are not mined and the node holds nothing for them: the chain
-            # went back (a node restored from an older state) and ours can never be mined.
+            # The chain went back below ours (a node restored from an older state).
             return self.same.rolled_back(flight)
+        if mined_nonce == flight.lease.nonce and head > flight.sent_block \
+                and await self.same.vanished(flight):
+            await self.same.resend_vanished(flight, head)  # later ones wait behind it
         flight.sent_block = min(flight.sent_block, head)  # the head may have gone back
 
         if flight.req.after is not None and await self.reads.waiting_in_mempool(flight.req.after):

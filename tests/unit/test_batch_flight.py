@@ -100,7 +100,7 @@ async def test_kept_plans_go_out_together_in_planning_order_with_their_follow_up
     async def follow_up(plan: Any, market: Any, round_: Any) -> Any:
         return _plan(plan.user, debt_to_cover=50) if plan.user == "k2" else None
 
-    task.follow_ups.plan = follow_up  # type: ignore[method-assign]
+    task.follow_ups.plan = follow_up  # type: ignore[method-assign,assignment]
     runner = asyncio.create_task(task.run())
     for _ in range(300):
         await asyncio.sleep(0)
