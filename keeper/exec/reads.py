@@ -36,6 +36,9 @@ class ChainReads:
         self._head_read: asyncio.Future[tuple[int, str]] | None = None
         self.head_timestamp: tuple[int, int] | None = None  # (number, stamp) of the last head read
         self._receipts: _ReceiptRound | None = None  # the asks of this turn of the loop
+        # The account's pending count at the last receipt round: where the node's pool of our
+        # transactions ends (a flight at that nonce whose transaction it lost is next to send).
+        self.pending_nonce: int | None = None
         self._answering: set[asyncio.Task[None]] = set()
 
     def notify_head(self) -> None:
@@ -115,9 +118,13 @@ class ChainReads:
         hashes = list(dict.fromkeys(h for asked, _ in round_.asks for h in asked))
         try:
             results = await self.batch([("eth_getTransactionReceipt", [h]) for h in hashes]
-                                       + [("eth_getTransactionCount", [self.address, "latest"])])
+                                       + [("eth_getTransactionCount", [self.address, "latest"]),
+                                          ("eth_getTransactionCount", [self.address, "pending"])])
+            pending = results.pop()
             mined_nonce: int | Exception = hex_to_int(results[-1], "eth_getTransactionCount") \
                 if not isinstance(results[-1], Exception) else results[-1]
+            self.pending_nonce = None if isinstance(pending, Exception) \
+                else hex_to_int(pending, "eth_getTransactionCount")
         except Exception as exc:  # the transport: every flight of the round hears it
             for _, waiter in round_.asks:
                 if not waiter.done():

@@ -86,9 +86,9 @@ class SameNonce:
         return True
 
     async def vanished(self, flight: Flight) -> bool:
-        """Whether our transaction, next in line (the chain's nonce is ours), left the node:
-        its pool holds nothing at our nonce and the node does not know the hash (evicted,
-        dropped while a block was built, or a restart)."""
+        """Whether our transaction, at the edge of what the node holds (its pool of ours ends
+        right below it, or the chain's nonce is ours), left the node: the node does not know
+        the hash (evicted, dropped while a block was built, or a restart)."""
         if flight.current is None:
             return False
         _, pending = await self.nonces.node_nonces()

@@ -55,7 +55,10 @@ async def test_flights_asking_together_share_one_batch() -> None:
         r.receipt_and_nonce(["0x3a", "0x3b", "0x1"]))
     assert len(node.batches) == 1
     methods = [m for m, _ in node.batches[0]]
-    assert methods.count("eth_getTransactionCount") == 1
+    # One mined count and one pending count (where the node's pool of ours ends) a round.
+    assert [p[1] for m, p in node.batches[0] if m == "eth_getTransactionCount"] == [
+        "latest", "pending"]
+    assert r.pending_nonce == 12
     assert methods.count("eth_getTransactionReceipt") == 4  # 0x1 asked twice, read once
     assert one[0] is not None and one[0]["blockNumber"] == hex(7) and one[1] == 12
     assert two == (None, 12)
