@@ -333,3 +333,19 @@ def test_keeping_the_collateral_wins_where_the_pool_is_too_thin_to_sell_into() -
     # With no balance of its own it cannot keep anything: a flash loan must be repaid.
     flash_only = devnet_user_plan(thin, config=replace(CONFIG, keep_collateral=True))
     assert not (isinstance(flash_only, Plan) and flash_only.params.keep_collateral)
+
+
+def test_a_kept_liquidation_is_priced_at_its_share_of_a_batch_where_batches_are_sent() -> None:
+    thin = UniswapV2Quoter(reserves((WETH, 2 * WEI, USDC, 3_600 * USDC_UNIT)))
+    own = Funding(flash_premium_bps=5, own_balances={USDC: 20_000 * USDC_UNIT})
+    kept = replace(CONFIG, keep_collateral=True)
+    alone = devnet_user_plan(thin, funding=own, config=kept)
+    batched = devnet_user_plan(thin, funding=own, config=replace(
+        kept, gas=GasModel(kept_in_batch=220_000)))
+    assert isinstance(alone, Plan) and isinstance(batched, Plan)
+    assert alone.params.keep_collateral and batched.params.keep_collateral
+    assert (alone.gas_estimate, batched.gas_estimate) == (450_000, 220_000)
+    assert batched.gross_profit == alone.gross_profit
+    assert batched.net_profit_usd > alone.net_profit_usd
+    # A sale is priced as before: it goes alone.
+    assert GasModel(kept_in_batch=220_000).estimate(hops=1, flash_loan=True) == 620_000
