@@ -194,8 +194,13 @@ class ScanTask:
             self.book_mismatches.inc(new_mismatches)
             self._mismatches_seen = scanner.stats.mismatches
         if {c.user for c in found} != {c.user for c in self.candidates.items}:
+            stats = scanner.stats
+            since = None if self.arrived_at is None \
+                else round((asyncio.get_running_loop().time() - self.arrived_at) * 1000, 1)
             log.info("liquidatable_accounts", block=block, confirmed=len(found),
-                     users=[c.user for c in found[:10]])
+                     users=[c.user for c in found[:10]], since_applied_ms=since,
+                     book_ms=round(stats.last_book_seconds * 1000, 1),
+                     chain_ms=round(stats.last_chain_seconds * 1000, 1))
         self.lane.keep_only({c.user for c in found})
         if self.keeper.decisions is not None:
             seen = self.candidates.seen

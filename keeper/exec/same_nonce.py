@@ -137,11 +137,15 @@ class SameNonce:
                 return
             if flight.current_fees.max_fee_per_gas < sim.base_fee:
                 return
+        sent_block = flight.sent_block
         try:
             await self.submit(flight, "resend", signed, flight.current_fees, flight.gas_limit,
                                head)
         except RpcResponseError as exc:
             log.warning("resend_refused", error=exc.rpc_message, label=flight.req.label)
+        # The replacement stays on its schedule: a node that drops it again for its price
+        # gets higher fees, not the same bytes every block.
+        flight.sent_block = sent_block
 
     def rolled_back(self, flight: Flight) -> TxOutcome:
         """Give the request up: the chain's nonce is below ours, so it can never be mined as

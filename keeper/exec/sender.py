@@ -344,8 +344,9 @@ class Sender:
         if mined_nonce < flight.lease.nonce and await self.same.behind_gap(flight):
             # The chain went back below ours (a node restored from an older state).
             return self.same.rolled_back(flight)
-        if max(mined_nonce, self.reads.pending_nonce or 0) == flight.lease.nonce \
-                and head > flight.sent_block and await self.same.vanished(flight):
+        if not self.submitter.resubmits and head > flight.sent_block \
+                and max(mined_nonce, self.reads.pending_nonce or 0) == flight.lease.nonce \
+                and await self.same.vanished(flight):
             await self.same.resend_vanished(flight, head)  # later ones wait behind it
         flight.sent_block = min(flight.sent_block, head)  # the head may have gone back
 

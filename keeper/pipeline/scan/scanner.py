@@ -22,6 +22,7 @@ synchronous ones (``sync``, ``touch``, ``rebuild``) are for callers that own the
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -71,6 +72,10 @@ class ScanStats:
     last_exact_near: int = 0
     last_confirmed: int = 0
     last_bad_debt: int = 0
+    last_book_seconds: float = 0.0
+    """The last scan's prefilter and exact math on the book."""
+    last_chain_seconds: float = 0.0
+    """The last scan's on-chain confirmation (its reads, and a re-read of doubtful answers)."""
 
 
 def _frozen(book: BookView) -> BookView:
@@ -268,11 +273,13 @@ class HealthScanner:
         with debt and no collateral go to ``self.bad_debt`` instead.
         """
         block = self.book.block_number
+        started = time.perf_counter()
         picked = self.prefilter_candidates()
         exact = self.evaluate(picked)
         line = LIQUIDATION_THRESHOLD_HF * (1.0 + self.margin)
         near = [u for u in picked if u not in exact or exact[u].health_factor < line]
         at = _pinned(self.book)
+        booked = time.perf_counter()
         chain = await read_account_data(rpc, pool, near, block=at, chunk=chunk,
                                         multicall=multicall)
         doubtful = [i for i, (u, c) in enumerate(zip(near, chain, strict=True))
@@ -287,6 +294,8 @@ class HealthScanner:
                                             chunk=chunk, multicall=multicall)
             for i, c in zip(doubtful, again, strict=True):
                 chain[i] = c
+        self.stats.last_book_seconds = booked - started
+        self.stats.last_chain_seconds = time.perf_counter() - booked
         found: list[LiquidatableAccount] = []
         bad: list[LiquidatableAccount] = []
         for user, onchain in zip(near, chain, strict=True):
