@@ -46,7 +46,9 @@ def _detection(run: RaceRun) -> tuple[str, str]:
     n = len(run.sunk)
     flagged = [e for e in run.ours_events if e.get("event") == "liquidatable_accounts"
                and int(e.get("block", -1)) >= run.crash_block]
-    ours = (f"+{(_ts(flagged[0]) - run.crash_wall) * 1000:.0f} ms ({flagged[0].get('confirmed')} of {n})"
+    # Flagged by the book's exact math (``source`` book), or confirmed by the chain.
+    count = flagged[0].get("flagged", flagged[0].get("confirmed")) if flagged else None
+    ours = (f"+{(_ts(flagged[0]) - run.crash_wall) * 1000:.0f} ms ({count} of {n})"
             if flagged else "never")
     sweeps = [e for e in run.naive_events if e.get("event") == "sweep" and e["block"] >= run.crash_block]
     if not sweeps:

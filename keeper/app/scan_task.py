@@ -4,6 +4,7 @@ the confirmed candidates replace the previous list (``Candidates``)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -188,25 +189,37 @@ class ScanTask:
         if planner is not None and self.keeper.executor is not None:
             # The round's reads, while the candidates are confirmed on chain.
             planner.prefetch(book.block_hash, list(planner.venue.a_tokens))
-        found = await steps.candidates(self.keeper, scanner)
+        found = await steps.candidates(
+            self.keeper, scanner, on_book=functools.partial(self._publish, block, scanner))
         new_mismatches = scanner.stats.mismatches - self._mismatches_seen
         if new_mismatches > 0:
             self.book_mismatches.inc(new_mismatches)
             self._mismatches_seen = scanner.stats.mismatches
-        if {c.user for c in found} != {c.user for c in self.candidates.items}:
+        self._publish(block, scanner, found, confirmed=True)
+        self.lane.keep_only({c.user for c in found})
+        self.arrived_at = None
+        self.readiness.scanned(block)
+        return scanner
+
+    def _publish(self, block: int, scanner: HealthScanner, found: list[LiquidatableAccount],
+                 *, confirmed: bool = False) -> None:
+        """``found`` are the candidates of ``block``: what the book's exact math flags, at
+        once (every send is simulated first: one the chain would not take is never sent),
+        then what the chain confirms, which replaces it."""
+        same = {c.user for c in found} == {c.user for c in self.candidates.items}
+        if same and self.candidates.block == block:
+            return  # the book's flags, confirmed as they were
+        if not same:
             stats = scanner.stats
             since = None if self.arrived_at is None \
                 else round((asyncio.get_running_loop().time() - self.arrived_at) * 1000, 1)
-            log.info("liquidatable_accounts", block=block, confirmed=len(found),
+            log.info("liquidatable_accounts", block=block, flagged=len(found),
+                     source="chain" if confirmed else "book",
                      users=[c.user for c in found[:10]], since_applied_ms=since,
                      book_ms=round(stats.last_book_seconds * 1000, 1),
-                     chain_ms=round(stats.last_chain_seconds * 1000, 1))
-        self.lane.keep_only({c.user for c in found})
+                     chain_ms=round(stats.last_chain_seconds * 1000, 1) if confirmed else None)
         if self.keeper.decisions is not None:
             seen = self.candidates.seen
             self.keeper.decisions.scanned(block, [c.user for c in found],
                                           [c.user for c in found if c.user not in seen])
         self.candidates.put(block, found, self.arrived_at)
-        self.arrived_at = None
-        self.readiness.scanned(block)
-        return scanner

@@ -4,6 +4,7 @@ liquidatable accounts, plan one of them, and liquidate it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from keeper.app.claims import send_claimed, standing_by
 from keeper.app.root import Keeper
@@ -14,19 +15,26 @@ from keeper.pipeline.plan_round import PlanRound
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 
 
-async def candidates(keeper: Keeper, scanner: HealthScanner) -> list[LiquidatableAccount]:
+async def candidates(keeper: Keeper, scanner: HealthScanner,
+                     on_book: Callable[[list[LiquidatableAccount]], None] | None = None,
+                     ) -> list[LiquidatableAccount]:
     """Liquidatable accounts, confirmed on chain, best first; less those the oracle guard
-    holds (an asset they use as collateral or debt is halted)."""
+    holds (an asset they use as collateral or debt is halted). ``on_book`` hears the ones the
+    book's exact math finds, less those the guard holds, before the chain confirms them."""
+    guard = keeper.oracle_guard
+    if guard is not None:
+        # The guard observes every scanned block, candidates or not (its resume counts
+        # blocks); first, so that what the book finds is released on this block's prices.
+        await guard.check(keeper.sync.book)
+    early = on_book if on_book is None or guard is None else \
+        (lambda found: on_book(guard.release(keeper.sync.book, found)))
     found = await scanner.scan(keeper.rpc, keeper.contracts.pool,
                                chunk=keeper.cfg.scanner.confirm_batch_size,
-                               multicall=keeper.contracts.multicall3)
+                               multicall=keeper.contracts.multicall3, on_book=early)
     keeper.metrics.liquidatable.set(len(found))
     confirmed = [c for c in found if c.confirmed_on_chain]
-    guard = keeper.oracle_guard
     if guard is None:
         return confirmed
-    # The guard observes every scanned block, candidates or not: its resume counts blocks.
-    await guard.check(keeper.sync.book)
     released = guard.release(keeper.sync.book, confirmed)
     if keeper.decisions is not None:
         book = keeper.sync.book

@@ -161,12 +161,11 @@ class Sender:
     async def _attempt(self, req: TxRequest, still_wanted: StillWanted | None) -> TxOutcome | None:
         """One send and its watch; None after a nonce error (the caller resyncs and retries)."""
         loop = asyncio.get_running_loop()
-        # The chain's nonce, read in the simulation's batch (no extra latency): a counter that
-        # is ahead of it (a rollback not yet reported) would put ours behind a gap.
+        # The chain's nonce, in the simulation's batch: a counter ahead of it (a rollback not
+        # yet reported) would put ours behind a gap.
         handed_out = self._handed_out
         sim = await self.simulator.simulate(req, state_for(req), nonces=True)
-        latest, pending = sim.nonces if sim.nonces is not None \
-            else await self.nonces.node_nonces()
+        latest, pending = sim.nonces or await self.nonces.node_nonces()
         checked = self._check(req, sim, loop.time())
         if isinstance(checked, TxOutcome):
             return checked

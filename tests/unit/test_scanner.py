@@ -622,3 +622,22 @@ async def test_aggregate3_splits_a_chunk_that_runs_out_of_gas() -> None:
     expected = [calculate_user_account_data(book.account(u), book.market()).health_factor
                 for u in users]
     assert [decode_account_data(d).health_factor for _, d in results] == expected
+
+
+async def test_the_books_flags_are_heard_before_the_chain_is_asked() -> None:
+    book = random_book(1_200, seed=44)
+    under = liquidatable(book)
+    chain = FakeChain(DictBook(book.market(), dict(book.accounts)))
+    heard: list[tuple[set[str], int]] = []
+
+    def on_book(found: list[Any]) -> None:
+        assert all(not c.confirmed_on_chain for c in found) and found == rank(found)
+        heard.append(({c.user for c in found}, len(chain.requests)))
+
+    scanner = HealthScanner(_as_book(book))
+    found = await scanner.scan(chain, POOL, chunk=50, on_book=on_book)
+    # Exactly the book's liquidatable accounts, before any request to the chain; then the
+    # chain, which agrees, confirms every one of them.
+    assert heard == [(set(under), 0)] and under
+    assert {c.user for c in found if c.confirmed_on_chain} == set(under)
+    assert scanner.stats.last_book_seconds > 0 and scanner.stats.last_chain_seconds > 0

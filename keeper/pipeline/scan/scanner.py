@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from keeper.chain.multicall import MULTICALL3
@@ -76,6 +76,26 @@ class ScanStats:
     """The last scan's prefilter and exact math on the book."""
     last_chain_seconds: float = 0.0
     """The last scan's on-chain confirmation (its reads, and a re-read of doubtful answers)."""
+
+
+async def _read_back(rpc: JsonRpc, pool: str, near: list[str], exact: dict[str, AccountData],
+                     at: BlockId, chunk: int, multicall: str) -> list[AccountData | None]:
+    """The chain's account data of ``near`` at ``at``; what disagrees with the book is read
+    once more a moment later."""
+    chain = await read_account_data(rpc, pool, near, block=at, chunk=chunk, multicall=multicall)
+    doubtful = [i for i, (u, c) in enumerate(zip(near, chain, strict=True))
+                if c is None or u not in exact or _differs(exact[u], c)]
+    if doubtful:
+        # A node still sealing the next block can answer a read of this one with that
+        # block's state or timestamp (anvil does, even by hash): one block's interest, or a
+        # revert where the index went back. Such a read is wrong for a moment only; what
+        # still disagrees a moment later is the book's error, or the chain's.
+        await asyncio.sleep(_REREAD_DELAY)
+        again = await read_account_data(rpc, pool, [near[i] for i in doubtful], block=at,
+                                        chunk=chunk, multicall=multicall)
+        for i, c in zip(doubtful, again, strict=True):
+            chain[i] = c
+    return chain
 
 
 def _frozen(book: BookView) -> BookView:
@@ -264,13 +284,17 @@ class HealthScanner:
         *,
         chunk: int = 500,
         multicall: str = MULTICALL3,
+        on_book: Callable[[list[LiquidatableAccount]], None] | None = None,
     ) -> list[LiquidatableAccount]:
         """The liquidatable accounts at the book's block, ranked, each checked by the chain.
 
         The prefilter's candidates are evaluated exactly; those with an exact HF under the
         band (or that the book cannot evaluate) are read back from the chain at the book's
         block in one Multicall3 batch. Call ``sync`` first when the book has moved. Accounts
-        with debt and no collateral go to ``self.bad_debt`` instead.
+        with debt and no collateral go to ``self.bad_debt`` instead. ``on_book`` hears the
+        accounts the book's exact math finds liquidatable (ranked, not confirmed yet) before
+        the chain is asked: in a 10,000-borrower crash the chain's answer takes ~290 ms of a
+        loaded node, the book's ~130 ms of a loaded core.
         """
         block = self.book.block_number
         started = time.perf_counter()
@@ -280,21 +304,12 @@ class HealthScanner:
         near = [u for u in picked if u not in exact or exact[u].health_factor < line]
         at = _pinned(self.book)
         booked = time.perf_counter()
-        chain = await read_account_data(rpc, pool, near, block=at, chunk=chunk,
-                                        multicall=multicall)
-        doubtful = [i for i, (u, c) in enumerate(zip(near, chain, strict=True))
-                    if c is None or u not in exact or _differs(exact[u], c)]
-        if doubtful:
-            # A node still sealing the next block can answer a read of this one with that
-            # block's state or timestamp (anvil does, even by hash): one block's interest,
-            # or a revert where the index went back. Such a read is wrong for a moment only;
-            # what still disagrees a moment later is the book's error, or the chain's.
-            await asyncio.sleep(_REREAD_DELAY)
-            again = await read_account_data(rpc, pool, [near[i] for i in doubtful], block=at,
-                                            chunk=chunk, multicall=multicall)
-            for i, c in zip(doubtful, again, strict=True):
-                chain[i] = c
         self.stats.last_book_seconds = booked - started
+        if on_book is not None:
+            on_book(rank([LiquidatableAccount.of(u, exact[u], confirmed=False, block=block)
+                          for u in near if u in exact and not is_bad_debt(exact[u])
+                          and exact[u].health_factor < LIQUIDATION_THRESHOLD_HF]))
+        chain = await _read_back(rpc, pool, near, exact, at, chunk, multicall)
         self.stats.last_chain_seconds = time.perf_counter() - booked
         found: list[LiquidatableAccount] = []
         bad: list[LiquidatableAccount] = []
