@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -91,6 +92,7 @@ class ScanTask:
         self.rebuild = True
         self.scans = 0  # finished scans (progress, for the restart back-off)
         self._mismatches_seen = 0  # of the current scanner's cumulative stats
+        self._sync_seconds = 0.0  # the last scan's prefilter row updates (logged)
 
     async def run(self, prepared: asyncio.Event) -> NoReturn:
         """Once the book is prepared: scan, and again after each batch of blocks. A failed
@@ -182,7 +184,9 @@ class ScanTask:
             self._mismatches_seen = carried
             scanner = await HealthScanner.create(book)
             scanner.stats.mismatches = carried
+        synced = time.perf_counter()
         await scanner.sync_off_loop(touched)
+        self._sync_seconds = time.perf_counter() - synced
         touched.clear()
         block = book.block_number  # the scan reads the book before its first await
         planner = self.keeper.planner
@@ -216,6 +220,7 @@ class ScanTask:
             log.info("liquidatable_accounts", block=block, flagged=len(found),
                      source="chain" if confirmed else "book",
                      users=[c.user for c in found[:10]], since_applied_ms=since,
+                     rows_ms=round(self._sync_seconds * 1000, 1),
                      book_ms=round(stats.last_book_seconds * 1000, 1),
                      chain_ms=round(stats.last_chain_seconds * 1000, 1) if confirmed else None)
         if self.keeper.decisions is not None:

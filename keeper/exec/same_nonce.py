@@ -65,21 +65,24 @@ class SameNonce:
         flight.handed_out(kind, signed, fees, gas_limit, head)
         self.accounting.handed_out(flight, self.submitter.route)
 
-    async def behind_gap(self, flight: Flight) -> bool:
-        """True when the chain's next nonce is below ours and the node no longer holds our
-        transaction: a rollback took more than this transaction, and sending at our nonce
-        would leave it queued behind a gap. One the node still holds waits behind the gap: a
-        lower transaction of ours left the node's pool (anvil drops a sender's next one when
-        it does not fit the block it builds) and its own flight sends it again
-        (``vanished``); given up instead, it would still be mined once the gap is filled,
-        with nobody watching it."""
+    async def behind_gap(self, flight: Flight, head: int) -> bool:
+        """True when the chain's next nonce is below ours and a nonce in between belongs to
+        no flight of ours: a rollback took more than this transaction, and it would wait
+        behind a gap nobody fills. When every nonce in between is a flight of ours, each
+        of them sees its own through (anvil drops a sender's pooled transactions while it
+        builds a block); this one waits, handed out again if the node lost it. Given up
+        instead, it would still be mined once the gap is filled, with nobody watching it."""
         latest, pending = await self.nonces.node_nonces()
         chain = max(latest, pending)
         if chain >= flight.lease.nonce:
             return False
-        if flight.current is not None and await self.reads.known_to_node(flight.current.tx_hash):
+        ours = set(self.nonces.outstanding)
+        if all(n in ours for n in range(chain, flight.lease.nonce)):
             log.info("nonce_gap_below_waiting", label=flight.req.label,
                      nonce=flight.lease.nonce, chain=chain)
+            if flight.current is not None \
+                    and not await self.reads.known_to_node(flight.current.tx_hash):
+                await self.resend_vanished(flight, head)
             return False
         log.warning("nonce_above_chain_after_rollback", label=flight.req.label,
                     nonce=flight.lease.nonce, chain=chain)
@@ -104,7 +107,7 @@ class SameNonce:
         """Re-simulate; resend the same signed tx if still valid, else cancel it; give it up
         (to be planned again) when the rollback went below its nonce."""
         assert flight.current is not None and flight.current_fees is not None
-        if await self.behind_gap(flight):
+        if await self.behind_gap(flight, head):
             return self.rolled_back(flight)
         if flight.cancel_hash is not None:
             signed = flight.signed[flight.cancel_hash]

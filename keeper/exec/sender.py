@@ -340,7 +340,7 @@ class Sender:
                                               "transaction")
             return None
 
-        if mined_nonce < flight.lease.nonce and await self.same.behind_gap(flight):
+        if mined_nonce < flight.lease.nonce and await self.same.behind_gap(flight, head):
             # The chain went back below ours (a node restored from an older state).
             return self.same.rolled_back(flight)
         if not self.submitter.resubmits and head > flight.sent_block \
@@ -376,7 +376,7 @@ class Sender:
                 return ended
 
         if head - flight.sent_block >= self.settings.replace_after_blocks:
-            if await self.same.behind_gap(flight):
+            if await self.same.behind_gap(flight, head):
                 # The node went back below our nonce (restored from an older state): neither
                 # a replacement nor a cancel could be mined. Plan the account again.
                 return self.same.rolled_back(flight)

@@ -88,37 +88,38 @@ async def test_a_restore_under_a_tx_in_flight_gives_it_up_and_frees_the_nonce(
     assert await queued(rpc) == []
 
 
-async def test_a_lost_tx_below_ours_is_sent_again_and_nothing_above_it_is_given_up(
+async def test_lost_txs_below_ours_are_sent_again_and_nothing_above_them_is_given_up(
     rpc: HttpRpc,
 ) -> None:
-    # The node drops our lowest pending transaction (anvil does, when the one before it does
-    # not fit the block it builds): the ones above it wait in its pool behind the gap. Given
-    # up, they would still be mined once the gap is filled, with nobody watching them.
+    # The node drops our two lowest pending transactions (anvil does, when the one before
+    # them does not fit the block it builds): the ones above wait in its pool behind the gap.
+    # Given up, they would still be mined once the gap is filled, with nobody watching them;
+    # and the second lost one must not give up either, or the gap is never filled.
     sender = make_sender(rpc, replace_after_blocks=50)
     start = await tx_count(rpc)
     await rpc.call("evm_setAutomine", [False])
-    tasks = [asyncio.create_task(sender.execute(transfer(f"tx {i}"))) for i in range(3)]
+    tasks = [asyncio.create_task(sender.execute(transfer(f"tx {i}"))) for i in range(4)]
     async with asyncio.timeout(10):
         while True:
-            if await tx_count(rpc, "pending") >= start + 3:  # all three handed out
+            if await tx_count(rpc, "pending") >= start + 4:  # all four handed out
                 break
             await asyncio.sleep(0.02)
     content = await rpc.call("txpool_content")
     ours = {int(n): tx["hash"] for sender_, txs in content["pending"].items()
             if sender_.lower() == KEEPER for n, tx in txs.items()}
-    raw = [await rpc.call("eth_getRawTransactionByHash", [ours[start + i]]) for i in (1, 2)]
-    # anvil drops a transaction's successors with it: those are handed to it again.
+    raw = [await rpc.call("eth_getRawTransactionByHash", [ours[start + i]]) for i in (2, 3)]
+    # anvil drops a transaction's successors with it: the upper two are handed to it again.
     await rpc.call("anvil_dropTransaction", [ours[start]])
     for r in raw:
         await rpc.call("eth_sendRawTransaction", [r])
-    assert await tx_count(rpc, "pending") == start and await queued(rpc) == [start + 1, start + 2]
+    assert await tx_count(rpc, "pending") == start and await queued(rpc) == [start + 2, start + 3]
 
     async def step(_: int) -> None:
         await rpc.call("evm_mine")
 
     outcomes = [await drive(t, step) for t in tasks]
-    assert [o.status for o in outcomes] == [Status.MINED] * 3
+    assert [o.status for o in outcomes] == [Status.MINED] * 4
     assert not any(o.rolled_back for o in outcomes)
-    assert sorted(-1 if o.nonce is None else o.nonce for o in outcomes) == [start, start + 1,
-                                                                          start + 2]
-    assert await tx_count(rpc) == start + 3 and await queued(rpc) == []
+    assert sorted(-1 if o.nonce is None else o.nonce for o in outcomes) == [
+        start + i for i in range(4)]
+    assert await tx_count(rpc) == start + 4 and await queued(rpc) == []
