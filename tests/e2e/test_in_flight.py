@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from keeper.devnet.driver import Devnet
+from keeper.devnet.users import Tx
 from keeper.exec.tx import Status
 from tests.e2e.test_run_once import (
     _keeper_pending,
@@ -37,9 +38,11 @@ async def test_in_flight_liquidation_of_a_repaid_account_is_cancelled(
             await asyncio.sleep(0.025)
         assert victim is not None, "the keeper sent nothing"
         debt = "USDC" if victim == pair[0] else "DAI"
-        await devnet.send_many([devnet.users.tx_mint(victim, debt, 100_000 * 10**18),
-                                devnet.users.tx_approve(victim, debt),
-                                devnet.users.tx_repay(victim, debt, 2**256 - 1)])
+        # All in the next block, ahead of anything else in it: the keeper sees no head before
+        # the account is repaid (a lost transaction is handed out again at the next head).
+        await _in_one_block(devnet, [devnet.users.tx_mint(victim, debt, 100_000 * 10**18),
+                                     devnet.users.tx_approve(victim, debt),
+                                     devnet.users.tx_repay(victim, debt, 2**256 - 1)])
         while not task.done():
             await devnet.rpc.call("evm_mine")
             await asyncio.sleep(0.1)
@@ -54,3 +57,22 @@ async def test_in_flight_liquidation_of_a_repaid_account_is_cancelled(
     others = await liquidated_users(devnet, before)
     assert victim not in others and others[next(u for u in pair if u != victim)] == 1
     await assert_keeper_never_reverted(devnet, before)
+
+
+async def _in_one_block(devnet: Devnet, txs: list[Tx]) -> None:
+    """Mine ``txs`` in one block, in their order (falling tips), and check each succeeded."""
+    rpc = devnet.rpc
+    nonce = {t.sender: int(await rpc.call("eth_getTransactionCount", [t.sender, "pending"]), 16)
+             for t in txs}
+    hashes = []
+    for i, t in enumerate(txs):
+        tip = (300 - 100 * i) * 10**9
+        hashes.append(await rpc.call("eth_sendTransaction", [{
+            "from": t.sender, "to": t.to, "data": "0x" + t.data.hex(), "gas": hex(t.gas),
+            "nonce": hex(nonce[t.sender]), "maxFeePerGas": hex(1_000 * 10**9),
+            "maxPriorityFeePerGas": hex(tip)}]))
+        nonce[t.sender] += 1
+    await rpc.call("evm_mine")
+    for h in hashes:
+        receipt = await rpc.call("eth_getTransactionReceipt", [h])
+        assert receipt is not None and int(receipt["status"], 16) == 1, receipt
