@@ -39,6 +39,7 @@ from keeper.obs.metrics import Metrics
 from keeper.obs.server import Readiness
 from keeper.pipeline.gather import Venue
 from keeper.pipeline.oracle_guard import OracleGuard
+from keeper.pipeline.pair_search import batched_keep_gas
 from keeper.pipeline.planner import GasModel, PlannerConfig
 from keeper.pipeline.planning import LiquidationPlanner
 from keeper.pipeline.store import BookStore
@@ -46,10 +47,6 @@ from keeper.pipeline.sync import BookSync, SyncConfig
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
 from keeper.protocols.aave_v3.revision import read_revision
 from keeper.protocols.uniswap_v3.pool_address import UniswapV3Venue
-
-KEPT_IN_BATCH_GAS = 220_000
-"""A kept order's gas in a batch: 202k measured an order (batches of 16-17, 10,000-borrower
-race), and ~8% on top as ``GasModel``'s other figures."""
 
 log = get_logger(__name__)
 
@@ -209,7 +206,7 @@ async def _build_executor(cfg: KeeperConfig, target: Target, rpc: JsonRpc,
         profit_tolerance_bps=ex.profit_tolerance_bps, owner=owner,
         keep_collateral=ex.keep_collateral,
         # Kept liquidations priced at their share of a batch, where batches are sent.
-        gas=GasModel(kept_in_batch=KEPT_IN_BATCH_GAS) if ex.batch_size > 1
+        gas=GasModel(kept_in_batch=batched_keep_gas(ex.batch_size)) if ex.batch_size > 1
         and not cfg.cluster.enabled else GasModel())
     executor = LiquidationExecutor(rpc, sender, metrics, owner=owner,
                                    native_asset=planner.native_asset,
