@@ -93,11 +93,7 @@ class BatchFlights:
         for execution in executions or ():
             outcome = execution.outcome
             if execution.user in mined:  # a follow-up after its first was mined: that stands
-                self.sending.record(block, execution.user, execution)
-                if outcome is not None and outcome.status is Status.MINED:
-                    log.info("liquidated", user=execution.user, tx_hash=outcome.tx_hash,
-                             block=outcome.block_number, follow_up=True,
-                             realised_net_usd=(execution.realised_net_usd or 0) / 1e8)
+                self.sending.followed_up(block, execution.user, execution)
                 continue
             if outcome is not None and outcome.status is Status.MINED:
                 mined.add(execution.user)

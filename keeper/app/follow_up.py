@@ -92,10 +92,5 @@ class FollowUps:
 
         execution = await self.sending.guarded("execute", plan.user, block, send,
                                                rpc_method="liquidate")
-        self.sending.record(block, plan.user, execution)
-        if execution is not None and execution.outcome is not None \
-                and execution.outcome.block_number is not None:
-            log.info("liquidated", user=plan.user, tx_hash=execution.outcome.tx_hash,
-                     block=execution.outcome.block_number, follow_up=True,
-                     realised_net_usd=(execution.realised_net_usd or 0) / 1e8)
+        self.sending.followed_up(block, plan.user, execution)
 

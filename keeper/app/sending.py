@@ -25,6 +25,7 @@ from keeper.domain.plan import Plan, Rejection
 from keeper.errors import KeeperError, RpcError
 from keeper.exec.executor import Execution
 from keeper.exec.order import SendOrder, Turn
+from keeper.exec.tx import Status
 from keeper.obs.logging import get_logger
 from keeper.pipeline.plan_round import PlanRound
 from keeper.pipeline.scan import LiquidatableAccount
@@ -93,8 +94,16 @@ class Sending:
         mined = self.lane.settle(user, block, execution.outcome, overtaken=execution.overtaken)
         if mined is not None and execution.outcome is not None:
             self.candidates.forget(user)
-            log.info("liquidated", user=user, tx_hash=execution.outcome.tx_hash, block=mined,
-                     realised_net_usd=(execution.realised_net_usd or 0) / 1e8)
+            _liquidated(user, execution, mined)
+
+    def followed_up(self, block: int, user: str, execution: Execution | None) -> None:
+        """How a follow-up of ``user`` ended (its first settled the lane): into the decision
+        record, and the log when it was mined."""
+        self.record(block, user, execution)
+        outcome = None if execution is None else execution.outcome
+        if execution is not None and outcome is not None and outcome.status is Status.MINED \
+                and outcome.block_number is not None:
+            _liquidated(user, execution, outcome.block_number, follow_up=True)
 
     def record(self, block: int, user: str, execution: Execution | None) -> None:
         """Into the decision record: the planner's verdict, or how a request ended."""
@@ -108,6 +117,13 @@ class Sending:
             decisions.verdict(block, user, execution.rejection)
         elif execution.plan is not None:
             decisions.verdict(block, user, execution.plan)
+
+
+def _liquidated(user: str, execution: Execution, block: int, *, follow_up: bool = False) -> None:
+    assert execution.outcome is not None
+    log.info("liquidated", user=user, tx_hash=execution.outcome.tx_hash, block=block,
+             realised_net_usd=(execution.realised_net_usd or 0) / 1e8,
+             **({"follow_up": True} if follow_up else {}))
 
 
 @dataclass(frozen=True, slots=True)

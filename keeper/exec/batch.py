@@ -84,10 +84,7 @@ class Batches:
             shares=frozenset(),  # kept collaterals outside isolation: see ``touches``
         )
         for plan in plans:
-            log.info("liquidation_planned", user=plan.user, collateral=plan.collateral_asset,
-                     debt=plan.debt_asset, debt_to_cover=plan.debt_to_cover,
-                     net_profit_usd=plan.net_profit_usd / 10**8, modelled_gas=plan.gas_estimate,
-                     batch=request.label, dry_run=self.executor.sender.settings.dry_run)
+            self.executor.log_planned(plan, batch=request.label)
         return PreparedBatch(tuple(plans), request, gas, market)
 
     async def send(self, batch: PreparedBatch) -> list[Execution]:

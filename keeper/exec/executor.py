@@ -146,13 +146,18 @@ class LiquidationExecutor:
             after=after,
             shares=touches(plan, market),
         )
+        self.log_planned(plan)
+        return Prepared(plan.user, plan, request, predicted_gas, market)
+
+    def log_planned(self, plan: Plan, **context: str) -> None:
+        """The ``liquidation_planned`` line of a plan about to be sent (``context``: the batch
+        it goes in)."""
         log.info("liquidation_planned", user=plan.user, collateral=plan.collateral_asset,
                  debt=plan.debt_asset, debt_to_cover=plan.debt_to_cover,
                  headroom=plan.params.debt_to_cover - plan.debt_to_cover,
                  gross_profit=plan.gross_profit, net_profit_usd=plan.net_profit_usd / BASE_UNIT,
                  modelled_gas=plan.gas_estimate, flash_loan=plan.use_flash_loan,
-                 dry_run=self.sender.settings.dry_run)
-        return Prepared(plan.user, plan, request, predicted_gas, market)
+                 dry_run=self.sender.settings.dry_run, **context)
 
     async def send(self, prepared: Prepared) -> Execution:
         """Hand a prepared request to the sender, see it through and account for it."""

@@ -89,15 +89,11 @@ class SameNonce:
         return True
 
     async def vanished(self, flight: Flight) -> bool:
-        """Whether our transaction, at the edge of what the node holds (its pool of ours ends
-        right below it, or the chain's nonce is ours), left the node: the node does not know
-        the hash (evicted, dropped while a block was built, or a restart)."""
-        if flight.current is None:
-            return False
-        _, pending = await self.nonces.node_nonces()
-        if pending > flight.lease.nonce:
-            return False
-        if await self.reads.known_to_node(flight.current.tx_hash):
+        """Whether our transaction, at the edge of what the node holds (the caller's receipt
+        round read its pool of ours ending right below it, or the chain's nonce at ours), left
+        the node: the node does not know the hash (evicted, dropped while a block was built,
+        or a restart)."""
+        if flight.current is None or await self.reads.known_to_node(flight.current.tx_hash):
             return False
         log.warning("tx_vanished_from_node", label=flight.req.label, nonce=flight.lease.nonce,
                     tx_hash=flight.current.tx_hash)
@@ -106,49 +102,45 @@ class SameNonce:
     async def after_reorg(self, flight: Flight, head: int) -> TxOutcome | None:
         """Re-simulate; resend the same signed tx if still valid, else cancel it; give it up
         (to be planned again) when the rollback went below its nonce."""
-        assert flight.current is not None and flight.current_fees is not None
         if await self.behind_gap(flight, head):
             return self.rolled_back(flight)
-        if flight.cancel_hash is not None:
-            signed = flight.signed[flight.cancel_hash]
-        else:
-            sim = await self.simulator.simulate(flight.req, "latest")
-            if sim.reason is not None:
-                # On a real node the reorged tx is back in the mempool and would now revert.
-                await self.cancel(flight, head, f"after reorg: {sim.reason}")
-                return None
-            signed = flight.current
-        try:
-            await self.submit(flight, "resend", signed, flight.current_fees, flight.gas_limit,
-                               head)
-        except RpcResponseError as exc:
-            log.warning("resend_after_reorg_refused", error=exc.rpc_message,
-                        label=flight.req.label)
+        # On a real node the reorged tx is back in the mempool and may now revert.
+        await self._resend_checked(flight, head, "after reorg")
         return None
 
     async def resend_vanished(self, flight: Flight, head: int) -> None:
         """Our transaction, next in line, left the node (``vanished``): simulated again and
         the same bytes handed out again, or a cancel if it would now revert. Not while its
         fee cap is under the next base fee: the node would drop it again, and the replacement
-        (``replace_after_blocks``) raises its fees."""
+        (``replace_after_blocks``) raises its fees, on its schedule: a node that drops it
+        again for its price gets higher fees, not the same bytes every block."""
+        await self._resend_checked(flight, head, "lost by the node", priced_out_waits=True,
+                                   keep_schedule=True)
+
+    async def _resend_checked(self, flight: Flight, head: int, why: str, *,
+                              priced_out_waits: bool = False,
+                              keep_schedule: bool = False) -> None:
+        """The same signed bytes handed out again (the cancel, if one was sent), after a
+        simulation at the head: one that would now revert is cancelled instead."""
         assert flight.current is not None and flight.current_fees is not None
         signed = flight.current
-        if flight.cancel_hash is None:
+        if flight.cancel_hash is not None:
+            signed = flight.signed[flight.cancel_hash]
+        else:
             sim = await self.simulator.simulate(flight.req, "latest")
             if sim.reason is not None:
-                await self.cancel(flight, head, f"lost by the node: {sim.reason}")
+                await self.cancel(flight, head, f"{why}: {sim.reason}")
                 return
-            if flight.current_fees.max_fee_per_gas < sim.base_fee:
+            if priced_out_waits and flight.current_fees.max_fee_per_gas < sim.base_fee:
                 return
         sent_block = flight.sent_block
         try:
             await self.submit(flight, "resend", signed, flight.current_fees, flight.gas_limit,
                                head)
         except RpcResponseError as exc:
-            log.warning("resend_refused", error=exc.rpc_message, label=flight.req.label)
-        # The replacement stays on its schedule: a node that drops it again for its price
-        # gets higher fees, not the same bytes every block.
-        flight.sent_block = sent_block
+            log.warning("resend_refused", why=why, error=exc.rpc_message, label=flight.req.label)
+        if keep_schedule:
+            flight.sent_block = sent_block
 
     def rolled_back(self, flight: Flight) -> TxOutcome:
         """Give the request up: the chain's nonce is below ours, so it can never be mined as
