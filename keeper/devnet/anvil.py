@@ -3,6 +3,11 @@
 Other processes may hold 8545 (or any port), so we pick a free one, start anvil without
 ``--silent`` (it would hide "Address already in use"), and check that the process answering on
 the port is the one we started before anything talks to it.
+
+Past a few hundred blocks anvil moves old states to disk, by default under
+``~/.foundry/anvil/tmp``, and leaves them there when it is stopped by a signal (anvil 1.7: a
+SIGTERM'd node that had mined ~1,100 blocks left ~1,000 files; a day of tests and races left
+66 GB). Every node we start therefore gets its own cache directory, removed when it stops.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ import asyncio
 import contextlib
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -103,16 +110,22 @@ class AnvilOptions:
     gas_limit: int | None = None
     code_size_limit: int | None = None
     order: str | None = None  # "fees" to order the mempool by fee, as real builders do
+    # Where the node persists old states; removed (with its contents) when the node stops.
+    # None: a fresh temporary directory.
+    cache_path: Path | None = None
     extra_args: tuple[str, ...] = ()
 
 
 class Anvil:
     """A running anvil process that we started. ``await Anvil.start(opts)``; ``await a.stop()``."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log_path: Path | None) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], port: int, log_path: Path | None, cache_path: Path,
+    ) -> None:
         self.proc = proc
         self.port = port
         self.log_path = log_path
+        self.cache_path = cache_path
 
     @property
     def pid(self) -> int:
@@ -127,9 +140,9 @@ class Anvil:
         return f"ws://127.0.0.1:{self.port}"
 
     @staticmethod
-    def command(opts: AnvilOptions, port: int) -> list[str]:
+    def command(opts: AnvilOptions, port: int, cache_path: Path) -> list[str]:
         cmd = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port),
-               "--chain-id", str(opts.chain_id)]
+               "--chain-id", str(opts.chain_id), "--cache-path", str(cache_path)]
         if opts.block_time is not None:
             cmd += ["--block-time", f"{opts.block_time:g}"]
         if opts.load_state is not None:
@@ -169,18 +182,22 @@ class Anvil:
                 if opts.port is not None:
                     raise last
                 continue
+            cache = _fresh_cache(opts.cache_path)
             # Popen (fork/exec, no waiting) rather than asyncio's subprocess: a detached devnet
             # node must outlive this event loop, which asyncio's child transports do not allow.
             out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115, ASYNC230
             try:
                 proc = subprocess.Popen(  # noqa: ASYNC220
-                    cls.command(opts, port), stdout=out, stderr=subprocess.STDOUT,
+                    cls.command(opts, port, cache), stdout=out, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, start_new_session=detach,
                 )
+            except BaseException:
+                shutil.rmtree(cache, ignore_errors=True)
+                raise
             finally:
                 if log_path:
                     out.close()  # type: ignore[union-attr]
-            anvil = cls(proc, port, log_path)
+            anvil = cls(proc, port, log_path, cache)
             try:
                 await anvil._wait_ready(ready_timeout)
                 return anvil
@@ -217,7 +234,7 @@ class Anvil:
         return (": " + " | ".join(lines)) if lines else ""
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Stop the node (SIGTERM, then SIGKILL) and reap it."""
+        """Stop the node (SIGTERM, then SIGKILL), reap it and remove its state cache."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             loop = asyncio.get_running_loop()
@@ -228,6 +245,8 @@ class Anvil:
                 self.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=1)
+        if self.proc.poll() is not None:
+            shutil.rmtree(self.cache_path, ignore_errors=True)
 
     async def __aenter__(self) -> Anvil:
         return self
@@ -239,6 +258,16 @@ class Anvil:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _fresh_cache(path: Path | None) -> Path:
+    """An empty directory for a node's persisted states: ``path`` emptied of a previous node's
+    leftovers, or a new temporary directory."""
+    if path is None:
+        return Path(tempfile.mkdtemp(prefix="keeper-anvil-"))
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 async def stop_pid(pid: int, timeout: float = 5.0) -> bool:

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,11 @@ class StateDir:
     @property
     def manifest(self) -> Path:
         return self.root / "manifest.json"
+
+    @property
+    def node_cache(self) -> Path:
+        """Where the detached node persists old states; removed by ``down``."""
+        return self.root / "anvil-cache"
 
     def saved_state(self, aave: str = DEFAULT_AAVE_VERSION) -> Path:
         return self.root / f"deployed-state{_suffix(aave)}.json"
@@ -120,7 +126,8 @@ async def start(
     state, saved_manifest, saved_key = sd.saved_state(aave), sd.saved_manifest(aave), sd.saved_key(aave)
     saved = (not fresh and state.exists() and saved_manifest.exists()
              and saved_key.exists() and saved_key.read_text().strip() == key)
-    opts = AnvilOptions(port=port, load_state=state if saved else None)
+    opts = AnvilOptions(port=port, load_state=state if saved else None,
+                        cache_path=sd.node_cache if detach else None)
     node = await Anvil.start(opts, log_path=sd.log if detach else None, detach=detach)
     try:
         async with HttpRpc(node.url, timeout=60) as rpc:
@@ -181,6 +188,7 @@ async def down(sd: StateDir) -> bool:
     stopped = await stop_pid(pid) if pid is not None else False
     for path in (sd.pid, sd.manifest):
         path.unlink(missing_ok=True)
+    shutil.rmtree(sd.node_cache, ignore_errors=True)
     return stopped
 
 

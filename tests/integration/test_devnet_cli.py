@@ -36,6 +36,7 @@ def test_up_from_saved_state_status_down(tmp_path: Path, devnet_node: object) ->
     pid = int((state / "anvil.pid").read_text())
     try:
         assert is_anvil_pid(pid)
+        assert (state / "anvil-cache").is_dir()  # its persisted states, not ~/.foundry's
         status = keeper(state, "status")
         assert status.returncode == 0 and "devnet running" in status.stdout
         again = keeper(state, "up", "--aave", "3.0")  # idempotent: finds the running one
@@ -44,6 +45,7 @@ def test_up_from_saved_state_status_down(tmp_path: Path, devnet_node: object) ->
         down = keeper(state, "down")
     assert down.returncode == 0 and "stopped" in down.stdout
     assert not is_anvil_pid(pid)
+    assert not (state / "anvil-cache").exists()
     assert keeper(state, "status").returncode == 1
     gone = keeper(state, "underwater")
     assert gone.returncode == 1 and "not running" in gone.stderr and "Traceback" not in gone.stderr
