@@ -89,12 +89,20 @@ class BatchFlights:
         finally:
             batch.turn.done()
             release(users)
-        mined: set[str] = set()
+        # One settlement an account: its first order mined, or else its first order (a
+        # failed first and a failed follow-up back the account off once, not twice); its
+        # other order goes to the record only.
+        settling: dict[str, Execution] = {}
         for execution in executions or ():
-            outcome = execution.outcome
-            if execution.user in mined:  # a follow-up after its first was mined: that stands
+            held = settling.get(execution.user)
+            if held is None or (not _mined(held) and _mined(execution)):
+                settling[execution.user] = execution
+        for execution in executions or ():
+            if settling[execution.user] is execution:
+                self.sending.settled(block, execution)
+            else:
                 self.sending.followed_up(block, execution.user, execution)
-                continue
-            if outcome is not None and outcome.status is Status.MINED:
-                mined.add(execution.user)
-            self.sending.settled(block, execution)
+
+
+def _mined(execution: Execution) -> bool:
+    return execution.outcome is not None and execution.outcome.status is Status.MINED

@@ -65,15 +65,19 @@ class SameNonce:
         flight.handed_out(kind, signed, fees, gas_limit, head)
         self.accounting.handed_out(flight, self.submitter.route)
 
-    async def behind_gap(self, flight: Flight, head: int) -> bool:
+    async def behind_gap(self, flight: Flight, head: int, mined: int) -> bool:
         """True when the chain's next nonce is below ours and a nonce in between belongs to
         no flight of ours: a rollback took more than this transaction, and it would wait
         behind a gap nobody fills. When every nonce in between is a flight of ours, each
         of them sees its own through (anvil drops a sender's pooled transactions while it
         builds a block); this one waits, handed out again if the node lost it. Given up
-        instead, it would still be mined once the gap is filled, with nobody watching it."""
-        latest, pending = await self.nonces.node_nonces()
-        chain = max(latest, pending)
+        instead, it would still be mined once the gap is filled, with nobody watching it.
+        ``mined`` is the receipt round's mined count at ``head``; the round read the pending
+        count beside it (a flight behind a gap asks every block: one read for all of them)."""
+        pending = self.reads.pending_nonce
+        if pending is None:  # the round's pending read failed: ask once more
+            mined, pending = await self.nonces.node_nonces()
+        chain = max(mined, pending)
         if chain >= flight.lease.nonce:
             return False
         ours = set(self.nonces.outstanding)
@@ -99,10 +103,10 @@ class SameNonce:
                     tx_hash=flight.current.tx_hash)
         return True
 
-    async def after_reorg(self, flight: Flight, head: int) -> TxOutcome | None:
+    async def after_reorg(self, flight: Flight, head: int, mined: int) -> TxOutcome | None:
         """Re-simulate; resend the same signed tx if still valid, else cancel it; give it up
         (to be planned again) when the rollback went below its nonce."""
-        if await self.behind_gap(flight, head):
+        if await self.behind_gap(flight, head, mined):
             return self.rolled_back(flight)
         # On a real node the reorged tx is back in the mempool and may now revert.
         await self._resend_checked(flight, head, "after reorg")

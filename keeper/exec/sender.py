@@ -78,10 +78,8 @@ class SenderSettings:
 
 
 class Sender:
-    """The executor for one account.
-
-    ``signer`` may be None only in dry-run mode (then ``address`` says whom to simulate as);
-    ``nonces`` defaults to a fresh ``NonceManager`` (one per account)."""
+    """The executor for one account. ``signer`` may be None only in dry-run mode (then
+    ``address`` says whom to simulate as); ``nonces`` defaults to a fresh ``NonceManager``."""
 
     def __init__(
         self,
@@ -161,11 +159,12 @@ class Sender:
     async def _attempt(self, req: TxRequest, still_wanted: StillWanted | None) -> TxOutcome | None:
         """One send and its watch; None after a nonce error (the caller resyncs and retries)."""
         loop = asyncio.get_running_loop()
-        # The chain's nonce, in the simulation's batch: a counter ahead of it (a rollback not
-        # yet reported) would put ours behind a gap.
+        # The chain's nonces, read in the simulation's batch (on every path when asked): a
+        # counter ahead of them (a rollback not yet reported) would put ours behind a gap.
         handed_out = self._handed_out
         sim = await self.simulator.simulate(req, state_for(req), nonces=True)
-        latest, pending = sim.nonces or await self.nonces.node_nonces()
+        assert sim.nonces is not None
+        latest, pending = sim.nonces
         checked = self._check(req, sim, loop.time())
         if isinstance(checked, TxOutcome):
             return checked
@@ -327,7 +326,7 @@ class Sender:
                         tx_hash=flight.current.tx_hash if flight.current else None, head=head)
             if mined_nonce <= flight.lease.nonce:
                 flight.lease.used = False
-                return await self.same.after_reorg(flight, head)
+                return await self.same.after_reorg(flight, head, mined_nonce)
 
         if mined_nonce > flight.lease.nonce:
             # Our nonce is used, yet none of our hashes has a receipt: a node lagging on
@@ -340,7 +339,7 @@ class Sender:
                                               "transaction")
             return None
 
-        if mined_nonce < flight.lease.nonce and await self.same.behind_gap(flight, head):
+        if mined_nonce < flight.lease.nonce and await self.same.behind_gap(flight, head, mined_nonce):
             # The chain went back below ours (a node restored from an older state).
             return self.same.rolled_back(flight)
         if not self.submitter.resubmits and head > flight.sent_block \
@@ -376,7 +375,7 @@ class Sender:
                 return ended
 
         if head - flight.sent_block >= self.settings.replace_after_blocks:
-            if await self.same.behind_gap(flight, head):
+            if await self.same.behind_gap(flight, head, mined_nonce):
                 # The node went back below our nonce (restored from an older state): neither
                 # a replacement nor a cancel could be mined. Plan the account again.
                 return self.same.rolled_back(flight)

@@ -122,6 +122,41 @@ async def test_kept_plans_go_out_together_in_planning_order_with_their_follow_up
     await asyncio.gather(runner, return_exceptions=True)
 
 
+async def test_an_account_settles_once_a_batch_by_its_best_order() -> None:
+    """Both orders of "k2" undone: it backs off once, not twice. The first order of "k1"
+    undone and its follow-up mined: it counts as liquidated."""
+    fakes = _Fakes()
+
+    async def send_batch(prepared: Any) -> list[Execution]:
+        await prepared.turn.wait()
+        prepared.turn.done()
+        failed = TxOutcome(Status.SKIPPED, "b", reason="reverted: 47 (in batch 0x1)")
+        mined = TxOutcome(Status.MINED, "b", tx_hash="0x1", block_number=99)
+        return [Execution(p.user, plan=p, outcome=mined if (p.user, i) == ("k1", 1) else failed)
+                for i, p in enumerate(prepared.plans)]
+
+    lane = Lane(backoff_max_blocks=64, max_in_flight=16)
+    candidates = Candidates()
+    candidates.put(5, [_candidate(u) for u in ("k1", "k2")])
+    task = _task(fakes, lane, candidates, size=4)
+    task.batches._batches.send = send_batch  # type: ignore[union-attr]
+
+    async def follow_up(plan: Any, market: Any, round_: Any) -> Any:
+        return _plan(plan.user, debt_to_cover=50)
+
+    task.follow_ups.plan = follow_up  # type: ignore[method-assign,assignment]
+    runner = asyncio.create_task(task.run())
+    for _ in range(300):
+        await asyncio.sleep(0)
+        if not task.in_flight and not lane.due("k2", 5):
+            break
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    # One back-off waits a block; a second would have doubled it.
+    assert not lane.due("k2", 5) and lane.due("k2", 6)
+    assert not lane.due("k1", 98) and lane.due("k1", 99)
+
+
 async def test_a_batch_cancelled_while_gathering_leaves_nothing_in_flight() -> None:
     fakes = _Fakes()
     planned = fakes.plan
