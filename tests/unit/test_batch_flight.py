@@ -139,7 +139,7 @@ async def test_an_account_settles_once_a_batch_by_its_best_order() -> None:
     candidates = Candidates()
     candidates.put(5, [_candidate(u) for u in ("k1", "k2")])
     task = _task(fakes, lane, candidates, size=4)
-    task.batches._batches.send = send_batch  # type: ignore[method-assign]
+    task.batches._batches.send = send_batch  # type: ignore[union-attr,method-assign]
 
     async def follow_up(plan: Any, market: Any, round_: Any) -> Any:
         return _plan(plan.user, debt_to_cover=50)
