@@ -9,6 +9,7 @@ a ``Turn`` per plan; the sender waits for it before its claim and ends it after.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from keeper.chain.types import PendingTx
@@ -21,7 +22,9 @@ class SendOrder:
     issued: int = 0
     serving: int = 0
     _done: set[int] = field(default_factory=set)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Who waits for ``serving`` to reach a ticket: each is woken once, when it does (a crash
+    # has hundreds of sends waiting; one event for all woke every one at every turn).
+    _waiting: dict[int, list[asyncio.Future[None]]] = field(default_factory=dict)
 
     def turn(self) -> Turn:
         """The next ticket, for the plan just made."""
@@ -29,16 +32,28 @@ class SendOrder:
         return Turn(self, self.issued - 1)
 
     async def wait(self, ticket: int) -> None:
-        while self.serving < ticket:
-            self._changed.clear()
-            await self._changed.wait()
+        if self.serving >= ticket:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiting.setdefault(ticket, [])
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            with contextlib.suppress(ValueError):
+                queue.remove(waiter)
+            if not queue:
+                self._waiting.pop(ticket, None)
+            raise
 
     def done(self, ticket: int) -> None:
         self._done.add(ticket)
         while self.serving in self._done:
             self._done.discard(self.serving)
             self.serving += 1
-        self._changed.set()
+            for waiter in self._waiting.pop(self.serving, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
 
 
 @dataclass(slots=True)

@@ -218,6 +218,34 @@ async def test_sends_take_their_nonces_in_the_order_they_were_planned() -> None:
     await asyncio.wait_for(late[1].wait(), 1)
 
 
+async def test_each_send_waiting_its_turn_is_woken_once_and_a_cancelled_one_leaves_nothing() -> None:
+    from keeper.exec.order import SendOrder
+
+    order = SendOrder()
+    turns = [order.turn() for _ in range(4)]
+    woken: list[int] = []
+
+    async def wait(i: int) -> None:
+        await turns[i].wait()
+        woken.append(i)
+
+    waiters = [asyncio.create_task(wait(i)) for i in (3, 2, 1)]
+    gone = asyncio.create_task(order.wait(4))  # gives up before its turn
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.gather(gone, return_exceptions=True)
+    assert sorted(order._waiting) == [1, 2, 3]  # the cancelled waiter's place is gone
+    turns[1].done()  # out of order: nobody may go before 0 is done
+    await asyncio.sleep(0)
+    assert woken == []
+    turns[0].done()  # 0 and 1 done: 2 is served
+    await asyncio.sleep(0)
+    assert woken == [1, 2] and not waiters[0].done()
+    turns[2].done()
+    await asyncio.gather(*waiters)
+    assert woken == [1, 2, 3] and order._waiting == {}
+
+
 class _FollowFakes(_Fakes):
     """Sends that hand their transaction out (the sender's part of a ``Turn``), and a
     follow-up for ``"half"``, the account the close factor leaves under 1."""
