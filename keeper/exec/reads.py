@@ -14,7 +14,7 @@ from typing import Any
 
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import PendingTx, hex_to_int
-from keeper.errors import RpcError
+from keeper.errors import RpcError, RpcResponseError
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 
@@ -145,6 +145,17 @@ class ChainReads:
         """False when the node no longer holds the transaction (evicted, restarted)."""
         known = await self.rpc.call("eth_getTransactionByHash", [tx_hash], timeout=self.timeout)
         return known is not None
+
+    async def top_call_trace(self, tx_hash: str) -> dict[str, Any] | None:
+        """The mined transaction's top call as the node traces it (``callTracer``); None when
+        the node does not trace, or the read fails (only the reason of a revert hangs on it)."""
+        try:
+            trace = await self.rpc.call("debug_traceTransaction", [tx_hash, {
+                "tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}],
+                timeout=self.timeout)
+        except (RpcError, RpcResponseError):
+            return None
+        return trace if isinstance(trace, dict) else None
 
     async def waiting_in_mempool(self, tx: PendingTx) -> bool:
         """True while ``tx`` waits in the mempool (not mined, and not dropped or replaced)."""

@@ -106,13 +106,8 @@ class Simulator:
     async def mined_revert(self, tx_hash: str) -> str | None:
         """Why a mined transaction reverted, from its trace in its block; None when the node
         does not trace (or the read fails)."""
-        try:
-            trace = await self.reads.rpc.call("debug_traceTransaction", [tx_hash, {
-                "tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}],
-                timeout=self.reads.timeout)
-        except (RpcError, RpcResponseError):
-            return None
-        if not isinstance(trace, dict) or not trace.get("error"):
+        trace = await self.reads.top_call_trace(tx_hash)
+        if trace is None or not trace.get("error"):
             return None
         return reason_of(trace.get("output"), str(trace.get("revertReason") or trace["error"]))
 
