@@ -6,6 +6,7 @@ with these small frozen descriptions instead. ``Abi(json)["liquidationCall"].enc
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
+from keeper.chain.abi_words import decode_words
 from keeper.errors import KeeperError
 
 
@@ -73,17 +75,30 @@ class Event:
 
     def decode(self, topics: Sequence[str], data: str) -> dict[str, Any]:
         """Decode a log's topics and data into {name: value}."""
-        idx_types = [t for t, i in zip(self.inputs, self.indexed, strict=True) if i]
-        data_types = [t for t, i in zip(self.inputs, self.indexed, strict=True) if not i]
+        idx_types, data_types = _split(self.inputs, self.indexed)
         if len(topics) - 1 != len(idx_types):
             raise KeeperError(f"{self.name}: expected {len(idx_types)} indexed topics")
-        idx_vals = [abi_decode([t], hexstr_to_bytes(tp))[0] for t, tp in zip(idx_types, topics[1:], strict=True)]
-        data_vals = list(abi_decode(data_types, hexstr_to_bytes(data))) if data_types else []
+        idx_raw = [hexstr_to_bytes(tp) for tp in topics[1:]]
+        idx_vals = decode_words(idx_types, b"".join(idx_raw))
+        if idx_vals is None:
+            idx_vals = [abi_decode([t], raw)[0] for t, raw in zip(idx_types, idx_raw, strict=True)]
+        data_vals: Sequence[Any] = []
+        if data_types:
+            raw = hexstr_to_bytes(data)
+            data_vals = decode_words(data_types, raw) or abi_decode(data_types, raw)
         out: dict[str, Any] = {}
         it_idx, it_data = iter(idx_vals), iter(data_vals)
         for name, is_idx in zip(self.names, self.indexed, strict=True):
             out[name] = next(it_idx) if is_idx else next(it_data)
         return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _split(inputs: tuple[str, ...], indexed: tuple[bool, ...]
+           ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """An event's indexed types and its data types."""
+    return (tuple(t for t, i in zip(inputs, indexed, strict=True) if i),
+            tuple(t for t, i in zip(inputs, indexed, strict=True) if not i))
 
 
 class Abi:
