@@ -24,6 +24,7 @@ goes in key-value pairs, never into the event by f-string or %-format::
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.handlers
 import queue
@@ -43,6 +44,7 @@ _SECRET_KEY = re.compile(
 )
 _HASH_KEY = re.compile(r"(hash|hashes|topic|topics)$", re.IGNORECASE)
 # A stand-alone run of exactly 64 hex digits: longer runs (calldata, raw transactions) are data.
+_KEY_HEX_DIGITS = 64
 _KEY_LIKE = re.compile(r"(?<![0-9A-Za-z])(?:0[xX])?[0-9a-fA-F]{64}(?![0-9A-Za-z])")
 
 
@@ -51,11 +53,18 @@ def scrub_text(text: str) -> str:
     return _KEY_LIKE.sub(REDACTED, text)
 
 
+@functools.lru_cache(maxsize=4096)
+def _key_kind(key: str) -> tuple[bool, bool]:
+    """(names a secret, names a hash): the keys are few, the lines many."""
+    return bool(_SECRET_KEY.search(key)), bool(_HASH_KEY.search(key))
+
+
 def _scrub(value: Any, key: str = "") -> Any:
-    if key and _SECRET_KEY.search(key):
+    secret, hashed = _key_kind(key) if key else (False, False)
+    if secret:
         return REDACTED
     if isinstance(value, str):
-        if key and _HASH_KEY.search(key):
+        if hashed or len(value) < _KEY_HEX_DIGITS:  # too short to hold a key
             return value
         return scrub_text(value)
     if isinstance(value, bytes | bytearray):
@@ -77,6 +86,20 @@ def redact_secrets(
     """structlog processor: redact secret-named fields and key-shaped hex anywhere else."""
     for k in list(event_dict):
         event_dict[k] = _scrub(event_dict[k], str(k))
+    return event_dict
+
+
+def _redact_rendered(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The formatter's redaction: a line from structlog was redacted as it was logged, so only
+    what the formatter added to it (the exception's text) is; a library's line is redacted
+    whole. Redacting every line twice was ~40% of the cost of a line (~2,300 liquidations
+    log ~8,500 lines in the 10,000-borrower crash)."""
+    if not event_dict.get("_from_structlog"):
+        return redact_secrets(logger, method, event_dict)
+    if "exception" in event_dict:
+        event_dict["exception"] = _scrub(event_dict["exception"], "exception")
     return event_dict
 
 
@@ -118,10 +141,10 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*pre_chain, structlog.stdlib.ExtraAdder()],
         processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             # Exceptions become plain text (no locals: frames may hold secrets) before redaction.
             structlog.processors.format_exc_info,
-            redact_secrets,
+            _redact_rendered,
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.JSONRenderer(default=str),
         ],
     )
