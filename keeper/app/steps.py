@@ -4,43 +4,25 @@ liquidatable accounts, plan one of them, and liquidate it."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from keeper.app.claims import send_claimed, standing_by
 from keeper.app.root import Keeper
 from keeper.domain.account import Market
 from keeper.domain.plan import Plan, Rejection
 from keeper.exec.executor import Execution
-from keeper.pipeline.oracle_guard import OracleGuard
 from keeper.pipeline.plan_round import PlanRound
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 
 
 async def _scan(keeper: Keeper, scanner: HealthScanner,
                 on_book: Callable[[list[LiquidatableAccount]], None] | None,
-                ) -> list[LiquidatableAccount]:
+                ready: Awaitable[object] | None = None) -> list[LiquidatableAccount]:
     return await scanner.scan(keeper.rpc, keeper.contracts.pool,
                               chunk=keeper.cfg.scanner.confirm_batch_size,
-                              multicall=keeper.contracts.multicall3, on_book=on_book)
-
-
-def _release_when_observed(observed: asyncio.Future[Any], guard: OracleGuard, keeper: Keeper,
-                           on_book: Callable[[list[LiquidatableAccount]], None],
-                           found: list[LiquidatableAccount]) -> None:
-    """Hand ``on_book`` the book's flags the guard releases, once it has observed the block
-    (before the chain's answer replaces them: a callback of ``observed`` runs before the scan
-    that awaits it resumes). Nothing when the guard's read failed: the scan raises it."""
-    def publish(done: asyncio.Future[Any]) -> None:
-        if not done.cancelled() and done.exception() is None:
-            on_book(guard.release(keeper.sync.book, found))
-
-    if observed.done():
-        publish(observed)
-    else:
-        observed.add_done_callback(publish)
+                              multicall=keeper.contracts.multicall3, on_book=on_book,
+                              ready=ready)
 
 
 async def candidates(keeper: Keeper, scanner: HealthScanner,
@@ -54,19 +36,22 @@ async def candidates(keeper: Keeper, scanner: HealthScanner,
         found = await _scan(keeper, scanner, on_book)
     else:
         # The guard observes every scanned block, candidates or not (its resume counts
-        # blocks). Its read (a batch of feeds and pools: ~10-60 ms of a loaded node) runs
-        # beside the book's math; what the book finds is released on this block's prices
-        # once the guard has them (in the 10,000-borrower crash the two one after the other
-        # put the first flags ~150 ms after the block, the book's part ~85 ms of it).
+        # blocks). Its read (a batch of feeds and pools) runs beside the book's math, and the
+        # book's flags, released on this block's prices, and the chain's read wait for it (in
+        # the 10,000-borrower crash the two one after the other put the first flags ~150 ms
+        # after the block, the book's part ~85 ms of it; beside the chain's read of 1,764
+        # accounts, the guard's waited ~400 ms for the node).
         observed = asyncio.ensure_future(guard.check(keeper.sync.book))
+        await asyncio.sleep(0)  # the guard's request goes out before the math holds the loop
+        early = None if on_book is None else \
+            (lambda found: on_book(guard.release(keeper.sync.book, found)))
         try:
-            found = await _scan(keeper, scanner, None if on_book is None else functools.partial(
-                _release_when_observed, observed, guard, keeper, on_book))
+            found = await _scan(keeper, scanner, early, observed)
         except BaseException:
             observed.cancel()
             await asyncio.gather(observed, return_exceptions=True)
             raise
-        await observed  # its error, if any, is the scan's
+        await observed  # done: the scan waited for it
     keeper.metrics.liquidatable.set(len(found))
     confirmed = [c for c in found if c.confirmed_on_chain]
     if guard is None:

@@ -1,5 +1,5 @@
 """The oracle guard's read of a block runs beside the book's math: the book's flags are heard
-once the guard has observed the block, released by it, and before the chain's answer."""
+once the guard has observed the block, released by it, and before the chain is asked."""
 
 from __future__ import annotations
 
@@ -39,10 +39,12 @@ class _Scanner:
         self.began_while_guard_read: bool | None = None
 
     async def scan(self, rpc: Any, pool: Any, *, chunk: int, multicall: Any,
-                   on_book: Any) -> list[Any]:
+                   on_book: Any, ready: Any = None) -> list[Any]:
         if self.guard is not None:
             self.began_while_guard_read = not self.guard.observed
         flagged = [SimpleNamespace(user=u, confirmed_on_chain=True) for u in ("a", "held")]
+        if ready is not None:
+            await ready
         if on_book is not None:
             on_book(flagged)
         await asyncio.sleep(self.chain_seconds)
@@ -71,11 +73,8 @@ async def test_the_books_flags_wait_for_the_guard_and_come_before_the_chain(
     assert [c.user for c in found] == ["a"]
     if guard_seconds > 0:  # the book's math did not wait for the guard's read
         assert scanner.began_while_guard_read
-    # Heard once, released by the guard; before the chain's answer when the guard read
-    # first, right after the scan returned otherwise, and always before ``candidates`` did.
-    assert [h for h in heard if h[0] == "book"] == [("book", ["a"])]
-    if guard_seconds < chain_seconds:
-        assert heard[0] == ("book", ["a"])
+    # Heard once, released by the guard, before the chain's answer.
+    assert heard == [("book", ["a"]), ("chain", ["a", "held"])]
 
 
 async def test_a_failed_guard_read_fails_the_scan_and_releases_nothing_early() -> None:
