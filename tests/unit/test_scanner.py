@@ -521,6 +521,7 @@ class FakeChain:
         self.max_calls = max_calls  # more calls in one aggregate3 run out of gas
         self.requests: list[int] = []  # eth_calls per JSON-RPC batch
         self.blocks: list[str] = []
+        self.asked: list[str] = []  # every account read, in order
 
     async def call(self, method: str, params: Sequence[Any] = (), *,
                    timeout: float | None = None) -> Any:
@@ -549,6 +550,7 @@ class FakeChain:
             for target, allow, data in inner:
                 assert target.lower() == POOL and data[:4] == GET_USER_ACCOUNT_DATA_SELECTOR
                 user = "0x" + data[16:36].hex()
+                self.asked.append(user)
                 if user in self.revert_for:
                     results.append((False, b"\x08\xc3\x79\xa0"))
                     failed = failed or not allow
@@ -641,3 +643,42 @@ async def test_the_books_flags_are_heard_before_the_chain_is_asked() -> None:
     assert heard == [(set(under), 0)] and under
     assert {c.user for c in found if c.confirmed_on_chain} == set(under)
     assert scanner.stats.last_book_seconds > 0 and scanner.stats.last_chain_seconds > 0
+
+
+async def test_an_account_the_chain_vouched_for_is_read_again_only_once_it_changes() -> None:
+    book = random_book(1_200, seed=45)
+    chain_book = DictBook(book.market(), dict(book.accounts))
+    chain = FakeChain(chain_book)
+    under = sorted(liquidatable(book))
+    scanner = HealthScanner(_as_book(book))
+    first = await scanner.scan(chain, POOL, chunk=50)
+    near = set(chain.asked)
+    assert set(under) <= near and scanner.stats.last_vouched == 0
+    # Nothing changed: the chain is not asked again, the accounts stay confirmed.
+    chain.asked.clear()
+    again = await scanner.scan(chain, POOL, chunk=50)
+    assert chain.asked == [] and again == first
+    assert scanner.stats.last_vouched == len(near)
+    # An event touches one account: that one is read again.
+    touched = under[0]
+    scanner.sync([touched])
+    await scanner.scan(chain, POOL, chunk=50)
+    assert chain.asked == [touched]
+    # The chain disagrees about another (the book missed a repayment): read, and read again
+    # every scan until it agrees.
+    wrong = under[1]
+    chain_book.accounts[wrong] = UserAccount(UserConfiguration())
+    scanner.sync([wrong])
+    for _ in range(2):
+        chain.asked.clear()
+        found = await scanner.scan(chain, POOL, chunk=50)
+        # (twice a scan: a disagreement is read once more a moment later)
+        assert set(chain.asked) == {wrong} and wrong not in {c.user for c in found}
+    # A price they hold moves: every account near the line is read again.
+    wbtc = RESERVES[1].asset
+    for b in (book, chain_book):
+        b.set_prices({wbtc: usd(30_000)})
+    scanner.sync()
+    chain.asked.clear()
+    await scanner.scan(chain, POOL, chunk=50)
+    assert len(chain.asked) > 1 and scanner.stats.last_vouched == 0
