@@ -79,6 +79,8 @@ class ScanStats:
     last_bad_debt: int = 0
     last_book_seconds: float = 0.0
     """The last scan's prefilter and exact math on the book."""
+    last_ready_seconds: float = 0.0
+    """The last scan's wait, after its math, for the caller's own read (the oracle guard's)."""
     last_chain_seconds: float = 0.0
     """The last scan's on-chain confirmation (its reads, and a re-read of doubtful answers)."""
 
@@ -319,10 +321,12 @@ class HealthScanner:
         line = LIQUIDATION_THRESHOLD_HF * (1.0 + self.margin)
         near = [u for u in picked if u not in exact or exact[u].health_factor < line]
         at = _pinned(self.book)
-        self.stats.last_book_seconds = time.perf_counter() - started
+        waited = time.perf_counter()
+        self.stats.last_book_seconds = waited - started
         if ready is not None:
             await ready
         booked = time.perf_counter()
+        self.stats.last_ready_seconds = booked - waited
         if on_book is not None:
             on_book(rank([LiquidatableAccount.of(u, exact[u], confirmed=False, block=block)
                           for u in near if u in exact and not is_bad_debt(exact[u])
