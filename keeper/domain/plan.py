@@ -302,5 +302,5 @@ class Plan:
     rules: AaveRules
     liquidator: str
     params: LiquidationParams
-    calldata: bytes
-    """``liquidate(...)`` calldata for ``liquidator``, to be sent by its owner."""
+    """The ``liquidate(...)`` order for ``liquidator``, to be sent by its owner (encoded when
+    sent alone; a batch encodes its orders together)."""

@@ -29,6 +29,7 @@ from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.protocols.aave_v3.liquidator import (
     collateral_kept,
+    encode_liquidate,
     liquidated_profit,
     refused_by_profit_floor,
 )
@@ -125,13 +126,16 @@ class LiquidationExecutor:
         made with it (``keeper.exec.order``); ``after``, a transaction of ours it must follow
         (a follow-up of the same account, planned on what that one leaves).
         """
-        predicted_gas, traced = await self.predict_gas(plan.liquidator, plan.calldata,
+        # Encoded here, not by the planner: most plans of a crash go out in batches, which
+        # encode their orders together (eth-abi: ~130 us an order, 0.3 s of a 10,000 crash).
+        calldata = encode_liquidate(plan.params)
+        predicted_gas, traced = await self.predict_gas(plan.liquidator, calldata,
                                                        plan.timestamp, plan.gas_estimate) \
             if trace_gas else (plan.gas_estimate, False)
         native_price = market.prices.get(self.native_asset, 0)
         request = TxRequest(
             to=plan.liquidator,
-            data=plan.calldata,
+            data=calldata,
             expected_profit_native=to_native(plan.gross_profit_usd, native_price),
             # A traced figure is exact; the limit leaves room for the 63/64 of the gas a
             # flash-loan callback must be able to forward (the sender checks the call at it).

@@ -44,7 +44,6 @@ from keeper.pipeline.pair_search import (
     positions,
     search,
 )
-from keeper.protocols.aave_v3.liquidator import encode_liquidate
 
 __all__ = ["Funding", "GasModel", "PlannerConfig", "plan_liquidation"]
 
@@ -228,7 +227,6 @@ def _plan(
         rules=config.rules,
         liquidator=config.liquidator,
         params=params,
-        calldata=encode_liquidate(params),
     )
 
 

