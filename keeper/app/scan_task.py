@@ -222,7 +222,6 @@ class ScanTask:
                      users=[c.user for c in found[:10]], since_applied_ms=since,
                      rows_ms=round(self._sync_seconds * 1000, 1),
                      book_ms=round(stats.last_book_seconds * 1000, 1),
-                     guard_wait_ms=round(stats.last_ready_seconds * 1000, 1),
                      chain_ms=round(stats.last_chain_seconds * 1000, 1) if confirmed else None)
         if self.keeper.decisions is not None:
             seen = self.candidates.seen

@@ -3,9 +3,8 @@ liquidatable accounts, plan one of them, and liquidate it."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from keeper.app.claims import send_claimed, standing_by
 from keeper.app.root import Keeper
@@ -16,15 +15,6 @@ from keeper.pipeline.plan_round import PlanRound
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 
 
-async def _scan(keeper: Keeper, scanner: HealthScanner,
-                on_book: Callable[[list[LiquidatableAccount]], None] | None,
-                ready: Awaitable[object] | None = None) -> list[LiquidatableAccount]:
-    return await scanner.scan(keeper.rpc, keeper.contracts.pool,
-                              chunk=keeper.cfg.scanner.confirm_batch_size,
-                              multicall=keeper.contracts.multicall3, on_book=on_book,
-                              ready=ready)
-
-
 async def candidates(keeper: Keeper, scanner: HealthScanner,
                      on_book: Callable[[list[LiquidatableAccount]], None] | None = None,
                      ) -> list[LiquidatableAccount]:
@@ -32,26 +22,15 @@ async def candidates(keeper: Keeper, scanner: HealthScanner,
     holds (an asset they use as collateral or debt is halted). ``on_book`` hears the ones the
     book's exact math finds, less those the guard holds, before the chain confirms them."""
     guard = keeper.oracle_guard
-    if guard is None:
-        found = await _scan(keeper, scanner, on_book)
-    else:
+    if guard is not None:
         # The guard observes every scanned block, candidates or not (its resume counts
-        # blocks). Its read (a batch of feeds and pools) runs beside the book's math, and the
-        # book's flags, released on this block's prices, and the chain's read wait for it (in
-        # the 10,000-borrower crash the two one after the other put the first flags ~150 ms
-        # after the block, the book's part ~85 ms of it; beside the chain's read of 1,764
-        # accounts, the guard's waited ~400 ms for the node).
-        observed = asyncio.ensure_future(guard.check(keeper.sync.book))
-        await asyncio.sleep(0)  # the guard's request goes out before the math holds the loop
-        early = None if on_book is None else \
-            (lambda found: on_book(guard.release(keeper.sync.book, found)))
-        try:
-            found = await _scan(keeper, scanner, early, observed)
-        except BaseException:
-            observed.cancel()
-            await asyncio.gather(observed, return_exceptions=True)
-            raise
-        await observed  # done: the scan waited for it
+        # blocks); first, so that what the book finds is released on this block's prices.
+        await guard.check(keeper.sync.book)
+    early = on_book if on_book is None or guard is None else \
+        (lambda found: on_book(guard.release(keeper.sync.book, found)))
+    found = await scanner.scan(keeper.rpc, keeper.contracts.pool,
+                               chunk=keeper.cfg.scanner.confirm_batch_size,
+                               multicall=keeper.contracts.multicall3, on_book=early)
     keeper.metrics.liquidatable.set(len(found))
     confirmed = [c for c in found if c.confirmed_on_chain]
     if guard is None:

@@ -104,12 +104,10 @@ class OracleGuard:
         market = book.market()
         assets = sorted(a for a in read.reserves if a in market.prices)
         await self._learn_symbols(assets)
-        guarded = [a for a in assets if self.params(a) is not None]
-        # The read first: its request is on its way before this task first waits, so a
-        # caller that starts the check and goes on computing has the node answer meanwhile.
-        readings = await self._read(book, market, guarded, read.sources)
         if self.settings.resets is not None:
             self._apply_resets(await asyncio.to_thread(take_resets, self.settings.resets))
+        guarded = [a for a in assets if self.params(a) is not None]
+        readings = await self._read(book, market, guarded, read.sources)
         for asset, reading in readings.items():
             params = self.params(asset)
             assert params is not None

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from keeper.chain.multicall import MULTICALL3
@@ -79,8 +79,6 @@ class ScanStats:
     last_bad_debt: int = 0
     last_book_seconds: float = 0.0
     """The last scan's prefilter and exact math on the book."""
-    last_ready_seconds: float = 0.0
-    """The last scan's wait, after its math, for the caller's own read (the oracle guard's)."""
     last_chain_seconds: float = 0.0
     """The last scan's on-chain confirmation (its reads, and a re-read of doubtful answers)."""
 
@@ -300,7 +298,6 @@ class HealthScanner:
         chunk: int = 500,
         multicall: str = MULTICALL3,
         on_book: Callable[[list[LiquidatableAccount]], None] | None = None,
-        ready: Awaitable[object] | None = None,
     ) -> list[LiquidatableAccount]:
         """The liquidatable accounts at the book's block, ranked, each checked by the chain.
 
@@ -310,9 +307,7 @@ class HealthScanner:
         with debt and no collateral go to ``self.bad_debt`` instead. ``on_book`` hears the
         accounts the book's exact math finds liquidatable (ranked, not confirmed yet) before
         the chain is asked: in a 10,000-borrower crash the chain's answer takes ~290 ms of a
-        loaded node, the book's ~130 ms of a loaded core. ``ready`` (the caller's own read of
-        the block, started before the scan) is awaited between the book's math and its flags:
-        the read runs beside the math, not beside the chain's read.
+        loaded node, the book's ~130 ms of a loaded core.
         """
         block = self.book.block_number
         started = time.perf_counter()
@@ -321,12 +316,8 @@ class HealthScanner:
         line = LIQUIDATION_THRESHOLD_HF * (1.0 + self.margin)
         near = [u for u in picked if u not in exact or exact[u].health_factor < line]
         at = _pinned(self.book)
-        waited = time.perf_counter()
-        self.stats.last_book_seconds = waited - started
-        if ready is not None:
-            await ready
         booked = time.perf_counter()
-        self.stats.last_ready_seconds = booked - waited
+        self.stats.last_book_seconds = booked - started
         if on_book is not None:
             on_book(rank([LiquidatableAccount.of(u, exact[u], confirmed=False, block=block)
                           for u in near if u in exact and not is_bad_debt(exact[u])
