@@ -23,6 +23,7 @@ from keeper.domain.plan import Plan, Rejection
 from keeper.domain.swap_route import Venue
 from keeper.errors import ExecutionReverted, RpcError, RpcResponseError
 from keeper.exec.order import Turn
+from keeper.exec.reads import TOP_CALL_TRACE
 from keeper.exec.sender import Sender
 from keeper.exec.tx import Status, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
@@ -238,11 +239,9 @@ class LiquidationExecutor:
         receipt. A node that refuses block overrides gets the plain trace.
         """
         tx = {"from": self.owner, "to": to, "data": "0x" + calldata.hex()}
-        # The top call alone: its gasUsed is all we read, and the nested frames of a flash
-        # loan and a swap are tens of kilobytes to send and decode on the hot path.
-        top = {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}
-        at_plan_time = top | {"blockOverrides": {"time": hex(timestamp)}}
-        for options in (at_plan_time, top, {"tracer": "callTracer"}):
+        # The top call alone: its gasUsed is all we read.
+        at_plan_time = TOP_CALL_TRACE | {"blockOverrides": {"time": hex(timestamp)}}
+        for options in (at_plan_time, TOP_CALL_TRACE, {"tracer": "callTracer"}):
             try:
                 trace = await self.rpc.call("debug_traceCall", [tx, "latest", options])
             except Exception as exc:  # tracing is optional on real nodes

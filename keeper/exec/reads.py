@@ -20,6 +20,10 @@ from keeper.obs.metrics import Metrics
 
 log = get_logger(__name__)
 
+TOP_CALL_TRACE: dict[str, Any] = {"tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}
+"""Trace options for a transaction's top call alone: the nested frames of a flash loan and a
+swap are tens of kilobytes to send and decode, and only the top call's figures are read."""
+
 
 class ChainReads:
     """The reads of one account's executor (``address`` is the account)."""
@@ -150,9 +154,8 @@ class ChainReads:
         """The mined transaction's top call as the node traces it (``callTracer``); None when
         the node does not trace, or the read fails (only the reason of a revert hangs on it)."""
         try:
-            trace = await self.rpc.call("debug_traceTransaction", [tx_hash, {
-                "tracer": "callTracer", "tracerConfig": {"onlyTopCall": True}}],
-                timeout=self.timeout)
+            trace = await self.rpc.call("debug_traceTransaction", [tx_hash, TOP_CALL_TRACE],
+                                        timeout=self.timeout)
         except (RpcError, RpcResponseError):
             return None
         return trace if isinstance(trace, dict) else None
