@@ -74,6 +74,12 @@ class NonceManager:
         """The nonces of the flights handed out and not released yet, lowest first."""
         return sorted(self._outstanding)
 
+    def strangers(self, latest: int, pending: int) -> bool:
+        """Whether the node holds transactions of the account that this manager did not hand
+        out: a nonce in [``latest``, ``pending``) none of our flights holds. After a restart,
+        those of the process before this one, still in the mempool."""
+        return any(n not in self._outstanding for n in range(latest, min(pending, latest + 64)))
+
     async def node_nonce(self, block: str = "pending") -> int:
         """The node's transaction count for the account at ``block``."""
         raw = await self.rpc.call(

@@ -161,8 +161,8 @@ class Sender:
         loop = asyncio.get_running_loop()
         # The chain's nonces, read in the simulation's batch (on every path when asked): a
         # counter ahead of them (a rollback not yet reported) would put ours behind a gap.
-        handed_out = self._handed_out
-        sim = await self.simulator.simulate(req, state_for(req), nonces=True)
+        handed_out, state = self._handed_out, state_for(req)
+        sim = await self.simulator.simulate(req, state, nonces=True)
         assert sim.nonces is not None
         latest, pending = sim.nonces
         checked = self._check(req, sim, loop.time())
@@ -171,18 +171,18 @@ class Sender:
         admission = checked
         if self.settings.dry_run:
             return self.accounting.would_send(req, max(latest, pending), sim.gas, admission)
-
         if req.turn is not None:
             await req.turn.wait()  # the sends planned before it take their nonces first
-            if self._overlaps(req, handed_out):
-                # Ours planned before it went out while it simulated: the pending state it was
-                # checked on lacked them (two liquidations selling into one pool). Again, on
-                # top of them, or it may revert once they are mined.
-                sim = await self.simulator.simulate(req, "pending")
-                checked = self._check(req, sim, loop.time())
-                if isinstance(checked, TxOutcome):
-                    return checked
-                admission = checked
+        # Transactions of ours its simulation did not see may trade in its pools first: ours
+        # planned before it that went out while it simulated, or (after a restart, checked at
+        # the head) those the process before this one left in the mempool. Again, on top.
+        if (req.turn is not None and self._overlaps(req, handed_out)) \
+                or (state == "latest" and self.nonces.strangers(latest, pending)):
+            sim = await self.simulator.simulate(req, "pending")
+            checked = self._check(req, sim, loop.time())
+            if isinstance(checked, TxOutcome):
+                return checked
+            admission = checked
         async with self.nonces.claim(max(latest, pending)) as lease:
             if req.turn is not None:
                 req.turn.took(lease.nonce)  # the planner's next round asks if it is mined

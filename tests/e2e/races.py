@@ -9,7 +9,7 @@ replayed block by block; any other revert is the keeper's fault.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from keeper.devnet.driver import Devnet
 
@@ -64,5 +64,28 @@ async def explain_revert(devnet: Devnet, keepers: Sequence[KeeperProcess],
             replay = f"reverts {getattr(exc, 'data', None) or exc}"[:110]
             if raced is None:
                 raced = b > head and bool(senders) and keeper not in senders
+                if b > head and keeper in senders and senders != {keeper}:
+                    raced, split = await _split_block(rpc, b, txs, keeper, call)
+                    replay += f"; {split}"
         lines.append(f"  block {b} {moved}: replayed after it {replay}")
     return bool(raced), "\n".join(lines)
+
+
+async def _split_block(rpc: Any, block: int, txs: list[dict[str, Any]], keeper: str,
+                       call: dict[str, Any]) -> tuple[bool, str]:
+    """A block that reverts ours holds the driver's transactions and the keeper's: which did
+    it? Ours is simulated on the block before, after the driver's alone and after the keeper's
+    alone (``eth_simulateV1``, in their order). A lost race only when the driver's revert it
+    and the keeper's do not."""
+    ours = {"from": call["from"], "to": call["to"], "input": call["data"], "gas": call["gas"]}
+    passes: dict[bool, bool] = {}
+    for keepers in (False, True):
+        calls = [{"from": t["from"], "to": t["to"], "input": t["input"], "value": t["value"],
+                  "gas": t["gas"]} for t in txs if (str(t["from"]).lower() == keeper) == keepers]
+        answer = await rpc.call("eth_simulateV1", [
+            {"blockStateCalls": [{"calls": [*calls, ours]}]}, hex(block - 1)])
+        passes[keepers] = int(answer[0]["calls"][-1]["status"], 16) == 1
+    said = {True: "passes", False: "reverts"}
+    return (not passes[False] and passes[True],
+            f"after the driver's alone it {said[passes[False]]}, "
+            f"after the keeper's alone it {said[passes[True]]}")

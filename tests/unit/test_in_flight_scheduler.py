@@ -85,6 +85,19 @@ async def test_a_counter_ahead_of_the_chain_with_nothing_in_flight_takes_the_cha
     assert (await _send(nonces, chain=9)).nonce == 9
 
 
+async def test_nonces_in_the_mempool_that_none_of_ours_holds_are_strangers() -> None:
+    nonces = NonceManager(NonceNode(5), ME)
+    assert not nonces.strangers(5, 5)  # nothing pending
+    assert nonces.strangers(5, 7)  # a process before this one left 5 and 6 in the mempool
+    ours = [await _send(nonces, chain=7) for _ in range(2)]
+    assert [lease.nonce for lease in ours] == [7, 8]
+    assert not nonces.strangers(7, 9)  # only ours
+    assert nonces.strangers(6, 9)  # 6 is not ours
+    ours[0].mark_used()
+    nonces.release(ours[0])
+    assert not nonces.strangers(8, 9)
+
+
 # ---- the lane ------------------------------------------------------------------------------
 
 def test_never_two_flights_for_one_account_and_slots_are_bounded() -> None:
