@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
@@ -22,6 +22,7 @@ from keeper.domain.amm import sort_tokens
 from keeper.domain.plan import Plan, Rejection
 from keeper.domain.swap_route import Venue
 from keeper.errors import ExecutionReverted, RpcError, RpcResponseError
+from keeper.exec.gas_memo import GasMemo
 from keeper.exec.order import Turn
 from keeper.exec.reads import TOP_CALL_TRACE
 from keeper.exec.sender import Sender
@@ -83,6 +84,7 @@ class Prepared:
     request: TxRequest
     predicted_gas: int
     market: Market  # the view it was planned on (prices for the profit accounting)
+    remembered_gas: bool = False  # sent on its shape's remembered gas, traced after
 
 
 def to_native(amount_usd: int, native_price: int, native_decimals: int = 18) -> int:
@@ -111,6 +113,7 @@ class LiquidationExecutor:
         # alone (the daemon's ``QuietBlocks``); then a kept liquidation is not asked again.
         self.quiet: Callable[[str, int, int], bool] | None = None
         self._checked: dict[str, int] = {}  # request label -> head of its last check
+        self.gas_memo = GasMemo()
 
     async def prepare(self, plan: Plan, market: Market, *, detected_at: float | None = None,
                       trace_gas: bool = True, flagged_at: float | None = None,
@@ -130,9 +133,18 @@ class LiquidationExecutor:
         # Encoded here, not by the planner: most plans of a crash go out in batches, which
         # encode their orders together (eth-abi: ~130 us an order, 0.3 s of a 10,000 crash).
         calldata = encode_liquidate(plan.params)
-        predicted_gas, traced = await self.predict_gas(plan.liquidator, calldata,
-                                                       plan.timestamp, plan.gas_estimate) \
-            if trace_gas else (plan.gas_estimate, False)
+        remembered = self.gas_memo.usable(plan) if trace_gas and after is None else None
+        if remembered is not None:
+            # A comfortable plan of a shape traced before: sent on the remembered figure and
+            # traced after, on the block its simulation ran on (the exact figure for the
+            # accounts, and for a second try if the remembered one fails the simulation).
+            predicted_gas, traced = remembered, True
+        else:
+            predicted_gas, traced = await self.predict_gas(plan.liquidator, calldata,
+                                                           plan.timestamp, plan.gas_estimate) \
+                if trace_gas else (plan.gas_estimate, False)
+            if traced:
+                self.gas_memo.learn(plan, predicted_gas)
         native_price = market.prices.get(self.native_asset, 0)
         request = TxRequest(
             to=plan.liquidator,
@@ -152,7 +164,25 @@ class LiquidationExecutor:
             shares=touches(plan, market),
         )
         self.log_planned(plan)
-        return Prepared(plan.user, plan, request, predicted_gas, market)
+        return Prepared(plan.user, plan, request, predicted_gas, market,
+                        remembered_gas=remembered is not None)
+
+    async def _traced(self, prepared: Prepared, outcome: TxOutcome) -> tuple[Prepared, bool]:
+        """``prepared``, sent on a remembered figure, with its gas traced on the block its
+        simulation ran on; and whether to try it again: the trace differs from the figure
+        (too short for this call, if the simulation refused it). Learns the figure."""
+        plan, request = prepared.plan, prepared.request
+        head = outcome.attempts[0].block if outcome.attempts else outcome.head
+        gas, traced = await self.predict_gas(plan.liquidator, request.data, plan.timestamp,
+                                             plan.gas_estimate,
+                                             block="latest" if head is None else hex(head))
+        if not traced:  # the call reverts there: the simulation said why
+            return replace(prepared, remembered_gas=False), False
+        self.gas_memo.learn(plan, gas)
+        again = request.known_gas != gas
+        request = replace(request, gas_limit=gas * TRACED_GAS_LIMIT_PERCENT // 100,
+                          known_gas=gas)
+        return replace(prepared, request=request, predicted_gas=gas, remembered_gas=False), again
 
     def log_planned(self, plan: Plan, **context: str) -> None:
         """The ``liquidation_planned`` line of a plan about to be sent (``context``: the batch
@@ -168,15 +198,26 @@ class LiquidationExecutor:
         """Hand a prepared request to the sender, see it through and account for it."""
         user, plan, predicted_gas = prepared.user, prepared.plan, prepared.predicted_gas
         label = prepared.request.label
+        still_wanted = functools.partial(self.recheck, (prepared.user,))
         try:
-            outcome = await self.sender.execute(
-                prepared.request, still_wanted=functools.partial(self.recheck, (prepared.user,)))
+            outcome = await self.sender.execute(prepared.request, still_wanted=still_wanted)
+            if prepared.remembered_gas:
+                prepared, again = await self._traced(prepared, outcome)
+                if again and outcome.status is Status.SKIPPED \
+                        and outcome.reason.startswith("simulation"):
+                    # Never lost to a remembered figure: once more at the traced one.
+                    outcome = await self.sender.execute(prepared.request,
+                                                        still_wanted=still_wanted)
+                predicted_gas = prepared.predicted_gas  # the exact figure, for the accounts
+            else:
+                # The simulation's figure (traced at the plan's stamp), else the model's.
+                predicted_gas = outcome.simulated_gas or predicted_gas
         finally:
             self.forget(label)
-        # The simulation's figure (traced at the plan's stamp), else the model's.
-        predicted_gas = outcome.simulated_gas or predicted_gas
         if outcome.status is not Status.MINED:
             return Execution(user, plan=plan, outcome=outcome, predicted_gas=predicted_gas)
+        if outcome.gas_used:
+            self.gas_memo.learn(plan, outcome.gas_used)
         return await self.account_for(user, plan, outcome, predicted_gas, prepared.market)
 
     async def recheck(self, users: tuple[str, ...], request: TxRequest, head: int) -> bool:
@@ -228,7 +269,7 @@ class LiquidationExecutor:
         return True
 
     async def predict_gas(self, to: str, calldata: bytes, timestamp: int,
-                          fallback: int) -> tuple[int, bool]:
+                          fallback: int, *, block: str = "latest") -> tuple[int, bool]:
         """Gas the transaction will use, from a traced call when the node offers tracing
         (anvil, geth, erigon); ``eth_estimateGas`` overshoots it by the 63/64 reserve of the
         flash-loan callback. Falls back to the planner's model (then not exact: False).
@@ -243,7 +284,7 @@ class LiquidationExecutor:
         at_plan_time = TOP_CALL_TRACE | {"blockOverrides": {"time": hex(timestamp)}}
         for options in (at_plan_time, TOP_CALL_TRACE, {"tracer": "callTracer"}):
             try:
-                trace = await self.rpc.call("debug_traceCall", [tx, "latest", options])
+                trace = await self.rpc.call("debug_traceCall", [tx, block, options])
             except Exception as exc:  # tracing is optional on real nodes
                 log.debug("trace_call_unavailable", error=str(exc), options=list(options))
                 continue
