@@ -37,6 +37,7 @@ from keeper.domain.plan import (
 )
 from keeper.domain.swap_route import SwapHop, SwapLeg, Venue
 from keeper.domain.wadray import percent_mul
+from keeper.protocols.aave_v3.order_abi import encode_order, encode_orders
 from keeper.protocols.uniswap_v2.pair import UNISWAP_V2_PAIR_INIT_CODE_HASH
 
 CONTRACT_NAME = "FlashLiquidator"
@@ -118,7 +119,8 @@ def encode_liquidate(params: LiquidationParams) -> bytes:
     Hops name no pool: the contract derives each pair's and pool's address from its canonical
     factories, so a hop is ``(venue, tokenOut, fee)`` and a leg ``(amountIn, hops)``.
     """
-    return _abi()["liquidate"].encode(_order(params))
+    order, function = _order(params), _abi()["liquidate"]
+    return encode_order(function.selector, order) or function.encode(order)
 
 
 def encode_liquidate_batch(orders: Sequence[LiquidationParams]) -> bytes:
@@ -127,7 +129,8 @@ def encode_liquidate_batch(orders: Sequence[LiquidationParams]) -> bytes:
     for params in orders:
         if not params.keep_collateral:
             raise LiquidatorParamsError("a batch holds only orders that keep their collateral")
-    return _abi()["liquidateBatch"].encode([_order(p) for p in orders])
+    many, function = [_order(p) for p in orders], _abi()["liquidateBatch"]
+    return encode_orders(function.selector, many) or function.encode(many)
 
 
 def _order(params: LiquidationParams) -> tuple[Any, ...]:
