@@ -40,7 +40,7 @@ _TOO_MANY_CODES = frozenset({-32005})
 # Error messages (lowercase substrings) that are answers about this very request, whatever the
 # code: the same call fails the same way again, so it is neither retried nor a node problem.
 _DEFINITE_MESSAGES = (
-    "out of gas", "outofgas", "gas required exceeds", "intrinsic gas", "exceeds block gas limit",
+    "out of gas", "outofgas", "sentryoog", "gas required exceeds", "intrinsic gas", "exceeds block gas limit",
     "nonce too low", "nonce too high", "already known", "known transaction",
     "replacement transaction underpriced", "underpriced", "insufficient funds", "fee cap",
     "invalid sender", "invalid signature", "invalid chain id", "exceeds the configured cap",

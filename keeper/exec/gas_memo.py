@@ -13,18 +13,26 @@ and the executor traces it then). Marginal plans keep the trace.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 from keeper.domain.plan import Plan
+from keeper.protocols.aave_v3.liquidator import contract_legs
 
 _KEPT = 1_024  # shapes remembered (a market has a few hundred pairs × routes)
 
-Shape = tuple[str, str, str, bool, tuple[str, ...]]
+Shape = tuple[Any, ...]
 
 
 def shape(plan: Plan) -> Shape:
-    """What sets a liquidation's gas: our contract, the pair, the funding, the swap route."""
-    return (plan.liquidator, plan.collateral_asset, plan.debt_asset, plan.use_flash_loan,
-            plan.swap_path)
+    """What sets a liquidation's gas: our contract, the pair, where the debt asset comes from,
+    whether the collateral is kept, and each leg's hops (venue, pool, fee) as the contract
+    runs them, not the amounts."""
+    params = plan.params
+    pool = params.flash_pool
+    legs = tuple(tuple((int(h.venue), h.token_in, h.token_out, h.fee) for h in leg.hops)
+                 for leg in contract_legs(params))
+    return (plan.liquidator, params.collateral_asset, params.debt_asset, params.flash_loan,
+            params.keep_collateral, None if pool is None else (pool.pair_token, pool.fee), legs)
 
 
 class GasMemo:

@@ -4,12 +4,13 @@ that gas, per shape (contract, pair, funding, route), bounded, and forgotten on 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from keeper.domain.plan import Plan
 from keeper.domain.quote import UniswapV2Quoter
+from keeper.domain.swap_route import SwapHop, SwapLeg, Venue
 from keeper.exec import gas_memo
 from keeper.exec.gas_memo import GasMemo, shape
-from tests.unit.test_account import USDC, WETH
 from tests.unit.test_planner import DEEP_WETH_USDC, devnet_user_plan, reserves
 
 
@@ -37,17 +38,34 @@ def test_only_a_plan_whose_profit_pays_twice_the_remembered_gas_goes_without_a_t
     assert memo.usable(priced(p, 3 * p.gas_cost)) == p.gas_estimate * 3 // 2
 
 
+OTHER = "0x" + "66" * 20
+
+
+def with_params(p: Plan, **changes: Any) -> Plan:
+    return replace(p, params=replace(p.params, **changes))
+
+
 def test_each_shape_has_its_own_figure() -> None:
     memo, p = GasMemo(), priced(plan(), 10**30)
     memo.learn(p, 500_000)
-    for other in (replace(p, use_flash_loan=not p.use_flash_loan),
-                  replace(p, swap_path=(p.collateral_asset, WETH, USDC)),
-                  replace(p, debt_asset=WETH),
+    v3_leg = SwapLeg((SwapHop(Venue.UNISWAP_V3, "0x" + "77" * 20, p.params.collateral_asset,
+                              p.params.debt_asset, 3000),))
+    for other in (with_params(p, flash_loan=not p.params.flash_loan),
+                  with_params(p, swap_path=(p.params.collateral_asset, "0x" + "55" * 20,
+                                           p.params.debt_asset)),
+                  with_params(p, swap_path=(), swap_legs=(v3_leg,)),
+                  with_params(p, swap_path=(), keep_collateral=True, flash_loan=False),
+                  with_params(p, debt_asset=OTHER, swap_path=(p.params.collateral_asset, OTHER)),
                   replace(p, liquidator="0x" + "99" * 20)):
         assert shape(other) != shape(p)
         assert memo.usable(other) is None
     # Another account of the same shape, of another size: the same figure.
-    assert memo.usable(replace(p, user="0x" + "12" * 20, debt_to_cover=1)) == 500_000
+    other_user = with_params(p, user="0x" + "12" * 20, debt_to_cover=1, min_profit=3)
+    assert memo.usable(other_user) == 500_000
+    # A kept order and a V3 leg have no swap path alike: not one shape.
+    kept, v3 = with_params(p, swap_path=(), keep_collateral=True, flash_loan=False), \
+        with_params(p, swap_path=(), swap_legs=(v3_leg,))
+    assert shape(kept) != shape(v3)
 
 
 def test_forgotten_bounded_and_no_figure_from_nothing() -> None:

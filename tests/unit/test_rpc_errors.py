@@ -42,6 +42,8 @@ FAST = RetryPolicy(attempts=4, initial=0.0, max_wait=0.0, total=5.0)
     ({"code": -32000, "message": "already known"}, RpcResponseError),
     ({"code": -32003, "message": "invalid chain id for signer"}, RpcResponseError),
     ({"code": -32603, "message": "EVM error OutOfGas"}, RpcResponseError),
+    # revm's halt when an SSTORE finds 2,300 gas or less left: a gas limit too low, definite
+    ({"code": -32603, "message": "EVM error ReentrancySentryOOG"}, RpcResponseError),
 ])
 def test_error_objects_are_classified_in_one_place(error: dict[str, Any], kind: type) -> None:
     exc = response_error("eth_call", error)
