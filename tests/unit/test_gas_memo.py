@@ -38,6 +38,16 @@ def test_only_a_plan_whose_profit_pays_twice_the_remembered_gas_goes_without_a_t
     assert memo.usable(priced(p, 3 * p.gas_cost)) == p.gas_estimate * 3 // 2
 
 
+def test_the_figure_is_the_most_of_the_last_eight() -> None:
+    memo, p = GasMemo(), priced(plan(), 10**30)
+    memo.learn(p, 520_000)
+    for _ in range(7):
+        memo.learn(p, 440_000)
+    assert memo.usable(p) == 520_000  # a lower figure after a higher one keeps the higher
+    memo.learn(p, 440_000)  # the 520k is now nine figures back
+    assert memo.usable(p) == 440_000
+
+
 OTHER = "0x" + "66" * 20
 
 
