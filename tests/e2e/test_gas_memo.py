@@ -114,6 +114,7 @@ async def test_a_remembered_figure_too_short_is_traced_and_tried_again(
         first = await run_once(keeper, max_rounds=1)
         (done,) = _mined(first)
         assert done.plan is not None
+        executor.gas_memo.forget(done.plan)
         executor.gas_memo.learn(done.plan, 60_000)  # far below a flash liquidation
         calls = _record(keeper)
         results = first + await run_once(keeper)
