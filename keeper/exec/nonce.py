@@ -63,6 +63,7 @@ class NonceManager:
         self._next: int | None = None
         self._rollbacks = 0  # rollbacks seen; a lease open across one forgets its counter
         self._outstanding: dict[int, NonceLease] = {}  # claimed, handed out, not released
+        self._first_sent: int | None = None  # the first nonce this manager handed out
 
     @property
     def busy(self) -> bool:
@@ -76,9 +77,11 @@ class NonceManager:
 
     def strangers(self, latest: int, pending: int) -> bool:
         """Whether the node holds transactions of the account that this manager did not hand
-        out: a nonce in [``latest``, ``pending``) none of our flights holds. After a restart,
-        those of the process before this one, still in the mempool."""
-        return any(n not in self._outstanding for n in range(latest, min(pending, latest + 64)))
+        out: a pending nonce below the first one it sent. After a restart, those the process
+        before this one left in the mempool. (Not "a nonce none of our flights holds": the
+        counts are read before the check, and a flight mined and ended since is no longer
+        ours to hold.)"""
+        return pending > latest and (self._first_sent is None or latest < self._first_sent)
 
     async def node_nonce(self, block: str = "pending") -> int:
         """The node's transaction count for the account at ``block``."""
@@ -146,6 +149,8 @@ class NonceManager:
                 self._next = None
                 raise
             if lease.sent:
+                if self._first_sent is None:
+                    self._first_sent = lease.nonce
                 self._outstanding[lease.nonce] = lease
                 self._next = None if lease.uncertain else lease.nonce + 1
             else:
@@ -176,6 +181,8 @@ class NonceManager:
             except BaseException:
                 self._next = None
                 raise
+            if (lease.sent or lease.used) and self._first_sent is None:
+                self._first_sent = lease.nonce
             # The holder may have moved the lease to the node's nonce after a nonce error.
             if rollbacks != self._rollbacks:
                 self._next = None  # what it saw mined may have been rolled back since
