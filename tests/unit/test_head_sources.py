@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any, cast
 
 from keeper.chain.head_sources import watched_ws_heads
@@ -55,28 +56,40 @@ class Node:
 async def test_a_silent_subscription_is_stood_in_for_by_polling() -> None:
     node = Node()
     got: list[int] = []
+    arrived = asyncio.Event()
+
+    async def until(check: Callable[[], bool]) -> None:
+        """Wait for heads until ``check()`` holds (a loaded machine delays the consumer)."""
+        async with asyncio.timeout(5.0):
+            while not check():
+                arrived.clear()
+                await arrived.wait()
 
     async def consume() -> None:
+        # Silence of 1 s: a consumer a loaded machine delays for a few hundred ms must not
+        # take a lively subscription for a silent one.
         async for head in watched_ws_heads(cast(WsRpc, node), cast(JsonRpc, node),
-                                           silence=0.3, poll_interval=0.05):
+                                           silence=1.0, poll_interval=0.05):
             assert isinstance(head, Head)
             got.append(head.number)
+            arrived.set()
 
     task = asyncio.create_task(consume())
     try:
-        for _ in range(5):  # a lively subscription: no poll at all
+        for n in range(2, 7):  # a lively subscription: no poll at all
             node.mine(pushed=True)
-            await asyncio.sleep(0.05)
+            await until(lambda n=n: got[-1:] == [n])  # type: ignore[misc]
         assert got == [2, 3, 4, 5, 6] and node.polls == 0
         node.mine(pushed=False)  # the node stops feeding the subscription
         node.mine(pushed=False)
-        await asyncio.sleep(0.45)
-        assert got[-1] == 8 and node.polls >= 2  # found by polling, once silence was over
+        await until(lambda: got[-1:] == [8])  # found by polling, once silence was over
+        assert node.polls >= 1
         node.mine(pushed=True)  # the subscription speaks again: polling stops
-        await asyncio.sleep(0.05)
+        await until(lambda: got[-1:] == [9])
         polls = node.polls
         node.mine(pushed=True)
-        await asyncio.sleep(0.2)
+        await until(lambda: got[-1:] == [10])
+        await asyncio.sleep(0.2)  # a poll would come within 0.05 s
         assert got[-2:] == [9, 10] and node.polls == polls
         assert got == sorted(set(got))  # nothing yielded twice
     finally:
