@@ -28,6 +28,12 @@ def canonical_type(param: Mapping[str, Any]) -> str:
     return typ
 
 
+@functools.lru_cache(maxsize=1024)
+def _selector(signature: str) -> bytes:
+    """The 4-byte selector of ``signature``, hashed once (a send's calldata asks each time)."""
+    return keccak(text=signature)[:4]
+
+
 def hexstr_to_bytes(data: str) -> bytes:
     return bytes.fromhex(data[2:] if data.startswith("0x") else data)
 
@@ -44,7 +50,7 @@ class Function:
 
     @property
     def selector(self) -> bytes:
-        return keccak(text=self.signature)[:4]
+        return _selector(self.signature)
 
     def encode(self, *args: Any) -> bytes:
         """Calldata: the selector followed by the encoded arguments."""
