@@ -169,8 +169,10 @@ class LiquidationExecutor:
 
     async def _traced(self, prepared: Prepared, outcome: TxOutcome) -> tuple[Prepared, bool]:
         """``prepared``, sent on a remembered figure, with its gas traced on the block its
-        simulation ran on; and whether to try it again: the trace differs from the figure
-        (too short for this call, if the simulation refused it). Learns the figure."""
+        simulation ran on; and whether to try it again, if the simulation refused it: only
+        when the call uses more gas than the figure (too short for it). A refusal at a figure
+        that covers the call is the chain's answer (the account, a pool, ours pending in it),
+        and the account is planned again as after any refusal. Learns the figure."""
         plan, request = prepared.plan, prepared.request
         head = outcome.attempts[0].block if outcome.attempts else outcome.head
         gas, traced = await self.predict_gas(plan.liquidator, request.data, plan.timestamp,
@@ -179,7 +181,7 @@ class LiquidationExecutor:
         if not traced:  # the call reverts there: the simulation said why
             return replace(prepared, remembered_gas=False), False
         self.gas_memo.learn(plan, gas)
-        again = request.known_gas != gas
+        again = gas > (request.known_gas or 0)
         request = replace(request, gas_limit=gas * TRACED_GAS_LIMIT_PERCENT // 100,
                           known_gas=gas)
         return replace(prepared, request=request, predicted_gas=gas, remembered_gas=False), again

@@ -10,7 +10,10 @@ from keeper.domain.plan import Plan
 from keeper.domain.quote import UniswapV2Quoter
 from keeper.domain.swap_route import SwapHop, SwapLeg, Venue
 from keeper.exec import gas_memo
+from keeper.exec.executor import LiquidationExecutor, Prepared
 from keeper.exec.gas_memo import GasMemo, shape
+from keeper.exec.tx import Status, TxOutcome, TxRequest
+from keeper.obs.metrics import Metrics
 from tests.unit.test_planner import DEEP_WETH_USDC, devnet_user_plan, reserves
 
 
@@ -90,3 +93,48 @@ def test_forgotten_bounded_and_no_figure_from_nothing() -> None:
     assert len(memo) == gas_memo._KEPT
     assert memo.usable(replace(p, liquidator=f"0x{0:040x}")) is None  # the oldest went
     assert memo.usable(replace(p, liquidator=f"0x{gas_memo._KEPT + 9:040x}")) == 400_000
+
+
+class _Sender:
+    """Refuses every request in its simulation, as the chain does."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason, self.requests = reason, []  # type: ignore[var-annotated]
+
+    async def execute(self, req: TxRequest, still_wanted: Any = None) -> TxOutcome:
+        self.requests.append(req)
+        return TxOutcome(Status.SKIPPED, req.label, f"simulation: {self.reason}", head=100)
+
+
+def executor(sender: _Sender, traced: int) -> LiquidationExecutor:
+    ex = LiquidationExecutor(None, sender, Metrics(), owner="0x" + "aa" * 20,  # type: ignore[arg-type]
+                             native_asset="0x" + "bb" * 20)
+
+    async def predict_gas(*_: Any, **__: Any) -> tuple[int, bool]:
+        return traced, True
+
+    ex.predict_gas = predict_gas  # type: ignore[method-assign]
+    return ex
+
+
+def remembered(p: Plan, gas: int) -> Prepared:
+    req = TxRequest(to=p.liquidator, data=b"\x01", expected_profit_native=1, label="l",
+                    gas_limit=gas * 130 // 100, known_gas=gas)
+    return Prepared(p.user, p, req, gas, None, remembered_gas=True)  # type: ignore[arg-type]
+
+
+async def test_a_refusal_at_a_figure_that_covers_the_call_is_not_tried_again() -> None:
+    sender, p = _Sender("reverted: InsufficientProfit(1, 2)"), priced(plan(), 10**30)
+    ex = executor(sender, traced=480_000)
+    done = await ex.send(remembered(p, 520_000))
+    assert len(sender.requests) == 1 and done.outcome is not None
+    assert done.outcome.status is Status.SKIPPED and done.predicted_gas == 480_000
+    assert ex.gas_memo.usable(p) == 480_000  # the trace is now a figure of its shape
+
+
+async def test_a_refusal_at_a_figure_short_of_the_call_is_tried_at_the_traced_one() -> None:
+    sender, p = _Sender("execution reverted"), priced(plan(), 10**30)
+    ex = executor(sender, traced=580_000)
+    await ex.send(remembered(p, 60_000))
+    assert [r.known_gas for r in sender.requests] == [60_000, 580_000]
+    assert sender.requests[1].gas_limit == 580_000 * 130 // 100
