@@ -87,6 +87,12 @@ class Prepared:
     remembered_gas: bool = False  # sent on its shape's remembered gas, traced after
 
 
+def _behind(request: TxRequest) -> TxRequest:
+    """``request`` with a new turn, after every send planned so far (none if it had none)."""
+    turn = request.turn
+    return request if turn is None else replace(request, turn=turn.order.turn())
+
+
 def to_native(amount_usd: int, native_price: int, native_decimals: int = 18) -> int:
     """USD (8 decimals) to wei of the native coin at the oracle's price."""
     return amount_usd * 10**native_decimals // native_price if native_price > 0 else 0
@@ -207,8 +213,11 @@ class LiquidationExecutor:
                 prepared, again = await self._traced(prepared, outcome)
                 if again and outcome.status is Status.SKIPPED \
                         and outcome.reason.startswith("simulation"):
-                    # Never lost to a remembered figure: once more at the traced one.
-                    outcome = await self.sender.execute(prepared.request,
+                    # Never lost to a remembered figure: once more at the traced one. Its
+                    # turn ended with the refusal and sends planned after it may have taken
+                    # nonces since: a new turn, behind them, so that they are out before its
+                    # claim and its check on top of ours in flight sees them.
+                    outcome = await self.sender.execute(_behind(prepared.request),
                                                         still_wanted=still_wanted)
                 predicted_gas = prepared.predicted_gas  # the exact figure, for the accounts
             else:

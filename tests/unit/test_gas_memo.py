@@ -12,6 +12,7 @@ from keeper.domain.swap_route import SwapHop, SwapLeg, Venue
 from keeper.exec import gas_memo
 from keeper.exec.executor import LiquidationExecutor, Prepared
 from keeper.exec.gas_memo import GasMemo, shape
+from keeper.exec.order import SendOrder, Turn
 from keeper.exec.tx import Status, TxOutcome, TxRequest
 from keeper.obs.metrics import Metrics
 from tests.unit.test_planner import DEEP_WETH_USDC, devnet_user_plan, reserves
@@ -117,9 +118,9 @@ def executor(sender: _Sender, traced: int) -> LiquidationExecutor:
     return ex
 
 
-def remembered(p: Plan, gas: int) -> Prepared:
+def remembered(p: Plan, gas: int, turn: Turn | None = None) -> Prepared:
     req = TxRequest(to=p.liquidator, data=b"\x01", expected_profit_native=1, label="l",
-                    gas_limit=gas * 130 // 100, known_gas=gas)
+                    gas_limit=gas * 130 // 100, known_gas=gas, turn=turn)
     return Prepared(p.user, p, req, gas, None, remembered_gas=True)  # type: ignore[arg-type]
 
 
@@ -135,6 +136,12 @@ async def test_a_refusal_at_a_figure_that_covers_the_call_is_not_tried_again() -
 async def test_a_refusal_at_a_figure_short_of_the_call_is_tried_at_the_traced_one() -> None:
     sender, p = _Sender("execution reverted"), priced(plan(), 10**30)
     ex = executor(sender, traced=580_000)
-    await ex.send(remembered(p, 60_000))
+    order = SendOrder()
+    first = order.turn()
+    later = [order.turn() for _ in range(3)]  # planned after it; they may send meanwhile
+    await ex.send(remembered(p, 60_000, first))
     assert [r.known_gas for r in sender.requests] == [60_000, 580_000]
     assert sender.requests[1].gas_limit == 580_000 * 130 // 100
+    # The retry waits behind every send planned so far, not in its first place.
+    retry = sender.requests[1].turn
+    assert retry is not None and retry.ticket > max(t.ticket for t in later)
