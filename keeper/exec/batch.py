@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from keeper.domain.account import Market
 from keeper.domain.plan import Plan
 from keeper.exec.executor import (
-    TRACED_GAS_LIMIT_PERCENT,
     Execution,
     LiquidationExecutor,
+    gas_fields,
     to_native,
 )
 from keeper.exec.order import Turn
@@ -69,13 +69,14 @@ class Batches:
         gas, traced = await self.executor.predict_gas(first.liquidator, data, first.timestamp,
                                                       modelled)
         native_price = market.prices.get(self.executor.native_asset, 0)
+        gas_limit, known_gas = gas_fields(gas, traced, modelled)
         request = TxRequest(
             to=first.liquidator,
             data=data,
             expected_profit_native=sum(to_native(p.gross_profit_usd, native_price)
                                        for p in plans),
-            gas_limit=gas * TRACED_GAS_LIMIT_PERCENT // 100 if traced else modelled,
-            known_gas=gas if traced else None,
+            gas_limit=gas_limit,
+            known_gas=known_gas,
             label=f"liquidate batch of {len(plans)} from {first.user}",
             detected_at=detected_at,
             flagged_at=flagged_at,

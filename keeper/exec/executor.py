@@ -43,6 +43,13 @@ BASE_UNIT = 10**8
 TRACED_GAS_LIMIT_PERCENT = 130
 
 
+def gas_fields(gas: int, traced: bool, modelled: int) -> tuple[int, int | None]:
+    """A request's (gas limit, known gas) from its predicted ``gas``. A traced figure is exact
+    and known; its limit leaves room for the 63/64 of the gas a flash-loan callback must be
+    able to forward (the sender checks the call at it). Else the model's figure, as the limit."""
+    return (gas * TRACED_GAS_LIMIT_PERCENT // 100, gas) if traced else (modelled, None)
+
+
 @dataclass(frozen=True, slots=True)
 class Execution:
     """What became of one candidate: a plan and its outcome, or the reason there was none."""
@@ -152,15 +159,13 @@ class LiquidationExecutor:
             if traced:
                 self.gas_memo.learn(plan, predicted_gas)
         native_price = market.prices.get(self.native_asset, 0)
+        gas_limit, known_gas = gas_fields(predicted_gas, traced, plan.gas_estimate)
         request = TxRequest(
             to=plan.liquidator,
             data=calldata,
             expected_profit_native=to_native(plan.gross_profit_usd, native_price),
-            # A traced figure is exact; the limit leaves room for the 63/64 of the gas a
-            # flash-loan callback must be able to forward (the sender checks the call at it).
-            gas_limit=predicted_gas * TRACED_GAS_LIMIT_PERCENT // 100 if traced
-            else plan.gas_estimate,
-            known_gas=predicted_gas if traced else None,
+            gas_limit=gas_limit,
+            known_gas=known_gas,
             label=f"liquidate {plan.user}",
             detected_at=detected_at,
             flagged_at=flagged_at,
@@ -188,8 +193,8 @@ class LiquidationExecutor:
             return replace(prepared, remembered_gas=False), False
         self.gas_memo.learn(plan, gas)
         again = gas > (request.known_gas or 0)
-        request = replace(request, gas_limit=gas * TRACED_GAS_LIMIT_PERCENT // 100,
-                          known_gas=gas)
+        gas_limit, known_gas = gas_fields(gas, True, plan.gas_estimate)
+        request = replace(request, gas_limit=gas_limit, known_gas=known_gas)
         return replace(prepared, request=request, predicted_gas=gas, remembered_gas=False), again
 
     def log_planned(self, plan: Plan, **context: str) -> None:
