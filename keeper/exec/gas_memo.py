@@ -76,7 +76,3 @@ class GasMemo:
         self._gas.move_to_end(key)
         while len(self._gas) > _KEPT:
             self._gas.popitem(last=False)
-
-    def forget(self, plan: Plan) -> None:
-        """The remembered figure failed ``plan``'s simulation: trace this shape again."""
-        self._gas.pop(shape(plan), None)

@@ -82,13 +82,10 @@ def test_each_shape_has_its_own_figure() -> None:
     assert shape(kept) != shape(v3)
 
 
-def test_forgotten_bounded_and_no_figure_from_nothing() -> None:
+def test_bounded_and_no_figure_from_nothing() -> None:
     memo, p = GasMemo(), priced(plan(), 10**30)
     memo.learn(p, 0)  # a receipt without gas says nothing
     assert memo.usable(p) is None
-    memo.learn(p, 400_000)
-    memo.forget(p)
-    assert memo.usable(p) is None and len(memo) == 0
     for i in range(gas_memo._KEPT + 10):
         memo.learn(replace(p, liquidator=f"0x{i:040x}"), 400_000)
     assert len(memo) == gas_memo._KEPT
