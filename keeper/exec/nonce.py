@@ -83,6 +83,10 @@ class NonceManager:
         ours to hold.)"""
         return pending > latest and (self._first_sent is None or latest < self._first_sent)
 
+    def _handed_out(self, nonce: int) -> None:
+        if self._first_sent is None:
+            self._first_sent = nonce
+
     async def node_nonce(self, block: str = "pending") -> int:
         """The node's transaction count for the account at ``block``."""
         raw = await self.rpc.call(
@@ -149,8 +153,7 @@ class NonceManager:
                 self._next = None
                 raise
             if lease.sent:
-                if self._first_sent is None:
-                    self._first_sent = lease.nonce
+                self._handed_out(lease.nonce)
                 self._outstanding[lease.nonce] = lease
                 self._next = None if lease.uncertain else lease.nonce + 1
             else:
@@ -181,8 +184,8 @@ class NonceManager:
             except BaseException:
                 self._next = None
                 raise
-            if (lease.sent or lease.used) and self._first_sent is None:
-                self._first_sent = lease.nonce
+            if lease.sent or lease.used:
+                self._handed_out(lease.nonce)
             # The holder may have moved the lease to the node's nonce after a nonce error.
             if rollbacks != self._rollbacks:
                 self._next = None  # what it saw mined may have been rolled back since
