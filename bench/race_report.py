@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import platform
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +27,7 @@ class Report:
     borrowers: int
     header: str
     rows: list[tuple[str, str, str]]  # (metric, ours, naive)
-    why_not_ours: list[tuple[str, int]]  # the naive keeper's wins by forensics reason
+    why_not_ours: list[tuple[str, int, int]]  # naive wins by forensics reason, and at a loss
 
 
 def _ts(event: Mapping[str, Any]) -> float:
@@ -68,13 +68,17 @@ def _blocks(side: Side, crash_block: int) -> str:
     return f"{percentile(b, 50):.0f} / {percentile(b, 99):.0f}" if b else "-"
 
 
-def why_not_ours(forensics: Mapping[str, Any]) -> list[tuple[str, int]]:
-    """The naive keeper's wins by ``keeper forensics`` reason, largest first."""
+def why_not_ours(forensics: Mapping[str, Any],
+                 at_a_loss: Collection[str] = ()) -> list[tuple[str, int, int]]:
+    """The naive keeper's wins by ``keeper forensics`` reason, largest first, each with how
+    many of them lost the naive keeper money (``at_a_loss``: its transactions whose bonus did
+    not pay their gas)."""
     naive = naive_address()
     labels: Mapping[str, str] = forensics.get("reasons", {})
-    counts = Counter(r["reason"] for r in forensics.get("liquidations", ())
-                     if r["liquidator"] == naive)
-    return [(labels.get(k, k), n) for k, n in counts.most_common()]
+    theirs = [r for r in forensics.get("liquidations", ()) if r["liquidator"] == naive]
+    counts = Counter(r["reason"] for r in theirs)
+    losses = Counter(r["reason"] for r in theirs if str(r["tx_hash"]).lower() in at_a_loss)
+    return [(labels.get(k, k), n, losses[k]) for k, n in counts.most_common()]
 
 
 def build(run: RaceRun, interval: float, moves: Mapping[str, float], gas_limit: int) -> Report:
@@ -124,7 +128,8 @@ def build(run: RaceRun, interval: float, moves: Mapping[str, float], gas_limit: 
               f"profitable ones liquidated ≤ 1 block: {within[1]}, ≤ 2 blocks: {within[2]}; "
               f"last liquidation {run.tally.last_block - run.crash_block} blocks after the crash; "
               f"liquidations by others: {run.tally.others}.")
-    return Report(run.borrowers, header, rows, why_not_ours(run.forensics))
+    return Report(run.borrowers, header, rows,
+                  why_not_ours(run.forensics, sides["naive"].at_a_loss))
 
 
 def markdown(reports: list[Report]) -> str:
@@ -136,11 +141,14 @@ def markdown(reports: list[Report]) -> str:
         out += [f"| {m} | {a} | {b} |" for m, a, b in r.rows]
         out.append("")
         if r.why_not_ours:
-            total = sum(n for _, n in r.why_not_ours)
+            total = sum(n for _, n, _ in r.why_not_ours)
+            lost = sum(n for _, _, n in r.why_not_ours)
             out += [f"Why the naive keeper's {total} liquidations were not ours "
-                    "(`keeper forensics`):", "", "| reason | liquidations |", "|---|---|"]
-            out += [f"| {label} | {n} |" for label, n in r.why_not_ours]
-            out += [f"| total | {total} |", ""]
+                    "(`keeper forensics`), and how many of them cost the naive keeper more "
+                    "gas than their bonus:", "",
+                    "| reason | liquidations | of them at a loss to it |", "|---|---|---|"]
+            out += [f"| {label} | {n} | {loss} |" for label, n, loss in r.why_not_ours]
+            out += [f"| total | {total} | {lost} |", ""]
     return "\n".join(out)
 
 

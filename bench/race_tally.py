@@ -23,6 +23,7 @@ class Side:
     bonus_usd: float = 0.0  # collateral received minus debt repaid, at the oracle's prices
     gas_usd: float = 0.0
     paid: int = 0  # liquidations whose bonus paid their transaction's gas
+    at_a_loss: set[str] = field(default_factory=set)  # txs with a liquidation that did not
     txs: int = 0
     reverted: int = 0
     first_block: dict[str, int] = field(default_factory=dict)  # user -> first liquidation block
@@ -72,7 +73,10 @@ async def tally(rpc: HttpRpc, m: Manifest, crash_block: int, end_block: int,
             gas_usd = _count_receipt(sides.get(owner.get(str(r["from"]).lower(), "")), r, eth_usd)
             paid = bonus_by_tx.get(str(r["transactionHash"]).lower(), [])
             for side, bonus in paid:
-                side.paid += bonus > gas_usd / len(paid)
+                pays = bonus > gas_usd / len(paid)
+                side.paid += pays
+                if not pays:
+                    side.at_a_loss.add(str(r["transactionHash"]).lower())
     return Tally(sides, others, last)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.bench_race import RaceRun, Sample
 from bench.naive_keeper import NaiveConfig, naive_address
-from bench.race_report import build, markdown, why_not_ours
+from bench.race_report import Report, build, markdown, why_not_ours
 from bench.race_tally import Side, Tally, percentile
 
 
@@ -72,9 +72,22 @@ def test_why_not_ours_counts_the_naive_keepers_wins_by_reason() -> None:
     naive = naive_address()
     forensics = {"reasons": {"queued": "queued: flagged but not yet planned",
                              "in_flight": "in flight"},
-                 "liquidations": [{"liquidator": naive, "reason": "queued"},
-                                  {"liquidator": naive, "reason": "in_flight"},
-                                  {"liquidator": naive, "reason": "queued"},
-                                  {"liquidator": "0xother", "reason": "in_flight"}]}
-    assert why_not_ours(forensics) == [("queued: flagged but not yet planned", 2),
-                                       ("in flight", 1)]
+                 "liquidations": [{"liquidator": naive, "reason": "queued", "tx_hash": "0xA1"},
+                                  {"liquidator": naive, "reason": "in_flight", "tx_hash": "0xb2"},
+                                  {"liquidator": naive, "reason": "queued", "tx_hash": "0xc3"},
+                                  {"liquidator": "0xother", "reason": "in_flight",
+                                   "tx_hash": "0xd4"}]}
+    assert why_not_ours(forensics) == [("queued: flagged but not yet planned", 2, 0),
+                                       ("in flight", 1, 0)]
+    # The naive keeper's transactions whose bonus did not pay their gas (the tally's hashes
+    # are lower case); another liquidator's loss is not counted.
+    assert why_not_ours(forensics, {"0xa1", "0xd4"}) == [
+        ("queued: flagged but not yet planned", 2, 1), ("in flight", 1, 0)]
+
+
+def test_the_report_says_how_many_of_the_naive_keepers_wins_cost_it_money() -> None:
+    report = Report(10, "header", [], [("in flight", 3, 1), ("unprofitable by our model", 2, 2)])
+    text = markdown([report])
+    assert "| in flight | 3 | 1 |" in text
+    assert "| unprofitable by our model | 2 | 2 |" in text
+    assert "| total | 5 | 3 |" in text
