@@ -111,6 +111,8 @@ def build(run: RaceRun, interval: float, moves: Mapping[str, float], gas_limit: 
         ("debt repaid", *both(lambda _, s: f"${s.debt_usd:,.0f} ({_share(s.debt_usd, debt_total)})")),
         ("bonus won (oracle value) − gas", *both(lambda _, s: f"${s.bonus_usd - s.gas_usd:,.0f}")),
         ("reverted transactions", *both(lambda _, s: f"{s.reverted} of {s.txs}")),
+        ("block space taken, crash → last liquidation",
+         *both(lambda _, s: _share(s.block_gas, run.tally.space))),
         ("blocks crash → liquidation p50 / p99", *both(lambda _, s: _blocks(s, run.crash_block))),
         ("crash block → all liquidatable flagged", *detect),
         ("RPC calls per block", *both(lambda k, _: f"{calls[k] / blocks:,.0f}")),
@@ -126,7 +128,8 @@ def build(run: RaceRun, interval: float, moves: Mapping[str, float], gas_limit: 
               f"{len(run.sunk)} accounts liquidatable after it, "
               f"{len(run.optimum)} profitable by the offline model; "
               f"profitable ones liquidated ≤ 1 block: {within[1]}, ≤ 2 blocks: {within[2]}; "
-              f"last liquidation {run.tally.last_block - run.crash_block} blocks after the crash; "
+              f"last liquidation {run.tally.last_block - run.crash_block} blocks after the crash "
+              f"(their gas {_share(run.tally.used, run.tally.space)} used); "
               f"liquidations by others: {run.tally.others}.")
     return Report(run.borrowers, header, rows,
                   why_not_ours(run.forensics, sides["naive"].at_a_loss))

@@ -26,6 +26,8 @@ class Side:
     at_a_loss: set[str] = field(default_factory=set)  # txs with a liquidation that did not
     txs: int = 0
     reverted: int = 0
+    block_gas: int = 0  # gas its transactions used in the blocks after the crash block, to
+    # the last liquidation (``Tally.space``)
     first_block: dict[str, int] = field(default_factory=dict)  # user -> first liquidation block
 
     def blocks_after(self, crash_block: int) -> list[int]:
@@ -37,6 +39,8 @@ class Tally:
     sides: dict[str, Side]
     others: int  # liquidations by anyone else (none expected)
     last_block: int  # of the last liquidation, or the crash block
+    space: int = 0  # the block gas limits of the blocks after the crash block to last_block
+    used: int = 0  # the gas all transactions used in them
 
 
 async def tally(rpc: HttpRpc, m: Manifest, crash_block: int, end_block: int,
@@ -68,16 +72,25 @@ async def tally(rpc: HttpRpc, m: Manifest, crash_block: int, end_block: int,
         bonus_by_tx.setdefault(str(lg["transactionHash"]).lower(), []).append((side, bonus))
         side.first_block.setdefault(str(ev["user"]).lower(), block)
     eth_usd = prices["WETH"] / BASE_UNIT
+    space = used = 0
     for block in range(crash_block, end_block + 1):
+        window = crash_block < block <= last
+        if window:
+            header = await rpc.call("eth_getBlockByNumber", [hex(block), False])
+            space += int(header["gasLimit"], 16)
+            used += int(header["gasUsed"], 16)
         for r in await rpc.call("eth_getBlockReceipts", [hex(block)]) or []:
-            gas_usd = _count_receipt(sides.get(owner.get(str(r["from"]).lower(), "")), r, eth_usd)
+            side = sides.get(owner.get(str(r["from"]).lower(), ""))
+            gas_usd = _count_receipt(side, r, eth_usd)
+            if side is not None and window:
+                side.block_gas += int(r["gasUsed"], 16)
             paid = bonus_by_tx.get(str(r["transactionHash"]).lower(), [])
             for side, bonus in paid:
                 pays = bonus > gas_usd / len(paid)
                 side.paid += pays
                 if not pays:
                     side.at_a_loss.add(str(r["transactionHash"]).lower())
-    return Tally(sides, others, last)
+    return Tally(sides, others, last, space, used)
 
 
 def _count_receipt(side: Side | None, r: dict[str, Any], eth_usd: float) -> float:

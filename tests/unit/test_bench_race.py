@@ -27,15 +27,17 @@ def test_naive_config_round_trips(tmp_path: Path) -> None:
 
 def test_report_from_a_made_up_race() -> None:
     ours = Side(liquidations=3, debt_usd=300.0, bonus_usd=30.0, gas_usd=3.0, paid=3, txs=3,
-                first_block={"0x1": 101, "0x2": 101, "0x3": 102})
+                block_gas=180_000_000, first_block={"0x1": 101, "0x2": 101, "0x3": 102})
     naive = Side(liquidations=1, debt_usd=100.0, bonus_usd=10.0, gas_usd=1.0, paid=0, txs=2,
-                 reverted=1,
+                 reverted=1, block_gas=6_000_000,
                  first_block={"0x4": 104})
     crash_wall = 1_000.0
     run = RaceRun(
         borrowers=10, crash_block=100, crash_wall=crash_wall, end_block=114,
         sunk={"0x1", "0x2", "0x3", "0x4"}, optimum={"0x1": 10.0, "0x2": 10.0, "0x4": 20.0},
-        tally=Tally({"ours": ours, "naive": naive}, others=0, last_block=104),
+        # Blocks 101-104 of 60M gas: 240M of room, 200M used (14M of it by someone else).
+        tally=Tally({"ours": ours, "naive": naive}, others=0, last_block=104,
+                    space=240_000_000, used=200_000_000),
         before=Sample(999.0, {"ours": 1.0, "naive": 2.0}, 100),
         after=Sample(1_020.0, {"ours": 2.5, "naive": 6.0}, 250),
         rss_mb={"ours": 100.0, "naive": 50.0},
@@ -59,6 +61,8 @@ def test_report_from_a_made_up_race() -> None:
     assert rows["debt repaid"] == ("$300 (75.0%)", "$100 (25.0%)")
     assert rows["reverted transactions"] == ("0 of 3", "1 of 2")
     assert rows["blocks crash → liquidation p50 / p99"] == ("1 / 2", "4 / 4")
+    assert rows["block space taken, crash → last liquidation"] == ("75.0%", "2.5%")
+    assert "4 blocks after the crash (their gas 83.3% used)" in report.header
     assert rows["crash block → all liquidatable flagged"] == ("+250 ms (4 of 4)", "+1500 ms (1 still open)")
     assert rows["RPC calls per block"] == ("10", "200")  # 150 and 3000 calls over 15 blocks
     assert rows["CPU seconds, crash → quiet"] == ("1.5", "4.0")
