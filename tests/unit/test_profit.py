@@ -155,6 +155,24 @@ def test_maximise_unimodal_finds_the_top_of_a_parabola() -> None:
     assert maximise_unimodal(lambda x: x, 5, 4) is None
 
 
+def test_maximise_unimodal_takes_a_rising_top_of_a_narrow_range_in_three_evaluations() -> None:
+    # A few million units wide (a small WBTC position in satoshis): a value still rising
+    # steeply at the top is taken there, not searched for over the whole range.
+    calls: list[int] = []
+
+    def kept(x: int) -> int:
+        calls.append(x)
+        return 30 * x - 7
+
+    assert maximise_unimodal(kept, 1, 3_000_000) == (3_000_000, 90_000_000 - 7)
+    assert len(calls) == 3
+    # A narrow curve that turns before the top is still searched: its peak, exactly.
+    assert maximise_unimodal(lambda x: -((x - 2_345_678) ** 2), 0, 3_000_000) == (2_345_678, 0)
+    # One flat to within the rounding noise at the top is searched too (ties: smallest x).
+    assert maximise_unimodal(lambda x: min(30 * x, 60_000_000), 0, 3_000_000) == \
+        (2_000_000, 60_000_000)
+
+
 def brute_force(
     user: UserAccount, m: Market, collateral: str, debt: str, swap: SwapOut, premium: int,
     top: int, points: int = 3_000,
