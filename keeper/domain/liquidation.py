@@ -101,7 +101,7 @@ class AaveRules(Enum):
 
     @property
     def _minor(self) -> int:
-        return int(self.value.split(".")[1])
+        return _MINOR[self.value]  # asked ~10 times a quote: not parsed each time
 
     @property
     def has_grace_period(self) -> bool:
@@ -133,6 +133,9 @@ class AaveRules(Enum):
     def rounding(self) -> Rounding:
         """Directed rounding from 3.5 on, half up before."""
         return DIRECTED if self._minor >= 5 else HALF_UP
+
+
+_MINOR = {rules.value: int(rules.value.split(".")[1]) for rules in AaveRules}
 
 
 def rules_for_pool_revision(revision: int) -> AaveRules:
