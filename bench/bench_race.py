@@ -26,6 +26,7 @@ with the pure profit model, and the optimum is the sum of the positive planned n
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -157,6 +158,8 @@ async def race(borrowers: int) -> RaceRun:
             await asyncio.sleep(1.5)
             forensics = await race_procs.forensics(work / "manifest.json", work, crash.number,
                                                    end_block)
+            # Every verdict with its detail, beside the logs: the report shows only the counts.
+            (work / "forensics.json").write_text(json.dumps(forensics, indent=1))
             await rpc.call("evm_setIntervalMining", [0])
             for r in racers:
                 await r.stop()
