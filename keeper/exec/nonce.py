@@ -178,10 +178,6 @@ class NonceManager:
                 self._next = lease.nonce
             return False
 
-    def behind(self, lease: NonceLease) -> bool:
-        """Whether later nonces of ours are out behind ``lease``'s (they wait for it)."""
-        return any(n > lease.nonce for n in self._outstanding)
-
     def release(self, lease: NonceLease) -> bool:
         """The flight of ``lease`` is over. True when its nonce was handed out and not used
         while later nonces of ours are in flight: they wait behind it, so the caller fills

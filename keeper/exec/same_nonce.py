@@ -5,7 +5,6 @@ with the first send. Part of the executor (``keeper.exec.sender`` runs the state
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from keeper.domain.fees import FeePolicy, Fees, bump, is_profitable, replacement_fees
@@ -22,7 +21,6 @@ from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 
 log = get_logger(__name__)
-_GAP_CHECKS = 3
 
 CANCEL_GAS = 21_000
 
@@ -229,21 +227,16 @@ class SameNonce:
             flight.sent_block = head
 
     async def fill_gap(self, flight: Flight, fees: Fees | None = None) -> None:
-        """``flight``'s nonce was sent but will not be used, below other flights of ours:
-        unless the node holds something for it, take it with a cancel so the later nonces
-        are not stuck behind a gap. ``fees``: those of a send the node refused or may not
-        have received (it holds nothing at the nonce: the cancel outbids nothing, and goes at
-        them). The node's word is asked up to three times (it is what failed the send)."""
-        for attempt in range(_GAP_CHECKS):
-            try:
-                latest, pending = await self.nonces.node_nonces()
-                held = any([await self.reads.known_to_node(h) for h in flight.signed])
-                break
-            except RpcError as exc:
-                log.warning("nonce_gap_check_failed", label=flight.req.label, error=str(exc))
-                if attempt == _GAP_CHECKS - 1:
-                    return
-                await asyncio.sleep(0.1 * (attempt + 1))
+        """``flight`` ended with its nonce sent but not used, below other flights of ours:
+        unless the node still holds something for it, take it with a cancel so the later
+        nonces are not stuck behind a gap. ``fees``: those of a send the node refused (it
+        holds nothing at the nonce: the cancel outbids nothing, and goes at them)."""
+        try:
+            latest, pending = await self.nonces.node_nonces()
+            held = any([await self.reads.known_to_node(h) for h in flight.signed])
+        except RpcError as exc:
+            log.warning("nonce_gap_check_failed", label=flight.req.label, error=str(exc))
+            return
         if latest > flight.lease.nonce or held:
             return
         log.warning("nonce_gap_filling", label=flight.req.label, nonce=flight.lease.nonce,
@@ -256,9 +249,9 @@ class SameNonce:
             gap.current = flight.current
             head = self.reads.last_head[0] if self.reads.last_head else 0
             try:
-                if fees is not None:
+                if fees is not None and gap.current is None:
                     log.info("tx_cancelling", label=flight.req.label, nonce=lease.nonce,
-                             why="fill the nonce of a send the node does not hold")
+                             why="fill the nonce of a refused send")
                     signed = self.sign(self.address, b"", 0, lease.nonce, CANCEL_GAS, fees)
                     await self.submit(gap, "cancel", signed, fees, CANCEL_GAS, head)
                 else:

@@ -60,7 +60,6 @@ from keeper.obs.metrics import Metrics
 from keeper.protocols.aave_v3.liquidator import lost_the_race
 
 log = get_logger(__name__)
-UNCALM_SECONDS = 30.0  # after a send refused or unanswered, sends wait for the answers again
 _SHARES_KEPT = 4_096  # sends remembered for ``_overlaps``; an older simulation is resimulated
 
 
@@ -116,7 +115,6 @@ class Sender:
         self.same = SameNonce(self.address, settings.chain_id, signer, policy, self.submitter,
                               self.nonces, self.reads, self.simulator, self.accounting,
                               self.metrics)
-        self._calm_after = 0.0  # sends wait for the node's answer till then (a failed send)
         self._handed_out = 0  # first sends so far, and what each touches (TxRequest.shares)
         self._shares: deque[frozenset[str] | None] = deque(maxlen=_SHARES_KEPT)
 
@@ -185,58 +183,37 @@ class Sender:
             if isinstance(checked, TxOutcome):
                 return checked
             admission = checked
-        pipelined = loop.time() >= self._calm_after
         async with self.nonces.claim(max(latest, pending)) as lease:
             if req.turn is not None:
                 req.turn.took(lease.nonce)  # the planner's next round asks if it is mined
             flight = Flight(req, lease, sim.gas, admission.gas_limit)
             signed = self.same.sign(req.to, req.data, req.value, lease.nonce,
                                     admission.gas_limit, admission.fees)
-            # Handed out without holding the nonce for the node's answer (~6 ms, 62 ms at p90
-            # while anvil builds a block: 6.4 of the 10,000-borrower crash's ~9 s of sending
-            # waited in line for answers). Refused or unanswered below later nonces of ours:
-            # a cancel takes the nonce (``SameNonce.fill_gap``).
+            # Handed out without holding the nonce for the node's answer: the next send signs
+            # and sends meanwhile. The node answers a send in ~6 ms, 62 ms at p90 while it
+            # builds a block, and the sends of a crash waited in line for those answers (6.4
+            # of the 10,000-borrower crash's ~9 s of sending). A refusal, rare after the
+            # simulation, frees the nonce below later ones: ``refused`` and the gap's cancel.
             lease.mark_sent()
             answer = asyncio.ensure_future(self.same.submit(
                 flight, "send", signed, admission.fees, admission.gas_limit, sim.head))
-            if not pipelined:
-                # A send failed lately (a faulty node): hold the nonce for the answer, as before.
-                await asyncio.wait({answer})
-                lease.sent = not isinstance(answer.exception(), RpcResponseError)
         self._handed_out += 1
         self._shares.append(req.shares)
         if req.turn is not None:
             req.turn.sent = PendingTx(signed.tx_hash, self.address, req.to, req.data, req.value,
                                       admission.gas_limit, admission.fees)
             req.turn.done()
-        answered = await self._answered(req, flight, answer, admission, pipelined)
-        if answered is not True:
-            return None if answered is False else answered
-        self.accounting.observe_send(req, loop.time())
-        flight.seen_head = (sim.head, "")  # the first look is at the next block
-        try:
-            return await self._watch(flight, still_wanted)
-        finally:
-            if self.nonces.release(lease):
-                await self.same.fill_gap(flight)
-
-    async def _answered(self, req: TxRequest, flight: Flight, answer: asyncio.Future[None],
-                        admission: Admission, pipelined: bool) -> TxOutcome | bool:
-        """True when the node took the first send (or may have), False after a nonce error
-        (the caller resyncs), else how the request ended."""
-        lease, now = flight.lease, asyncio.get_running_loop().time()
         try:
             await answer
         except RpcResponseError as exc:
-            self._calm_after = now + UNCALM_SECONDS
             if req.turn is not None:
                 req.turn.sent = None  # nothing of it to follow
-            if pipelined and await self.nonces.refused(lease):
+            if await self.nonces.refused(lease):
                 await self.same.fill_gap(flight, admission.fees)
             if is_nonce_error(exc):
                 log.warning("nonce_rejected_resyncing", label=req.label, nonce=lease.nonce,
                             error=exc.rpc_message)
-                return False
+                return None
             return self.accounting.failed(flight, Status.DROPPED,
                                           f"rejected by node: {exc.rpc_message}",
                                           failure=not isinstance(exc, RpcError),  # transient
@@ -246,12 +223,14 @@ class Sender:
             await asyncio.shield(self.nonces.refused(lease, known=False))
             raise
         if lease.uncertain:
-            self._calm_after = now + UNCALM_SECONDS
-            if pipelined and self.nonces.behind(lease):
-                await self.same.fill_gap(flight, admission.fees)  # unless the node holds it
-            else:
-                self.nonces.invalidate()  # the node may not hold it: ask before the next claim
-        return True
+            self.nonces.invalidate()  # the node may not hold it: ask it before the next claim
+        self._observe_send(req, loop.time())
+        flight.seen_head = (sim.head, "")  # the first look is at the next block
+        try:
+            return await self._watch(flight, still_wanted)
+        finally:
+            if self.nonces.release(lease):
+                await self.same.fill_gap(flight)
 
     def _overlaps(self, req: TxRequest, since: int) -> bool:
         """Whether a send of ours handed out after the ``since``-th may change what ``req`` does."""
@@ -271,6 +250,14 @@ class Sender:
             return self.accounting.skipped(req, admission.code, admission.message, gas=sim.gas,
                                            head=sim.head)
         return admission
+
+    def _observe_send(self, req: TxRequest, now: float) -> None:
+        """The latency histograms, at the moment the node took the transaction."""
+        for start, histogram in ((req.detected_at, self.metrics.detection_to_send_seconds),
+                                 (req.flagged_at, self.metrics.flag_to_send_seconds),
+                                 (req.block_seen_at, self.metrics.block_to_send_seconds)):
+            if start is not None:
+                histogram.observe(max(now - start, 0.0))
 
     # ---- watching ----------------------------------------------------------------------
     async def _watch(self, flight: Flight, still_wanted: StillWanted | None) -> TxOutcome:

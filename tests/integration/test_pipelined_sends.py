@@ -124,33 +124,3 @@ async def test_a_refusal_with_no_later_send_gives_its_nonce_to_the_next(rpc: Htt
     mined = await asyncio.wait_for(sender.execute(transfer("second")), 10)
     assert mined.status is Status.MINED and mined.nonce == start
     assert await tx_count(rpc) == start + 1  # no cancel was needed
-
-
-class RefusesThenSlow(SlowFirstAnswer):
-    """The first send refused; the answer to the second comes back late."""
-
-    async def submit(self, signed: SignedTx, head: int) -> None:
-        if not self.events:
-            self.events.append(("refused", 0))
-            raise RpcResponseError("eth_sendRawTransaction", -32003, "insufficient funds for gas")
-        n = len([e for e in self.events if e[0] == "start"]) + 1
-        self.events.append(("start", n))
-        self.started.set()
-        await PublicSubmitter.submit(self, signed, head)
-        if n == 1:
-            await asyncio.sleep(self.delay)
-        self.events.append(("answer", n))
-
-
-async def test_after_a_refusal_sends_wait_for_the_answers_again(rpc: HttpRpc) -> None:
-    submitter = RefusesThenSlow(rpc, delay=0.3)
-    sender = _sender(rpc, submitter)
-    refused = await asyncio.wait_for(sender.execute(transfer("refused")), 10)
-    assert refused.status is Status.DROPPED
-    first = asyncio.create_task(sender.execute(transfer("first")))
-    await asyncio.wait_for(submitter.started.wait(), 10)
-    second = await asyncio.wait_for(sender.execute(transfer("second")), 10)
-    assert (await asyncio.wait_for(first, 10)).status is Status.MINED
-    assert second.status is Status.MINED
-    # A faulty node lately: the second waited for the first's answer before going out.
-    assert submitter.events.index(("answer", 1)) < submitter.events.index(("start", 2))
