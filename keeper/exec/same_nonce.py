@@ -225,38 +225,3 @@ class SameNonce:
         except RpcResponseError as exc:
             log.warning("cancel_refused", error=exc.rpc_message, label=flight.req.label)
             flight.sent_block = head
-
-    async def fill_gap(self, flight: Flight, fees: Fees | None = None) -> None:
-        """``flight`` ended with its nonce sent but not used, below other flights of ours:
-        unless the node still holds something for it, take it with a cancel so the later
-        nonces are not stuck behind a gap. ``fees``: those of a send the node refused (it
-        holds nothing at the nonce: the cancel outbids nothing, and goes at them)."""
-        try:
-            latest, pending = await self.nonces.node_nonces()
-            held = any([await self.reads.known_to_node(h) for h in flight.signed])
-        except RpcError as exc:
-            log.warning("nonce_gap_check_failed", label=flight.req.label, error=str(exc))
-            return
-        if latest > flight.lease.nonce or held:
-            return
-        log.warning("nonce_gap_filling", label=flight.req.label, nonce=flight.lease.nonce,
-                    chain=max(latest, pending))
-        async with self.nonces.claim() as lease:
-            # The claim serialises with other sends; the cancel reuses the gap's nonce.
-            lease.nonce = flight.lease.nonce
-            gap = Flight(flight.req, lease, flight.gas, flight.gas_limit)
-            gap.current_fees = flight.current_fees
-            gap.current = flight.current
-            head = self.reads.last_head[0] if self.reads.last_head else 0
-            try:
-                if fees is not None and gap.current is None:
-                    log.info("tx_cancelling", label=flight.req.label, nonce=lease.nonce,
-                             why="fill the nonce of a refused send")
-                    signed = self.sign(self.address, b"", 0, lease.nonce, CANCEL_GAS, fees)
-                    await self.submit(gap, "cancel", signed, fees, CANCEL_GAS, head)
-                else:
-                    await self.cancel(gap, head, "fill a nonce gap")
-            except RpcResponseError as exc:
-                log.warning("nonce_gap_fill_refused", error=exc.rpc_message)
-            lease.sent = False  # not a flight of its own; the counter is re-read next
-        self.nonces.invalidate()
