@@ -365,3 +365,17 @@ def test_interest_accrued_debt_is_covered_in_full() -> None:
     )
     quote = quote_liquidation_call(user, grown, WETH, USDC, 2**256 - 1, rules=AaveRules.V3_3)
     assert best.debt_to_cover == quote.debt_to_cover_actual
+
+
+def test_the_whole_debt_wins_a_near_tie_so_no_dust_is_left() -> None:
+    # 1 WBTC against 33,000.000123 USDC at $38,000 (HF < 0.95: the whole debt may go). One
+    # satoshi is worth ~380 USDC units, so the least debt that buys the collateral the whole
+    # debt buys can be a few hundred units short of it: as profitable by the rounding, it left
+    # those units (and the interest of the seconds to its block) as a debt a rival then
+    # cleared at a loss. The plan repays all of it, asking a little more (headroom).
+    user = account({WBTC: SAT}, {USDC: 33_000 * USDC_UNIT + 123})
+    m = market({WBTC: usd(38_000)})
+    deep = pool(10**4 * SAT, 380 * 10**6 * USDC_UNIT)
+    best = optimise_liquidation(user, m, WBTC, USDC, swap=deep, flash_premium_bps=0, gas_cost=0)
+    assert best.debt_to_cover == best.quote.user_debt
+    assert best.headroom > 0
