@@ -23,11 +23,12 @@ class Side:
     bonus_usd: float = 0.0  # collateral received minus debt repaid, at the oracle's prices
     gas_usd: float = 0.0
     paid: int = 0  # liquidations whose bonus paid their transaction's gas
-    at_a_loss: set[str] = field(default_factory=set)  # txs with a liquidation that did not
+    # Its transactions (hashes) holding a liquidation whose bonus did not pay its gas share.
+    at_a_loss: set[str] = field(default_factory=set)
     txs: int = 0
     reverted: int = 0
-    block_gas: int = 0  # gas its transactions used in the blocks after the crash block, to
-    # the last liquidation (``Tally.space``)
+    # Gas its transactions used in the blocks after the crash block, to the last liquidation.
+    block_gas: int = 0
     first_block: dict[str, int] = field(default_factory=dict)  # user -> first liquidation block
 
     def blocks_after(self, crash_block: int) -> list[int]:
@@ -80,16 +81,17 @@ async def tally(rpc: HttpRpc, m: Manifest, crash_block: int, end_block: int,
             space += int(header["gasLimit"], 16)
             used += int(header["gasUsed"], 16)
         for r in await rpc.call("eth_getBlockReceipts", [hex(block)]) or []:
-            side = sides.get(owner.get(str(r["from"]).lower(), ""))
-            gas_usd = _count_receipt(side, r, eth_usd)
-            if side is not None and window:
-                side.block_gas += int(r["gasUsed"], 16)
-            paid = bonus_by_tx.get(str(r["transactionHash"]).lower(), [])
+            sender = sides.get(owner.get(str(r["from"]).lower(), ""))
+            gas_usd = _count_receipt(sender, r, eth_usd)
+            if sender is not None and window:
+                sender.block_gas += int(r["gasUsed"], 16)
+            tx_hash = str(r["transactionHash"]).lower()
+            paid = bonus_by_tx.get(tx_hash, [])
             for side, bonus in paid:
                 pays = bonus > gas_usd / len(paid)
                 side.paid += pays
                 if not pays:
-                    side.at_a_loss.add(str(r["transactionHash"]).lower())
+                    side.at_a_loss.add(tx_hash)
     return Tally(sides, others, last, space, used)
 
 
