@@ -203,6 +203,9 @@ class LiquidationQuote:
     debt_price: int
     bad_debt_burned: bool = False
     """3.3+: the call takes all the user's collateral value; the rest of the debt is burned."""
+    takes_whole_collateral: bool = False
+    """The Pool sized the seizure by the user's whole balance of the collateral. The fee may
+    still come out a wei short of it: the Pool trims it when the scaled amounts round over."""
 
 
 def _validate(rules: AaveRules, account: UserAccount, market: Market, collateral: ReserveState,
@@ -316,6 +319,7 @@ def quote_liquidation_call(
         rounding=rounding)
     actual_debt = result.debt_amount_needed
     seized, fee = result.collateral_amount, result.liquidation_protocol_fee
+    takes_whole = seized + fee >= collateral_balance
 
     dust, bad_debt = _v33_leftovers(rules, account_data, debt_side, collateral_side,
                                     actual_debt, seized, fee)
@@ -330,7 +334,8 @@ def quote_liquidation_call(
         protocol_fee_collateral=fee, health_factor=health_factor,
         max_liquidatable_debt=max_liquidatable, user_debt=total_debt,
         user_collateral_balance=collateral_balance, liquidation_bonus=bonus,
-        collateral_price=collateral_price, debt_price=debt_price, bad_debt_burned=bad_debt)
+        collateral_price=collateral_price, debt_price=debt_price, bad_debt_burned=bad_debt,
+        takes_whole_collateral=takes_whole)
     if dust is not None:
         raise LiquidationRevert("MUST_NOT_LEAVE_DUST",
                                 f"leaves debt {dust[0]}, collateral {dust[1]}", quote=quote)

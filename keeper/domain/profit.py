@@ -302,8 +302,10 @@ def _whole_collateral(sizes: Sizes, full: LiquidationQuote, top: int, flash_prem
     less, which stay behind (3.0-3.2; 3.3+ refuses it as dust), and an account keeps them
     liquidatable for nothing (a rival paid gas for 22 such leftovers after our liquidations in
     the 1,000-borrower crash). Asked a little more, the Pool takes the same debt and the whole
-    collateral. None when the collateral does not cap it, or the cap leaves no room."""
-    if full.collateral_to_liquidator + full.protocol_fee_collateral < full.user_collateral_balance:
+    collateral. None when the collateral does not cap it, or the cap leaves no room. Capped
+    is the Pool's own test: after the fee's trim the two shares may sum to a wei less than the
+    balance (read that way, 31 of the 36 leftovers of a 10,000-borrower race were missed)."""
+    if not full.takes_whole_collateral:
         return None
     asked = min(top + max(percent_mul(top, HEADROOM_BPS), 1), cap)
     o = sizes.at_debt(asked) if asked > top else None
@@ -326,9 +328,7 @@ def _with_headroom(o: Outcome, quotes: PairQuotes, flash_premium_bps: int, cap: 
     flash loan borrows the headroom too, and pays its premium on it.
     """
     q = o.quote
-    clears = q.debt_to_cover_actual == q.user_debt or (
-        quotes.rules.has_v33_close_factor
-        and q.collateral_to_liquidator + q.protocol_fee_collateral + 1 >= q.user_collateral_balance)
+    clears = q.debt_to_cover_actual == q.user_debt or q.takes_whole_collateral
     asked = min(o.debt_to_cover + max(percent_mul(o.debt_to_cover, HEADROOM_BPS), 1), cap)
     if not clears or asked <= o.debt_to_cover:
         return o  # no dust rule, or a partial liquidation the rule already leaves room for

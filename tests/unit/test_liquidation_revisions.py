@@ -34,7 +34,7 @@ from keeper.domain.revision import AaveRevision
 from keeper.domain.wadray import RAY, UINT256_MAX, percent_mul
 from keeper.pipeline.pair_search import rejection_reason
 from keeper.pipeline.planner import plan_liquidation
-from tests.unit.test_account import T0, USDC, WBTC, WETH, account, market, usd
+from tests.unit.test_account import RESERVES, T0, USDC, WBTC, WETH, account, market, usd
 from tests.unit.test_planner import CONFIG, FLASH, LIQUIDATOR, USER, flash_market, reserves
 
 WEI = 10**18
@@ -379,3 +379,33 @@ def test_v36_plan_that_repays_the_whole_debt_sends_headroom() -> None:
     assert isinstance(plan, Plan), plan
     assert plan.debt_to_cover == 1_500 * USDC_UNIT  # the whole debt
     assert plan.params.debt_to_cover == plan.debt_to_cover + 150_000
+
+
+def test_v30_plan_that_takes_all_collateral_after_the_fee_trim_asks_with_headroom() -> None:
+    # A liquidity index off 1 RAY: the Pool takes the whole balance, but after the protocol
+    # fee's trim (scaled amounts rounded over) the two shares sum to a wei less than it. Read
+    # as "not capped", the plan went out exactly, and the collateral's interest until its
+    # block stayed behind for a rival to clear at a loss (31 such in a 10,000-borrower race).
+    weth = RESERVES[0]
+    index = RAY + RAY // 37
+    accruing = replace(weth, liquidity_index=index, current_liquidity_rate=3 * RAY // 100)
+    accrues = {**RESERVES, 0: accruing}
+    user = account({WETH: 1_000_000_000_000_142_542}, {USDC: 1_500 * USDC_UNIT})
+    m = market({WETH: usd(1400)}, reserves=accrues)
+
+    full = quote_liquidation_call(user, m, WETH, USDC, MAX)
+    assert full.takes_whole_collateral
+    assert full.collateral_to_liquidator + full.protocol_fee_collateral \
+        == full.user_collateral_balance - 1
+
+    def swap(amount: int) -> int:
+        return amount * 1_390 // 10**12
+
+    plan = optimise_liquidation(user, m, WETH, USDC, swap=swap, flash_premium_bps=5,
+                                gas_cost=0)
+    assert plan.debt_to_cover == full.debt_to_cover_actual and plan.headroom > 0
+    # Two blocks later the collateral has grown: the exact size leaves it, the plan does not.
+    later = market({WETH: usd(1400)}, reserves=accrues, timestamp=T0 + 24)
+    assert quote_liquidation_call(user, later, WETH, USDC, plan.debt_to_send).takes_whole_collateral
+    assert not quote_liquidation_call(user, later, WETH, USDC,
+                                      plan.debt_to_cover).takes_whole_collateral
