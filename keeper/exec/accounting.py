@@ -31,6 +31,14 @@ class Accounting:
         # Told of every hand-out (request, nonce, attempt): the daemon's decision record.
         self.on_handed_out: Callable[[TxRequest, int, SendAttempt], None] | None = None
 
+    def observe_send(self, req: TxRequest, now: float) -> None:
+        """The latency histograms, at the moment the node took the transaction."""
+        for start, histogram in ((req.detected_at, self.metrics.detection_to_send_seconds),
+                                 (req.flagged_at, self.metrics.flag_to_send_seconds),
+                                 (req.block_seen_at, self.metrics.block_to_send_seconds)):
+            if start is not None:
+                histogram.observe(max(now - start, 0.0))
+
     def handed_out(self, flight: Flight, route: str) -> None:
         """``flight``'s latest attempt went out through ``route``."""
         attempt = flight.attempts[-1]

@@ -2,9 +2,10 @@
 
 Several transactions of the account may be in flight at once, with consecutive nonces:
 ``claim()`` holds the *send lock* only while one transaction is signed and handed out, and
-moves the counter on only when the node took it. A send the node rejects therefore leaves no
-gap: no later nonce was handed out meanwhile, and the next claim takes the same nonce again
-(re-sequencing by construction). ``release()`` ends a flight (mined, cancelled, dropped); one
+moves the counter on once it is marked sent. The sender marks it sent as it hands the
+transaction to the node, without waiting for the answer (the next send signs meanwhile); a
+refusal then comes back through ``refused()``: with no later nonce out, the next claim takes
+the same nonce again (re-sequencing); with later ones out, the caller fills it with a cancel. ``release()`` ends a flight (mined, cancelled, dropped); one
 that ends with its nonce sent but not used, below other flights, is reported as a possible gap
 for the sender to fill with a cancel. ``lease()`` is the older whole-life form: it holds the
 lock for the whole life of a transaction (send, replace, receipt) and yields the nonce to use. Leaving the lease after ``mark_used()`` moves the counter
@@ -158,6 +159,24 @@ class NonceManager:
                 self._next = None if lease.uncertain else lease.nonce + 1
             else:
                 self._next = lease.nonce
+
+    async def refused(self, lease: NonceLease, *, known: bool = True) -> bool:
+        """The send of ``lease``, handed out without waiting for the node's answer, came back
+        refused (``known``), or with no answer at all: its flight is over. Refused with no
+        later nonce of ours out, the next claim takes it again, as if the claim had waited
+        for the answer. True when later ones went out meanwhile: they wait behind it, and
+        the caller fills it (a cancel). Without an answer, the node is asked next time."""
+        async with self._lock:  # not while a claim between reading and moving the counter
+            self._outstanding.pop(lease.nonce, None)
+            if not known or lease.rollbacks != self._rollbacks:
+                self._next = None
+                return False
+            lease.sent = False
+            if any(n > lease.nonce for n in self._outstanding):
+                return True
+            if self._next == lease.nonce + 1:
+                self._next = lease.nonce
+            return False
 
     def release(self, lease: NonceLease) -> bool:
         """The flight of ``lease`` is over. True when its nonce was handed out and not used

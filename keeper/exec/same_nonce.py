@@ -5,10 +5,11 @@ with the first send. Part of the executor (``keeper.exec.sender`` runs the state
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from keeper.domain.fees import FeePolicy, Fees, bump, is_profitable, replacement_fees
-from keeper.errors import RpcError, RpcResponseError
+from keeper.errors import RpcError, RpcErrorReply, RpcResponseError
 from keeper.exec.accounting import Accounting
 from keeper.exec.flight import Flight
 from keeper.exec.keys import SignedTx, Signer
@@ -21,6 +22,7 @@ from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 
 log = get_logger(__name__)
+_GAP_CHECKS = 3
 
 CANCEL_GAS = 21_000
 
@@ -48,22 +50,32 @@ class SameNonce:
 
     async def submit(self, flight: Flight, kind: str, signed: SignedTx, fees: Fees,
                      gas_limit: int, head: int) -> None:
-        """Hand out ``signed``. A transport error is not a refusal: the node may hold it."""
+        """Hand out ``signed``. A transport error is not a refusal: the node may hold it. Nor,
+        for a first send, is an error object that says the node could not serve the call
+        (overloaded): its nonce may have later ones of ours behind it already, and its flight
+        hands it out again if the node does not hold it."""
         flight.lease.mark_sent()
         flight.signed[signed.tx_hash] = signed
         try:
             await self.submitter.submit(signed, head)
         except RpcResponseError as exc:
-            if not is_already_known(exc):
+            if is_already_known(exc):
+                pass  # the send did happen
+            elif kind == "send" and isinstance(exc, RpcErrorReply):
+                self._outcome_unknown(flight, signed, exc)
+            else:
                 flight.signed.pop(signed.tx_hash, None)
                 raise
         except RpcError as exc:
-            flight.lease.uncertain = True
-            self.metrics.rpc_errors.labels("eth_sendRawTransaction").inc()
-            log.warning("send_outcome_unknown", label=flight.req.label, tx_hash=signed.tx_hash,
-                        error=str(exc))
+            self._outcome_unknown(flight, signed, exc)
         flight.handed_out(kind, signed, fees, gas_limit, head)
         self.accounting.handed_out(flight, self.submitter.route)
+
+    def _outcome_unknown(self, flight: Flight, signed: SignedTx, exc: RpcError) -> None:
+        flight.lease.uncertain = True
+        self.metrics.rpc_errors.labels("eth_sendRawTransaction").inc()
+        log.warning("send_outcome_unknown", label=flight.req.label, tx_hash=signed.tx_hash,
+                    error=str(exc))
 
     async def behind_gap(self, flight: Flight, head: int, mined: int) -> bool:
         """True when the chain's next nonce is below ours and a nonce in between belongs to
@@ -225,3 +237,43 @@ class SameNonce:
         except RpcResponseError as exc:
             log.warning("cancel_refused", error=exc.rpc_message, label=flight.req.label)
             flight.sent_block = head
+
+    async def fill_gap(self, flight: Flight, fees: Fees | None = None) -> None:
+        """``flight``'s nonce was sent but will not be used, below other flights of ours:
+        unless the node holds something for it, take it with a cancel so the later nonces
+        are not stuck behind a gap. ``fees``: those of a send the node refused or may not
+        have received (it holds nothing at the nonce: the cancel outbids nothing, and goes at
+        them). The node's word is asked up to three times (it is what failed the send)."""
+        for attempt in range(_GAP_CHECKS):
+            try:
+                latest, pending = await self.nonces.node_nonces()
+                held = any([await self.reads.known_to_node(h) for h in flight.signed])
+                break
+            except RpcError as exc:
+                log.warning("nonce_gap_check_failed", label=flight.req.label, error=str(exc))
+                if attempt == _GAP_CHECKS - 1:
+                    return
+                await asyncio.sleep(0.1 * (attempt + 1))
+        if latest > flight.lease.nonce or held:
+            return
+        log.warning("nonce_gap_filling", label=flight.req.label, nonce=flight.lease.nonce,
+                    chain=max(latest, pending))
+        async with self.nonces.claim() as lease:
+            # The claim serialises with other sends; the cancel reuses the gap's nonce.
+            lease.nonce = flight.lease.nonce
+            gap = Flight(flight.req, lease, flight.gas, flight.gas_limit)
+            gap.current_fees = flight.current_fees
+            gap.current = flight.current
+            head = self.reads.last_head[0] if self.reads.last_head else 0
+            try:
+                if fees is not None:
+                    log.info("tx_cancelling", label=flight.req.label, nonce=lease.nonce,
+                             why="fill the nonce of a send the node does not hold")
+                    signed = self.sign(self.address, b"", 0, lease.nonce, CANCEL_GAS, fees)
+                    await self.submit(gap, "cancel", signed, fees, CANCEL_GAS, head)
+                else:
+                    await self.cancel(gap, head, "fill a nonce gap")
+            except RpcResponseError as exc:
+                log.warning("nonce_gap_fill_refused", error=exc.rpc_message)
+            lease.sent = False  # not a flight of its own; the counter is re-read next
+        self.nonces.invalidate()

@@ -63,6 +63,25 @@ async def test_a_rejected_send_in_the_middle_leaves_no_gap() -> None:
     assert nonces.outstanding == [10, 11]
 
 
+async def test_a_send_refused_after_its_claim_ended_gives_back_its_nonce_or_is_a_gap() -> None:
+    node = NonceNode(20)
+    nonces = NonceManager(node, ME)
+    alone = await _send(nonces)  # handed out; the node's answer comes after the claim
+    assert not await nonces.refused(alone)  # refused, nothing after it: 20 is free again
+    assert nonces.outstanding == [] and (await _send(nonces)).nonce == 20
+    low, high = await _send(nonces), await _send(nonces)
+    assert (low.nonce, high.nonce) == (21, 22)
+    assert await nonces.refused(low)  # 22 went out meanwhile: a gap the caller fills
+    assert nonces.outstanding == [20, 22]
+    assert (await _send(nonces)).nonce == 23  # the counter does not go back under 22
+    # No answer at all: the node is asked before the next claim.
+    unknown = await _send(nonces)
+    assert not await nonces.refused(unknown, known=False)
+    reads = node.reads
+    await _send(nonces)
+    assert node.reads == reads + 2  # the latest and pending counts, read again
+
+
 async def test_a_flight_that_ends_unused_below_others_is_a_gap_to_fill() -> None:
     nonces = NonceManager(NonceNode(0), ME)
     low, high = await _send(nonces), await _send(nonces)

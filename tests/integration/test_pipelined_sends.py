@@ -1,0 +1,170 @@
+"""Sends handed out without waiting for the node's answer, against a real anvil: the next send
+goes out while the node has not answered the one before it, and a refusal that comes back
+after a later nonce went out leaves no gap (a cancel takes the refused nonce); a send
+the node never got is handed out again by its own flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from keeper.chain.rpc import HttpRpc
+from keeper.devnet.anvil import Anvil
+from keeper.errors import RpcErrorReply, RpcResponseError
+from keeper.exec.keys import SignedTx
+from keeper.exec.sender import Sender
+from keeper.exec.submit import PublicSubmitter
+from keeper.exec.tx import Status
+from keeper.obs.metrics import Metrics
+from tests.integration.test_sender import (
+    KEEPER,
+    POLICY,
+    SINK,
+    drive,
+    make_sender,
+    signer,
+    transfer,
+    tx_count,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def rpc(anvil: Anvil) -> AsyncIterator[HttpRpc]:
+    async with HttpRpc(anvil.url, timeout=10) as client:
+        yield client
+
+
+class SlowFirstAnswer(PublicSubmitter):
+    """The node takes every send at once; the answer to the first comes back late."""
+
+    def __init__(self, rpc: HttpRpc, delay: float) -> None:
+        super().__init__(rpc)
+        self.delay = delay
+        self.events: list[tuple[str, int]] = []  # ("start" | "answer", nonce)
+        self.started = asyncio.Event()
+
+    async def submit(self, signed: SignedTx, head: int) -> None:
+        nonce = len([e for e in self.events if e[0] == "start"])
+        self.events.append(("start", nonce))
+        self.started.set()
+        await super().submit(signed, head)
+        if nonce == 0:
+            await asyncio.sleep(self.delay)
+        self.events.append(("answer", nonce))
+
+
+class RefusesFirstLate(PublicSubmitter):
+    """The first send is refused, but only once the second has gone to the node."""
+
+    def __init__(self, rpc: HttpRpc) -> None:
+        super().__init__(rpc)
+        self.second_sent = asyncio.Event()
+        self.sends = 0
+
+    async def submit(self, signed: SignedTx, head: int) -> None:
+        self.sends += 1
+        if self.sends == 1:
+            await asyncio.wait_for(self.second_sent.wait(), 5)
+            raise RpcResponseError("eth_sendRawTransaction", -32003, "insufficient funds for gas")
+        await super().submit(signed, head)
+        self.second_sent.set()
+
+
+def _sender(rpc: HttpRpc, submitter: PublicSubmitter) -> Sender:
+    base = make_sender(rpc)
+    return Sender(rpc, signer(), POLICY, base.guards, base.settings, metrics=Metrics(),
+                  submitter=submitter)
+
+
+async def test_the_next_send_goes_out_before_the_node_answers_the_one_before(
+        rpc: HttpRpc) -> None:
+    submitter = SlowFirstAnswer(rpc, delay=0.5)
+    sender = _sender(rpc, submitter)
+    start = await tx_count(rpc)
+    first = asyncio.create_task(sender.execute(transfer("first")))
+    await asyncio.wait_for(submitter.started.wait(), 10)
+    second = await asyncio.wait_for(sender.execute(transfer("second")), 10)
+    outcomes = [await asyncio.wait_for(first, 10), second]
+    assert [o.status for o in outcomes] == [Status.MINED, Status.MINED]
+    assert [o.nonce for o in outcomes] == [start, start + 1]
+    # The second was handed to the node while the first's answer was still on its way.
+    assert submitter.events.index(("start", 1)) < submitter.events.index(("answer", 0))
+
+
+async def test_a_refusal_after_a_later_send_is_filled_by_a_cancel(rpc: HttpRpc) -> None:
+    sender = _sender(rpc, RefusesFirstLate(rpc))
+    start = await tx_count(rpc)
+    first = asyncio.create_task(sender.execute(transfer("first")))
+    await asyncio.sleep(0.05)  # the first holds its nonce, and is waiting for the answer
+    second = asyncio.create_task(sender.execute(transfer("second")))
+    refused, mined = await asyncio.wait_for(asyncio.gather(first, second), 20)
+    assert refused.status is Status.DROPPED and "rejected by node" in refused.reason
+    assert mined.status is Status.MINED and mined.nonce == start + 1
+    # The refused nonce went to a cancel (a 0-value transfer to ourselves), not left as a gap.
+    assert await tx_count(rpc) == await tx_count(rpc, "pending") == start + 2
+    block = await rpc.call("eth_getBlockByNumber", ["latest", True])
+    txs = [tx for n in range(int(block["number"], 16) + 1)
+           for tx in (await rpc.call("eth_getBlockByNumber", [hex(n), True]))["transactions"]]
+    by_nonce = {int(tx["nonce"], 16): tx for tx in txs if tx["from"].lower() == KEEPER}
+    assert by_nonce[start]["to"].lower() == KEEPER and int(by_nonce[start]["value"], 16) == 0
+    assert by_nonce[start + 1]["to"].lower() == SINK
+    assert sender.nonces.outstanding == []
+
+
+async def test_a_refusal_with_no_later_send_gives_its_nonce_to_the_next(rpc: HttpRpc) -> None:
+    submitter = RefusesFirstLate(rpc)
+    submitter.second_sent.set()  # nothing to wait for: refused at once
+    sender = _sender(rpc, submitter)
+    start = await tx_count(rpc)
+    refused = await asyncio.wait_for(sender.execute(transfer("first")), 10)
+    assert refused.status is Status.DROPPED
+    mined = await asyncio.wait_for(sender.execute(transfer("second")), 10)
+    assert mined.status is Status.MINED and mined.nonce == start
+    assert await tx_count(rpc) == start + 1  # no cancel was needed
+
+
+class LosesFirstLate(PublicSubmitter):
+    """The first send never reaches the node, and its answer (an overloaded node's error
+    object) comes back only once the second has gone to the node."""
+
+    def __init__(self, rpc: HttpRpc) -> None:
+        super().__init__(rpc)
+        self.second_sent = asyncio.Event()
+        self.hashes: list[str] = []
+
+    async def submit(self, signed: SignedTx, head: int) -> None:
+        self.hashes.append(signed.tx_hash)
+        if len(self.hashes) == 1:
+            await asyncio.wait_for(self.second_sent.wait(), 5)
+            raise RpcErrorReply("eth_sendRawTransaction", -32000, "overloaded")
+        await super().submit(signed, head)
+        self.second_sent.set()
+
+
+async def test_a_lost_send_below_a_later_one_is_handed_out_again_by_its_flight(
+        rpc: HttpRpc) -> None:
+    # Not a refusal: the node may or may not hold it. Its flight keeps the nonce and, seeing
+    # the node without it at the next block, hands the same bytes out again; the later send
+    # waits behind it and both are mined, with no cancel and no nonce read again.
+    submitter = LosesFirstLate(rpc)
+    sender = _sender(rpc, submitter)
+    start = await tx_count(rpc)
+    first = asyncio.create_task(sender.execute(transfer("first")))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(sender.execute(transfer("second")))
+
+    async def mine(_: int) -> None:
+        await rpc.call("evm_mine")
+
+    lost = await drive(first, mine)
+    mined = await drive(second, mine)
+    assert (lost.status, lost.nonce) == (Status.MINED, start)
+    assert (mined.status, mined.nonce) == (Status.MINED, start + 1)
+    assert submitter.hashes.count(submitter.hashes[0]) == 2  # the same bytes, handed out again
+    assert await tx_count(rpc) == start + 2
+    assert sender.nonces.outstanding == []
