@@ -121,3 +121,19 @@ def test_typed_chain_data_raise_malformed() -> None:
         Head.from_json([BLOCK])  # type: ignore[arg-type]
     with pytest.raises(RpcMalformedReply):
         Log.from_json(LOG | {"topics": 5})
+
+
+@pytest.mark.parametrize("key, bad", [
+    ("address", "11" * 20), ("address", "0x1g"), ("address", 17),
+    ("topics", [H[:-2]]), ("topics", [H, None]), ("topics", [H.upper().replace("X", "y")]),
+    ("data", "0x1"), ("data", "0xzz"), ("data", None),
+    ("blockNumber", "0x"), ("blockNumber", "0x" + "1" * 65), ("blockNumber", 16),
+    ("logIndex", "10"), ("blockHash", H + "00"), ("transactionHash", "0x" + "g" * 64),
+])
+def test_every_field_of_a_log_is_checked(key: str, bad: object) -> None:
+    # The logs' one-regex-a-value checks refuse what the field's own decoder refuses, and the
+    # error still names the field.
+    with pytest.raises(RpcMalformedReply, match=key):
+        decode.check_log(LOG | {key: bad})
+    assert decode.check_log(LOG | {"address": "0X" + "AB" * 20, "topics": [H.upper()[0] + "x"
+                                   + H[2:].upper()], "blockNumber": None}) is not None
