@@ -328,7 +328,10 @@ def _with_headroom(o: Outcome, quotes: PairQuotes, flash_premium_bps: int, cap: 
     flash loan borrows the headroom too, and pays its premium on it.
     """
     q = o.quote
-    clears = q.debt_to_cover_actual == q.user_debt or q.takes_whole_collateral
+    # All of a collateral before 3.3 is ``_whole_collateral``'s, which weighs the premium on
+    # the headroom; from 3.3 on an exact size may be refused as dust, so it is always asked.
+    clears = q.debt_to_cover_actual == q.user_debt or (
+        quotes.rules.has_v33_close_factor and q.takes_whole_collateral)
     asked = min(o.debt_to_cover + max(percent_mul(o.debt_to_cover, HEADROOM_BPS), 1), cap)
     if not clears or asked <= o.debt_to_cover:
         return o  # no dust rule, or a partial liquidation the rule already leaves room for
