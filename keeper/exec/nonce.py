@@ -5,14 +5,16 @@ Several transactions of the account may be in flight at once, with consecutive n
 moves the counter on once it is marked sent. The sender marks it sent as it hands the
 transaction to the node, without waiting for the answer (the next send signs meanwhile); a
 refusal then comes back through ``refused()``: with no later nonce out, the next claim takes
-the same nonce again (re-sequencing); with later ones out, the caller fills it with a cancel. ``release()`` ends a flight (mined, cancelled, dropped); one
-that ends with its nonce sent but not used, below other flights, is reported as a possible gap
-for the sender to fill with a cancel. ``lease()`` is the older whole-life form: it holds the
-lock for the whole life of a transaction (send, replace, receipt) and yields the nonce to use. Leaving the lease after ``mark_used()`` moves the counter
-on; leaving it with nothing sent keeps it; leaving it after ``mark_sent()`` without
-``mark_used()``, or on an exception, forgets the counter so the next lease asks the node again
-(``eth_getTransactionCount(address, "pending")``): we no longer know whether the node holds our
-transaction, and the node does.
+the same nonce again (re-sequencing); with later ones out, the caller fills it with a cancel.
+A send left without an answer is no refusal: its nonce stays outstanding, its flight's.
+``release()`` ends a flight (mined, cancelled, dropped); one that ends with its nonce sent but
+not used, below other flights, is reported as a possible gap for the sender to fill with a
+cancel. ``lease()`` is the older whole-life form: it holds the lock for the whole life of a
+transaction (send, replace, receipt) and yields the nonce to use. Leaving the lease after
+``mark_used()`` moves the counter on; leaving it with nothing sent keeps it; leaving it after
+``mark_sent()`` without ``mark_used()``, or on an exception, forgets the counter so the next
+lease asks the node again (``eth_getTransactionCount(address, "pending")``): we no longer know
+whether the node holds our transaction, and the node does.
 
 A rollback (a reorg, or a node restored from an older state) can undo transactions we counted
 as mined: ``rolled_back()`` forgets the counter at once, and a lease that was open across it

@@ -22,7 +22,7 @@ from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 
 log = get_logger(__name__)
-_GAP_CHECKS = 3
+_GAP_CHECKS = 3  # reads of the node's word on a gap before it is left to the flights
 
 CANCEL_GAS = 21_000
 
@@ -241,9 +241,9 @@ class SameNonce:
     async def fill_gap(self, flight: Flight, fees: Fees | None = None) -> None:
         """``flight``'s nonce was sent but will not be used, below other flights of ours:
         unless the node holds something for it, take it with a cancel so the later nonces
-        are not stuck behind a gap. ``fees``: those of a send the node refused or may not
-        have received (it holds nothing at the nonce: the cancel outbids nothing, and goes at
-        them). The node's word is asked up to three times (it is what failed the send)."""
+        are not stuck behind a gap. ``fees``: those of a send the node refused (it holds
+        nothing at the nonce: the cancel outbids nothing, and goes at them). The node's word
+        is asked up to three times (a node that refused a send may fail a read too)."""
         for attempt in range(_GAP_CHECKS):
             try:
                 latest, pending = await self.nonces.node_nonces()
