@@ -93,6 +93,7 @@ class ScanTask:
         self.scans = 0  # finished scans (progress, for the restart back-off)
         self._mismatches_seen = 0  # of the current scanner's cumulative stats
         self._sync_seconds = 0.0  # the last scan's prefilter row updates (logged)
+        self._scan_started = 0.0  # perf_counter when the last scan began asking for candidates
 
     async def run(self, prepared: asyncio.Event) -> NoReturn:
         """Once the book is prepared: scan, and again after each batch of blocks. A failed
@@ -193,6 +194,7 @@ class ScanTask:
         if planner is not None and self.keeper.executor is not None:
             # The round's reads, while the candidates are confirmed on chain.
             planner.prefetch(book.block_hash, list(planner.venue.a_tokens))
+        self._scan_started = time.perf_counter()
         found = await steps.candidates(
             self.keeper, scanner, on_book=functools.partial(self._publish, block, scanner))
         new_mismatches = scanner.stats.mismatches - self._mismatches_seen
@@ -221,6 +223,8 @@ class ScanTask:
                      source="chain" if confirmed else "book",
                      users=[c.user for c in found[:10]], since_applied_ms=since,
                      rows_ms=round(self._sync_seconds * 1000, 1),
+                     # The oracle guard's read, the prefilter and the book's math, to here.
+                     scan_ms=round((time.perf_counter() - self._scan_started) * 1000, 1),
                      book_ms=round(stats.last_book_seconds * 1000, 1),
                      chain_ms=round(stats.last_chain_seconds * 1000, 1) if confirmed else None)
         if self.keeper.decisions is not None:
