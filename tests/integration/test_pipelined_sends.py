@@ -13,7 +13,7 @@ import pytest
 
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet.anvil import Anvil
-from keeper.errors import RpcErrorReply, RpcResponseError
+from keeper.errors import RpcErrorReply, RpcMalformedReply, RpcResponseError
 from keeper.exec.keys import SignedTx
 from keeper.exec.sender import Sender
 from keeper.exec.submit import PublicSubmitter
@@ -168,3 +168,31 @@ async def test_a_lost_send_below_a_later_one_is_handed_out_again_by_its_flight(
     assert submitter.hashes.count(submitter.hashes[0]) == 2  # the same bytes, handed out again
     assert await tx_count(rpc) == start + 2
     assert sender.nonces.outstanding == []
+
+
+class UnreadableFirstAnswer(PublicSubmitter):
+    """The node takes the first send, but its answer does not parse."""
+
+    def __init__(self, rpc: HttpRpc) -> None:
+        super().__init__(rpc)
+        self.sends = 0
+
+    async def submit(self, signed: SignedTx, head: int) -> None:
+        self.sends += 1
+        await super().submit(signed, head)
+        if self.sends == 1:
+            raise RpcMalformedReply("eth_sendRawTransaction: result of the wrong type")
+
+
+async def test_an_unreadable_answer_to_a_send_the_node_took_is_seen_through(
+        rpc: HttpRpc) -> None:
+    # The node holds it: the flight keeps its nonce and sees it mined, handed out once; the
+    # next send takes the next nonce.
+    submitter = UnreadableFirstAnswer(rpc)
+    sender = _sender(rpc, submitter)
+    start = await tx_count(rpc)
+    first = await asyncio.wait_for(sender.execute(transfer("first")), 10)
+    second = await asyncio.wait_for(sender.execute(transfer("second")), 10)
+    assert (first.status, first.nonce) == (Status.MINED, start)
+    assert (second.status, second.nonce) == (Status.MINED, start + 1)
+    assert submitter.sends == 2 and await tx_count(rpc) == start + 2
