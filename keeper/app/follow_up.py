@@ -75,8 +75,8 @@ class FollowUps:
         except Exception as exc:  # optional: the account is planned again on the next block
             log.warning("follow_up_not_planned", user=leader.user, error=str(exc))
             return
-        if plan is None:
-            return
+        if plan is None or turn.sent is None:
+            return  # none pays, or the node refused the first after it was handed out
 
         async def send() -> Execution:
             assert executor is not None and plan is not None

@@ -346,3 +346,34 @@ async def test_a_follow_up_goes_behind_its_first_and_the_firsts_planned_before_i
     assert "half" not in task.in_flight
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_no_follow_up_goes_behind_a_first_the_node_refused_after_it_was_handed_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first of "half" was handed out (the next sends took their nonces), and its refusal
+    # came back while its follow-up was planned: the follow-up's simulation ran with the first
+    # ahead of it, so it is not sent.
+    fakes = _FollowFakes()
+    lane = Lane(backoff_max_blocks=64, max_in_flight=8)
+    candidates = Candidates()
+    candidates.put(5, [_candidate(u) for u in ("half", "b")])
+    task = _task(fakes, lane, candidates)
+
+    async def follow_up(plan: Any, market: Any, round_: Any) -> Any:
+        if plan.user != "half":
+            return None
+        first_turn = next(turn for user, turn, _ in fakes.prepared if user == "half")
+        first_turn.sent = None  # what the sender does when the answer is a refusal
+        return SimpleNamespace(user="half", debt_asset="0xd")
+
+    monkeypatch.setattr(task.follow_ups, "plan", follow_up)
+    runner = asyncio.create_task(task.run())
+    for _ in range(200):
+        await asyncio.sleep(0)
+    assert sorted(fakes.sending) == ["b", "half"]
+    assert [p for p in fakes.prepared if p[2] is not None] == []
+    fakes.go.set()
+    for _ in range(100):
+        await asyncio.sleep(0)
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
