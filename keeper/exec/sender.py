@@ -116,6 +116,7 @@ class Sender:
                               self.nonces, self.reads, self.simulator, self.accounting,
                               self.metrics)
         self._handed_out = 0  # first sends so far, and what each touches (TxRequest.shares)
+        self._unanswered: set[asyncio.Future[None]] = set()  # first sends the node may not hold
         self._shares: deque[frozenset[str] | None] = deque(maxlen=_SHARES_KEPT)
 
     def __repr__(self) -> str:
@@ -162,6 +163,8 @@ class Sender:
         # The chain's nonces, read in the simulation's batch (on every path when asked): a
         # counter ahead of them (a rollback not yet reported) would put ours behind a gap.
         handed_out, state = self._handed_out, state_for(req)
+        if state == "pending":
+            await self._ours_held()
         sim = await self.simulator.simulate(req, state, nonces=True)
         assert sim.nonces is not None
         latest, pending = sim.nonces
@@ -178,6 +181,7 @@ class Sender:
         # the head) those the process before this one left in the mempool. Again, on top.
         if (req.turn is not None and self._overlaps(req, handed_out)) \
                 or (state == "latest" and self.nonces.strangers(latest, pending)):
+            await self._ours_held()
             sim = await self.simulator.simulate(req, "pending")
             checked = self._check(req, sim, loop.time())
             if isinstance(checked, TxOutcome):
@@ -190,15 +194,15 @@ class Sender:
             signed = self.same.sign(req.to, req.data, req.value, lease.nonce,
                                     admission.gas_limit, admission.fees)
             # Handed out without holding the nonce for the node's answer (~6 ms, 62 ms at p90
-            # while anvil builds a block: 6.4 of the 10,000-borrower crash's ~9 s of sending
-            # waited in line for answers). Refused below later nonces of ours: a cancel takes
-            # the nonce (``SameNonce.fill_gap``). Unanswered (no answer, an overloaded node's
-            # error, junk): the nonce stays its flight's, which hands the same bytes out again
-            # if the node does not hold them (``SameNonce.resend_vanished``), as for any
-            # transaction of ours the node loses; the counter moves on regardless.
+            # while anvil builds a block: 6.4 of the 10,000-borrower crash's ~9 s of sending).
+            # Refused below later nonces of ours: a cancel takes it (``SameNonce.fill_gap``).
+            # Unanswered (none, an overloaded node's error, junk): it stays its flight's, which
+            # hands the same bytes out again if the node lost them (``resend_vanished``).
             lease.mark_sent()
             answer = asyncio.ensure_future(self.same.submit(
                 flight, "send", signed, admission.fees, admission.gas_limit, sim.head))
+            self._unanswered.add(answer)
+            answer.add_done_callback(self._unanswered.discard)
         self._handed_out += 1
         self._shares.append(req.shares)
         if req.turn is not None:
@@ -241,6 +245,13 @@ class Sender:
             await asyncio.shield(self.nonces.refused(lease, known=False))
             raise
         return True
+
+    async def _ours_held(self) -> None:
+        """Once the node answered every first send of ours handed out: a simulation on the
+        pending state must see them (a kill -9 fault test saw one simulated without ours before
+        it, whose request had not reached the node yet, and revert after it)."""
+        if waiting := [f for f in self._unanswered if not f.done()]:
+            await asyncio.wait(waiting)
 
     def _overlaps(self, req: TxRequest, since: int) -> bool:
         """Whether a send of ours handed out after the ``since``-th may change what ``req`` does."""

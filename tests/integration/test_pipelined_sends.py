@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -17,7 +18,7 @@ from keeper.errors import RpcErrorReply, RpcMalformedReply, RpcResponseError
 from keeper.exec.keys import SignedTx
 from keeper.exec.sender import Sender
 from keeper.exec.submit import PublicSubmitter
-from keeper.exec.tx import Status
+from keeper.exec.tx import Status, TxRequest
 from keeper.obs.metrics import Metrics
 from tests.integration.test_sender import (
     KEEPER,
@@ -75,6 +76,12 @@ class RefusesFirstLate(PublicSubmitter):
         self.second_sent.set()
 
 
+def alone(label: str) -> TxRequest:
+    """A request that shares nothing with other sends of ours (as a kept liquidation): it is
+    simulated at the head and handed out without waiting for the answers before it."""
+    return replace(transfer(label), shares=frozenset())
+
+
 def _sender(rpc: HttpRpc, submitter: PublicSubmitter) -> Sender:
     base = make_sender(rpc)
     return Sender(rpc, signer(), POLICY, base.guards, base.settings, metrics=Metrics(),
@@ -86,9 +93,9 @@ async def test_the_next_send_goes_out_before_the_node_answers_the_one_before(
     submitter = SlowFirstAnswer(rpc, delay=0.5)
     sender = _sender(rpc, submitter)
     start = await tx_count(rpc)
-    first = asyncio.create_task(sender.execute(transfer("first")))
+    first = asyncio.create_task(sender.execute(alone("first")))
     await asyncio.wait_for(submitter.started.wait(), 10)
-    second = await asyncio.wait_for(sender.execute(transfer("second")), 10)
+    second = await asyncio.wait_for(sender.execute(alone("second")), 10)
     outcomes = [await asyncio.wait_for(first, 10), second]
     assert [o.status for o in outcomes] == [Status.MINED, Status.MINED]
     assert [o.nonce for o in outcomes] == [start, start + 1]
@@ -99,9 +106,9 @@ async def test_the_next_send_goes_out_before_the_node_answers_the_one_before(
 async def test_a_refusal_after_a_later_send_is_filled_by_a_cancel(rpc: HttpRpc) -> None:
     sender = _sender(rpc, RefusesFirstLate(rpc))
     start = await tx_count(rpc)
-    first = asyncio.create_task(sender.execute(transfer("first")))
+    first = asyncio.create_task(sender.execute(alone("first")))
     await asyncio.sleep(0.05)  # the first holds its nonce, and is waiting for the answer
-    second = asyncio.create_task(sender.execute(transfer("second")))
+    second = asyncio.create_task(sender.execute(alone("second")))
     refused, mined = await asyncio.wait_for(asyncio.gather(first, second), 20)
     assert refused.status is Status.DROPPED and "rejected by node" in refused.reason
     assert mined.status is Status.MINED and mined.nonce == start + 1
@@ -121,9 +128,9 @@ async def test_a_refusal_with_no_later_send_gives_its_nonce_to_the_next(rpc: Htt
     submitter.second_sent.set()  # nothing to wait for: refused at once
     sender = _sender(rpc, submitter)
     start = await tx_count(rpc)
-    refused = await asyncio.wait_for(sender.execute(transfer("first")), 10)
+    refused = await asyncio.wait_for(sender.execute(alone("first")), 10)
     assert refused.status is Status.DROPPED
-    mined = await asyncio.wait_for(sender.execute(transfer("second")), 10)
+    mined = await asyncio.wait_for(sender.execute(alone("second")), 10)
     assert mined.status is Status.MINED and mined.nonce == start
     assert await tx_count(rpc) == start + 1  # no cancel was needed
 
@@ -154,9 +161,9 @@ async def test_a_lost_send_below_a_later_one_is_handed_out_again_by_its_flight(
     submitter = LosesFirstLate(rpc)
     sender = _sender(rpc, submitter)
     start = await tx_count(rpc)
-    first = asyncio.create_task(sender.execute(transfer("first")))
+    first = asyncio.create_task(sender.execute(alone("first")))
     await asyncio.sleep(0.05)
-    second = asyncio.create_task(sender.execute(transfer("second")))
+    second = asyncio.create_task(sender.execute(alone("second")))
 
     async def mine(_: int) -> None:
         await rpc.call("evm_mine")
@@ -191,8 +198,23 @@ async def test_an_unreadable_answer_to_a_send_the_node_took_is_seen_through(
     submitter = UnreadableFirstAnswer(rpc)
     sender = _sender(rpc, submitter)
     start = await tx_count(rpc)
-    first = await asyncio.wait_for(sender.execute(transfer("first")), 10)
-    second = await asyncio.wait_for(sender.execute(transfer("second")), 10)
+    first = await asyncio.wait_for(sender.execute(alone("first")), 10)
+    second = await asyncio.wait_for(sender.execute(alone("second")), 10)
     assert (first.status, first.nonce) == (Status.MINED, start)
     assert (second.status, second.nonce) == (Status.MINED, start + 1)
     assert submitter.sends == 2 and await tx_count(rpc) == start + 2
+
+
+async def test_a_send_simulated_on_the_pending_state_waits_for_the_node_to_hold_ours(
+        rpc: HttpRpc) -> None:
+    # One that may trade where ours do is simulated on the pending state, which must hold
+    # every send of ours before it: it waits for their answers (a kill -9 fault test saw one
+    # simulated before the node had ours, and revert after it).
+    submitter = SlowFirstAnswer(rpc, delay=0.3)
+    sender = _sender(rpc, submitter)
+    first = asyncio.create_task(sender.execute(alone("first")))
+    await asyncio.wait_for(submitter.started.wait(), 10)
+    second = await asyncio.wait_for(sender.execute(transfer("second")), 10)
+    assert (await asyncio.wait_for(first, 10)).status is Status.MINED
+    assert second.status is Status.MINED
+    assert submitter.events.index(("answer", 0)) < submitter.events.index(("start", 1))
