@@ -116,7 +116,7 @@ class Sender:
                               self.nonces, self.reads, self.simulator, self.accounting,
                               self.metrics)
         self._handed_out = 0  # first sends so far, and what each touches (TxRequest.shares)
-        self._unanswered: set[asyncio.Future[None]] = set()  # first sends the node may not hold
+        self._unanswered: dict[asyncio.Future[None], frozenset[str] | None] = {}  # and shares
         self._shares: deque[frozenset[str] | None] = deque(maxlen=_SHARES_KEPT)
 
     def __repr__(self) -> str:
@@ -164,7 +164,7 @@ class Sender:
         # counter ahead of them (a rollback not yet reported) would put ours behind a gap.
         handed_out, state = self._handed_out, state_for(req)
         if state == "pending":
-            await self._ours_held()
+            await self._ours_held(req.shares)
         sim = await self.simulator.simulate(req, state, nonces=True)
         assert sim.nonces is not None
         latest, pending = sim.nonces
@@ -181,7 +181,7 @@ class Sender:
         # the head) those the process before this one left in the mempool. Again, on top.
         if (req.turn is not None and self._overlaps(req, handed_out)) \
                 or (state == "latest" and self.nonces.strangers(latest, pending)):
-            await self._ours_held()
+            await self._ours_held(req.shares)
             sim = await self.simulator.simulate(req, "pending")
             checked = self._check(req, sim, loop.time())
             if isinstance(checked, TxOutcome):
@@ -201,8 +201,8 @@ class Sender:
             lease.mark_sent()
             answer = asyncio.ensure_future(self.same.submit(
                 flight, "send", signed, admission.fees, admission.gas_limit, sim.head))
-            self._unanswered.add(answer)
-            answer.add_done_callback(self._unanswered.discard)
+            self._unanswered[answer] = req.shares
+            answer.add_done_callback(self._unanswered.pop)
         self._handed_out += 1
         self._shares.append(req.shares)
         if req.turn is not None:
@@ -246,11 +246,11 @@ class Sender:
             raise
         return True
 
-    async def _ours_held(self) -> None:
-        """Once the node answered every first send of ours handed out: a simulation on the
-        pending state must see them (a kill -9 fault test saw one simulated without ours before
-        it, whose request had not reached the node yet, and revert after it)."""
-        if waiting := [f for f in self._unanswered if not f.done()]:
+    async def _ours_held(self, shares: frozenset[str] | None) -> None:
+        """Once the node answered our first sends that touch ``shares``: the pending state must
+        hold them (a kill -9 fault test saw a send simulated before ours reached the node)."""
+        if waiting := [f for f, s in self._unanswered.items() if not f.done()
+                       and (shares is None or s is None or s & shares)]:
             await asyncio.wait(waiting)
 
     def _overlaps(self, req: TxRequest, since: int) -> bool:
