@@ -207,6 +207,11 @@ class LiquidationQuote:
     """The Pool sized the seizure by the user's whole balance of the collateral. The fee may
     still come out a wei short of it: the Pool trims it when the scaled amounts round over."""
 
+    @property
+    def repays_whole_debt(self) -> bool:
+        """The call repays all the user's debt in the debt asset."""
+        return self.debt_to_cover_actual == self.user_debt
+
 
 def _validate(rules: AaveRules, account: UserAccount, market: Market, collateral: ReserveState,
               debt: ReserveState, health_factor: int, total_debt: int,

@@ -276,7 +276,7 @@ def optimise_liquidation(
     chosen = most_profitable([sizes.at(best[0]) if best else None, at_top], sizes.errors)
     near_tie = chosen.gross_profit - percent_mul(max(chosen.gross_profit, 0), HEADROOM_BPS)
     if at_top is not None and at_top.gross_profit >= near_tie \
-            and at_top.quote.debt_to_cover_actual == at_top.quote.user_debt:
+            and at_top.quote.repays_whole_debt:
         # Repaying the whole debt wins a near tie too: a size a few units smaller, as
         # profitable by the rounding (the collateral it buys rounds to the same), leaves those
         # units, and the interest of the seconds to its block, as a debt a rival clears at a
@@ -330,7 +330,7 @@ def _with_headroom(o: Outcome, quotes: PairQuotes, flash_premium_bps: int, cap: 
     q = o.quote
     # All of a collateral before 3.3 is ``_whole_collateral``'s, which weighs the premium on
     # the headroom; from 3.3 on an exact size may be refused as dust, so it is always asked.
-    clears = q.debt_to_cover_actual == q.user_debt or (
+    clears = q.repays_whole_debt or (
         quotes.rules.has_v33_close_factor and q.takes_whole_collateral)
     asked = min(o.debt_to_cover + max(percent_mul(o.debt_to_cover, HEADROOM_BPS), 1), cap)
     if not clears or asked <= o.debt_to_cover:

@@ -131,8 +131,8 @@ def test_typed_chain_data_raise_malformed() -> None:
     ("logIndex", "10"), ("blockHash", H + "00"), ("transactionHash", "0x" + "g" * 64),
 ])
 def test_every_field_of_a_log_is_checked(key: str, bad: object) -> None:
-    # The logs' one-regex-a-value checks refuse what the field's own decoder refuses, and the
-    # error still names the field.
+    # Each field of a log goes through its decoder (one regex a value): a malformed one is
+    # refused, and the error names the field.
     with pytest.raises(RpcMalformedReply, match=key):
         decode.check_log(LOG | {key: bad})
     assert decode.check_log(LOG | {"address": "0X" + "AB" * 20, "topics": [H.upper()[0] + "x"
