@@ -43,7 +43,6 @@ class NonceLease:
     nonce: int
     sent: bool = False
     used: bool = False
-    uncertain: bool = False  # handed out, but the transport failed: the node may not hold it
     rollbacks: int = 0  # the manager's rollback count when it was claimed
 
     def mark_sent(self) -> None:
@@ -158,7 +157,7 @@ class NonceManager:
             if lease.sent:
                 self._handed_out(lease.nonce)
                 self._outstanding[lease.nonce] = lease
-                self._next = None if lease.uncertain else lease.nonce + 1
+                self._next = lease.nonce + 1
             else:
                 self._next = lease.nonce
 

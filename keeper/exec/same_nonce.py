@@ -72,7 +72,6 @@ class SameNonce:
         self.accounting.handed_out(flight, self.submitter.route)
 
     def _outcome_unknown(self, flight: Flight, signed: SignedTx, exc: RpcError) -> None:
-        flight.lease.uncertain = True
         self.metrics.rpc_errors.labels("eth_sendRawTransaction").inc()
         log.warning("send_outcome_unknown", label=flight.req.label, tx_hash=signed.tx_hash,
                     error=str(exc))
