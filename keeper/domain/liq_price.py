@@ -160,6 +160,12 @@ class HealthFactorPrefilter:
         idx = np.flatnonzero(self._hf < 1.0 + margin)
         return idx[np.argsort(self._hf[idx], kind="stable")]
 
+    def below(self, limit: float) -> tuple[IndexArray, FloatArray, FloatArray, FloatArray]:
+        """Accounts whose float HF is below ``limit``, with their float HF, collateral and
+        debt (in the prices' unit)."""
+        idx = np.flatnonzero(self._hf < limit)
+        return idx, self._hf[idx], self._collateral[idx], self._debt[idx]
+
     def liquidation_prices(self, asset: int) -> LiquidationPriceIndex:
         """The sorted per-account prices of ``asset`` at which HF crosses 1, others fixed."""
         idx, _, w, d = self._holder_amounts(asset)

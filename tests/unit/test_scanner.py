@@ -216,6 +216,33 @@ def test_prefilter_never_misses_an_exactly_liquidatable_account(source_price: in
         under = liquidatable(book)
 
 
+@pytest.mark.parametrize("source_price", [0, usd(2000)])
+def test_what_the_floats_alone_show_under_the_line_the_exact_math_does_too(
+        source_price: int) -> None:
+    book = random_book(1_500, seed=7, source_price=source_price)
+    scanner = HealthScanner(_as_book(book))
+    rng = random.Random(9)
+    shown = 0
+    for step in range(16):
+        sure = scanner._index.surely_under(book.market(), scanner.margin)
+        m = book.market()
+        for f in sure:
+            data = calculate_user_account_data(book.account(f.user), m)
+            assert data.health_factor < WAD, f"step {step}: {f.user} is at {data.health_factor}"
+            # The estimate ranks like the exact figures (the floats' error is ~1e-4 at most).
+            assert abs(f.debt_base - data.total_debt_base) <= 1e-3 * data.total_debt_base
+        under = liquidatable(book)
+        shown += len(sure)
+        assert {f.user for f in sure} <= set(scanner.prefilter_candidates()) and len(sure) < \
+            max(len(under), 1) + 1
+        # Prices move both ways, up to a crash, and time passes (interest, untouched rows).
+        moves = {a: int(p * rng.uniform(0.7, 1.1)) for a, p in m.prices.items()
+                 if p and rng.random() < 0.5}
+        book.set_prices(moves, seconds=rng.choice((1, 3_600, 30 * 86_400)))
+        scanner.sync()
+    assert shown > 500  # not a vacuous check
+
+
 def test_float_health_factors_agree_with_exact_math() -> None:
     book = random_book(600, seed=11, source_price=usd(2100))
     scanner = HealthScanner(_as_book(book))
@@ -643,6 +670,52 @@ async def test_the_books_flags_are_heard_before_the_chain_is_asked() -> None:
     assert heard == [(set(under), 0)] and under
     assert {c.user for c in found if c.confirmed_on_chain} == set(under)
     assert scanner.stats.last_book_seconds > 0 and scanner.stats.last_chain_seconds > 0
+
+
+async def test_accounts_far_under_the_line_are_flagged_before_their_exact_math() -> None:
+    book = random_book(1_200, seed=46)
+    # A crash: WETH and WBTC lose a third.
+    m = book.market()
+    book.set_prices({RESERVES[i].asset: m.prices[RESERVES[i].asset] * 2 // 3 for i in (0, 1)})
+    under = liquidatable(book)
+    chain_book = DictBook(book.market(), dict(book.accounts))
+    chain = FakeChain(chain_book)
+    scanner = HealthScanner(_as_book(book))
+    evaluated: list[str] = []
+    evaluate = scanner.evaluate
+
+    def counting(users: Iterable[str]) -> dict[str, Any]:
+        users = list(users)
+        evaluated.extend(users)
+        return evaluate(users)
+
+    scanner.evaluate = counting  # type: ignore[method-assign]
+    heard: list[tuple[set[str], set[str], int]] = []
+
+    def on_book(found: list[LiquidatableAccount]) -> None:
+        assert found == rank(found)
+        heard.append(({c.user for c in found}, set(evaluated), len(chain.requests)))
+
+    # One account the floats show under the line, whose debt the chain knows is repaid.
+    sure = {f.user for f in scanner._index.surely_under(book.market(), scanner.margin)}
+    repaid = sorted(sure)[0]
+    chain_book.accounts[repaid] = UserAccount(UserConfiguration())
+    found = await scanner.scan(chain, POOL, chunk=50, on_book=on_book)
+    [(flagged, exact_before, asked_before)] = heard
+    assert asked_before == 0
+    # Every liquidatable account, none more; most of them before their exact math.
+    assert flagged == under and len(sure) > len(under) // 2
+    assert scanner.stats.last_sure == len(sure) and not sure & exact_before
+    # Their exact figures were made once the chain answered, and compared with it: the one
+    # the chain disagrees with is counted; the others are vouched for, not read again.
+    assert sure <= set(evaluated)
+    assert {c.user for c in found if c.confirmed_on_chain} == under - {repaid}
+    assert scanner.stats.mismatches == 1
+    chain.asked.clear()
+    heard.clear()
+    again = await scanner.scan(chain, POOL, chunk=50, on_book=on_book)
+    assert set(chain.asked) == {repaid} and scanner.stats.last_sure <= 1  # (read twice)
+    assert {c.user for c in again} == under - {repaid}
 
 
 async def test_an_account_the_chain_vouched_for_is_read_again_only_once_it_changes() -> None:

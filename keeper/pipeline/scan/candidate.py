@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from keeper.domain.account import AccountData
 from keeper.domain.liquidation import close_factor
-from keeper.domain.wadray import percent_mul
+from keeper.domain.wadray import WAD, percent_mul
+from keeper.pipeline.scan.prefilter import FloatFigures
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,8 +16,9 @@ class LiquidatableAccount:
     """A liquidatable account, values in the oracle's base currency, HF a wad.
 
     ``confirmed_on_chain`` is True when ``Pool.getUserAccountData`` at ``block`` said HF < 1
-    (the values are then the chain's); False when only the book's exact math says so because
-    the chain's answer was missing. Nothing should act on an unconfirmed account.
+    (the values are then the chain's); False when only the book says so (its exact math, or
+    before the chain is asked the floats of an account far enough under the line: the values
+    are then ``estimated``). Every send is simulated first.
     """
 
     user: str
@@ -34,6 +36,19 @@ class LiquidatableAccount:
             total_collateral_base=data.total_collateral_base,
             total_debt_base=data.total_debt_base,
             confirmed_on_chain=confirmed,
+            block=block,
+        )
+
+    @classmethod
+    def estimated(cls, figures: FloatFigures, *, block: int) -> LiquidatableAccount:
+        """From the prefilter's float figures (to rank by, until the exact math or the chain
+        replaces them; the plan is made on the exact math)."""
+        return cls(
+            user=figures.user,
+            health_factor=int(figures.health_factor * WAD),
+            total_collateral_base=int(figures.collateral_base),
+            total_debt_base=int(figures.debt_base),
+            confirmed_on_chain=False,
             block=block,
         )
 

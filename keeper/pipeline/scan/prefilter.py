@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,13 +31,26 @@ from keeper.domain.interest import SECONDS_PER_YEAR
 from keeper.domain.liq_price import HealthFactorPrefilter
 from keeper.domain.wadray import RAY
 from keeper.pipeline.scan.book_view import BookView
-from keeper.pipeline.scan.layout import FloatArray, Layout, RiskFields, risk_fields
+from keeper.pipeline.scan.layout import BoolArray, FloatArray, Layout, RiskFields, risk_fields
 from keeper.pipeline.scan.rows import RowContext, RowNotes, build_rows, fill_row
 
 DUST_COLLATERAL_BASE = 10**6
 """Below this collateral value (base units: $0.01 at 8 decimals) the float is not trusted: the
 contract floors each asset's value to a base unit, up to (assets)/1e6 relative here, while the
 margin allows 1e-3."""
+
+
+
+@dataclass(frozen=True, slots=True)
+class FloatFigures:
+    """An account's float figures: health factor (1.0 at the line), collateral and debt in
+    base units."""
+
+    user: str
+    health_factor: float
+    collateral_base: float
+    debt_base: float
+
 
 SPARE_ROWS = 1024
 """Rows beyond the accounts at a build, for accounts that appear later (at least an eighth more)."""
@@ -172,10 +186,28 @@ class PrefilterIndex:
         users = self.users
         picked = [users[i] for i in self.prefilter.candidates(widened).tolist()]
         seen = set(picked)
-        dust = np.flatnonzero(self.collateral_ref * self._largest_fall() < DUST_COLLATERAL_BASE)
+        dust = np.flatnonzero(self._dust_rows())
         extra = {users[i] for i in dust.tolist()} | self.notes.always
         picked.extend(u for u in sorted(extra) if u not in seen)
         return picked
+
+    def surely_under(self, market: Market, margin: float) -> list[FloatFigures]:
+        """Accounts the floats alone show under HF 1: trusted rows (not dust, no data missing)
+        whose float HF stays under 1 once raised by twice the margin and by the largest
+        interest any row may have missed (collateral earns no faster than the debt of its
+        reserve grows; the second margin is for what the index earns besides, such as a flash
+        loan's premium). Each with its float figures, in base units."""
+        limit = 1.0 / ((1.0 + 2.0 * margin) * (1.0 + self.drift(market)))
+        rows, hf, collateral, debt = self.prefilter.below(limit)
+        trusted = ~self._dust_rows()[rows]
+        users, always = self.users, self.notes.always
+        return [FloatFigures(users[i], h, c, d) for i, h, c, d in zip(
+            rows[trusted].tolist(), hf[trusted].tolist(), collateral[trusted].tolist(),
+            debt[trusted].tolist(), strict=True) if users[i] not in always]
+
+    def _dust_rows(self) -> BoolArray:
+        # Rows whose collateral may now be under the dust line (see DUST_COLLATERAL_BASE).
+        return np.asarray(self.collateral_ref * self._largest_fall() < DUST_COLLATERAL_BASE)
 
     def _largest_fall(self) -> float:
         # min over columns of price now / price at the reference: every collateral value is at
