@@ -16,9 +16,9 @@ class LiquidatableAccount:
     """A liquidatable account, values in the oracle's base currency, HF a wad.
 
     ``confirmed_on_chain`` is True when ``Pool.getUserAccountData`` at ``block`` said HF < 1
-    (the values are then the chain's); False when only the book says so (its exact math, or
-    before the chain is asked the floats of an account far enough under the line: the values
-    are then ``estimated``). Every send is simulated first.
+    (the values are then the chain's); False when only the book says so: its exact math, or,
+    before the chain is asked, the float figures of an account far enough under the line
+    (``estimated``). Every send is simulated first.
     """
 
     user: str

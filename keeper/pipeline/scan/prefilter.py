@@ -40,7 +40,6 @@ contract floors each asset's value to a base unit, up to (assets)/1e6 relative h
 margin allows 1e-3."""
 
 
-
 @dataclass(frozen=True, slots=True)
 class FloatFigures:
     """An account's float figures: health factor (1.0 at the line), collateral and debt in

@@ -82,7 +82,7 @@ class ScanStats:
     """Of them, accounts the floats alone showed under the line (exact math after the flag)."""
     last_bad_debt: int = 0
     last_book_seconds: float = 0.0
-    """The last scan's prefilter and exact math on the book."""
+    """The last scan's prefilter and exact math on the book, up to the book's flags."""
     last_chain_seconds: float = 0.0
     """The last scan's on-chain confirmation (its reads, and a re-read of doubtful answers)."""
 
