@@ -29,6 +29,7 @@ from keeper.chain.multicall import (
     encode_aggregate3,
 )
 from keeper.domain.account import (
+    AccountData,
     EModeCategory,
     Market,
     ReserveState,
@@ -41,6 +42,7 @@ from keeper.domain.reserve_config import UserConfiguration
 from keeper.domain.wadray import RAY, WAD
 from keeper.errors import RpcResponseError
 from keeper.pipeline.scan import BookView, HealthScanner, LiquidatableAccount, rank
+from keeper.pipeline.scan import scanner as scanner_module
 from keeper.pipeline.scan.rows import RowContext, RowNotes, build_rows, fill_row
 from keeper.protocols.aave_v3.account_data import (
     GET_USER_ACCOUNT_DATA_SELECTOR,
@@ -672,7 +674,8 @@ async def test_the_books_flags_are_heard_before_the_chain_is_asked() -> None:
     assert scanner.stats.last_book_seconds > 0 and scanner.stats.last_chain_seconds > 0
 
 
-async def test_accounts_far_under_the_line_are_flagged_before_their_exact_math() -> None:
+async def test_accounts_far_under_the_line_are_flagged_before_their_exact_math(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     book = random_book(1_200, seed=46)
     # A crash: WETH and WBTC lose a third.
     m = book.market()
@@ -682,14 +685,13 @@ async def test_accounts_far_under_the_line_are_flagged_before_their_exact_math()
     chain = FakeChain(chain_book)
     scanner = HealthScanner(_as_book(book))
     evaluated: list[str] = []
-    evaluate = scanner.evaluate
+    who = {id(a): u for u, a in book.accounts.items()}
 
-    def counting(users: Iterable[str]) -> dict[str, Any]:
-        users = list(users)
-        evaluated.extend(users)
-        return evaluate(users)
+    def counting(account: UserAccount, market: Market) -> AccountData:
+        evaluated.append(who[id(account)])
+        return calculate_user_account_data(account, market)
 
-    scanner.evaluate = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(scanner_module, "calculate_user_account_data", counting)
     heard: list[tuple[set[str], set[str], int]] = []
 
     def on_book(found: list[LiquidatableAccount]) -> None:
@@ -716,6 +718,35 @@ async def test_accounts_far_under_the_line_are_flagged_before_their_exact_math()
     again = await scanner.scan(chain, POOL, chunk=50, on_book=on_book)
     assert set(chain.asked) == {repaid} and scanner.stats.last_sure <= 1  # (read twice)
     assert {c.user for c in again} == under - {repaid}
+
+
+class MovingBookChain(FakeChain):
+    """A chain read during which the scanner's own book moves on (the daemon applies the next
+    block while the scan awaits the chain)."""
+
+    def __init__(self, chain_book: DictBook, moving: DictBook) -> None:
+        super().__init__(chain_book)
+        self.moving = moving
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *,
+                    timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
+        self.moving.set_prices({}, seconds=12)  # a block later: a block's interest more
+        return await super().batch(calls, timeout=timeout, return_exceptions=return_exceptions)
+
+
+async def test_the_exact_math_after_the_chain_read_is_the_scans_blocks() -> None:
+    book = random_book(1_200, seed=48)
+    m = book.market()
+    book.set_prices({RESERVES[i].asset: m.prices[RESERVES[i].asset] * 2 // 3 for i in (0, 1)})
+    under = liquidatable(book)
+    chain = MovingBookChain(DictBook(book.market(), dict(book.accounts)), book)
+    scanner = HealthScanner(_as_book(book))
+    found = await scanner.scan(chain, POOL, chunk=50, on_book=lambda found: None)
+    # The accounts flagged on their floats got their exact math at the block the chain was
+    # read at, not at the book's next one: the chain agrees with every one of them.
+    assert scanner.stats.last_sure > len(under) // 2
+    assert scanner.stats.mismatches == 0
+    assert {c.user for c in found if c.confirmed_on_chain} == under
 
 
 async def test_an_account_the_chain_vouched_for_is_read_again_only_once_it_changes() -> None:
