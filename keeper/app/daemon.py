@@ -23,6 +23,7 @@ from keeper.app.backrun_task import BackrunTask
 from keeper.app.daemon_settings import DaemonSettings
 from keeper.app.decisions import DecisionLog
 from keeper.app.head import DaemonReadiness, watch_head
+from keeper.app.heap import keep_heap_frozen
 from keeper.app.inflight import Lane
 from keeper.app.quiet_blocks import QuietBlocks
 from keeper.app.risk_task import RiskGaugeTask
@@ -172,6 +173,10 @@ class Daemon:
         }
         if self.keeper.cfg.executor.backrun_oracle_updates:
             tasks["backrun"] = asyncio.create_task(self.backrun.run(), name="backrun")
+        if self.settings.freeze_heap:
+            tasks["heap"] = asyncio.create_task(
+                keep_heap_frozen(lambda: self.scan.scans, lambda: not self.lane.busy),
+                name="heap")
         risk = self.keeper.cfg.risk
         if risk.refresh_blocks > 0:
             self.risk = RiskGaugeTask(self.keeper, risk.refresh_blocks,

@@ -23,6 +23,7 @@ class DaemonSettings:
     drain_timeout: float = 90.0  # on a signal, how long the liquidation in flight may take
     max_consecutive_failures: int = 5  # task failures in a row that open the circuit breaker
     breaker_cooldown: float = 60.0  # ... which closes again after this many quiet seconds
+    freeze_heap: bool = False  # gc.freeze the long-lived heap (keeper.app.heap): own process only
 
     @classmethod
     def from_config(cls, cfg: KeeperConfig) -> DaemonSettings:

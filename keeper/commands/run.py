@@ -8,12 +8,14 @@ import contextlib
 import sys
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from keeper.app.cluster import cluster_node, run_clustered
 from keeper.app.config import KeeperConfig, load_config
 from keeper.app.daemon import run_daemon
+from keeper.app.daemon_settings import DaemonSettings
 from keeper.app.once import run_once
 from keeper.app.report import asset_symbols, format_executions
 from keeper.app.root import build
@@ -79,7 +81,9 @@ async def run(args: argparse.Namespace) -> int:
                 if node is not None:
                     await run_clustered(keeper, node)
                 else:
-                    await run_daemon(keeper)
+                    # The daemon owns this process: it may freeze its heap (keeper.app.heap).
+                    await run_daemon(keeper, replace(DaemonSettings.from_config(keeper.cfg),
+                                                     freeze_heap=True))
                 return 0
     finally:
         handle.stop()
