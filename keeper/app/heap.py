@@ -1,9 +1,9 @@
 """The daemon's long-lived heap, kept out of the cyclic collector's way (``gc.freeze``).
 
 A full collection walks every object the collector tracks, and pauses the event loop for it.
-With the 10,000-borrower book (~350 MB) each took 62-109 ms, five of them in the crash's first
-ten seconds; once what survived the first scan was frozen, they took 7-14 ms (the bench's
-race, session 13, timed with ``gc.callbacks``). Frozen objects are still freed by reference
+With the 10,000-borrower book (~350 MB) each took 62-115 ms, five of them in the crash's first
+ten seconds; once what survived the first scan was frozen, they took 5-18 ms (the bench's
+race, two runs each way, timed with ``gc.callbacks``). Frozen objects are still freed by reference
 counting; only cyclic garbage among them would stay, and a freeze is preceded by a full
 collection. That collection is a pause too: a freeze waits for a moment just after a scan
 with nothing in flight, and is made again every ``REFREEZE_SECONDS`` at such a moment (the
