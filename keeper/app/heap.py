@@ -3,11 +3,12 @@
 A full collection walks every object the collector tracks, and pauses the event loop for it.
 With the 10,000-borrower book (~350 MB) each took 62-115 ms, five of them in the crash's first
 ten seconds; once what survived the first scan was frozen, they took 5-18 ms (the bench's
-race, two runs each way, timed with ``gc.callbacks``). Frozen objects are still freed by reference
-counting; only cyclic garbage among them would stay, and a freeze is preceded by a full
-collection. That collection is a pause too: a freeze waits for a moment just after a scan
-with nothing in flight, and is made again every ``REFREEZE_SECONDS`` at such a moment (the
-book's records are replaced as events come; the new ones would make full passes long again).
+race, two runs each way, timed with ``gc.callbacks``). Frozen objects are still freed by
+reference counting; cyclic garbage among them (a finished task's exception and frames) waits
+for the next freeze, which unfreezes and collects everything first. That full collection is
+a pause too: a freeze waits for a moment just after a scan with nothing in flight, and is
+made again every ``REFREEZE_SECONDS`` at such a moment (the book's records are replaced as
+events come; the new ones would make full passes long again).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ POLL_SECONDS = 0.25
 
 
 def freeze_heap() -> tuple[int, float]:
-    """Collect, then freeze what survived; the objects frozen and the seconds it took."""
+    """Collect everything (what an earlier freeze held too), then freeze what survived; the
+    objects frozen and the seconds it took."""
     started = time.perf_counter()
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count(), time.perf_counter() - started

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 
 import pytest
 
@@ -20,6 +21,26 @@ def test_a_freeze_collects_then_leaves_the_survivors_out_of_later_collections() 
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+
+
+class _Node:
+    other: _Node | None = None
+
+
+def test_cyclic_garbage_a_freeze_held_goes_at_the_next_freeze() -> None:
+    gc.unfreeze()
+    try:
+        a, b = _Node(), _Node()
+        a.other, b.other = b, a
+        ref = weakref.ref(a)
+        freeze_heap()
+        del a, b
+        gc.collect()
+        assert ref() is not None  # frozen: the collector leaves the cycle alone
+        freeze_heap()
+        assert ref() is None  # unfrozen, collected, the survivors frozen again
+    finally:
+        gc.unfreeze()
 
 
 async def test_freezes_wait_for_a_finished_scan_and_an_idle_lane() -> None:
