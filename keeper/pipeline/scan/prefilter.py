@@ -21,7 +21,7 @@ the book it is given, so it can run in a worker thread on a snapshot of the book
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -190,19 +190,21 @@ class PrefilterIndex:
         picked.extend(u for u in sorted(extra) if u not in seen)
         return picked
 
-    def surely_under(self, market: Market, margin: float) -> list[FloatFigures]:
+    def surely_under(self, market: Market, margin: float,
+                     skip: Collection[str] = frozenset()) -> list[FloatFigures]:
         """Accounts the floats alone show under HF 1: trusted rows (not dust, no data missing)
         whose float HF stays under 1 once raised by twice the margin and by the largest
         interest any row may have missed (collateral earns no faster than the debt of its
         reserve grows; the second margin is for what the index earns besides, such as a flash
-        loan's premium). Each with its float figures, in base units."""
+        loan's premium). Each with its float figures, in base units; none of ``skip``."""
         limit = 1.0 / ((1.0 + 2.0 * margin) * (1.0 + self.drift(market)))
         rows, hf, collateral, debt = self.prefilter.below(limit)
         trusted = ~self._dust_rows()[rows]
         users, always = self.users, self.notes.always
         return [FloatFigures(users[i], h, c, d) for i, h, c, d in zip(
             rows[trusted].tolist(), hf[trusted].tolist(), collateral[trusted].tolist(),
-            debt[trusted].tolist(), strict=True) if users[i] not in always]
+            debt[trusted].tolist(), strict=True)
+            if users[i] not in always and users[i] not in skip]
 
     def _dust_rows(self) -> BoolArray:
         # Rows whose collateral may now be under the dust line (see DUST_COLLATERAL_BASE).
