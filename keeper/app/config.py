@@ -180,7 +180,8 @@ class ExecutorConfig(_Section):
     gas_margin_percent: Int = Field(20, ge=0, le=200)
     # Liquidations in flight at once, with consecutive nonces (1 with a private relay: its
     # bundles do not chain nonces across blocks). A slot is held until the receipt is final.
-    max_in_flight: Int = Field(32, ge=1, le=1_024)
+    # Accounts, not transactions: a batch carries several.
+    max_in_flight: Int = Field(32, ge=1, le=8_192)
     # Liquidations that keep their collateral sent together, up to this many in one
     # ``liquidateBatch`` transaction (each order undone alone if it fails); 1: each alone.
     # A single process only (a keeper network claims each account on its own).

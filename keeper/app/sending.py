@@ -82,7 +82,8 @@ class Sending:
                 self.lane.back_off(u, block)
         return None
 
-    def settled(self, block: int, execution: Execution | None, user: str | None = None) -> None:
+    def settled(self, block: int, execution: Execution | None, user: str | None = None, *,
+                follow_up: bool = False) -> None:
         """How the liquidation of an account tried at ``block`` ended: into the decision
         record, the task's health and the lane (due again, backing off, or liquidated)."""
         user = user if execution is None else execution.user
@@ -94,7 +95,7 @@ class Sending:
         mined = self.lane.settle(user, block, execution.outcome, overtaken=execution.overtaken)
         if mined is not None and execution.outcome is not None:
             self.candidates.forget(user)
-            _liquidated(user, execution, mined)
+            _liquidated(user, execution, mined, follow_up=follow_up)
 
     def followed_up(self, block: int, user: str, execution: Execution | None) -> None:
         """How a follow-up of ``user`` ended (its first settled the lane): into the decision
@@ -156,6 +157,10 @@ class ExecuteTask:
         self._round_head = ""  # the book's block hash the round began on
         self.follow_ups = FollowUps(sending, self.order)
         self.batches = BatchFlights(sending, batch_size)
+        # Follow-ups held back for the round's firsts (``_send_follow_ups``), and how many
+        # batches each of their accounts is in flight in besides its first's.
+        self._follow_ups: list[Plan] = []
+        self._held: dict[str, int] = {}
 
     async def run(self) -> None:
         if self.sending.keeper.executor is None:
@@ -259,9 +264,12 @@ class ExecuteTask:
             if batch is not None:  # cancelled while gathering: nothing of it was sent
                 batch.turn.done()
                 self._release(tuple(p.user for p in batch.plans))
+            held, self._follow_ups = self._follow_ups, []
+            self._release(tuple(p.user for p in held))
             raise
         if batch is not None:
             self._start_batch(batch, market, block, round_)
+        self._send_follow_ups(market, block, round_)
 
     def _start(self, flight: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(flight, name=f"liquidate {name}")
@@ -270,10 +278,12 @@ class ExecuteTask:
 
     def _start_batch(self, batch: OpenBatch, market: Market, block: int,
                      round_: PlanRound) -> None:
-        """Send ``batch``: alone as a plain flight when it holds one plan."""
-        if len(batch.plans) == 1:
+        """Send ``batch``: alone as a plain flight when it holds one first liquidation."""
+        if len(batch.plans) == 1 and not batch.follow_ups:
             plan = batch.plans[0]
-            self._start(self._fly(plan, market, block, batch.detected, batch.turn, round_),
+            # A first whose follow-up is held back (``_follow_in``) gets no second one.
+            follow = None if plan.user in self._held else round_
+            self._start(self._fly(plan, market, block, batch.detected, batch.turn, follow),
                         plan.user)
         else:
             self._start(self.batches.fly(batch, market, block, self._release),
@@ -281,19 +291,41 @@ class ExecuteTask:
 
     async def _follow_in(self, batch: OpenBatch, plan: Plan, market: Market,
                          round_: PlanRound) -> None:
-        """``plan``'s follow-up right behind it in ``batch``, when the close factor leaves
-        its account under HF 1 and a second liquidation pays."""
+        """``plan``'s follow-up, held back for the round's firsts, when the close factor
+        leaves its account under HF 1 and a second liquidation pays. Its account stays in
+        flight till the follow-up is over too."""
         try:
             second = await self.follow_ups.plan(plan, market, round_)
         except Exception as exc:  # optional: the account is planned again on the next block
             log.warning("follow_up_not_planned", user=plan.user, error=str(exc))
             return
         if second is not None and self.batches.takes(second, market):
-            batch.plans.append(second)
+            self._follow_ups.append(second)
+            self._held[plan.user] = self._held.get(plan.user, 0) + 1
+
+    def _send_follow_ups(self, market: Market, block: int, round_: PlanRound) -> None:
+        """The follow-ups held back, in batches of their own behind every first the round
+        planned: in a crash, block space goes to the accounts nobody has liquidated yet
+        (the 10,000-borrower race: see ``keeper.app.batch_flight``)."""
+        held, self._follow_ups = self._follow_ups, []
+        if self.sending.stopping():
+            self._release(tuple(p.user for p in held))
+            return
+        now = asyncio.get_running_loop().time()
+        size = self.batches.size
+        for i in range(0, len(held), size):
+            batch = OpenBatch(self.order.turn(), now, held[i:i + size], follow_ups=True)
+            self._start_batch(batch, market, block, round_)
 
     def _release(self, users: tuple[str, ...]) -> None:
-        """``users`` are no longer in flight."""
+        """``users``' batch is over: no longer in flight, unless another batch of ours
+        still holds one (a first's account, while its follow-up waits or flies)."""
         for user in users:
+            held = self._held.pop(user, 0)
+            if held > 1:
+                self._held[user] = held - 1
+            if held:
+                continue
             self.in_flight.pop(user, None)
             self.lane.drop(user)
 
@@ -339,6 +371,5 @@ class ExecuteTask:
         finally:
             if follower is not None and not follower.done():
                 follower.cancel()
-            self.in_flight.pop(user, None)
-            self.lane.drop(user)
+            self._release((user,))
         self.sending.settled(block, execution, user)

@@ -1,6 +1,7 @@
 """Batches: plans that keep their collateral go out together in one ``liquidateBatch``, in the
-order they were planned among the plans sent alone, with an account's follow-up right behind
-it; each order's outcome is read from its own event of the one receipt."""
+order they were planned among the plans sent alone; the follow-ups in batches of their own
+behind every first of the round; each order's outcome is read from its own event of the one
+receipt."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def _task(fakes: _Fakes, lane: Lane, candidates: Candidates, size: int) -> Execu
     return task
 
 
-async def test_kept_plans_go_out_together_in_planning_order_with_their_follow_ups() -> None:
+async def test_kept_plans_go_out_together_in_planning_order_their_follow_ups_last() -> None:
     fakes = _Fakes()
     lane = Lane(backoff_max_blocks=64, max_in_flight=16)
     candidates = Candidates()
@@ -104,10 +105,10 @@ async def test_kept_plans_go_out_together_in_planning_order_with_their_follow_up
     runner = asyncio.create_task(task.run())
     for _ in range(300):
         await asyncio.sleep(0)
-    # Three orders a batch: k2's follow-up right behind it; the sale alone, in its turn,
-    # after the batch planned before it and before the one planned after it; the last
-    # batch, one plan, sent alone.
-    assert fakes.sent == [("k1", "k2", "k2"), ("k3",), ("sell",), ("k4", "k5")]
+    # Three orders a batch; the sale alone, in its turn, after the batch planned before it
+    # and before the one planned after it; k2's follow-up behind every first, in a batch of
+    # its own even alone (a plain flight would settle it as a first and follow it up again).
+    assert fakes.sent == [("k1", "k2", "k3"), ("sell",), ("k4", "k5"), ("k2",)]
     assert fakes.turns == [0, 1, 2, 3]
     assert all(u in task.in_flight for u in ("k1", "k2", "k3", "sell", "k4", "k5"))
     fakes.go.set()
@@ -122,18 +123,61 @@ async def test_kept_plans_go_out_together_in_planning_order_with_their_follow_up
     await asyncio.gather(runner, return_exceptions=True)
 
 
-async def test_an_account_settles_once_a_batch_by_its_best_order() -> None:
-    """Both orders of "k2" undone: it backs off once, not twice. The first order of "k1"
-    undone and its follow-up mined: it counts as liquidated."""
+async def test_a_lone_first_sent_alone_gets_one_follow_up_and_stays_in_flight_for_it() -> None:
+    """A batch of one first goes out as a plain flight; its follow-up, held back, goes in a
+    batch of its own, and the plain flight plans none of its own (two follow-ups of one
+    account: the second reverts on chain)."""
     fakes = _Fakes()
+    lane = Lane(backoff_max_blocks=64, max_in_flight=16)
+    candidates = Candidates()
+    candidates.put(5, [_candidate("k1")])
+    task = _task(fakes, lane, candidates, size=4)
+    follow_ups: list[str] = []
+
+    async def follow_up(plan: Any, market: Any, round_: Any) -> Any:
+        follow_ups.append(plan.user)
+        return _plan(plan.user, debt_to_cover=50) if plan.debt_to_cover == 100 else None
+
+    followers: list[str] = []
+
+    async def behind(leader: Any, *_: Any) -> None:
+        followers.append(leader.user)  # would plan, and send, a follow-up of its own
+
+    task.follow_ups.plan = follow_up  # type: ignore[method-assign,assignment]
+    task.follow_ups.behind = behind  # type: ignore[method-assign]
+    runner = asyncio.create_task(task.run())
+    for _ in range(300):
+        await asyncio.sleep(0)
+    assert fakes.sent == [("k1",), ("k1",)] and follow_ups == ["k1"] and followers == []
+    fakes.go.set()
+    for _ in range(300):
+        await asyncio.sleep(0)
+        if not task.in_flight:
+            break
+    assert not task.in_flight and not lane.full and not task._held
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert fakes.sent == [("k1",), ("k1",)]
+
+
+async def test_an_account_settles_once_by_its_best_order() -> None:
+    """Both orders of "k2" undone: it backs off once, not twice. The first order of "k1"
+    undone and its follow-up mined: it counts as liquidated. Each account stays in flight
+    till its follow-up's batch is over."""
+    fakes = _Fakes()
+    follow_ups_out = asyncio.Event()
 
     async def send_batch(prepared: Any) -> list[Execution]:
         await prepared.turn.wait()
         prepared.turn.done()
+        follow_ups = all(p.debt_to_cover == 50 for p in prepared.plans)
+        if follow_ups:
+            await follow_ups_out.wait()
         failed = TxOutcome(Status.SKIPPED, "b", reason="reverted: 47 (in batch 0x1)")
         mined = TxOutcome(Status.MINED, "b", tx_hash="0x1", block_number=99)
-        return [Execution(p.user, plan=p, outcome=mined if (p.user, i) == ("k1", 1) else failed)
-                for i, p in enumerate(prepared.plans)]
+        return [Execution(p.user, plan=p,
+                          outcome=mined if follow_ups and p.user == "k1" else failed)
+                for p in prepared.plans]
 
     lane = Lane(backoff_max_blocks=64, max_in_flight=16)
     candidates = Candidates()
@@ -146,6 +190,11 @@ async def test_an_account_settles_once_a_batch_by_its_best_order() -> None:
 
     task.follow_ups.plan = follow_up  # type: ignore[method-assign,assignment]
     runner = asyncio.create_task(task.run())
+    for _ in range(100):
+        await asyncio.sleep(0)
+    # The firsts are over (both undone), the follow-ups' batch is not: both still in flight.
+    assert set(task.in_flight) == {"k1", "k2"} and not lane.due("k1", 99)
+    follow_ups_out.set()
     for _ in range(300):
         await asyncio.sleep(0)
         if not task.in_flight and not lane.due("k2", 5):

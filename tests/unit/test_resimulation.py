@@ -12,6 +12,7 @@ from keeper.domain.amm import sort_tokens
 from keeper.domain.fees import Fees, next_base_fee
 from keeper.domain.plan import Plan
 from keeper.domain.quote import UniswapV2Quoter
+from keeper.errors import RpcResponseError
 from keeper.exec.executor import _touches
 from keeper.exec.sender import Sender
 from keeper.exec.simulate import Simulator, state_for
@@ -114,6 +115,51 @@ async def test_a_simulation_at_the_head_reads_the_next_base_fee_from_it() -> Non
     assert sim.base_fee == next_base_fee(8 * 10**9, 30_000_000, 30_000_000) == 9 * 10**9
     assert all("latest" in params and "pending" not in params for _, params in asked)
 
+
+
+class _MiningNode:
+    """Answers a simulation at the head (header, call at the traced limit, balance): the
+    call refused while the node mines ``mined`` blocks (the first ``refusals`` calls), then
+    passing; ``eth_blockNumber`` answers the head plus the blocks mined so far."""
+
+    def __init__(self, refusals: int, mined: int) -> None:
+        self.refusals, self.mined, self.calls, self.numbers = refusals, mined, 0, 0
+
+    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        if calls[0][0] == "eth_blockNumber":
+            self.numbers += 1
+            return [hex(100 + self.mined)]
+        self.calls += 1
+        header = {"number": hex(100 + (self.mined if self.calls > 1 else 0)),
+                  "baseFeePerGas": hex(10**9), "gasUsed": "0x0", "gasLimit": hex(30_000_000)}
+        if self.calls <= self.refusals:
+            # NothingLiquidated(): every order of a batch failed (an interest update underflowed
+            # on the half-mined block).
+            return [header, RpcResponseError("eth_call", 3, "execution reverted",
+                                             "0x" + "ab" * 4), hex(10**18)]
+        return [header, "0x", hex(10**18)]
+
+
+async def test_a_refusal_while_a_block_came_is_simulated_once_more() -> None:
+    req = replace(request(frozenset()), gas_limit=500_000, known_gas=400_000)
+    node = _MiningNode(refusals=1, mined=1)
+    sim = await Simulator(node, "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
+    assert sim.reason is None and sim.head == 101 and node.calls == 2
+    # Refused again on the new block: that answer stands (once more only, not a loop).
+    node = _MiningNode(refusals=2, mined=1)
+    sim = await Simulator(node, "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
+    assert sim.reason is not None and node.calls == 2
+
+
+async def test_a_refusal_with_no_block_since_stands() -> None:
+    req = replace(request(frozenset()), gas_limit=500_000, known_gas=400_000)
+    node = _MiningNode(refusals=1, mined=0)
+    sim = await Simulator(node, "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
+    assert sim.reason is not None and node.calls == 1 and node.numbers == 1
+    # A passing simulation asks nothing more.
+    node = _MiningNode(refusals=0, mined=1)
+    sim = await Simulator(node, "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
+    assert sim.reason is None and node.calls == 1 and node.numbers == 0
 
 
 def test_a_revert_that_says_the_account_was_taken_first_is_a_lost_race() -> None:
