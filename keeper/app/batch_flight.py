@@ -78,7 +78,8 @@ class BatchFlights:
             prepared = await batches.prepare(
                 plans, market, detected_at=batch.detected,
                 flagged_at=seen.flagged_at if seen else None,
-                block_seen_at=seen.block_seen_at if seen else None, turn=batch.turn)
+                block_seen_at=seen.block_seen_at if seen else None, turn=batch.turn,
+                follow_ups=batch.follow_ups)
             if self.sending.stopping():
                 return []  # planned before the signal: no new liquidation starts
             claim = Claim(users[0], plans[0].debt_asset, block)

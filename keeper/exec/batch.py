@@ -59,10 +59,12 @@ class Batches:
 
     async def prepare(self, plans: Sequence[Plan], market: Market, *,
                       detected_at: float | None = None, flagged_at: float | None = None,
-                      block_seen_at: float | None = None, turn: Turn | None = None
-                      ) -> PreparedBatch:
+                      block_seen_at: float | None = None, turn: Turn | None = None,
+                      follow_ups: bool = False) -> PreparedBatch:
         """The batch of ``plans`` (each keeps its collateral, all for one liquidator) with
-        its gas traced at the plans' timestamp; the latency stamps are the earliest plan's."""
+        its gas traced at the plans' timestamp; the latency stamps are the earliest plan's.
+        ``follow_ups``: second liquidations, labelled apart (an account may lead a batch of
+        firsts and one of follow-ups at once, and a label keys the request's checks)."""
         first = plans[0]
         data = encode_liquidate_batch([p.params for p in plans])
         modelled = sum(p.gas_estimate for p in plans)
@@ -77,7 +79,8 @@ class Batches:
                                        for p in plans),
             gas_limit=gas_limit,
             known_gas=known_gas,
-            label=f"liquidate batch of {len(plans)} from {first.user}",
+            label=f"liquidate batch of {len(plans)}{' follow-ups' if follow_ups else ''} "
+                  f"from {first.user}",
             detected_at=detected_at,
             flagged_at=flagged_at,
             block_seen_at=block_seen_at,

@@ -40,6 +40,7 @@ class _Fakes:
         self.go = asyncio.Event()
         self.sent: list[tuple[str, ...]] = []  # the users of each transaction, in send order
         self.turns: list[int] = []  # the ticket of each, in the same order
+        self.follow_ups: list[bool] = []  # whether each batch prepared was one of follow-ups
         self.executor = self
 
     async def plan(self, user: str, account: Any, market: Any, *, round_: Any) -> Any:
@@ -55,6 +56,7 @@ class _Fakes:
 
     # ---- a batch (``Batches``' part) ----
     async def prepare_batch(self, plans: list[Any], market: Any, **kw: Any) -> Any:
+        self.follow_ups.append(kw["follow_ups"])  # labelled apart from a batch of firsts
         return SimpleNamespace(plans=plans, turn=kw["turn"])
 
     async def send_batch(self, prepared: Any) -> list[Execution]:
@@ -109,7 +111,7 @@ async def test_kept_plans_go_out_together_in_planning_order_their_follow_ups_las
     # and before the one planned after it; k2's follow-up behind every first, in a batch of
     # its own even alone (a plain flight would settle it as a first and follow it up again).
     assert fakes.sent == [("k1", "k2", "k3"), ("sell",), ("k4", "k5"), ("k2",)]
-    assert fakes.turns == [0, 1, 2, 3]
+    assert fakes.turns == [0, 1, 2, 3] and fakes.follow_ups == [False, False, True]
     assert all(u in task.in_flight for u in ("k1", "k2", "k3", "sell", "k4", "k5"))
     fakes.go.set()
     for _ in range(100):
@@ -144,7 +146,7 @@ async def test_a_lone_first_sent_alone_gets_one_follow_up_and_stays_in_flight_fo
         followers.append(leader.user)  # would plan, and send, a follow-up of its own
 
     task.follow_ups.plan = follow_up  # type: ignore[method-assign,assignment]
-    task.follow_ups.behind = behind  # type: ignore[method-assign]
+    task.follow_ups.behind = behind  # type: ignore[method-assign,assignment]
     runner = asyncio.create_task(task.run())
     for _ in range(300):
         await asyncio.sleep(0)
