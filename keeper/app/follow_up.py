@@ -8,7 +8,9 @@ depends on, and needs no place in the send order but behind the first. First liq
 first: a follow-up waits for every send planned before it is planned itself to go out (sent at
 once, follow-ups took the first block from firsts, and the 1,000-borrower race fell from 98% to
 81% of the liquidations). It does not wait for its whole round to be planned: that was too late
-for the leftovers (97% in three runs, against 99.1%).
+for the leftovers (97% in three runs, against 99.1%). Plans that go out in batches
+(``keeper.app.batch_flight``) have theirs in batches of their own, behind every first of the
+round, instead.
 """
 
 from __future__ import annotations

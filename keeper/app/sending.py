@@ -246,7 +246,7 @@ class ExecuteTask:
                         batch = OpenBatch(self.order.turn(), detected)
                     self.in_flight[user] = _Flying(plan, batch.turn)
                     batch.plans.append(plan)
-                    await self._follow_in(batch, plan, market, round_)
+                    await self._follow_in(plan, market, round_)
                     if len(batch.plans) >= self.batches.size:
                         self._start_batch(batch, market, block, round_)
                         batch = None
@@ -289,8 +289,7 @@ class ExecuteTask:
             self._start(self.batches.fly(batch, market, block, self._release),
                         f"batch of {len(batch.plans)}")
 
-    async def _follow_in(self, batch: OpenBatch, plan: Plan, market: Market,
-                         round_: PlanRound) -> None:
+    async def _follow_in(self, plan: Plan, market: Market, round_: PlanRound) -> None:
         """``plan``'s follow-up, held back for the round's firsts, when the close factor
         leaves its account under HF 1 and a second liquidation pays. Its account stays in
         flight till the follow-up is over too."""
