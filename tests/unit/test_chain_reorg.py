@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keeper.chain.heads import HeadFollower
+from keeper.chain.heads import HeadFollower, fetch_head_prefix, fetch_heads
 from keeper.chain.reorg import Fit, ReorgTooDeep, ReorgTracker
 from keeper.chain.types import ChainEvent, Head, Reorg
-from keeper.errors import RpcError
+from keeper.errors import RpcError, RpcNotAvailable
 
 _salt = itertools.count(1)
 
@@ -267,3 +267,47 @@ async def test_a_hole_below_the_tip_is_crossed_by_parent_hash_and_a_reorg_still_
     assert isinstance(reorg, Reorg)
     assert reorg.common_ancestor == chain.canonical[6] and reorg.depth == 4
     assert events[1:] == chain.canonical[7:17]
+
+
+class NullingChain(FakeChain):
+    """A node whose answers by number are null a given number of times for some blocks (a
+    lagging backend, or a faulty reply), then right; ``asked`` counts the asks by number."""
+
+    def __init__(self, length: int, nulls: dict[int, int]) -> None:
+        super().__init__(length)
+        self.nulls = nulls
+        self.asked: dict[int, int] = {}
+
+    async def call(self, method: str, params: Sequence[Any] = (), *,
+                   timeout: float | None = None) -> Any:
+        if method == "eth_getBlockByNumber" and params[0] != "latest":
+            n = int(params[0], 16)
+            self.asked[n] = self.asked.get(n, 0) + 1
+            if self.nulls.get(n, 0) > 0:
+                self.nulls[n] -= 1
+                self.requests.append(method)
+                return None
+        return await super().call(method, params, timeout=timeout)
+
+
+async def test_a_block_missing_from_a_batch_is_asked_once_more_at_once() -> None:
+    chain = NullingChain(12, nulls={4: 1, 9: 1})
+    assert await fetch_heads(chain, range(1, 12)) == chain.canonical[1:12]
+    # The two nulls asked again in one more batch, the others once.
+    assert chain.asked == {n: 2 if n in (4, 9) else 1 for n in range(1, 12)}
+    # Missing twice: the blocks before it are given, and the error for it.
+    chain = NullingChain(12, nulls={6: 2})
+    heads, missing = await fetch_head_prefix(chain, range(1, 12))
+    assert heads == chain.canonical[1:6] and isinstance(missing, RpcNotAvailable)
+    with pytest.raises(RpcNotAvailable, match="block 6"):
+        await fetch_heads(NullingChain(12, nulls={6: 2}), range(1, 12))
+
+
+async def test_a_backfill_keeps_what_came_before_a_missing_block() -> None:
+    chain = NullingChain(2, nulls={})
+    chain.mine(30)  # 0..31
+    chain.nulls = {20: 2}  # missing on the first try (both asks), there on the next
+    follower = HeadFollower(chain, from_list([chain.tip]), start=1, retry_delay=0.001)
+    assert await collect(follower) == chain.canonical[1:]
+    # The second try asked from block 20 on: 2..19 came once.
+    assert all(chain.asked[n] == 1 for n in range(2, 20)) and chain.asked[20] == 3
