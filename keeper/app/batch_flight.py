@@ -70,7 +70,7 @@ class BatchFlights:
             self._batches = Batches(executor)
         batches = self._batches
         plans = batch.plans
-        users = tuple(dict.fromkeys(p.user for p in plans))  # an account and its follow-up
+        users = tuple(p.user for p in plans)  # one order an account: follow-ups go apart
         # A follow-up's account was flagged long before: its first carried the latency.
         seen = None if batch.follow_ups else self.sending.candidates.seen.get(users[0])
 
@@ -95,27 +95,15 @@ class BatchFlights:
         finally:
             batch.turn.done()
             release(users)
-        if batch.follow_ups:
-            # Their firsts settled the lane: a failed follow-up goes to the record only (the
-            # account backs off once, not twice); a mined one says from when it is due again.
-            for execution in executions or ():
-                if _mined(execution):
-                    self.sending.settled(block, execution, follow_up=True)
-                else:
-                    self.sending.followed_up(block, execution.user, execution)
-            return
-        # One settlement an account: its first order mined, or else its first order (a
-        # failed first and a failed follow-up back the account off once, not twice); its
-        # other order goes to the record only.
-        settling: dict[str, Execution] = {}
         for execution in executions or ():
-            held = settling.get(execution.user)
-            if held is None or (not _mined(held) and _mined(execution)):
-                settling[execution.user] = execution
-        for execution in executions or ():
-            if settling[execution.user] is execution:
+            if not batch.follow_ups:
                 self.sending.settled(block, execution)
+            elif _mined(execution):
+                # Its first settled the lane; a mined follow-up says from when the account
+                # is due again.
+                self.sending.settled(block, execution, follow_up=True)
             else:
+                # To the record only: the account backs off once (its first), not twice.
                 self.sending.followed_up(block, execution.user, execution)
 
 
