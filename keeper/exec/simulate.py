@@ -9,6 +9,7 @@ block with ``eth_simulateV1``: it passes only if both succeed in that order.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from keeper.protocols.aave_v3.pool_errors import decode_pool_error
 
 log = get_logger(__name__)
 
+SEALING_WAITS = (0.05, 0.05)
+"""Seconds between the looks for a block that came while a refused simulation ran."""
 AFTER_GAS_HEADROOM_PERCENT = 150
 """A backrun's pair simulation runs ours at this share of its gas hint (see ``Simulator``)."""
 _ERROR_SELECTOR = "0x08c379a0"  # Error(string)
@@ -74,12 +77,19 @@ class Simulator:
         return await self._simulate(req, block, nonces)
 
     async def _mined_since(self, head: int) -> bool:
-        """Whether the chain's head is past ``head`` now (False when the node cannot say)."""
-        try:
-            [number] = await self.reads.batch([("eth_blockNumber", [])])
-            return hex_to_int(number, "eth_blockNumber") > head
-        except Exception:  # a second look only: the refusal stands
-            return False
+        """Whether the chain's head is past ``head`` now or within ``SEALING_WAITS`` (a node
+        still mining the next block reports the old head until it is sealed: in the race a
+        refused batch's block came 15-55 ms after the refusal, and a look at once missed three
+        in a run). False when no block came, or when the node cannot say."""
+        for wait in (0.0, *SEALING_WAITS):
+            await asyncio.sleep(wait)
+            try:
+                [number] = await self.reads.batch([("eth_blockNumber", [])])
+                if hex_to_int(number, "eth_blockNumber") > head:
+                    return True
+            except Exception:  # a second look only: the refusal stands
+                return False
+        return False
 
     async def _simulate(self, req: TxRequest, block: str, nonces: bool) -> Simulation:
         counts: list[tuple[str, list[Any]]] = [

@@ -7,12 +7,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from keeper.chain.types import PendingTx
 from keeper.domain.amm import sort_tokens
 from keeper.domain.fees import Fees, next_base_fee
 from keeper.domain.plan import Plan
 from keeper.domain.quote import UniswapV2Quoter
 from keeper.errors import RpcResponseError
+from keeper.exec import simulate as simulate_module
 from keeper.exec.executor import _touches
 from keeper.exec.sender import Sender
 from keeper.exec.simulate import Simulator, state_for
@@ -120,15 +123,17 @@ async def test_a_simulation_at_the_head_reads_the_next_base_fee_from_it() -> Non
 class _MiningNode:
     """Answers a simulation at the head (header, call at the traced limit, balance): the
     call refused while the node mines ``mined`` blocks (the first ``refusals`` calls), then
-    passing; ``eth_blockNumber`` answers the head plus the blocks mined so far."""
+    passing; ``eth_blockNumber`` answers the head plus the blocks mined, once ``sealing``
+    looks have seen the old head (the block is still being sealed)."""
 
-    def __init__(self, refusals: int, mined: int) -> None:
+    def __init__(self, refusals: int, mined: int, sealing: int = 0) -> None:
         self.refusals, self.mined, self.calls, self.numbers = refusals, mined, 0, 0
+        self.sealing = sealing
 
     async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         if calls[0][0] == "eth_blockNumber":
             self.numbers += 1
-            return [hex(100 + self.mined)]
+            return [hex(100 + (self.mined if self.numbers > self.sealing else 0))]
         self.calls += 1
         header = {"number": hex(100 + (self.mined if self.calls > 1 else 0)),
                   "baseFeePerGas": hex(10**9), "gasUsed": "0x0", "gasLimit": hex(30_000_000)}
@@ -140,22 +145,30 @@ class _MiningNode:
         return [header, "0x", hex(10**18)]
 
 
-async def test_a_refusal_while_a_block_came_is_simulated_once_more() -> None:
+async def test_a_refusal_while_a_block_came_is_simulated_once_more(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(simulate_module, "SEALING_WAITS", (0.0, 0.0))
     req = replace(request(frozenset()), gas_limit=500_000, known_gas=400_000)
     node = _MiningNode(refusals=1, mined=1)
     sim = await Simulator(node, "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
     assert sim.reason is None and sim.head == 101 and node.calls == 2
+    # The block sealed only by the third look: still seen, still simulated once more.
+    node = _MiningNode(refusals=1, mined=1, sealing=2)
+    sim = await Simulator(node, "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
+    assert sim.reason is None and node.calls == 2 and node.numbers == 3
     # Refused again on the new block: that answer stands (once more only, not a loop).
     node = _MiningNode(refusals=2, mined=1)
     sim = await Simulator(node, "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
     assert sim.reason is not None and node.calls == 2
 
 
-async def test_a_refusal_with_no_block_since_stands() -> None:
+async def test_a_refusal_with_no_block_since_stands(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(simulate_module, "SEALING_WAITS", (0.0, 0.0))
     req = replace(request(frozenset()), gas_limit=500_000, known_gas=400_000)
     node = _MiningNode(refusals=1, mined=0)
     sim = await Simulator(node, "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
-    assert sim.reason is not None and node.calls == 1 and node.numbers == 1
+    # Three looks for a block being sealed, none came: the refusal stands.
+    assert sim.reason is not None and node.calls == 1 and node.numbers == 3
     # A passing simulation asks nothing more.
     node = _MiningNode(refusals=0, mined=1)
     sim = await Simulator(node, "0x" + "44" * 20).simulate(req, "latest")  # type: ignore[arg-type]
