@@ -242,13 +242,19 @@ class HeadFollower:
             yield h
 
     async def _unless_went_back(self, head: Head) -> Head:
-        """``head``, or the node's latest head when it is below ``head``: the chain went back
-        (a node restored from an older state) and the blocks up to ``head`` will never come;
-        ingesting the latest instead finds where our chain and the node's part."""
+        """``head``, or the node's latest head when it is below ``head`` or the node no longer
+        knows ``head``: the chain went back (a node restored from an older state) and the
+        blocks up to ``head`` will never come, or the new chain passed its height before we
+        looked (its parents by hash are gone too); ingesting the latest instead finds where
+        our chain and the node's part."""
         with contextlib.suppress(RpcError):
             latest = await self._fetch_latest()
             if latest.number < head.number:
                 log.warning("head_beyond_chain", head=head.number, latest=latest.number)
+                return latest
+            if latest.hash != head.hash \
+                    and await self.rpc.call("eth_getBlockByHash", [head.hash, False]) is None:
+                log.warning("head_gone_from_node", head=head.number, latest=latest.number)
                 return latest
         return head
 

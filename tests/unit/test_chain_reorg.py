@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -311,3 +312,23 @@ async def test_a_backfill_keeps_what_came_before_a_missing_block() -> None:
     assert await collect(follower) == chain.canonical[1:]
     # The second try asked from block 20 on: 2..19 came once.
     assert all(chain.asked[n] == 1 for n in range(2, 20)) and chain.asked[20] == 3
+
+
+async def test_a_head_the_node_dropped_in_a_restore_gives_way_to_its_latest() -> None:
+    # The source handed us the old chain's 14 just before the node went back to 7; by the
+    # time we look, the new chain is past 14, some of its blocks null by number (anvil after
+    # evm_revert), and the old 14 and its parents unknown by hash.
+    chain = HoleyChain(15, holes=set())  # 0..14
+    known, stale = chain.canonical[3:11], chain.tip
+    old = chain.canonical[8:]
+    chain.reorg(7)  # 8..14 on a new branch
+    for head in old:
+        del chain.by_hash[head.hash]  # restored: the old branch is gone
+    chain.mine(6)  # 0..20
+    chain.holes = {11, 12}
+    follower = HeadFollower(chain, from_list([stale]), known=known, retry_delay=0.001)
+    events = await asyncio.wait_for(collect(follower), 5)
+    reorg = events[0]
+    assert isinstance(reorg, Reorg)
+    assert reorg.common_ancestor == chain.canonical[7] and reorg.depth == 3
+    assert events[1:] == chain.canonical[8:21]
