@@ -129,6 +129,19 @@ def replacement_fees(
     return Fees(max_fee_per_gas=cap, max_priority_fee_per_gas=tip)
 
 
+def outbid_fees(policy: FeePolicy, held: Fees, fees: Fees, base_fee: int, expected_profit: int,
+                gas: int) -> Fees | None:
+    """Fees at least ``fees`` that replace ``held`` (a transaction the node holds at the same
+    nonce), or None when that is over the caps or does not pay."""
+    raised = replacement_fees(policy, held, base_fee, expected_profit, gas)
+    raised = Fees(max_fee_per_gas=max(raised.max_fee_per_gas, fees.max_fee_per_gas),
+                  max_priority_fee_per_gas=max(raised.max_priority_fee_per_gas,
+                                               fees.max_priority_fee_per_gas))
+    if not policy.allows(raised) or not is_profitable(expected_profit, gas, raised, base_fee):
+        return None
+    return raised
+
+
 def is_valid_replacement(old: Fees, new: Fees, percent: int = REPLACEMENT_BUMP_PERCENT) -> bool:
     """geth's check: both new fields ≥ old × (100 + percent) / 100."""
     return (

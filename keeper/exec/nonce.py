@@ -19,7 +19,12 @@ whether the node holds our transaction, and the node does.
 A rollback (a reorg, or a node restored from an older state) can undo transactions we counted
 as mined: ``rolled_back()`` forgets the counter at once, and a lease that was open across it
 does not move the counter on when it ends. The next lease then takes the chain's nonce, so
-nothing is ever sent behind a gap that no transaction of ours will fill.
+nothing is ever sent behind a gap that no transaction of ours will fill. A flight given up
+because the chain went back below its nonce is an *orphan*: the node may still hold its
+transaction, queued behind the gap, and may count it in its pending nonce (anvil counts its
+pool's highest nonce). While orphans stand at or above the chain's nonce, the pending count
+does not move the counter past the gap, and a claim at an orphan's nonce carries its fees
+(``NonceLease.outbid``) for the send that must replace it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from dataclasses import dataclass
 
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import hex_to_int
+from keeper.domain.fees import Fees
 from keeper.obs.logging import get_logger
 
 log = get_logger(__name__)
@@ -44,6 +50,7 @@ class NonceLease:
     sent: bool = False
     used: bool = False
     rollbacks: int = 0  # the manager's rollback count when it was claimed
+    outbid: Fees | None = None  # an orphan's fees at this nonce: a send must replace it
 
     def mark_sent(self) -> None:
         """Something with this nonce was handed to a node or relay (it may be mined later)."""
@@ -66,6 +73,7 @@ class NonceManager:
         self._rollbacks = 0  # rollbacks seen; a lease open across one forgets its counter
         self._outstanding: dict[int, NonceLease] = {}  # claimed, handed out, not released
         self._first_sent: int | None = None  # the first nonce this manager handed out
+        self._orphans: dict[int, Fees] = {}  # given up after a rollback; the node may hold them
 
     @property
     def busy(self) -> bool:
@@ -108,8 +116,24 @@ class NonceManager:
         """Forget the local counter and take the node's pending count (never below the mined
         one: a node whose mempool lags its chain must not hand out a used nonce)."""
         latest, pending = await self.node_nonces()
-        self._next = max(latest, pending)
+        self._next = self._chain_next(latest, pending)
         return self._next
+
+    def orphaned(self, nonce: int, fees: Fees | None) -> None:
+        """A flight at ``nonce`` was given up because the chain went back below it: the node
+        may still hold its transaction (signed at ``fees``), queued behind the gap."""
+        if fees is not None:
+            self._orphans[nonce] = fees
+
+    def _chain_next(self, latest: int, pending: int) -> int:
+        """The chain's next nonce for us, from the node's mined and pending counts."""
+        for nonce in [n for n in self._orphans if n < latest]:
+            del self._orphans[nonce]  # the chain went past it: mined, or replaced
+        if pending > latest and self._orphans and min(self._orphans) < pending:
+            # The pending count may be our orphans' (anvil counts a pool's transactions
+            # behind a gap): taken as it is, every send would queue behind the gap.
+            return max(latest, max(self._outstanding, default=latest - 1) + 1)
+        return max(latest, pending)
 
     def rolled_back(self) -> None:
         """The chain went back (a reorg or a restore): transactions counted as mined may be
@@ -121,8 +145,9 @@ class NonceManager:
         """Ask the node before the next lease."""
         self._next = None
 
-    def _reconcile(self, counter: int, chain: int) -> int:
-        """The nonce to send at, given the chain's next nonce read just before the claim."""
+    def _reconcile(self, counter: int, latest: int, pending: int) -> int:
+        """The nonce to send at, given the node's counts read just before the claim."""
+        chain = self._chain_next(latest, pending)
         if chain > counter:
             # Something not counted here used our nonces (another process on this key).
             log.warning("nonce_moved_to_chain", counter=counter, chain=chain)
@@ -135,20 +160,22 @@ class NonceManager:
         return counter
 
     @asynccontextmanager
-    async def claim(self, chain_nonce: int | None = None) -> AsyncIterator[NonceLease]:
+    async def claim(self, latest: int | None = None,
+                    pending: int | None = None) -> AsyncIterator[NonceLease]:
         """The next nonce, for one send: the send lock is held only until the block ends.
 
         Mark the lease sent once the node took the transaction: the counter then moves on
         and the lease stays outstanding until ``release``. Left unsent (the node refused it,
         or nothing was sent), the counter stays, so the next claim takes the same nonce.
-        ``chain_nonce`` (the node's count, read alongside the simulation) corrects a counter
-        a rollback or a foreign sender left wrong.
+        ``latest`` and ``pending`` (the node's counts, read alongside the simulation) correct
+        a counter a rollback or a foreign sender left wrong.
         """
         async with self._lock:
             nonce = self._next if self._next is not None else await self.resync()
-            if chain_nonce is not None:
-                nonce = self._reconcile(nonce, chain_nonce)
-            lease = NonceLease(nonce, rollbacks=self._rollbacks)
+            if latest is not None:
+                nonce = self._reconcile(nonce, latest, latest if pending is None else pending)
+            lease = NonceLease(nonce, rollbacks=self._rollbacks,
+                               outbid=self._orphans.get(nonce))
             try:
                 yield lease
             except BaseException:
@@ -157,6 +184,7 @@ class NonceManager:
             if lease.sent:
                 self._handed_out(lease.nonce)
                 self._outstanding[lease.nonce] = lease
+                self._orphans.pop(lease.nonce, None)  # replaced, unless refused (below)
                 self._next = lease.nonce + 1
             else:
                 self._next = lease.nonce
@@ -169,6 +197,8 @@ class NonceManager:
         the caller fills it (a cancel). Without an answer, the node is asked next time."""
         async with self._lock:  # not while a claim between reading and moving the counter
             self._outstanding.pop(lease.nonce, None)
+            if lease.outbid is not None:
+                self._orphans.setdefault(lease.nonce, lease.outbid)  # it still holds the nonce
             if not known or lease.rollbacks != self._rollbacks:
                 self._next = None
                 return False

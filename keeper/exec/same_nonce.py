@@ -8,16 +8,23 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from keeper.domain.fees import FeePolicy, Fees, bump, is_profitable, replacement_fees
+from keeper.domain.fees import (
+    FeePolicy,
+    Fees,
+    bump,
+    is_profitable,
+    outbid_fees,
+    replacement_fees,
+)
 from keeper.errors import RpcError, RpcErrorReply, RpcResponseError
 from keeper.exec.accounting import Accounting
 from keeper.exec.flight import Flight
 from keeper.exec.keys import SignedTx, Signer
-from keeper.exec.nonce import NonceManager
+from keeper.exec.nonce import NonceLease, NonceManager
 from keeper.exec.reads import ChainReads
 from keeper.exec.simulate import Simulator
 from keeper.exec.submit import Submitter, is_already_known
-from keeper.exec.tx import Status, TxOutcome
+from keeper.exec.tx import Status, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 
@@ -160,11 +167,31 @@ class SameNonce:
     def rolled_back(self, flight: Flight) -> TxOutcome:
         """Give the request up: the chain's nonce is below ours, so it can never be mined as
         signed. The nonce counter is re-read (the lease is not used) and the caller plans the
-        account again on the rolled-back state. Not the keeper's failure."""
+        account again on the rolled-back state. Not the keeper's failure. The node may still
+        hold the transaction, queued behind the gap: an orphan, which the send that next takes
+        its nonce outbids (``first_fees``)."""
         flight.lease.used = False
+        self.nonces.orphaned(flight.lease.nonce, flight.current_fees)
         self.nonces.rolled_back()
         return self.accounting.failed(flight, Status.DROPPED, "rolled back below its nonce",
                                       failure=False, rolled_back=True)
+
+    def first_fees(self, lease: NonceLease, fees: Fees, req: TxRequest, gas: int,
+                   base_fee: int) -> Fees:
+        """The fees of a first send at ``lease``'s nonce: ``fees``, raised to replace an orphan
+        the node may hold there (``NonceLease.outbid``) while that stays within the caps and
+        pays. Else ``fees``: the node may then refuse ours for the orphan, which is mined once
+        the nonces below it are, and the send is planned again (a nonce conflict, no failure)."""
+        if lease.outbid is None:
+            return fees
+        raised = outbid_fees(self.policy, lease.outbid, fees, base_fee,
+                             req.expected_profit_native, gas)
+        if raised is None:
+            log.info("orphan_not_outbid", label=req.label, nonce=lease.nonce)
+            return fees
+        log.info("orphan_outbid", label=req.label, nonce=lease.nonce,
+                 max_fee=raised.max_fee_per_gas, tip=raised.max_priority_fee_per_gas)
+        return raised
 
     async def replace(self, flight: Flight, head: int) -> None:
         """Same nonce, fee cap and tip +≥10% (and at least today's price), if still worth it."""

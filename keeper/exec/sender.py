@@ -53,7 +53,7 @@ from keeper.exec.nonce import NonceManager
 from keeper.exec.reads import ChainReads
 from keeper.exec.same_nonce import SameNonce
 from keeper.exec.simulate import Simulation, Simulator, state_for
-from keeper.exec.submit import PublicSubmitter, Submitter, is_nonce_error
+from keeper.exec.submit import PublicSubmitter, Submitter, is_nonce_error, is_nonce_taken
 from keeper.exec.tx import Status, StillWanted, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
@@ -187,12 +187,13 @@ class Sender:
             if isinstance(checked, TxOutcome):
                 return checked
             admission = checked
-        async with self.nonces.claim(max(latest, pending)) as lease:
+        async with self.nonces.claim(latest, pending) as lease:
             if req.turn is not None:
                 req.turn.took(lease.nonce)  # the planner's next round asks if it is mined
             flight = Flight(req, lease, sim.gas, admission.gas_limit)
+            fees = self.same.first_fees(lease, admission.fees, req, sim.gas, sim.base_fee)
             signed = self.same.sign(req.to, req.data, req.value, lease.nonce,
-                                    admission.gas_limit, admission.fees)
+                                    admission.gas_limit, fees)
             # Handed out without holding the nonce for the node's answer (~6 ms, 62 ms at p90
             # while anvil builds a block: 6.4 of the 10,000-borrower crash's ~9 s of sending).
             # Refused below later nonces of ours: a cancel takes it (``SameNonce.fill_gap``).
@@ -200,7 +201,7 @@ class Sender:
             # hands the same bytes out again if the node lost them (``resend_vanished``).
             lease.mark_sent()
             answer = asyncio.ensure_future(self.same.submit(
-                flight, "send", signed, admission.fees, admission.gas_limit, sim.head))
+                flight, "send", signed, fees, admission.gas_limit, sim.head))
             self._unanswered[answer] = req.shares
             answer.add_done_callback(self._unanswered.pop)
         self._handed_out += 1
@@ -230,9 +231,10 @@ class Sender:
         except RpcResponseError as exc:
             if req.turn is not None:
                 req.turn.sent = None  # nothing of it to follow
-            if await self.nonces.refused(lease):
+            taken = is_nonce_taken(exc)  # the node holds something at it: no gap to fill
+            if await self.nonces.refused(lease) and not taken:
                 await self.same.fill_gap(flight, admission.fees)
-            if is_nonce_error(exc):
+            if is_nonce_error(exc) or taken:
                 log.warning("nonce_rejected_resyncing", label=req.label, nonce=lease.nonce,
                             error=exc.rpc_message)
                 return False

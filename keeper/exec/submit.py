@@ -54,3 +54,10 @@ def is_nonce_error(exc: RpcResponseError) -> bool:
     """The node refused the nonce: our counter is out of step with it."""
     m = exc.rpc_message.lower()
     return "nonce too low" in m or "nonce too high" in m or "invalid nonce" in m
+
+
+def is_nonce_taken(exc: RpcResponseError) -> bool:
+    """The node holds another transaction of the account at the nonce, at fees ours does not
+    outbid (one given up after a rollback, or another sender's on this key)."""
+    m = exc.rpc_message.lower()
+    return ("replacement" in m and "underpriced" in m) or "replacement fee too low" in m

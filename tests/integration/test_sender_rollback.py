@@ -5,14 +5,24 @@ the next transaction takes the chain's nonce and nothing waits behind a nonce ga
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet.anvil import Anvil
+from keeper.domain.fees import GWEI
+from keeper.exec.guards import Guards
 from keeper.exec.tx import Status
-from tests.integration.test_sender import KEEPER, drive, make_sender, transfer, tx_count
+from tests.integration.test_sender import (
+    KEEPER,
+    ONE_ETH,
+    drive,
+    make_sender,
+    transfer,
+    tx_count,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +133,49 @@ async def test_lost_txs_below_ours_are_sent_again_and_nothing_above_them_is_give
     assert sorted(-1 if o.nonce is None else o.nonce for o in outcomes) == [
         start + i for i in range(4)]
     assert await tx_count(rpc) == start + 4 and await queued(rpc) == []
+
+
+class StrangerFirst:
+    """The node, where another transaction of the account, better paid, takes the nonce of our
+    first send just before it arrives (one given up after a rollback that the node still
+    holds, or another process on the key)."""
+
+    def __init__(self, rpc: HttpRpc) -> None:
+        self.rpc = rpc
+        self.stranger: str | None = None
+
+    async def call(self, method: str, params: Sequence[Any] = (), **kw: Any) -> Any:
+        if method == "eth_sendRawTransaction" and self.stranger is None:
+            nonce = await tx_count(self.rpc, "pending")
+            self.stranger = await self.rpc.call("eth_sendTransaction", [{
+                "from": KEEPER, "to": KEEPER, "value": "0x0", "nonce": hex(nonce),
+                "gas": hex(21_000), "maxFeePerGas": hex(100 * GWEI),
+                "maxPriorityFeePerGas": hex(10 * GWEI)}])
+        return await self.rpc.call(method, params, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rpc, name)
+
+
+async def test_a_send_refused_for_a_better_paid_tx_at_its_nonce_is_no_failure(
+    rpc: HttpRpc,
+) -> None:
+    # The node answers "replacement transaction underpriced": its nonce is taken, as with
+    # "nonce too low". The send goes at the next nonce; the breaker (one failure opens it)
+    # does not count it.
+    guards = Guards.from_config(ONE_ETH, max_consecutive_failures=1, kill_switch=False)
+    node = StrangerFirst(rpc)
+    sender = make_sender(node, guards=guards)  # type: ignore[arg-type]
+    start = await tx_count(rpc)
+    await rpc.call("evm_setAutomine", [False])
+
+    async def step(_: int) -> None:
+        await rpc.call("evm_mine")
+
+    outcome = await drive(asyncio.create_task(sender.execute(transfer("after a stranger"))), step)
+    assert node.stranger is not None
+    assert outcome.status is Status.MINED and outcome.nonce == start + 1, outcome.reason
+    assert not guards.breaker.is_open
+    stranger = await rpc.call("eth_getTransactionByHash", [node.stranger])
+    assert int(stranger["nonce"], 16) == start and stranger["blockNumber"] is not None
+    assert await tx_count(rpc) == await tx_count(rpc, "pending") == start + 2

@@ -16,6 +16,7 @@ from keeper.domain.fees import (
     initial_fees,
     is_profitable,
     is_valid_replacement,
+    outbid_fees,
     priority_fee,
     replacement_fees,
 )
@@ -123,3 +124,15 @@ def test_a_tip_floor_lifts_small_tips_and_stays_under_the_cap() -> None:
     high = FeePolicy.from_config(priority_fee_share=0.1, max_priority_fee_gwei=2,
                                  max_fee_gwei=500, min_priority_fee_gwei=3)
     assert high.min_priority_fee == 2 * 10**9
+
+
+def test_outbid_fees_replace_what_the_node_holds_within_the_caps_and_the_profit() -> None:
+    held = Fees(max_fee_per_gas=40 * GWEI, max_priority_fee_per_gas=3 * GWEI)
+    ours = Fees(max_fee_per_gas=30 * GWEI, max_priority_fee_per_gas=4 * GWEI)
+    raised = outbid_fees(POLICY, held, ours, 10 * GWEI, 10**17, 500_000)
+    assert raised is not None and is_valid_replacement(held, raised)
+    assert raised.max_fee_per_gas >= ours.max_fee_per_gas
+    assert raised.max_priority_fee_per_gas >= ours.max_priority_fee_per_gas
+    at_cap = Fees(max_fee_per_gas=500 * GWEI, max_priority_fee_per_gas=3 * GWEI)
+    assert outbid_fees(POLICY, at_cap, ours, 10 * GWEI, 10**17, 500_000) is None
+    assert outbid_fees(POLICY, held, ours, 10 * GWEI, 10**12, 500_000) is None  # does not pay
