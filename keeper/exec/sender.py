@@ -127,8 +127,7 @@ class Sender:
         self.reads.notify_head()
 
     def rolled_back(self) -> None:
-        """The chain went back (a reorg, or a node restored from an older state): take the
-        chain's nonce before the next send, and let the watcher look at once."""
+        """The chain went back (a reorg, a restore): the chain's nonce next; look at once."""
         log.info("nonce_resync_after_rollback", account=self.address)
         self.nonces.rolled_back()
         self.reads.notify_head()
@@ -196,9 +195,8 @@ class Sender:
                                     admission.gas_limit, fees)
             # Handed out without holding the nonce for the node's answer (~6 ms, 62 ms at p90
             # while anvil builds a block: 6.4 of the 10,000-borrower crash's ~9 s of sending).
-            # Refused below later nonces of ours: a cancel takes it (``SameNonce.fill_gap``).
-            # Unanswered (none, an overloaded node's error, junk): it stays its flight's, which
-            # hands the same bytes out again if the node lost them (``resend_vanished``).
+            # Refused below later nonces of ours: a cancel takes it (``SameNonce.fill_gap``);
+            # unanswered, it stays its flight's, which resends it if lost (``resend_vanished``).
             lease.mark_sent()
             answer = asyncio.ensure_future(self.same.submit(
                 flight, "send", signed, fees, admission.gas_limit, sim.head))
@@ -231,7 +229,7 @@ class Sender:
         except RpcResponseError as exc:
             if req.turn is not None:
                 req.turn.sent = None  # nothing of it to follow
-            taken = is_nonce_taken(exc)  # the node holds something at it: no gap to fill
+            taken = is_nonce_taken(exc)  # the node holds something there: no gap to fill
             if await self.nonces.refused(lease) and not taken:
                 await self.same.fill_gap(flight, admission.fees)
             if is_nonce_error(exc) or taken:
