@@ -34,9 +34,7 @@ cancel, sign and hand out).
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 from keeper.chain.rpc import JsonRpc
@@ -45,6 +43,7 @@ from keeper.domain.fees import FeePolicy
 from keeper.errors import ConfigError, RpcError, RpcResponseError
 from keeper.exec.accounting import Accounting
 from keeper.exec.admission import Admission, admit
+from keeper.exec.first_sends import FirstSends
 from keeper.exec.flight import Flight
 from keeper.exec.gate import NotClearToSend
 from keeper.exec.guards import Guards, Refusal
@@ -60,7 +59,6 @@ from keeper.obs.metrics import Metrics
 from keeper.protocols.aave_v3.liquidator import lost_the_race
 
 log = get_logger(__name__)
-_SHARES_KEPT = 4_096  # sends remembered for ``_overlaps``; an older simulation is resimulated
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +113,7 @@ class Sender:
         self.same = SameNonce(self.address, settings.chain_id, signer, policy, self.submitter,
                               self.nonces, self.reads, self.simulator, self.accounting,
                               self.metrics)
-        self._handed_out = 0  # first sends so far, and what each touches (TxRequest.shares)
-        self._unanswered: dict[asyncio.Future[None], frozenset[str] | None] = {}  # and shares
-        self._shares: deque[frozenset[str] | None] = deque(maxlen=_SHARES_KEPT)
+        self.first_sends = FirstSends()
 
     def __repr__(self) -> str:
         return f"Sender({self.address}, route={self.submitter.route}, dry_run={self.settings.dry_run})"
@@ -161,9 +157,9 @@ class Sender:
         loop = asyncio.get_running_loop()
         # The chain's nonces, read in the simulation's batch (on every path when asked): a
         # counter ahead of them (a rollback not yet reported) would put ours behind a gap.
-        handed_out, state = self._handed_out, state_for(req)
+        handed_out, state = self.first_sends.count, state_for(req)
         if state == "pending":
-            await self._ours_held(req.shares)
+            await self.first_sends.answered(req.shares)
         sim = await self.simulator.simulate(req, state, nonces=True)
         assert sim.nonces is not None
         latest, pending = sim.nonces
@@ -178,15 +174,21 @@ class Sender:
         # Transactions of ours its simulation did not see may trade in its pools first: ours
         # planned before it that went out while it simulated, or (after a restart, checked at
         # the head) those the process before this one left in the mempool. Again, on top.
-        if (req.turn is not None and self._overlaps(req, handed_out)) \
+        if (req.turn is not None and self.first_sends.overlap(req.shares, handed_out)) \
                 or (state == "latest" and self.nonces.strangers(latest, pending)):
-            await self._ours_held(req.shares)
-            sim = await self.simulator.simulate(req, "pending")
-            checked = self._check(req, sim, loop.time())
+            handed_out = self.first_sends.count
+            sim, checked = await self._on_top(req)
             if isinstance(checked, TxOutcome):
                 return checked
             admission = checked
         async with self.nonces.claim(latest, pending) as lease:
+            if self.first_sends.overlap(req.shares, handed_out):
+                # Ours went out while this one simulated, out of any turn (a retry after a
+                # refused nonce; a send of another round): again, on top, holding the nonce.
+                sim, checked = await self._on_top(req)
+                if isinstance(checked, TxOutcome):
+                    return checked
+                admission = checked
             if req.turn is not None:
                 req.turn.took(lease.nonce)  # the planner's next round asks if it is mined
             flight = Flight(req, lease, sim.gas, admission.gas_limit)
@@ -200,10 +202,7 @@ class Sender:
             lease.mark_sent()
             answer = asyncio.ensure_future(self.same.submit(
                 flight, "send", signed, fees, admission.gas_limit, sim.head))
-            self._unanswered[answer] = req.shares
-            answer.add_done_callback(self._unanswered.pop)
-        self._handed_out += 1
-        self._shares.append(req.shares)
+            self.first_sends.handed_out(req.shares, answer)
         if req.turn is not None:
             req.turn.sent = PendingTx(signed.tx_hash, self.address, req.to, req.data, req.value,
                                       admission.gas_limit, admission.fees)
@@ -246,19 +245,12 @@ class Sender:
             raise
         return True
 
-    async def _ours_held(self, shares: frozenset[str] | None) -> None:
-        """Once the node answered our first sends that touch ``shares``: the pending state must
-        hold them (a kill -9 fault test saw a send simulated before ours reached the node)."""
-        if waiting := [f for f, s in self._unanswered.items() if not f.done()
-                       and (shares is None or s is None or s & shares)]:
-            await asyncio.wait(waiting)
-
-    def _overlaps(self, req: TxRequest, since: int) -> bool:
-        """Whether a send of ours handed out after the ``since``-th may change what ``req`` does."""
-        later = self._handed_out - since
-        if later <= 0 or later > len(self._shares) or req.shares is None:
-            return later > 0
-        return any(s is None or s & req.shares for s in islice(reversed(self._shares), later))
+    async def _on_top(self, req: TxRequest) -> tuple[Simulation, Admission | TxOutcome]:
+        """``req`` simulated again on the pending state, once the node answered our sends that
+        touch what it touches, and checked."""
+        await self.first_sends.answered(req.shares)
+        sim = await self.simulator.simulate(req, "pending")
+        return sim, self._check(req, sim, asyncio.get_running_loop().time())
 
     def _check(self, req: TxRequest, sim: Simulation, now: float) -> Admission | TxOutcome:
         """The admission of ``req`` after simulation ``sim``, or why it is not sent."""

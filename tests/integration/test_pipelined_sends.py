@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from keeper.chain.rpc import HttpRpc
 from keeper.devnet.anvil import Anvil
+from keeper.devnet.driver import Devnet
 from keeper.errors import RpcErrorReply, RpcMalformedReply, RpcResponseError
 from keeper.exec.keys import SignedTx
 from keeper.exec.sender import Sender
@@ -21,7 +23,10 @@ from keeper.exec.submit import PublicSubmitter
 from keeper.exec.tx import Status, TxRequest
 from keeper.obs.metrics import Metrics
 from tests.integration.test_sender import (
+    _MINT,
+    _TRANSFER,
     KEEPER,
+    ONE_ETH,
     POLICY,
     SINK,
     drive,
@@ -218,3 +223,62 @@ async def test_a_send_simulated_on_the_pending_state_waits_for_the_node_to_hold_
     assert (await asyncio.wait_for(first, 10)).status is Status.MINED
     assert second.status is Status.MINED
     assert submitter.events.index(("answer", 0)) < submitter.events.index(("start", 1))
+
+
+class StaleFirstSimulation:
+    """The node, where the first simulation's answer comes back only once a send of ours has
+    gone out after it (a retry after a refused nonce simulates out of any turn)."""
+
+    def __init__(self, rpc: HttpRpc) -> None:
+        self.rpc = rpc
+        self.held = asyncio.Event()  # the first simulation's answer is held back
+        self.sent = asyncio.Event()
+        self.simulations = 0
+
+    async def batch(self, calls: Any, **kw: Any) -> Any:
+        answers = await self.rpc.batch(calls, **kw)
+        if any(method == "eth_call" for method, _ in calls):
+            self.simulations += 1
+            if self.simulations == 1:
+                self.held.set()
+                await asyncio.wait_for(self.sent.wait(), 5)
+        return answers
+
+    async def call(self, method: str, params: Any = (), **kw: Any) -> Any:
+        answer = await self.rpc.call(method, params, **kw)
+        if method == "eth_sendRawTransaction":
+            self.sent.set()
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rpc, name)
+
+
+async def test_a_send_that_went_out_while_one_simulated_makes_it_simulate_again(
+    devnet: Devnet,
+) -> None:
+    # Both move all our USDC: simulated on the same state both pass, and the second to be
+    # mined would revert. The one whose simulation predates the other's send simulates again
+    # on top of it before it signs, and is not sent.
+    usdc = devnet.m.reserve("USDC").address
+    minted = await make_sender(devnet.rpc).execute(TxRequest(
+        to=usdc, data=_MINT.encode(1_000 * 10**6), expected_profit_native=ONE_ETH // 10))
+    assert minted.status is Status.MINED
+    ours, theirs = (await devnet.balance_of("USDC", KEEPER),
+                    await devnet.balance_of("USDC", SINK))
+    node = StaleFirstSimulation(devnet.rpc)
+    sender = make_sender(node)  # type: ignore[arg-type]
+
+    def move_all(label: str) -> TxRequest:
+        return TxRequest(to=usdc, data=_TRANSFER.encode(SINK, ours),
+                         expected_profit_native=ONE_ETH // 10, label=label,
+                         shares=frozenset({"usdc"}))
+
+    first = asyncio.create_task(sender.execute(move_all("simulated first")))
+    await asyncio.wait_for(node.held.wait(), 5)
+    second = await sender.execute(move_all("sent first"))
+    assert second.status is Status.MINED, second.reason
+    stale = await asyncio.wait_for(first, 10)
+    assert stale.status is Status.SKIPPED and not stale.attempts, stale.reason
+    assert "simulation" in stale.reason and node.simulations == 3
+    assert await devnet.balance_of("USDC", SINK) == theirs + ours

@@ -48,31 +48,30 @@ class _NoRpc:
 
 def handed(s: Sender, *shares: frozenset[str] | None) -> None:
     for touched in shares:
-        s._handed_out += 1
-        s._shares.append(touched)
+        s.first_sends.handed_out(touched)
 
 
 def test_only_a_send_that_touches_the_same_pool_makes_a_simulation_stale() -> None:
     s = sender()
     weth_usdc, wbtc_usdc = frozenset({"weth/usdc"}), frozenset({"wbtc/usdc"})
-    since = s._handed_out
-    assert not s._overlaps(request(weth_usdc), since)  # nothing handed out meanwhile
+    since = s.first_sends.count
+    assert not s.first_sends.overlap(weth_usdc, since)  # nothing handed out meanwhile
     handed(s, wbtc_usdc, frozenset())  # another pool, and a liquidation that keeps
-    assert not s._overlaps(request(weth_usdc), since)
-    assert not s._overlaps(request(frozenset()), since)
+    assert not s.first_sends.overlap(weth_usdc, since)
+    assert not s.first_sends.overlap(frozenset(), since)
     handed(s, weth_usdc)
-    assert s._overlaps(request(weth_usdc), since)
-    assert not s._overlaps(request(weth_usdc), s._handed_out)  # simulated after it: fresh
+    assert s.first_sends.overlap(weth_usdc, since)
+    assert not s.first_sends.overlap(weth_usdc, s.first_sends.count)  # simulated after it: fresh
 
 
 def test_a_send_that_says_nothing_of_what_it_touches_overlaps_everything() -> None:
     s = sender()
-    since = s._handed_out
+    since = s.first_sends.count
     handed(s, None)
-    assert s._overlaps(request(frozenset()), since)
+    assert s.first_sends.overlap(frozenset(), since)
     s2 = sender()
     handed(s2, frozenset({"weth/usdc"}))
-    assert s2._overlaps(request(None), 0)
+    assert s2.first_sends.overlap(None, 0)
 
 
 def test_a_plan_touches_the_pairs_it_sells_through_and_a_kept_one_none() -> None:
