@@ -280,5 +280,6 @@ async def test_a_send_that_went_out_while_one_simulated_makes_it_simulate_again(
     assert second.status is Status.MINED, second.reason
     stale = await asyncio.wait_for(first, 10)
     assert stale.status is Status.SKIPPED and not stale.attempts, stale.reason
-    assert "simulation" in stale.reason and node.simulations == 3
+    # The first, the other's, the first's again (and a look more if a block came meanwhile).
+    assert "simulation" in stale.reason and node.simulations >= 3
     assert await devnet.balance_of("USDC", SINK) == theirs + ours
