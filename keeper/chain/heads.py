@@ -203,12 +203,13 @@ class HeadFollower:
 
     async def _ingest_retrying(self, head: Head) -> AsyncIterator[ChainEvent]:
         missing = 0  # tries in a row that found a block below ``head`` missing
+        walked = False  # the last try followed ``head``'s parents by hash
         while True:
             try:
                 if missing >= MISSING_TRIES:
                     # The node reports ``head`` but not every block below it by number (anvil
                     # after evm_revert; a restored node): follow its parents by hash instead.
-                    missing = 0
+                    missing, walked = 0, True
                     log.warning("head_followed_by_parent_hash", head=head.number)
                     async for event in self._by_parents(head):
                         yield event
@@ -221,7 +222,7 @@ class HeadFollower:
                 log.warning("head_backfill_failed", up_to=head.number, error=str(exc))
                 missing = missing + 1 if isinstance(exc, RpcNotAvailable) else 0
                 await asyncio.sleep(self.retry_delay)
-                head = await self._unless_went_back(head)
+                head, walked = await self._unless_went_back(head, walked), False
 
     async def _by_parents(self, head: Head) -> AsyncIterator[ChainEvent]:
         """``head`` and the blocks below it down to one we track, fetched by parent hash; a
@@ -241,19 +242,20 @@ class HeadFollower:
             self.tracker.push(h)
             yield h
 
-    async def _unless_went_back(self, head: Head) -> Head:
-        """``head``, or the node's latest head when it is below ``head`` or the node no longer
-        knows ``head``: the chain went back (a node restored from an older state) and the
+    async def _unless_went_back(self, head: Head, walked: bool = False) -> Head:
+        """``head``, or the node's latest head when it is below ``head``, when the node no
+        longer knows ``head``, or when ``head``'s parents by hash could not be followed
+        (``walked``): the chain went back (a node restored from an older state) and the
         blocks up to ``head`` will never come, or the new chain passed its height before we
-        looked (its parents by hash are gone too); ingesting the latest instead finds where
-        our chain and the node's part."""
+        looked (anvil after evm_revert may still answer the old head by hash, not all its
+        parents); ingesting the latest instead finds where our chain and the node's part."""
         with contextlib.suppress(RpcError):
             latest = await self._fetch_latest()
             if latest.number < head.number:
                 log.warning("head_beyond_chain", head=head.number, latest=latest.number)
                 return latest
-            if latest.hash != head.hash \
-                    and await self.rpc.call("eth_getBlockByHash", [head.hash, False]) is None:
+            if latest.hash != head.hash and (walked or await self.rpc.call(
+                    "eth_getBlockByHash", [head.hash, False]) is None):
                 log.warning("head_gone_from_node", head=head.number, latest=latest.number)
                 return latest
         return head

@@ -332,3 +332,22 @@ async def test_a_head_the_node_dropped_in_a_restore_gives_way_to_its_latest() ->
     assert isinstance(reorg, Reorg)
     assert reorg.common_ancestor == chain.canonical[7] and reorg.depth == 3
     assert events[1:] == chain.canonical[8:21]
+
+
+async def test_a_head_whose_parents_cannot_be_followed_gives_way_to_the_latest() -> None:
+    # As above, but the node still answers the old 14 by hash, not its parents (anvil after
+    # evm_revert): once the walk by parent hash fails, the node's latest is followed instead.
+    chain = HoleyChain(15, holes=set())  # 0..14
+    known, stale = chain.canonical[3:11], chain.tip
+    old = chain.canonical[8:14]
+    chain.reorg(7)
+    for head in old:
+        del chain.by_hash[head.hash]  # 8..13 of the old branch gone, its 14 still answered
+    chain.mine(6)  # 0..20
+    chain.holes = {11, 12}
+    follower = HeadFollower(chain, from_list([stale]), known=known, retry_delay=0.001)
+    events = await asyncio.wait_for(collect(follower), 5)
+    reorg = events[0]
+    assert isinstance(reorg, Reorg)
+    assert reorg.common_ancestor == chain.canonical[7] and reorg.depth == 3
+    assert events[1:] == chain.canonical[8:21]
