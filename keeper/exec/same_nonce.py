@@ -181,7 +181,8 @@ class SameNonce:
         """The fees of a first send at ``lease``'s nonce: ``fees``, raised to replace an orphan
         the node may hold there (``NonceLease.outbid``) while that stays within the caps and
         pays. Else ``fees``: the node may then refuse ours for the orphan, which is mined once
-        the nonces below it are, and the send is planned again (a nonce conflict, no failure)."""
+        the nonces below it are; the send is simulated again and goes at the next nonce, or
+        is planned again (a nonce conflict, never the breaker's failure)."""
         if lease.outbid is None:
             return fees
         raised = outbid_fees(self.policy, lease.outbid, fees, base_fee,
