@@ -314,20 +314,28 @@ async def test_a_backfill_keeps_what_came_before_a_missing_block() -> None:
     assert all(chain.asked[n] == 1 for n in range(2, 20)) and chain.asked[20] == 3
 
 
-async def test_a_head_the_node_dropped_in_a_restore_gives_way_to_its_latest() -> None:
-    # The source handed us the old chain's 14 just before the node went back to 7; by the
-    # time we look, the new chain is past 14, some of its blocks null by number (anvil after
-    # evm_revert), and the old 14 and its parents unknown by hash.
+async def follow_a_stale_head_over_a_restore(old_known_by_hash: set[int]) -> tuple[
+        HoleyChain, list[ChainEvent]]:
+    """The source handed us the old chain's 14 just before the node went back to 7; by the
+    time we look, the new chain is past 14 (0..20), 11 and 12 null by number (anvil after
+    evm_revert), and of the old branch's 8..14 only ``old_known_by_hash`` still answered by
+    hash. What the follower yields, within 5 s."""
     chain = HoleyChain(15, holes=set())  # 0..14
     known, stale = chain.canonical[3:11], chain.tip
     old = chain.canonical[8:]
     chain.reorg(7)  # 8..14 on a new branch
     for head in old:
-        del chain.by_hash[head.hash]  # restored: the old branch is gone
+        if head.number not in old_known_by_hash:
+            del chain.by_hash[head.hash]  # restored: the old branch is gone
     chain.mine(6)  # 0..20
     chain.holes = {11, 12}
     follower = HeadFollower(chain, from_list([stale]), known=known, retry_delay=0.001)
-    events = await asyncio.wait_for(collect(follower), 5)
+    return chain, await asyncio.wait_for(collect(follower), 5)
+
+
+async def test_a_head_the_node_dropped_in_a_restore_gives_way_to_its_latest() -> None:
+    # The old 14 and its parents are unknown by hash.
+    chain, events = await follow_a_stale_head_over_a_restore(set())
     reorg = events[0]
     assert isinstance(reorg, Reorg)
     assert reorg.common_ancestor == chain.canonical[7] and reorg.depth == 3
@@ -335,18 +343,9 @@ async def test_a_head_the_node_dropped_in_a_restore_gives_way_to_its_latest() ->
 
 
 async def test_a_head_whose_parents_cannot_be_followed_gives_way_to_the_latest() -> None:
-    # As above, but the node still answers the old 14 by hash, not its parents (anvil after
-    # evm_revert): once the walk by parent hash fails, the node's latest is followed instead.
-    chain = HoleyChain(15, holes=set())  # 0..14
-    known, stale = chain.canonical[3:11], chain.tip
-    old = chain.canonical[8:14]
-    chain.reorg(7)
-    for head in old:
-        del chain.by_hash[head.hash]  # 8..13 of the old branch gone, its 14 still answered
-    chain.mine(6)  # 0..20
-    chain.holes = {11, 12}
-    follower = HeadFollower(chain, from_list([stale]), known=known, retry_delay=0.001)
-    events = await asyncio.wait_for(collect(follower), 5)
+    # The node still answers the old 14 by hash, not its parents (anvil after evm_revert):
+    # once the walk by parent hash fails, the node's latest is followed instead.
+    chain, events = await follow_a_stale_head_over_a_restore({14})
     reorg = events[0]
     assert isinstance(reorg, Reorg)
     assert reorg.common_ancestor == chain.canonical[7] and reorg.depth == 3
