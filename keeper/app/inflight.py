@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from keeper.exec.tx import Status, TxOutcome
@@ -116,6 +116,11 @@ class Backoff:
             u: c if c.retry_at <= block + 1 else replace(c, retry_at=block + 1)
             for u, c in self._cooldowns.items() if u not in users}
 
+    def forgive(self, users: Iterable[str]) -> None:
+        """``users`` are due at once, their back-off forgotten (what refused them is gone)."""
+        for user in users:
+            self._cooldowns.pop(user, None)
+
     def keep_only(self, users: Collection[str]) -> None:
         """Forget the back-off of accounts that are no longer liquidatable."""
         self._cooldowns = {u: c for u, c in self._cooldowns.items() if u in users}
@@ -206,3 +211,39 @@ class Lane(Backoff):
     def due(self, user: str, block: int) -> bool:
         """May ``user`` be tried on a scan of ``block``? Never while it is in flight."""
         return user not in self._flying and super().due(user, block)
+
+
+class RefusedBesideOurs:
+    """Accounts planned unprofitable while liquidations of ours were in the air, until those
+    have all ended.
+
+    A round plans on the pools as our sends still in the air will leave them (``PlanRound``):
+    an account that sells into the same pools may not pay on that view, and pays once they
+    are mined or gone. Its back-off grows meanwhile (the fault test with an outage: sends of
+    ours held behind a lost nonce for seconds, the accounts behind them refused five times,
+    then 16 blocks of back-off on a settled chain). So such an account is due again at once
+    when every send that was in the air at its refusal has ended. ``ticket`` is the last
+    ``SendOrder`` ticket issued at the refusal; tickets only grow, so the record is in
+    ticket order."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def refused(self, user: str, ticket: int) -> None:
+        self._waiting.pop(user, None)  # re-inserted last: the order stays by ticket
+        self._waiting[user] = ticket
+
+    def ended(self, oldest_in_air: int | None) -> list[str]:
+        """The accounts whose sends in the air at their refusal have all ended, now that the
+        oldest ticket still in the air is ``oldest_in_air`` (None: nothing in the air)."""
+        ready: list[str] = []
+        for user, ticket in self._waiting.items():
+            if oldest_in_air is not None and ticket >= oldest_in_air:
+                break
+            ready.append(user)
+        for user in ready:
+            del self._waiting[user]
+        return ready

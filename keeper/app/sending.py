@@ -15,13 +15,13 @@ from keeper.app import steps
 from keeper.app.batch_flight import BatchFlights, OpenBatch
 from keeper.app.claims import send_claimed
 from keeper.app.follow_up import FollowUps
-from keeper.app.inflight import Lane
+from keeper.app.inflight import Lane, RefusedBesideOurs
 from keeper.app.root import Keeper
 from keeper.app.scan_task import Candidates
 from keeper.app.supervise import Supervisor
 from keeper.chain.reorg import block_gone
 from keeper.domain.account import Market
-from keeper.domain.plan import Plan, Rejection
+from keeper.domain.plan import Plan, Rejection, RejectionReason
 from keeper.errors import KeeperError, RpcError
 from keeper.exec.executor import Execution
 from keeper.exec.order import SendOrder, Turn
@@ -161,6 +161,7 @@ class ExecuteTask:
         # batches each of their accounts is in flight in besides its first's.
         self._follow_ups: list[Plan] = []
         self._held: dict[str, int] = {}
+        self.beside_ours = RefusedBesideOurs()
 
     async def run(self) -> None:
         if self.sending.keeper.executor is None:
@@ -173,6 +174,9 @@ class ExecuteTask:
                     await asyncio.Event().wait()
                 block, items, scans = candidates.block, candidates.items, candidates.scans
                 ends = self.lane.ends
+                if self.beside_ours:
+                    oldest = min((f.turn.ticket for f in self.in_flight.values()), default=None)
+                    self.lane.forgive(self.beside_ours.ended(oldest))
                 due = self._in_turn([c for c in items if self.lane.due(c.user, block)])
                 if due and not self.lane.full:
                     await self._plan_and_send(due, block)
@@ -201,6 +205,14 @@ class ExecuteTask:
         after our liquidation of it, waits behind the crash's first liquidations."""
         seen = self.sending.candidates.seen
         return sorted(due, key=lambda c: s.flagged_at if (s := seen.get(c.user)) else 0.0)
+
+    def _refused_beside_ours(self, verdict: Execution) -> None:
+        """An account planned unprofitable on a view with sends of ours in the air is due
+        again once they have ended (``RefusedBesideOurs``)."""
+        refused = verdict.rejection
+        if refused is not None and refused.reason is RejectionReason.UNPROFITABLE \
+                and self.in_flight:
+            self.beside_ours.refused(verdict.user, self.order.issued - 1)
 
     def _round_for(self, block: int) -> PlanRound:
         # A round lasts one block of the chain as the book has it (its hash, not the scan's
@@ -239,6 +251,7 @@ class ExecuteTask:
                     if verdict is not None:
                         waits = verdict.rejection.not_before if verdict.rejection else None
                         self.lane.settle(user, block, None, not_before=waits)
+                        self._refused_beside_ours(verdict)
                     continue
                 plan = verdict.plan
                 if self.batches.takes(plan, market):

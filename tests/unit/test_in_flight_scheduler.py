@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from keeper.app.inflight import Lane
+from keeper.app.inflight import Lane, RefusedBesideOurs
 from keeper.app.scan_task import Candidates
 from keeper.app.sending import ExecuteTask, Sending
 from keeper.domain.fees import Fees
@@ -226,6 +226,39 @@ async def test_every_candidate_of_a_scan_is_sent_without_waiting_for_receipts() 
     assert not any(lane.due(u, 98) for u in "abcd") and lane.due("a", 99)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_account_refused_beside_sends_of_ours_is_due_again_once_they_ended() -> None:
+    # "poor" is planned unprofitable while "a" is in the air (the round's pools are as a's
+    # sale leaves them): once a's flight has ended it is planned again at once, on the same
+    # block, not after its back-off. Refused with nothing of ours in the air, it backs off.
+    fakes = _Fakes()
+    lane = Lane(backoff_max_blocks=64, max_in_flight=3)
+    candidates = Candidates()
+    candidates.put(5, [_candidate(u) for u in ("a", "poor")])
+    runner = _task(fakes, lane, candidates)
+    task = asyncio.create_task(runner.run())
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert fakes.sending == ["a"] and not lane.due("poor", 5) and len(runner.beside_ours) == 1
+    plans = len(fakes.rounds)
+    fakes.go.set()
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert len(fakes.rounds) == plans + 1  # poor, again
+    assert not lane.due("poor", 5) and len(runner.beside_ours) == 0  # alone: it backs off
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def test_refusals_beside_ours_wait_for_the_sends_in_the_air_at_their_time() -> None:
+    beside = RefusedBesideOurs()
+    beside.refused("x", 3)  # tickets 0..3 issued when x was refused
+    beside.refused("y", 5)
+    beside.refused("x", 7)  # refused again later: waits for the later sends
+    assert beside.ended(4) == [] and len(beside) == 2  # ticket 4 and on: y's 5 still flies
+    assert beside.ended(6) == ["y"]
+    assert beside.ended(None) == ["x"] and len(beside) == 0  # nothing in the air
 
 
 async def test_sends_take_their_nonces_in_the_order_they_were_planned() -> None:
