@@ -55,6 +55,8 @@ async def explain_revert(devnet: Devnet, keepers: Sequence[KeeperProcess],
         if b == mined:
             if raced is None:  # passes after every earlier block: undone inside ours
                 raced = bool(senders) and keeper not in senders
+                if not txs:  # nothing before it: only the block itself differs
+                    lines.append(await _in_its_block(rpc, call, blk, tx_hash))
             lines.append(f"  before ours in block {b}: {moved}")
             break
         try:
@@ -69,6 +71,32 @@ async def explain_revert(devnet: Devnet, keepers: Sequence[KeeperProcess],
                     replay += f"; {split}"
         lines.append(f"  block {b} {moved}: replayed after it {replay}")
     return bool(raced), "\n".join(lines)
+
+
+async def _in_its_block(rpc: Any, call: dict[str, Any], block: dict[str, Any],
+                        tx_hash: str) -> str:
+    """For a CI log, when ours reverted first in its block though it passes on the state
+    before it: the call on that state with the block's own number and time
+    (``eth_simulateV1``), and the mined transaction's own revert and gas (its trace)."""
+    number = int(block["number"], 16)
+    ours = {"from": call["from"], "to": call["to"], "input": call["data"], "gas": call["gas"]}
+    try:
+        answer = await rpc.call("eth_simulateV1", [{"blockStateCalls": [{
+            "blockOverrides": {"number": block["number"], "time": block["timestamp"]},
+            "calls": [ours]}]}, hex(number - 1)])
+        result = answer[0]["calls"][0]
+        env = "passes" if int(result["status"], 16) == 1 \
+            else f"reverts {result.get('returnData') or result.get('error')}"
+    except Exception as exc:  # a diagnosis only: say why there is none
+        env = f"could not be simulated ({exc})"
+    try:
+        trace = await rpc.call("debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}])
+        mined = (f"{trace.get('error')} {trace.get('output') or ''}, gas used "
+                 f"{int(trace.get('gasUsed', '0x0'), 16)} of {int(call['gas'], 16)}")
+    except Exception as exc:
+        mined = f"no trace ({exc})"
+    return (f"  on block {number - 1}'s state with block {number}'s number and time it "
+            f"{env[:200]}; mined: {mined[:300]}")
 
 
 async def _split_block(rpc: Any, block: int, txs: list[dict[str, Any]], keeper: str,
