@@ -19,6 +19,7 @@ from keeper.app.supervise import Supervisor
 from keeper.chain.reorg import block_gone
 from keeper.errors import KeeperError, RpcError
 from keeper.obs.logging import get_logger
+from keeper.pipeline.book_repair import BookRepair
 from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 from keeper.protocols.aave_v3.book import BlockUpdate
 
@@ -84,6 +85,10 @@ class ScanTask:
         self.book_mismatches = Counter(
             "book_mismatches", "Accounts whose book health factor differed from the chain's",
             namespace="keeper", registry=keeper.metrics.registry)
+        self.book_repairs = Counter(
+            "book_repairs", "Accounts restored in the book from the contracts after the chain "
+            "contradicted it", namespace="keeper", registry=keeper.metrics.registry)
+        self.repair = BookRepair(keeper.rpc)
         self.scanner: HealthScanner | None = None
         self.touched: set[str] = set()
         self.arrived_at: float | None = None  # the oldest block not scanned yet came then
@@ -205,7 +210,25 @@ class ScanTask:
         self.lane.keep_only({c.user for c in found})
         self.arrived_at = None
         self.readiness.scanned(block)
+        if scanner.mismatched:
+            await self._repair(scanner)
         return scanner
+
+    async def _repair(self, scanner: HealthScanner) -> None:
+        """The accounts whose book figures the chain contradicted, read from the contracts
+        and restored in the book (``BookRepair``); the next pass re-sets their rows."""
+        users, scanner.mismatched = scanner.mismatched, set()
+        sync = self.keeper.sync
+        try:
+            restored = await self.repair.repair(sync.book, sync.reader, users)
+        except KeeperError as exc:  # the next mismatch asks again
+            log.warning("book_repair_failed", accounts=len(users), error=str(exc))
+            return
+        if restored:
+            self.touched.update(restored)
+            self.book_repairs.inc(len(restored))
+            log.warning("book_repaired", block=sync.book.block_number, accounts=len(restored),
+                        users=restored[:10])
 
     def _publish(self, block: int, scanner: HealthScanner, found: list[LiquidatableAccount],
                  *, confirmed: bool = False) -> None:

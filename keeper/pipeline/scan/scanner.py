@@ -161,6 +161,7 @@ class HealthScanner:
         # Accounts whose exact figures the chain agreed with, unchanged since (no event, no
         # price they hold moved, no rebuild).
         self._vouched: set[str] = set()
+        self.mismatched: set[str] = set()  # whose book figures the chain contradicted: to repair
         self._index = PrefilterIndex()
         self.rebuild()
 
@@ -401,6 +402,7 @@ class HealthScanner:
             self._vouched.add(user)
             return
         self._vouched.discard(user)
+        self.mismatched.add(user)
         self.stats.mismatches += 1
         log.warning(
             "book_mismatch",

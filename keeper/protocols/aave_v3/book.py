@@ -38,6 +38,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from keeper.domain.account import UserReserve
+from keeper.domain.reserve_config import UserConfiguration
 from keeper.domain.revision import AaveRevision
 from keeper.domain.scaled_balance import scaled_after
 from keeper.domain.wadray import ArithmeticRevert
@@ -280,6 +282,24 @@ class PositionBook(BookContents):
             self.block = j.previous_block
         self._market = None
         return BlockUpdate(self.block, frozenset(users), frozenset(), True, True, rollback=True)
+
+    def restore_user(self, user: str, configuration: UserConfiguration, emode_category: int,
+                     positions: Mapping[str, UserReserve]) -> bool:
+        """Put ``user`` back as the contracts hold it at the book's block (a record the chain
+        contradicted: an event the book missed or took twice). Outside any block and not
+        journaled: a rollback below this block leaves the restored record, which the next
+        check against the chain corrects again. Whether the record changed."""
+        if self._open_block is not None:
+            raise BookError(f"block {self._open_block.number} is still open")
+        read = self.state.read
+        reserves = read.reserves if read is not None else {}
+        collateral = frozenset(a for a, r in reserves.items()
+                               if configuration.is_using_as_collateral(r.id))
+        rec = UserRecord(collateral, emode_category, dict(positions))
+        if rec == self.record(user):
+            return False
+        self._store_user(user, rec)
+        return True
 
     def recent_blocks(self) -> list[BookBlock]:
         """Journaled blocks, oldest first, ending with the book's block."""

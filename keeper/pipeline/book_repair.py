@@ -1,0 +1,51 @@
+"""Put back in the book the accounts whose figures the chain contradicted.
+
+The book follows balances by events (``PositionBook``); one it missed or took twice (a node
+that answered a block's logs short, a provider's bug) leaves the account wrong for good. The
+scanner sees it, since the chain's health factor differs (``book_mismatch``), but planning
+sizes a liquidation on the book's balances. A repair reads the account from the contracts at
+the book's block (``MarketReader.read_users``: configuration, eMode and every scaled balance,
+in one Multicall3 call per chunk) and restores its record.
+
+A record the contracts confirm (the difference was elsewhere: a price, an index) is not read
+again while it stays the same object: records are immutable and replaced on every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from keeper.chain.rpc import JsonRpc
+from keeper.protocols.aave_v3.book import PositionBook, UserRecord
+from keeper.protocols.aave_v3.reader import MarketReader
+
+
+class BookRepair:
+    """Restores accounts of a book from the contracts (see the module doc)."""
+
+    def __init__(self, rpc: JsonRpc, *, chunk: int = 400) -> None:
+        self.rpc = rpc
+        self.chunk = chunk
+        self._confirmed: dict[str, UserRecord] = {}  # read, found as the contracts hold it
+
+    async def repair(self, book: PositionBook, reader: MarketReader,
+                     users: Iterable[str]) -> list[str]:
+        """The accounts of ``users`` whose record was wrong and is restored, read at the
+        book's block. None is restored when the book moved on during the read: the next
+        check against the chain names them again."""
+        ask = sorted(u for u in set(users) if self._confirmed.get(u) is not book.record(u))
+        if not ask:
+            return []
+        block = book.block_hash
+        snapshots = await reader.read_users(self.rpc, ask, book.state.tokens, block,
+                                            chunk=self.chunk)
+        if book.block_hash != block:
+            return []
+        restored: list[str] = []
+        for user, snap in snapshots.items():
+            if book.restore_user(user, snap.configuration, snap.emode_category, snap.positions):
+                restored.append(user)
+                self._confirmed.pop(user, None)
+            else:
+                self._confirmed[user] = book.record(user)
+        return restored

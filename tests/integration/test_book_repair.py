@@ -1,0 +1,77 @@
+"""A book account the chain contradicts is read from the contracts and restored, on the real
+Aave V3 devnet: the scanner names it, the repair restores exactly what the contracts hold,
+and a record the contracts confirm is not read again."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from keeper.chain.rpc import JsonRpc
+from keeper.devnet.driver import Devnet
+from keeper.devnet.scenario import crash, plan_population, seed_population
+from keeper.domain.wadray import WAD
+from keeper.pipeline.book_repair import BookRepair
+from keeper.pipeline.scan import HealthScanner
+from keeper.pipeline.sync import BookSync, SyncConfig
+from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketReader
+
+pytestmark = pytest.mark.integration
+
+
+class CountingRpc:
+    """The devnet's RPC, counting the calls that reach it."""
+
+    def __init__(self, rpc: JsonRpc) -> None:
+        self.rpc = rpc
+        self.calls = 0
+
+    async def call(self, method: str, params: Any = (), **kw: Any) -> Any:
+        self.calls += 1
+        return await self.rpc.call(method, params, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rpc, name)
+
+
+async def test_an_account_the_chain_contradicts_is_restored_from_the_contracts(
+    devnet: Devnet,
+) -> None:
+    plans = plan_population(7, 40, devnet.m, await devnet.prices())
+    await seed_population(devnet, plans)
+    await crash(devnet, {"WETH": 0.72}, blocks=2)
+    m = devnet.m
+    contracts = AaveV3Contracts(m.pool, m.oracle, m.pool_configurator, m.pool_addresses_provider)
+    sync = BookSync(devnet.rpc, contracts, SyncConfig(start_block=m.deploy_block, progress=False))
+    await sync.catch_up()
+    book = sync.book
+    users = [p.address.lower() for p in plans]
+    under = [u for u in users if book.health_factor(u) < WAD]
+    assert under, "the crash put nobody under water"
+    # A missed Repay: the book holds twice the debt of one account under water.
+    wrong = under[0]
+    account = book.account(wrong)
+    truth = dict(account.reserves)
+    doubled = {a: replace(r, scaled_variable_debt=r.scaled_variable_debt * 2)
+               for a, r in truth.items()}
+    assert book.restore_user(wrong, account.configuration, account.emode_category, doubled)
+
+    scanner = HealthScanner(book)
+    await scanner.scan(devnet.rpc, m.pool, chunk=100)
+    assert wrong in scanner.mismatched
+
+    node = CountingRpc(devnet.rpc)
+    repair = BookRepair(node)  # type: ignore[arg-type]
+    reader = MarketReader(contracts, book.state.revision)
+    assert await repair.repair(book, reader, scanner.mismatched) == [wrong]
+    assert dict(book.account(wrong).reserves) == truth
+    chain = await reader.read_users(devnet.rpc, [wrong], book.state.tokens, book.block_hash)
+    assert book.account(wrong).configuration == chain[wrong].configuration
+    # Named again with its record as the contracts hold it: read once, then not again.
+    calls = node.calls
+    assert await repair.repair(book, reader, [wrong, under[-1]]) == []
+    assert node.calls == calls + 1
+    assert await repair.repair(book, reader, [wrong, under[-1]]) == []
+    assert node.calls == calls + 1
