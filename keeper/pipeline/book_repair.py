@@ -8,7 +8,9 @@ the book's block (``MarketReader.read_users``: configuration, eMode and every sc
 in one Multicall3 call per chunk) and restores its record.
 
 A record the contracts confirm (the difference was elsewhere: a price, an index) is not read
-again while it stays the same object: records are immutable and replaced on every change.
+again for ``recheck_blocks`` blocks while it stays the same object (records are immutable and
+replaced on every change): an event missed later leaves the record as it was, so the
+confirmation cannot stand for ever.
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ from keeper.protocols.aave_v3.reader import MarketReader
 class BookRepair:
     """Restores accounts of a book from the contracts (see the module doc)."""
 
-    def __init__(self, rpc: JsonRpc, *, chunk: int = 400) -> None:
+    def __init__(self, rpc: JsonRpc, *, chunk: int = 400, recheck_blocks: int = 32) -> None:
         self.rpc = rpc
         self.chunk = chunk
-        self._confirmed: dict[str, UserRecord] = {}  # read, found as the contracts hold it
+        self.recheck_blocks = recheck_blocks
+        # Read and found as the contracts hold it: the record, and the book's block then.
+        self._confirmed: dict[str, tuple[UserRecord, int]] = {}
 
     async def repair(self, book: PositionBook, reader: MarketReader,
                      users: Iterable[str]) -> list[str]:
         """The accounts of ``users`` whose record was wrong and is restored, read at the
         book's block. None is restored when the book moved on during the read: the next
         check against the chain names them again."""
-        ask = sorted(u for u in set(users) if self._confirmed.get(u) is not book.record(u))
+        ask = sorted(u for u in set(users) if not self._still_confirmed(book, u))
         if not ask:
             return []
         block = book.block_hash
@@ -47,5 +51,10 @@ class BookRepair:
                 restored.append(user)
                 self._confirmed.pop(user, None)
             else:
-                self._confirmed[user] = book.record(user)
+                self._confirmed[user] = (book.record(user), book.block_number)
         return restored
+
+    def _still_confirmed(self, book: PositionBook, user: str) -> bool:
+        confirmed = self._confirmed.get(user)
+        return confirmed is not None and confirmed[0] is book.record(user) \
+            and book.block_number - confirmed[1] < self.recheck_blocks
