@@ -19,6 +19,7 @@ import signal
 from collections.abc import AsyncIterator
 from typing import NoReturn
 
+from keeper.app.audit_task import BookAuditTask
 from keeper.app.backrun_task import BackrunTask
 from keeper.app.daemon_settings import DaemonSettings
 from keeper.app.decisions import DecisionLog
@@ -177,6 +178,12 @@ class Daemon:
             tasks["heap"] = asyncio.create_task(
                 keep_heap_frozen(lambda: self.scan.scans, lambda: not self.lane.busy),
                 name="heap")
+        scanner = self.keeper.cfg.scanner
+        if scanner.audit_accounts_per_block > 0:
+            self.audit = BookAuditTask(self.keeper, self.scan.repair,
+                                       scanner.audit_accounts_per_block, scanner.poll_interval,
+                                       idle=lambda: not self.lane.busy, restored=self.scan.touch)
+            tasks["audit"] = asyncio.create_task(self.audit.run(self.prepared), name="audit")
         risk = self.keeper.cfg.risk
         if risk.refresh_blocks > 0:
             self.risk = RiskGaugeTask(self.keeper, risk.refresh_blocks,

@@ -85,9 +85,6 @@ class ScanTask:
         self.book_mismatches = Counter(
             "book_mismatches", "Accounts whose book health factor differed from the chain's",
             namespace="keeper", registry=keeper.metrics.registry)
-        self.book_repairs = Counter(
-            "book_repairs", "Accounts restored in the book from the contracts after the chain "
-            "contradicted it", namespace="keeper", registry=keeper.metrics.registry)
         self.repair = BookRepair(keeper.rpc)
         self.scanner: HealthScanner | None = None
         self.touched: set[str] = set()
@@ -226,9 +223,13 @@ class ScanTask:
             return
         if restored:
             self.touched.update(restored)
-            self.book_repairs.inc(len(restored))
-            log.warning("book_repaired", block=sync.book.block_number, accounts=len(restored),
-                        users=restored[:10])
+            self.keeper.metrics.book_repairs.labels(source="mismatch").inc(len(restored))
+            log.warning("book_repaired", source="mismatch", block=sync.book.block_number,
+                        accounts=len(restored), users=restored[:10])
+
+    def touch(self, users: list[str]) -> None:
+        """``users`` changed in the book outside a block (restored): re-scan them."""
+        self.touched.update(users)
 
     def _publish(self, block: int, scanner: HealthScanner, found: list[LiquidatableAccount],
                  *, confirmed: bool = False) -> None:

@@ -80,6 +80,10 @@ class Metrics:
         self.plans = Counter("plans", "Liquidation plans produced", namespace=ns, registry=r)
         self.rejections = Counter("rejections", "Candidates or plans not acted on, by reason",
                                   ["reason"], namespace=ns, registry=r)
+        self.book_repairs = Counter(
+            "book_repairs", "Accounts restored in the book from the contracts, by what found them "
+            "(mismatch: the scanner's check against the chain; audit: the sweep of every account)",
+            ["source"], namespace=ns, registry=r)
         self.txs_sent = Counter("txs_sent", "Signed transactions handed to a node or relay",
                                 ["route"], namespace=ns, registry=r)
         self.txs_mined = Counter("txs_mined", "Transactions mined with status 1", namespace=ns, registry=r)

@@ -15,7 +15,7 @@ confirmation cannot stand for ever.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from keeper.chain.rpc import JsonRpc
 from keeper.protocols.aave_v3.book import PositionBook, UserRecord
@@ -37,11 +37,17 @@ class BookRepair:
         """The accounts of ``users`` whose record was wrong and is restored, read at the
         book's block. None is restored when the book moved on during the read: the next
         check against the chain names them again."""
-        ask = sorted(u for u in set(users) if not self._still_confirmed(book, u))
-        if not ask:
+        return await self.restore(
+            book, reader, sorted(u for u in set(users) if not self._still_confirmed(book, u)))
+
+    async def restore(self, book: PositionBook, reader: MarketReader,
+                      users: Sequence[str]) -> list[str]:
+        """Read ``users`` at the book's block and restore those the book holds otherwise
+        (none when the book moved on during the read); the others are confirmed."""
+        if not users:
             return []
         block = book.block_hash
-        snapshots = await reader.read_users(self.rpc, ask, book.state.tokens, block,
+        snapshots = await reader.read_users(self.rpc, users, book.state.tokens, block,
                                             chunk=self.chunk)
         if book.block_hash != block:
             return []

@@ -9,6 +9,8 @@ The fault mode is a plain object the test swaps at run time (``proxy.faults = Fa
 - ``junk_rate``: that share of calls reaches the node, but the reply's ``result`` is replaced
   by a well-formed value of the wrong type (an int for a hex string, null, a list, an object);
 - ``truncate_rate``: that share of HTTP bodies / WS frames is cut short (no longer JSON);
+- ``lost_logs_rate``: that share of ``eth_getLogs`` answers holding logs come back as ``[]``,
+  as from a node behind a load balancer that has not processed the block yet;
 - ``latency``: seconds added before each request is forwarded;
 - ``blackhole``: requests are accepted and never answered (WS frames are swallowed);
 - ``down()`` / ``up()``: the listener closes (connections refused, open ones dropped) and
@@ -45,6 +47,7 @@ class Faults:
     junk_rate: float = 0.0
     junk_kinds: tuple[str, ...] = JUNK_KINDS
     truncate_rate: float = 0.0
+    lost_logs_rate: float = 0.0
     latency: float = 0.0
     blackhole: bool = False
     methods: frozenset[str] | None = None
@@ -217,7 +220,7 @@ class FaultProxy:
     def _roll(self, call: dict[str, Any], kind: str) -> bool:
         method = str(call.get("method"))
         rate = {"error": self.faults.error_rate, "junk": self.faults.junk_rate,
-                "truncated": self.faults.truncate_rate}[kind]
+                "truncated": self.faults.truncate_rate, "lost": self.faults.lost_logs_rate}[kind]
         if rate <= 0 or not self.faults.applies_to(method):
             return False
         return self.rng.random() < rate
@@ -229,6 +232,9 @@ class FaultProxy:
 
     def _maybe_junk(self, call: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
         method = str(call.get("method"))
+        if method == "eth_getLogs" and reply.get("result") and self._roll(call, "lost"):
+            self.counts["lost", method] += 1
+            return {**reply, "result": []}
         if "result" not in reply or not self._roll(call, "junk"):
             self.counts["passed", method] += 1
             return reply

@@ -142,6 +142,23 @@ async def test_truncation_latency_ws_drops_and_an_outage_during_a_crash(tmp_path
     assert run.proxy.total("truncated") > 5 and run.proxy.total("ws_dropped") >= 1
 
 
+async def test_a_node_that_loses_logs_during_a_crash(tmp_path: Path) -> None:
+    """30% of the blocks' logs answered as [] during the crash, as from a node behind a load
+    balancer that has not processed the block yet: the book misses events, and the accounts
+    it then holds wrong are read from the contracts and restored (by the scanner's check
+    against the chain or by the audit of every account); nothing profitable is left."""
+    async with FaultRun.open(tmp_path, seed=31) as run:
+        problems, counts = await crash_under(
+            run, Faults(lost_logs_rate=0.3, methods=frozenset({"eth_getLogs"})))
+        keeper = run.keeper
+        assert keeper is not None
+        repaired = named(keeper, "book_repaired")
+    print("proxy:", counts, "repairs:", [(e.get("source"), e.get("accounts")) for e in repaired])
+    assert not problems, "\n".join(problems)
+    assert run.proxy.total("lost") > 3, "the fault was not exercised"
+    assert repaired, "no account was restored"
+
+
 async def test_readiness_during_a_blackhole(tmp_path: Path) -> None:
     """The node goes silent for 10 s: /readyz is 503 within one head poll, never 200 while
     silent, and 200 again once the node answers."""

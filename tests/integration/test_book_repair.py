@@ -1,18 +1,22 @@
 """A book account the chain contradicts is read from the contracts and restored, on the real
 Aave V3 devnet: the scanner names it, the repair restores exactly what the contracts hold,
-and a record the contracts confirm is not read again."""
+and a record the contracts confirm is not read again for a while; one the book holds healthier
+than it is, which the scanner never checks, is restored by the audit of every account."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from keeper.app.audit_task import BookAuditTask
 from keeper.chain.rpc import JsonRpc
 from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import crash, plan_population, seed_population
 from keeper.domain.wadray import WAD
+from keeper.obs.metrics import Metrics
 from keeper.pipeline.book_repair import BookRepair
 from keeper.pipeline.scan import HealthScanner
 from keeper.pipeline.sync import BookSync, SyncConfig
@@ -80,3 +84,45 @@ async def test_an_account_the_chain_contradicts_is_restored_from_the_contracts(
     await sync.catch_up()
     assert await repair.repair(book, reader, [wrong]) == []
     assert node.calls == calls + 2
+
+
+async def test_the_audit_restores_an_account_the_book_holds_healthier_than_it_is(
+    devnet: Devnet,
+) -> None:
+    # A missed Borrow: the book holds half the debt of an account under water, so it looks
+    # healthy and the scanner never asks the chain about it. The audit reads every account
+    # in turn, and restores it on its slice.
+    plans = plan_population(8, 30, devnet.m, await devnet.prices())
+    await seed_population(devnet, plans)
+    await crash(devnet, {"WETH": 0.7}, blocks=2)
+    m = devnet.m
+    contracts = AaveV3Contracts(m.pool, m.oracle, m.pool_configurator, m.pool_addresses_provider)
+    sync = BookSync(devnet.rpc, contracts, SyncConfig(start_block=m.deploy_block, progress=False))
+    await sync.catch_up()
+    book = sync.book
+    under = [u for u in (p.address.lower() for p in plans) if book.health_factor(u) < WAD]
+    assert under, "the crash put nobody under water"
+    hidden = under[0]
+    account = book.account(hidden)
+    halved = {a: replace(r, scaled_variable_debt=r.scaled_variable_debt // 4)
+              for a, r in account.reserves.items()}
+    book.restore_user(hidden, account.configuration, account.emode_category, halved)
+    assert book.health_factor(hidden) > WAD * 11 // 10
+    scanner = HealthScanner(book)
+    found = await scanner.scan(devnet.rpc, m.pool, chunk=100)
+    assert hidden not in {c.user for c in found} and not scanner.mismatched
+
+    restored: list[str] = []
+    metrics = Metrics()
+    keeper = SimpleNamespace(sync=sync, metrics=metrics)
+    audit = BookAuditTask(keeper, BookRepair(devnet.rpc), 7, 0.01,  # type: ignore[arg-type]
+                          idle=lambda: True, restored=restored.extend)
+    accounts = len(list(book.users()))
+    for _ in range(-(-accounts // 7)):  # one pass, 7 accounts a step
+        await audit.step()
+    assert audit.audited == accounts and audit.passes == 0
+    assert restored == [hidden] and book.health_factor(hidden) < WAD
+    assert metrics.registry.get_sample_value("keeper_book_repairs_total",
+                                             {"source": "audit"}) == 1
+    await audit.step()  # the next pass begins
+    assert audit.passes == 1 and restored == [hidden]
