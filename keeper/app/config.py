@@ -148,9 +148,9 @@ class ScannerConfig(_Section):
     backfill_chunk_blocks: Int = Field(5_000, gt=0, le=1_000_000)
     poll_interval: Float = Field(1.0, ge=0.01, le=60)
     confirm_batch_size: Int = Field(500, gt=0, le=5_000)
-    # Accounts of the book read from the contracts per block while nothing is in flight, in
-    # turn, and restored where the book is wrong (keeper.app.audit_task); 0: no audit.
-    audit_accounts_per_block: Int = Field(100, ge=0, le=100_000)
+    # Accounts of the book read from the contracts per block, in turn, while nothing is to be
+    # liquidated, and restored where the book is wrong (keeper.app.audit_task); 0: no audit.
+    audit_accounts_per_block: Int = Field(50, ge=0, le=100_000)
 
 
 class ExecutorConfig(_Section):

@@ -182,7 +182,10 @@ class Daemon:
         if scanner.audit_accounts_per_block > 0:
             self.audit = BookAuditTask(self.keeper, self.scan.repair,
                                        scanner.audit_accounts_per_block, scanner.poll_interval,
-                                       idle=lambda: not self.lane.busy, restored=self.scan.touch)
+                                       scans=lambda: self.scan.scans,
+                                       idle=lambda: not self.lane.busy
+                                       and not self.candidates.items,
+                                       restored=self.scan.touch)
             tasks["audit"] = asyncio.create_task(self.audit.run(self.prepared), name="audit")
         risk = self.keeper.cfg.risk
         if risk.refresh_blocks > 0:

@@ -37,27 +37,31 @@ class BookRepair:
         """The accounts of ``users`` whose record was wrong and is restored, read at the
         book's block. None is restored when the book moved on during the read: the next
         check against the chain names them again."""
-        return await self.restore(
-            book, reader, sorted(u for u in set(users) if not self._still_confirmed(book, u)))
+        ask = sorted(u for u in set(users) if not self._still_confirmed(book, u))
+        restored = await self.restore(book, reader, ask)
+        if restored is None:
+            return []
+        for user in set(ask) - set(restored):
+            self._confirmed[user] = (book.record(user), book.block_number)
+        return restored
 
     async def restore(self, book: PositionBook, reader: MarketReader,
-                      users: Sequence[str]) -> list[str]:
-        """Read ``users`` at the book's block and restore those the book holds otherwise
-        (none when the book moved on during the read); the others are confirmed."""
+                      users: Sequence[str]) -> list[str] | None:
+        """Read ``users`` at the book's block and restore those the book holds otherwise;
+        None when the book moved on during the read (nothing restored). Confirms nothing: the
+        audit reads every account, and remembering each would cost memory in proportion."""
         if not users:
             return []
         block = book.block_hash
         snapshots = await reader.read_users(self.rpc, users, book.state.tokens, block,
                                             chunk=self.chunk)
         if book.block_hash != block:
-            return []
+            return None
         restored: list[str] = []
         for user, snap in snapshots.items():
             if book.restore_user(user, snap.configuration, snap.emode_category, snap.positions):
                 restored.append(user)
                 self._confirmed.pop(user, None)
-            else:
-                self._confirmed[user] = (book.record(user), book.block_number)
         return restored
 
     def _still_confirmed(self, book: PositionBook, user: str) -> bool:

@@ -116,7 +116,7 @@ async def test_the_audit_restores_an_account_the_book_holds_healthier_than_it_is
     metrics = Metrics()
     keeper = SimpleNamespace(sync=sync, metrics=metrics)
     audit = BookAuditTask(keeper, BookRepair(devnet.rpc), 7, 0.01,  # type: ignore[arg-type]
-                          idle=lambda: True, restored=restored.extend)
+                          scans=lambda: 0, idle=lambda: True, restored=restored.extend)
     accounts = len(list(book.users()))
     for _ in range(-(-accounts // 7)):  # one pass, 7 accounts a step
         await audit.step()
