@@ -81,9 +81,9 @@ class BookAuditTask:
             log.warning("book_audit_failed", accounts=len(users),
                         error=f"{type(exc).__name__}: {exc}")
             return []
-        self.audited += len(users)
-        if restored is None:  # the book moved on during the read
+        if restored is None:  # the book moved on during the read: none was checked
             return []
+        self.audited += len(users)
         if restored:
             self.restored(restored)
             self.keeper.metrics.book_repairs.labels(source="audit").inc(len(restored))
