@@ -40,20 +40,27 @@ class CountingRpc:
         return getattr(self.rpc, name)
 
 
-async def test_an_account_the_chain_contradicts_is_restored_from_the_contracts(
-    devnet: Devnet,
-) -> None:
-    plans = plan_population(7, 40, devnet.m, await devnet.prices())
+async def synced_after_a_crash(devnet: Devnet, *, seed: int, borrowers: int, weth: float,
+                               ) -> tuple[BookSync, AaveV3Contracts, list[str]]:
+    """Borrowers seeded, WETH crashed to ``weth`` of its price, a book synced to the tip; the
+    sync, the market's contracts and the accounts under water."""
+    plans = plan_population(seed, borrowers, devnet.m, await devnet.prices())
     await seed_population(devnet, plans)
-    await crash(devnet, {"WETH": 0.72}, blocks=2)
+    await crash(devnet, {"WETH": weth}, blocks=2)
     m = devnet.m
     contracts = AaveV3Contracts(m.pool, m.oracle, m.pool_configurator, m.pool_addresses_provider)
     sync = BookSync(devnet.rpc, contracts, SyncConfig(start_block=m.deploy_block, progress=False))
     await sync.catch_up()
-    book = sync.book
-    users = [p.address.lower() for p in plans]
-    under = [u for u in users if book.health_factor(u) < WAD]
+    under = [u for u in (p.address.lower() for p in plans) if sync.book.health_factor(u) < WAD]
     assert under, "the crash put nobody under water"
+    return sync, contracts, under
+
+
+async def test_an_account_the_chain_contradicts_is_restored_from_the_contracts(
+    devnet: Devnet,
+) -> None:
+    sync, contracts, under = await synced_after_a_crash(devnet, seed=7, borrowers=40, weth=0.72)
+    book, m = sync.book, devnet.m
     # A missed Repay: the book holds twice the debt of one account under water.
     wrong = under[0]
     account = book.account(wrong)
@@ -92,16 +99,8 @@ async def test_the_audit_restores_an_account_the_book_holds_healthier_than_it_is
     # A missed Borrow: the book holds half the debt of an account under water, so it looks
     # healthy and the scanner never asks the chain about it. The audit reads every account
     # in turn, and restores it on its slice.
-    plans = plan_population(8, 30, devnet.m, await devnet.prices())
-    await seed_population(devnet, plans)
-    await crash(devnet, {"WETH": 0.7}, blocks=2)
-    m = devnet.m
-    contracts = AaveV3Contracts(m.pool, m.oracle, m.pool_configurator, m.pool_addresses_provider)
-    sync = BookSync(devnet.rpc, contracts, SyncConfig(start_block=m.deploy_block, progress=False))
-    await sync.catch_up()
-    book = sync.book
-    under = [u for u in (p.address.lower() for p in plans) if book.health_factor(u) < WAD]
-    assert under, "the crash put nobody under water"
+    sync, _, under = await synced_after_a_crash(devnet, seed=8, borrowers=30, weth=0.7)
+    book, m = sync.book, devnet.m
     hidden = under[0]
     account = book.account(hidden)
     halved = {a: replace(r, scaled_variable_debt=r.scaled_variable_debt // 4)

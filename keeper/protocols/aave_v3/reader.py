@@ -366,6 +366,12 @@ def _address_word(address: str) -> bytes:
 def _single_words(raw: Any, calls: int) -> list[int | None]:
     """The one-word answers of an ``aggregate3`` of ``calls`` calls: each an int, or None
     where the call failed or answered less than a word."""
+    return [int.from_bytes(data[:32], "big") if ok and len(data) >= 32 else None
+            for ok, data in _aggregate3_rows(raw, calls)]
+
+
+def _aggregate3_rows(raw: Any, calls: int) -> list[tuple[bool, bytes]]:
+    """``aggregate3``'s (success, return data) per call, from an ``eth_call`` answer."""
     if not isinstance(raw, str):
         raise ReadError(f"aggregate3: unexpected answer {raw!r:.80}")
     try:
@@ -374,20 +380,12 @@ def _single_words(raw: Any, calls: int) -> list[int | None]:
         raise ReadError(f"aggregate3: malformed answer: {exc}") from exc
     if len(rows) != calls:
         raise ReadError(f"aggregate3: {len(rows)} results for {calls} calls")
-    return [int.from_bytes(data[:32], "big") if ok and len(data) >= 32 else None
-            for ok, data in rows]
+    return rows
 
 
 def decode_aggregate3(calls: Sequence[_Call], raw: Any) -> list[tuple[Any, ...] | None]:
     """Each call's decoded output, or None where it failed (or answered garbage)."""
-    if not isinstance(raw, str):
-        raise ReadError(f"aggregate3: unexpected answer {raw!r:.80}")
-    try:
-        rows = decode_aggregate3_results(hexstr_to_bytes(raw))
-    except (MulticallError, ValueError) as exc:
-        raise ReadError(f"aggregate3: malformed answer: {exc}") from exc
-    if len(rows) != len(calls):
-        raise ReadError(f"aggregate3: {len(rows)} results for {len(calls)} calls")
+    rows = _aggregate3_rows(raw, len(calls))
     out: list[tuple[Any, ...] | None] = []
     for (_, fn, _), (ok, data) in zip(calls, rows, strict=True):
         if not ok:
