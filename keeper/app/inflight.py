@@ -214,17 +214,18 @@ class Lane(Backoff):
 
 
 class RefusedBesideOurs:
-    """Accounts planned unprofitable while liquidations of ours were in the air, until those
-    have all ended.
+    """Accounts refused while liquidations of ours were in the air, for a reason those can
+    cause, until they have all ended.
 
-    A round plans on the pools as our sends still in the air will leave them (``PlanRound``):
-    an account that sells into the same pools may not pay on that view, and pays once they
-    are mined or gone. Its back-off grows meanwhile (the fault test with an outage: sends of
-    ours held behind a lost nonce for seconds, the accounts behind them refused five times,
-    then 16 blocks of back-off on a settled chain). So such an account is due again at once
-    when every send that was in the air at its refusal has ended. ``ticket`` is the last
-    ``SendOrder`` ticket issued at the refusal; tickets only grow, so the record is in
-    ticket order."""
+    A round plans on the pools and the funding as our sends still in the air will leave them
+    (``PlanRound``): an account that sells into the same pools may not pay on that view, or
+    find no route or no funds, and be worth it once they are mined or gone. Its back-off grows
+    meanwhile (the fault test with an outage: sends of ours held behind a lost nonce for
+    seconds, the accounts selling into their pools refused at -$2.31 four times, their
+    back-off doubling, then planned at +$53.94 once the sends cleared). So such an account is
+    due again at once when every send that was in the air at its refusal has ended.
+    ``ticket`` is the last ``SendOrder`` ticket issued at the refusal; tickets only grow, so
+    the record is in ticket order."""
 
     def __init__(self) -> None:
         self._waiting: dict[str, int] = {}

@@ -127,6 +127,12 @@ def _liquidated(user: str, execution: Execution, block: int, *, follow_up: bool 
              **({"follow_up": True} if follow_up else {}))
 
 
+# Refusals our own sends in the air can cause: their sales drain the pools the account would
+# sell into (no route, or no profit), their repayments spend the contract's own balance.
+_OURS_CAN_CAUSE = frozenset({RejectionReason.UNPROFITABLE, RejectionReason.NO_ROUTE,
+                             RejectionReason.NO_FUNDS})
+
+
 @dataclass(frozen=True, slots=True)
 class _Flying:
     """A flight's plan and its place in the send order (which knows the nonce it took)."""
@@ -207,11 +213,10 @@ class ExecuteTask:
         return sorted(due, key=lambda c: s.flagged_at if (s := seen.get(c.user)) else 0.0)
 
     def _refused_beside_ours(self, verdict: Execution) -> None:
-        """An account planned unprofitable on a view with sends of ours in the air is due
-        again once they have ended (``RefusedBesideOurs``)."""
+        """An account refused on a view with sends of ours in the air, for a reason they can
+        cause, is due again once they have ended (``RefusedBesideOurs``)."""
         refused = verdict.rejection
-        if refused is not None and refused.reason is RejectionReason.UNPROFITABLE \
-                and self.in_flight:
+        if refused is not None and refused.reason in _OURS_CAN_CAUSE and self.in_flight:
             self.beside_ours.refused(verdict.user, self.order.issued - 1)
 
     def _round_for(self, block: int) -> PlanRound:
