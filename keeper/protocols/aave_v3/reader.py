@@ -288,8 +288,9 @@ class MarketReader:
     ) -> dict[str, UserSnapshot]:
         """Users' state straight from the contracts: configuration, eMode and scaled balances.
 
-        The slow, certain way (one call per user and token); the book uses it to check itself,
-        and the sync as a fallback for users touched in a block when asked to.
+        The slow, certain way (one call per user and token): the book's repairs read with it
+        the accounts the chain contradicts, and its audit every account in turn
+        (``keeper.pipeline.book_repair``).
         """
         # Every call takes the user's address and answers one word: the calldata and the
         # answers are done by hand. 100 accounts of the 6-reserve devnet (3,200 calls) took
@@ -322,18 +323,17 @@ class MarketReader:
                                              allow_failure=True)
             words = _single_words(await rpc.call(method, params), len(encoded))
             for j, u in enumerate(part):
-                row = words[j * per_user:(j + 1) * per_user]
-                if any(w is None for w in row):
+                answered = words[j * per_user:(j + 1) * per_user]
+                row = [w for w in answered if w is not None]
+                if len(row) != per_user:
                     raise ReadError(f"reading user {u} failed")
                 positions: dict[str, UserReserve] = {}
                 for k, a in enumerate(assets):
                     cells = row[2 + per_asset * k: 2 + per_asset * (k + 1)]
                     s_a, s_v, p, r, ts = (*cells, 0, 0, 0)[:5]
                     if s_a or s_v or p:
-                        positions[a] = UserReserve(s_a, s_v, p, r, ts)  # type: ignore[arg-type]
-                cfg, emode = row[0], row[1]
-                assert cfg is not None and emode is not None
-                out[u] = UserSnapshot(UserConfiguration(cfg), emode, positions)
+                        positions[a] = UserReserve(s_a, s_v, p, r, ts)
+                out[u] = UserSnapshot(UserConfiguration(row[0]), row[1], positions)
         return out
 
 
