@@ -15,11 +15,13 @@ from keeper.app.audit_task import BookAuditTask
 from keeper.chain.rpc import JsonRpc
 from keeper.devnet.driver import Devnet
 from keeper.devnet.scenario import crash, plan_population, seed_population
+from keeper.domain.account import UserReserve
 from keeper.domain.wadray import WAD
 from keeper.obs.metrics import Metrics
 from keeper.pipeline.book_repair import BookRepair
 from keeper.pipeline.scan import HealthScanner
 from keeper.pipeline.sync import BookSync, SyncConfig
+from keeper.protocols.aave_v3.book import PositionBook
 from keeper.protocols.aave_v3.reader import AaveV3Contracts, MarketReader
 
 pytestmark = pytest.mark.integration
@@ -56,6 +58,17 @@ async def synced_after_a_crash(devnet: Devnet, *, seed: int, borrowers: int, wet
     return sync, contracts, under
 
 
+def scale_debt(book: PositionBook, user: str, num: int, den: int) -> dict[str, UserReserve]:
+    """``user``'s variable debt in the book times ``num / den`` (an event the book missed);
+    the positions before."""
+    account = book.account(user)
+    before = dict(account.reserves)
+    scaled = {a: replace(r, scaled_variable_debt=r.scaled_variable_debt * num // den)
+              for a, r in before.items()}
+    assert book.restore_user(user, account.configuration, account.emode_category, scaled)
+    return before
+
+
 async def test_an_account_the_chain_contradicts_is_restored_from_the_contracts(
     devnet: Devnet,
 ) -> None:
@@ -63,11 +76,7 @@ async def test_an_account_the_chain_contradicts_is_restored_from_the_contracts(
     book, m = sync.book, devnet.m
     # A missed Repay: the book holds twice the debt of one account under water.
     wrong = under[0]
-    account = book.account(wrong)
-    truth = dict(account.reserves)
-    doubled = {a: replace(r, scaled_variable_debt=r.scaled_variable_debt * 2)
-               for a, r in truth.items()}
-    assert book.restore_user(wrong, account.configuration, account.emode_category, doubled)
+    truth = scale_debt(book, wrong, 2, 1)
 
     scanner = HealthScanner(book)
     await scanner.scan(devnet.rpc, m.pool, chunk=100)
@@ -96,16 +105,13 @@ async def test_an_account_the_chain_contradicts_is_restored_from_the_contracts(
 async def test_the_audit_restores_an_account_the_book_holds_healthier_than_it_is(
     devnet: Devnet,
 ) -> None:
-    # A missed Borrow: the book holds half the debt of an account under water, so it looks
-    # healthy and the scanner never asks the chain about it. The audit reads every account
-    # in turn, and restores it on its slice.
+    # A missed Borrow: the book holds a quarter of the debt of an account under water, so it
+    # looks healthy and the scanner never asks the chain about it. The audit reads every
+    # account in turn, and restores it on its slice.
     sync, _, under = await synced_after_a_crash(devnet, seed=8, borrowers=30, weth=0.7)
     book, m = sync.book, devnet.m
     hidden = under[0]
-    account = book.account(hidden)
-    halved = {a: replace(r, scaled_variable_debt=r.scaled_variable_debt // 4)
-              for a, r in account.reserves.items()}
-    book.restore_user(hidden, account.configuration, account.emode_category, halved)
+    scale_debt(book, hidden, 1, 4)
     assert book.health_factor(hidden) > WAD * 11 // 10
     scanner = HealthScanner(book)
     found = await scanner.scan(devnet.rpc, m.pool, chunk=100)
