@@ -107,7 +107,12 @@ async def watched_ws_heads(ws: WsRpc, rpc: JsonRpc, *, silence: float,
         queue.put_nowait(None)
 
     task = asyncio.create_task(pump(), name="ws heads")
-    newest = -1  # the highest block number yielded
+    # The hash of the last head yielded: a polled head is new when it differs, as in
+    # ``poll_heads``. Not "when its number is higher": a node restored from an older state
+    # (anvil after evm_revert) answers a lower head, and a follower waiting for a higher one
+    # waited for the new chain to pass the old tip (seen: a fault test's daemon silent for
+    # the rest of the run after a restore). The follower ignores a head it already has.
+    last_hash = ""
     wait = silence
     try:
         while True:
@@ -116,9 +121,9 @@ async def watched_ws_heads(ws: WsRpc, rpc: JsonRpc, *, silence: float,
             except TimeoutError:
                 wait = poll_interval
                 head = await latest_head(rpc)
-                if head is not None and head.number > newest:
+                if head is not None and head.hash != last_hash:
                     log.warning("ws_heads_silent_polled", head=head.number, silent_for=silence)
-                    newest = head.number
+                    last_hash = head.hash
                     yield head
                 continue
             if item is None:
@@ -126,7 +131,7 @@ async def watched_ws_heads(ws: WsRpc, rpc: JsonRpc, *, silence: float,
             if isinstance(item, BaseException):
                 raise item
             wait = silence
-            newest = max(newest, item.number)
+            last_hash = item.hash
             yield item
     finally:
         task.cancel()

@@ -14,8 +14,10 @@ from keeper.chain.types import Head
 from keeper.chain.ws import WsRpc
 
 
-def block(n: int) -> dict[str, Any]:
-    return {"number": hex(n), "hash": "0x" + f"{n:064x}", "parentHash": "0x" + f"{n - 1:064x}",
+def block(n: int, branch: int = 0) -> dict[str, Any]:
+    """Block ``n``; another ``branch`` gives it another hash (a chain after a restore)."""
+    return {"number": hex(n), "hash": "0x" + f"{branch:04x}{n:060x}",
+            "parentHash": "0x" + f"{branch:04x}{n - 1:060x}",
             "timestamp": hex(1_700_000_000 + n)}
 
 
@@ -24,6 +26,7 @@ class Node:
 
     def __init__(self) -> None:
         self.tip = 1
+        self.branch = 0
         self.polls = 0
         self.notes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
@@ -45,12 +48,12 @@ class Node:
     async def call(self, method: str, params: Any = (), **_: Any) -> dict[str, Any]:
         assert method == "eth_getBlockByNumber" and params[0] == "latest"
         self.polls += 1
-        return block(self.tip)
+        return block(self.tip, self.branch)
 
     def mine(self, pushed: bool) -> None:
         self.tip += 1
         if pushed:
-            self.notes.put_nowait(block(self.tip))
+            self.notes.put_nowait(block(self.tip, self.branch))
 
 
 async def test_a_silent_subscription_is_stood_in_for_by_polling() -> None:
@@ -92,6 +95,42 @@ async def test_a_silent_subscription_is_stood_in_for_by_polling() -> None:
         await asyncio.sleep(0.2)  # a poll would come within 0.05 s
         assert got[-2:] == [9, 10] and node.polls == polls
         assert got == sorted(set(got))  # nothing yielded twice
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_lower_head_after_a_restore_is_polled_while_the_subscription_is_silent() -> None:
+    # The node goes back to an older state and its subscription says nothing: the poll yields
+    # the restored chain's head though its number is below the last one yielded (the follower
+    # finds the fork from it), and then the same head only once.
+    node = Node()
+    got: list[tuple[int, str]] = []
+    arrived = asyncio.Event()
+
+    async def until(check: Callable[[], bool]) -> None:
+        async with asyncio.timeout(5.0):
+            while not check():
+                arrived.clear()
+                await arrived.wait()
+
+    async def consume() -> None:
+        async for head in watched_ws_heads(cast(WsRpc, node), cast(JsonRpc, node),
+                                           silence=0.1, poll_interval=0.02):
+            got.append((head.number, head.hash))
+            arrived.set()
+
+    for _ in range(5):
+        node.mine(pushed=True)  # 2..6 through the subscription
+    task = asyncio.create_task(consume())
+    try:
+        await until(lambda: len(got) == 5)
+        node.tip, node.branch = 3, 1  # restored: 3 again, on another branch, and silence
+        await until(lambda: got[-1][0] == 3)
+        assert got[-1] == (3, block(3, 1)["hash"])
+        await asyncio.sleep(0.2)  # several polls of the same head
+        assert [n for n, _ in got] == [2, 3, 4, 5, 6, 3]
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
