@@ -56,49 +56,62 @@ class Node:
             self.notes.put_nowait(block(self.tip, self.branch))
 
 
-async def test_a_silent_subscription_is_stood_in_for_by_polling() -> None:
-    node = Node()
-    got: list[int] = []
-    arrived = asyncio.Event()
+class Heads:
+    """What ``watched_ws_heads`` yields from ``node``, and a wait for a condition on it (a
+    loaded machine delays the consumer)."""
 
-    async def until(check: Callable[[], bool]) -> None:
-        """Wait for heads until ``check()`` holds (a loaded machine delays the consumer)."""
+    def __init__(self, node: Node, *, silence: float, poll_interval: float) -> None:
+        self.got: list[Head] = []
+        self._arrived = asyncio.Event()
+        self._task = asyncio.create_task(self._consume(node, silence, poll_interval))
+
+    async def _consume(self, node: Node, silence: float, poll_interval: float) -> None:
+        async for head in watched_ws_heads(cast(WsRpc, node), cast(JsonRpc, node),
+                                           silence=silence, poll_interval=poll_interval):
+            assert isinstance(head, Head)
+            self.got.append(head)
+            self._arrived.set()
+
+    @property
+    def numbers(self) -> list[int]:
+        return [h.number for h in self.got]
+
+    async def until(self, check: Callable[[], bool]) -> None:
         async with asyncio.timeout(5.0):
             while not check():
-                arrived.clear()
-                await arrived.wait()
+                self._arrived.clear()
+                await self._arrived.wait()
 
-    async def consume() -> None:
-        # Silence of 1 s: a consumer a loaded machine delays for a few hundred ms must not
-        # take a lively subscription for a silent one.
-        async for head in watched_ws_heads(cast(WsRpc, node), cast(JsonRpc, node),
-                                           silence=1.0, poll_interval=0.05):
-            assert isinstance(head, Head)
-            got.append(head.number)
-            arrived.set()
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
-    task = asyncio.create_task(consume())
+
+async def test_a_silent_subscription_is_stood_in_for_by_polling() -> None:
+    node = Node()
+    # Silence of 1 s: a consumer a loaded machine delays for a few hundred ms must not take a
+    # lively subscription for a silent one.
+    heads = Heads(node, silence=1.0, poll_interval=0.05)
     try:
         for n in range(2, 7):  # a lively subscription: no poll at all
             node.mine(pushed=True)
-            await until(lambda n=n: got[-1:] == [n])  # type: ignore[misc]
-        assert got == [2, 3, 4, 5, 6] and node.polls == 0
+            await heads.until(lambda n=n: heads.numbers[-1:] == [n])  # type: ignore[misc]
+        assert heads.numbers == [2, 3, 4, 5, 6] and node.polls == 0
         node.mine(pushed=False)  # the node stops feeding the subscription
         node.mine(pushed=False)
-        await until(lambda: got[-1:] == [8])  # found by polling, once silence was over
+        await heads.until(lambda: heads.numbers[-1:] == [8])  # found by polling, once silent
         assert node.polls >= 1
         node.mine(pushed=True)  # the subscription speaks again: polling stops
-        await until(lambda: got[-1:] == [9])
+        await heads.until(lambda: heads.numbers[-1:] == [9])
         polls = node.polls
         node.mine(pushed=True)
-        await until(lambda: got[-1:] == [10])
+        await heads.until(lambda: heads.numbers[-1:] == [10])
         await asyncio.sleep(0.2)  # a poll would come within 0.05 s
-        assert got[-2:] == [9, 10] and node.polls == polls
-        assert got == sorted(set(got))  # nothing yielded twice
+        assert heads.numbers[-2:] == [9, 10] and node.polls == polls
+        assert heads.numbers == sorted(set(heads.numbers))  # nothing yielded twice
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await heads.stop()
 
 
 async def test_a_lower_head_after_a_restore_is_polled_while_the_subscription_is_silent() -> None:
@@ -106,32 +119,15 @@ async def test_a_lower_head_after_a_restore_is_polled_while_the_subscription_is_
     # the restored chain's head though its number is below the last one yielded (the follower
     # finds the fork from it), and then the same head only once.
     node = Node()
-    got: list[tuple[int, str]] = []
-    arrived = asyncio.Event()
-
-    async def until(check: Callable[[], bool]) -> None:
-        async with asyncio.timeout(5.0):
-            while not check():
-                arrived.clear()
-                await arrived.wait()
-
-    async def consume() -> None:
-        async for head in watched_ws_heads(cast(WsRpc, node), cast(JsonRpc, node),
-                                           silence=0.1, poll_interval=0.02):
-            got.append((head.number, head.hash))
-            arrived.set()
-
     for _ in range(5):
         node.mine(pushed=True)  # 2..6 through the subscription
-    task = asyncio.create_task(consume())
+    heads = Heads(node, silence=0.1, poll_interval=0.02)
     try:
-        await until(lambda: len(got) == 5)
+        await heads.until(lambda: len(heads.got) == 5)
         node.tip, node.branch = 3, 1  # restored: 3 again, on another branch, and silence
-        await until(lambda: got[-1][0] == 3)
-        assert got[-1] == (3, block(3, 1)["hash"])
+        await heads.until(lambda: heads.numbers[-1] == 3)
+        assert (heads.got[-1].number, heads.got[-1].hash) == (3, block(3, 1)["hash"])
         await asyncio.sleep(0.2)  # several polls of the same head
-        assert [n for n, _ in got] == [2, 3, 4, 5, 6, 3]
+        assert heads.numbers == [2, 3, 4, 5, 6, 3]
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await heads.stop()
