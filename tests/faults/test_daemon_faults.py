@@ -282,7 +282,7 @@ async def test_node_restored_from_an_older_state(tmp_path: Path) -> None:
 
         await poll(three_sent, 20)
         sent = (await run.nonces())[0] - nonce0
-        assert await run.devnet.rpc.call("evm_revert", [snapshot])
+        await run.restore(snapshot)
         # The market moves on from the restored state as it did before.
         await run.crash(rest, steps=2)
         await run.wait_blocks(await run.head(), AFTER_FAULT_BLOCKS)
