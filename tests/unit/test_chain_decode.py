@@ -129,6 +129,10 @@ def test_typed_chain_data_raise_malformed() -> None:
     ("data", "0x1"), ("data", "0xzz"), ("data", None),
     ("blockNumber", "0x"), ("blockNumber", "0x" + "1" * 65), ("blockNumber", 16),
     ("logIndex", "10"), ("blockHash", H + "00"), ("transactionHash", "0x" + "g" * 64),
+    # Other types where a string belongs (the one-expression check of a well-formed log must
+    # pass them to the checks that name the field).
+    ("address", b"0x00"), ("topics", H), ("data", b"0x00"), ("data", ["0x", "00"]),
+    ("blockHash", 5),
 ])
 def test_every_field_of_a_log_is_checked(key: str, bad: object) -> None:
     # Each field of a log goes through its decoder (one regex a value): a malformed one is
