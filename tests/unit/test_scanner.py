@@ -465,9 +465,7 @@ def test_a_price_move_re_evaluates_only_that_assets_holders() -> None:
     book = random_book(1_000, seed=31)
     scanner = HealthScanner(_as_book(book))
     wbtc = RESERVES[1].asset
-    holders = {u for u, a in book.accounts.items() if wbtc in a.reserves
-               and (a.reserves[wbtc].scaled_a_token_balance or a.reserves[wbtc].scaled_variable_debt
-                    or a.reserves[wbtc].stable_debt_principal)}
+    holders = {u for u, a in book.accounts.items() if _holds(a, wbtc)}
     book.set_prices({wbtc: usd(30_000)})
     moved = scanner.update_prices()
     assert 0 < moved == len(holders) < len(book.accounts)
