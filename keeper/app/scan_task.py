@@ -43,6 +43,7 @@ class Candidates:
         self.items: tuple[LiquidatableAccount, ...] = ()
         self.scans = 0  # puts so far: after a rollback a newer scan has a *lower* block
         self.seen: dict[str, Seen] = {}  # since when each candidate is one
+        self.doubted: set[str] = set()  # accounts the book may be wrong about: asked again
         self._changed = asyncio.Event()
 
     def put(self, block: int, items: list[LiquidatableAccount],
@@ -57,6 +58,12 @@ class Candidates:
         self.items = tuple(items)
         self.scans += 1
         self._changed.set()
+
+    def doubt(self, user: str) -> None:
+        """The chain refused a liquidation of ``user`` planned on the book: the next scan
+        re-sets its row and asks the chain about it (a vouch only goes with an event the book
+        saw, or a price it holds: an event a node lost would leave it vouched for)."""
+        self.doubted.add(user)
 
     def forget(self, user: str) -> None:
         """``user`` was liquidated: if it is still a candidate later, it counts from then."""
@@ -187,6 +194,9 @@ class ScanTask:
             self._mismatches_seen = carried
             scanner = await HealthScanner.create(book)
             scanner.stats.mismatches = carried
+        if self.candidates.doubted:
+            touched |= self.candidates.doubted
+            self.candidates.doubted = set()
         synced = time.perf_counter()
         await scanner.sync_off_loop(touched)
         self._sync_seconds = time.perf_counter() - synced

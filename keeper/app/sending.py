@@ -92,6 +92,8 @@ class Sending:
         if execution is None:
             return
         self.supervisor.succeeded("execute")
+        if execution.outcome is not None and execution.outcome.code == "simulation_reverted":
+            self.candidates.doubt(user)
         mined = self.lane.settle(user, block, execution.outcome, overtaken=execution.overtaken)
         if mined is not None and execution.outcome is not None:
             self.candidates.forget(user)

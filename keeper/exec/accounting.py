@@ -116,7 +116,7 @@ class Accounting:
         self.metrics.rejections.labels(code).inc()
         log.info("tx_not_sent", label=req.label, code=code, reason=reason)
         return TxOutcome(Status.SKIPPED, req.label, reason, simulated_gas=gas,
-                         dry_run=self.dry_run, head=head)
+                         dry_run=self.dry_run, head=head, code=code)
 
     def would_send(self, req: TxRequest, nonce: int, gas: int, admission: Admission) -> TxOutcome:
         """Dry run: everything passed; say what would have been sent, send nothing."""

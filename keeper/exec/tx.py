@@ -94,6 +94,7 @@ class TxOutcome:
     fenced: bool = False  # the send gate refused (another replica holds the sender lease):
     # nothing was sent and the account is not at fault, so it does not back off
     head: int | None = None  # the node's head the simulation ran on (a skip after it)
+    code: str = ""  # a skip's code (the rejection metric's label): why it was never sent
 
     @property
     def hashes(self) -> tuple[str, ...]:

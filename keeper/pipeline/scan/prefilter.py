@@ -28,7 +28,7 @@ import numpy as np
 
 from keeper.domain.account import Market
 from keeper.domain.interest import SECONDS_PER_YEAR
-from keeper.domain.liq_price import HealthFactorPrefilter
+from keeper.domain.liq_price import HealthFactorPrefilter, IndexArray
 from keeper.domain.wadray import RAY
 from keeper.pipeline.scan.book_view import BookView
 from keeper.pipeline.scan.layout import BoolArray, FloatArray, Layout, RiskFields, risk_fields
@@ -135,13 +135,23 @@ class PrefilterIndex:
             self.collateral_ref[row] = fill_row(book, user, ctx, out, self.notes)
             self.prefilter.set_account(row, *out)
 
-    def update_prices(self, market: Market) -> int:
-        """Move the columns whose price changed; returns the accounts re-evaluated."""
+    def update_prices(self, market: Market) -> IndexArray:
+        """Move the columns whose price changed; returns the rows re-evaluated (a row that
+        holds two of the moved prices twice)."""
         prices = self.layout.prices(market)
-        moved = 0
-        for j in np.flatnonzero(prices != self.prefilter.prices):
-            moved += int(self.prefilter.set_price(int(j), float(prices[j])).size)
-        return moved
+        moved = [self.prefilter.set_price(int(j), float(prices[j]))
+                 for j in np.flatnonzero(prices != self.prefilter.prices)]
+        return np.concatenate(moved) if moved else np.zeros(0, dtype=np.intp)
+
+    def among(self, users: Iterable[str], rows: IndexArray) -> set[str]:
+        """Those of ``users`` whose row is one of ``rows``: a mask over the rows, so the cost
+        goes with ``users``, not with the (possibly half the book) ``rows``."""
+        if rows.size == 0:
+            return set()
+        hit = np.zeros(self.capacity, dtype=bool)
+        hit[rows] = True
+        row = self.row
+        return {u for u in users if (r := row.get(u)) is not None and hit[r]}
 
     def stale(self, book: BookView, refresh_drift: float) -> set[str]:
         """Accounts whose rows the market made stale: holders of a reserve whose risk
