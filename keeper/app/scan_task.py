@@ -65,6 +65,11 @@ class Candidates:
         saw, or a price it holds: an event a node lost would leave it vouched for)."""
         self.doubted.add(user)
 
+    def take_doubted(self) -> set[str]:
+        """The accounts doubted since the last call (the scan task's next pass)."""
+        doubted, self.doubted = self.doubted, set()
+        return doubted
+
     def forget(self, user: str) -> None:
         """``user`` was liquidated: if it is still a candidate later, it counts from then."""
         self.seen.pop(user, None)
@@ -194,9 +199,7 @@ class ScanTask:
             self._mismatches_seen = carried
             scanner = await HealthScanner.create(book)
             scanner.stats.mismatches = carried
-        if self.candidates.doubted:
-            touched |= self.candidates.doubted
-            self.candidates.doubted = set()
+        touched |= self.candidates.take_doubted()
         synced = time.perf_counter()
         await scanner.sync_off_loop(touched)
         self._sync_seconds = time.perf_counter() - synced

@@ -25,7 +25,7 @@ from keeper.domain.plan import Plan, Rejection, RejectionReason
 from keeper.errors import KeeperError, RpcError
 from keeper.exec.executor import Execution
 from keeper.exec.order import SendOrder, Turn
-from keeper.exec.tx import Status
+from keeper.exec.tx import SIMULATION_REVERTED, Status
 from keeper.obs.logging import get_logger
 from keeper.pipeline.plan_round import PlanRound
 from keeper.pipeline.scan import LiquidatableAccount
@@ -92,7 +92,7 @@ class Sending:
         if execution is None:
             return
         self.supervisor.succeeded("execute")
-        if execution.outcome is not None and execution.outcome.code == "simulation_reverted":
+        if execution.outcome is not None and execution.outcome.code == SIMULATION_REVERTED:
             self.candidates.doubt(user)
         mined = self.lane.settle(user, block, execution.outcome, overtaken=execution.overtaken)
         if mined is not None and execution.outcome is not None:

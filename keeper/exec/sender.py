@@ -53,7 +53,7 @@ from keeper.exec.reads import ChainReads
 from keeper.exec.same_nonce import SameNonce
 from keeper.exec.simulate import Simulation, Simulator, state_for
 from keeper.exec.submit import PublicSubmitter, Submitter, is_nonce_error, is_nonce_taken
-from keeper.exec.tx import Status, StillWanted, TxOutcome, TxRequest
+from keeper.exec.tx import SIMULATION_REVERTED, Status, StillWanted, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.protocols.aave_v3.liquidator import lost_the_race
@@ -255,7 +255,7 @@ class Sender:
     def _check(self, req: TxRequest, sim: Simulation, now: float) -> Admission | TxOutcome:
         """The admission of ``req`` after simulation ``sim``, or why it is not sent."""
         if sim.reason is not None:
-            return self.accounting.skipped(req, "simulation_reverted", f"simulation: {sim.reason}",
+            return self.accounting.skipped(req, SIMULATION_REVERTED, f"simulation: {sim.reason}",
                                            head=sim.head)
         admission = admit(req, sim, self.policy, self.guards,
                           gas_margin_percent=self.settings.gas_margin_percent, now=now)

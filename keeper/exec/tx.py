@@ -72,6 +72,11 @@ class SendAttempt:
     block: int  # head when it was handed out
 
 
+SIMULATION_REVERTED = "simulation_reverted"
+"""The skip code of a request its simulation refused: the chain's state is not what the plan
+was made on (a rival was first, or the book is wrong about the account)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TxOutcome:
     """How a request ended."""
