@@ -18,8 +18,9 @@ chain at the crash block, ``keeper run --once --dry-run`` plans every liquidatab
 with the pure profit model, and the optimum is the sum of the positive planned net profits
 (one liquidation per account at the close factor, as the first round of the race).
 
-``python -m bench.bench_race 1000 10000`` runs sizes by hand; ``make bench`` runs
-``BENCH_RACE_BORROWERS`` (default 1000); ``BENCH_RACE_BLOCK_GAS`` sets the blocks' gas limit
+``make bench`` races the sizes ``BENCH_RACE_BORROWERS`` lists (default "1000 10000", the two
+of issue 15's line, in one run); ``python -m bench.bench_race 1000`` runs sizes by hand;
+``BENCH_RACE_BLOCK_GAS`` sets the blocks' gas limit
 (default 60M). Each run writes ``bench/results/race-N.md`` and
 ``bench/results/latest.md`` gathers them.
 """
@@ -56,6 +57,7 @@ INTERVAL = 1  # wall seconds per block (anvil takes whole seconds)
 # daemon does where blocks are not the bound).
 BLOCK_GAS_LIMIT = int(os.environ.get("BENCH_RACE_BLOCK_GAS", "60000000"))
 QUIET_BLOCKS = 10
+DEFAULT_SIZES = "1000 10000"
 _MINT_TO = artifacts.aave("MintableERC20").abi["mint(address,uint256)"]
 
 
@@ -222,17 +224,31 @@ async def _until_quiet(devnet: Devnet, crash_block: int, timeout: float) -> int:
         await asyncio.sleep(INTERVAL / 2)
 
 
+def race_sizes(text: str) -> list[int]:
+    """The borrower counts of ``BENCH_RACE_BORROWERS`` or the command line: whole numbers
+    above 0, by spaces or commas."""
+    words = text.replace(",", " ").split()
+    if not words or not all(w.isdigit() and int(w) > 0 for w in words):
+        raise ValueError(f"race sizes are borrower counts above 0 (e.g. '1000 10000'), "
+                         f"not {text!r}")
+    return [int(w) for w in words]
+
+
 async def run() -> list[tuple[str, str, str]]:
-    """``make bench``: one race at ``BENCH_RACE_BORROWERS`` borrowers (default 1000)."""
-    runs = [await race(int(os.environ.get("BENCH_RACE_BORROWERS", "1000")))]
-    reports = [race_report.build(r, INTERVAL, MOVES, BLOCK_GAS_LIMIT) for r in runs]
+    """``make bench``: a race at each size of ``BENCH_RACE_BORROWERS`` (default 1,000 and
+    10,000), one after the other on their own devnets."""
+    sizes = race_sizes(os.environ.get("BENCH_RACE_BORROWERS", DEFAULT_SIZES))
+    reports = [race_report.build(await race(n), INTERVAL, MOVES, BLOCK_GAS_LIMIT) for n in sizes]
     race_report.write(reports)
     print(race_report.markdown(reports))
     return race_report.rows(reports)
 
 
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [1000]
+    try:
+        sizes = race_sizes(" ".join(sys.argv[1:]) or DEFAULT_SIZES)
+    except ValueError as exc:
+        sys.exit(f"bench_race: {exc}")
 
     async def all_sizes() -> None:
         reports = [race_report.build(await race(n), INTERVAL, MOVES, BLOCK_GAS_LIMIT) for n in sizes]

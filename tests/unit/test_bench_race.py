@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.bench_race import RaceRun, Sample
+import pytest
+
+from bench.bench_race import RaceRun, Sample, race_sizes
 from bench.naive_keeper import NaiveConfig, naive_address
 from bench.race_report import Report, build, markdown, why_not_ours
 from bench.race_tally import Side, Tally, percentile
@@ -16,6 +18,14 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([1, 2, 3, 4], 50) == 2
     assert percentile(list(range(1, 101)), 99) == 99
     assert percentile([3, 1, 2], 100) == 3
+
+
+def test_race_sizes_are_counts_by_spaces_or_commas() -> None:
+    assert race_sizes("1000 10000") == [1000, 10000]
+    assert race_sizes(" 150,2000 ") == [150, 2000]
+    for bad in ("", "1e4", "1000 -5", "0", "ten"):
+        with pytest.raises(ValueError, match="borrower counts"):
+            race_sizes(bad)
 
 
 def test_naive_config_round_trips(tmp_path: Path) -> None:
