@@ -68,6 +68,19 @@ def _blocks(side: Side, crash_block: int) -> str:
     return f"{percentile(b, 50):.0f} / {percentile(b, 99):.0f}" if b else "-"
 
 
+def gas_bound(side: Side, accounts: int, gas_limit: int) -> str:
+    """The blocks p50 / p99 that block gas alone allows at ``side``'s gas per liquidation
+    (its transactions' gas over its liquidations): ``accounts`` first liquidations, all of
+    them before any follow-up, packed into full blocks from the one after the crash."""
+    if not side.liquidations or not side.block_gas or not accounts:
+        return "-"
+    per_liquidation = side.block_gas / side.liquidations
+    per_block = max(1, int(gas_limit // per_liquidation))
+    floors = [-(-rank // per_block) for rank in range(1, accounts + 1)]
+    return (f"{percentile(floors, 50):.0f} / {percentile(floors, 99):.0f} "
+            f"({per_block:,} a block at {per_liquidation:,.0f} gas each)")
+
+
 def why_not_ours(forensics: Mapping[str, Any],
                  at_a_loss: Collection[str] = ()) -> list[tuple[str, int, int]]:
     """The naive keeper's wins by ``keeper forensics`` reason, largest first, each with how
@@ -114,6 +127,10 @@ def build(run: RaceRun, interval: float, moves: Mapping[str, float], gas_limit: 
         ("block space taken, crash → last liquidation",
          *both(lambda _, s: _share(s.block_gas, run.tally.space))),
         ("blocks crash → liquidation p50 / p99", *both(lambda _, s: _blocks(s, run.crash_block))),
+        # What no keeper could beat at our gas per liquidation: the profitable accounts' first
+        # liquidations, and nothing else, in full blocks.
+        ("the same, bound by block gas alone",
+         gas_bound(sides["ours"], len(run.optimum), gas_limit), "-"),
         ("crash block → all liquidatable flagged", *detect),
         ("RPC calls per block", *both(lambda k, _: f"{calls[k] / blocks:,.0f}")),
         ("CPU seconds, crash → quiet", *both(lambda k, _: f"{run.after.cpu[k] - run.before.cpu[k]:.1f}")),

@@ -9,7 +9,7 @@ import pytest
 
 from bench.bench_race import RaceRun, Sample, race_sizes
 from bench.naive_keeper import NaiveConfig, naive_address
-from bench.race_report import Report, build, markdown, why_not_ours
+from bench.race_report import Report, build, gas_bound, markdown, why_not_ours
 from bench.race_tally import Side, Tally, percentile
 
 
@@ -71,6 +71,10 @@ def test_report_from_a_made_up_race() -> None:
     assert rows["debt repaid"] == ("$300 (75.0%)", "$100 (25.0%)")
     assert rows["reverted transactions"] == ("0 of 3", "1 of 2")
     assert rows["blocks crash → liquidation p50 / p99"] == ("1 / 2", "4 / 4")
+    # 180M gas over 3 liquidations: one a 60M block; the 3 profitable accounts' firsts take
+    # blocks +1, +2, +3.
+    assert rows["the same, bound by block gas alone"] == (
+        "2 / 3 (1 a block at 60,000,000 gas each)", "-")
     assert rows["block space taken, crash → last liquidation"] == ("75.0%", "2.5%")
     assert "4 blocks after the crash (their gas 83.3% used)" in report.header
     assert rows["crash block → all liquidatable flagged"] == ("+250 ms (4 of 4)", "+1500 ms (1 still open)")
@@ -80,6 +84,16 @@ def test_report_from_a_made_up_race() -> None:
     assert "≤ 1 block: 2, ≤ 2 blocks: 2" in report.header
     assert "a block every 1 s of 60M gas" in report.header
     assert "| liquidations won | 3 (75.0%) | 1 (25.0%) |" in markdown([report])
+
+
+def test_the_gas_bound_packs_the_first_liquidations_into_full_blocks() -> None:
+    # The 10,000 race's figures: 2,330 liquidations in 526M gas (~226k each), 265 a 60M
+    # block; the 882nd of 1,764 accounts (p50) in block +4, the 1,747th (p99) in block +7.
+    ours = Side(liquidations=2_330, block_gas=526_000_000)
+    assert gas_bound(ours, 1_764, 60_000_000) == "4 / 7 (265 a block at 225,751 gas each)"
+    # Ten times the gas: 2,657 a block, every first within the block after the crash.
+    assert gas_bound(ours, 1_764, 600_000_000).startswith("1 / 1 (2,657 a block")
+    assert gas_bound(Side(), 1_764, 60_000_000) == "-"
 
 
 def test_why_not_ours_counts_the_naive_keepers_wins_by_reason() -> None:
