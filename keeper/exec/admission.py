@@ -15,6 +15,18 @@ from keeper.exec.guards import Guards, Refusal
 from keeper.exec.simulate import Simulation
 from keeper.exec.tx import TxRequest
 
+INCLUDING_BLOCK_GAS_PERCENT = 15
+INCLUDING_BLOCK_GAS_MAX = 200_000
+"""Room over a limit the call was checked at (``TxRequest.known_gas``): a share of the known
+gas, at most the cap. The check ran at the head's stamp, or in the pending block behind ours
+at its stamp, where a reserve already updated at that stamp skips its interest update (Aave's
+``updateState`` returns early; a Uniswap V2 pair's price accumulators, a V3 pool's observation
+likewise); the first of ours to touch it in the including block pays for it: 8,918 gas for
+USDC's in a supply (tests/integration/test_including_block_gas.py), a few tens of thousands
+for a liquidation's reserves and pools (a fault test's crash: a 573k-gas liquidation checked at
+745k on the state behind one of ours, out of gas in the next block). The cap keeps a batch's
+limit close to its gas: a block takes a transaction only if its limit fits what is left."""
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -30,6 +42,10 @@ def admit(req: TxRequest, sim: Simulation, policy: FeePolicy, guards: Guards, *,
     """The gas limit and fees for ``req`` after a successful ``sim``, or why not to send it."""
     gas_limit = max(req.gas_limit or 0, sim.checked_limit,
                     sim.gas * (100 + gas_margin_percent) // 100)
+    if req.known_gas is not None:
+        # Passed at its limit on the head: the including block may need more (see above).
+        gas_limit += min(req.known_gas * INCLUDING_BLOCK_GAS_PERCENT // 100,
+                         INCLUDING_BLOCK_GAS_MAX)
     if req.exact_fees is not None:
         fees = req.exact_fees
         if fees.max_fee_per_gas < sim.base_fee:

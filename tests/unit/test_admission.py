@@ -43,6 +43,23 @@ def test_gas_limit_is_at_least_the_hint_and_the_checked_limit() -> None:
     assert isinstance(checked, Admission) and checked.gas_limit == 150_000
 
 
+def test_a_limit_checked_on_the_head_gets_room_for_the_including_blocks_updates() -> None:
+    # Traced at 100k and checked at 130k on the head: sent with 15% of the traced gas more,
+    # for the interest updates the head's call skipped (tests/integration/
+    # test_including_block_gas.py shows the miss on the real Pool); at most 200k more.
+    got = admit(request(gas_limit=130_000, known_gas=100_000), sim(), POLICY, guards(),
+                gas_margin_percent=20, now=0.0)
+    assert isinstance(got, Admission) and got.gas_limit == 145_000
+    batch = admit(request(gas_limit=3_000_000, known_gas=2_400_000, expected_profit_native=ONE_ETH),
+                  sim(2_400_000), POLICY,
+                  guards(), gas_margin_percent=20, now=0.0)
+    assert isinstance(batch, Admission) and batch.gas_limit == 3_200_000
+    # Estimated, not checked at a limit: the estimate's margin, as before.
+    estimated = admit(request(gas_limit=100_000), sim(), POLICY, guards(),
+                      gas_margin_percent=20, now=0.0)
+    assert isinstance(estimated, Admission) and estimated.gas_limit == 120_000
+
+
 def test_exact_fees_are_bid_as_given_within_caps_and_above_the_base_fee() -> None:
     exact = Fees(40 * GWEI, 3 * GWEI)
     got = admit(request(exact_fees=exact), sim(), POLICY, guards(), gas_margin_percent=0, now=0.0)
