@@ -26,6 +26,7 @@ from keeper.app.decisions import DecisionLog
 from keeper.app.head import DaemonReadiness, watch_head
 from keeper.app.heap import keep_heap_frozen
 from keeper.app.inflight import Lane
+from keeper.app.lag_watch import LagWatch
 from keeper.app.quiet_blocks import QuietBlocks
 from keeper.app.risk_task import RiskGaugeTask
 from keeper.app.root import Keeper
@@ -109,6 +110,7 @@ class Daemon:
                           lambda: self.stopping)
         self.execute = ExecuteTask(sending, batch_size=s.batch_size)
         self.backrun = BackrunTask(sending, self.prepared)
+        self.lag_watch = LagWatch()
         keeper.sync.on_update(self._on_block)
         if keeper.executor is not None:
             quiet = QuietBlocks(lambda: keeper.sync.book)
@@ -250,9 +252,15 @@ class Daemon:
                          on_tick=self._on_tick)
 
     def _on_tick(self, now: float) -> None:
-        """Every head read: breakers that stayed quiet close; what halts sending goes to
-        ``/readyz`` and ``keeper_sending_halted{reason}``."""
+        """Every head read: breakers that stayed quiet close; a stage that stopped keeping up
+        with the node is logged with where its tasks wait (``LagWatch``); what halts sending
+        goes to ``/readyz`` and ``keeper_sending_halted{reason}``."""
         self.supervisor.resume()
+        if self.prepared.is_set():  # a backfill applies no block to count until it is done
+            sync = self.keeper.sync
+            self.lag_watch.observe(now, self.readiness.node_head, sync.book.block_number,
+                                   sync.blocks_applied, self.readiness.scanned_block,
+                                   self.scan.scans)
         executor = self.keeper.executor
         halts = executor.sender.guards.halts(now) if executor is not None else []
         messages = [h.message for h in halts]
