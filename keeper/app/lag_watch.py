@@ -85,15 +85,12 @@ class LagWatch:
         """The stages found stuck on this read (each logged with the tasks' stacks)."""
         if head is None:
             return []
-        stuck = []
-        if self.sync.observe(applied, head - book_block, now):
-            stuck.append("sync")
-        if scanned_block is not None and self.scan.observe(scans, book_block - scanned_block,
-                                                           now):
-            stuck.append("scan")
+        stuck = [stage for stage, count, behind in (
+            (self.sync, applied, head - book_block),
+            (self.scan, scans, None if scanned_block is None else book_block - scanned_block),
+        ) if behind is not None and stage.observe(count, behind, now)]
         for stage in stuck:
-            watched = self.sync if stage == "sync" else self.scan
-            log.warning("chain_following_stalled", stage=stage, head=head,
+            log.warning("chain_following_stalled", stage=stage.name, head=head,
                         book_block=book_block, scanned_block=scanned_block,
-                        still_for_s=round(now - watched.since, 1), tasks=task_stacks())
-        return stuck
+                        still_for_s=round(now - stage.since, 1), tasks=task_stacks())
+        return [stage.name for stage in stuck]

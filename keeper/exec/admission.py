@@ -23,9 +23,10 @@ at its stamp, where a reserve already updated at that stamp skips its interest u
 ``updateState`` returns early; a Uniswap V2 pair's price accumulators, a V3 pool's observation
 likewise); the first of ours to touch it in the including block pays for it: 8,918 gas for
 USDC's in a supply (tests/integration/test_including_block_gas.py), a few tens of thousands
-for a liquidation's reserves and pools (a fault test's crash: a 573k-gas liquidation checked at
-745k on the state behind one of ours, out of gas in the next block). The cap keeps a batch's
-limit close to its gas: a block takes a transaction only if its limit fits what is left."""
+for a liquidation's reserves and pools (a fault test's crash: a liquidation sent with a 745k
+limit that passes on block 701's state at 701's stamp ran out of gas first in block 702). The
+cap keeps a batch's limit close to its gas: a block takes a transaction only if its limit fits
+what is left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,8 @@ def admit(req: TxRequest, sim: Simulation, policy: FeePolicy, guards: Guards, *,
     gas_limit = max(req.gas_limit or 0, sim.checked_limit,
                     sim.gas * (100 + gas_margin_percent) // 100)
     if req.known_gas is not None:
-        # Passed at its limit on the head: the including block may need more (see above).
+        # Passed at its limit at the head's stamp (or the pending block's, behind ours): the
+        # including block may need more (see above).
         gas_limit += min(req.known_gas * INCLUDING_BLOCK_GAS_PERCENT // 100,
                          INCLUDING_BLOCK_GAS_MAX)
     if req.exact_fees is not None:
