@@ -108,6 +108,17 @@ class HttpRpc:
                     return await resp.json(content_type=None)
         except TimeoutError as exc:
             raise RpcTimeout(f"{what}: no answer from {self.label} within {limit:g}s") from exc
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this task's own cancellation (a shutdown's): it goes on up
+            # A future of the HTTP client's own, cancelled under us (aiohttp does so when a
+            # connection goes: aio-libs/aiohttp#2056): a transport error of this request. As a
+            # CancelledError it would pass every ``except Exception`` on its way and end, in
+            # silence, the task that awaited it (a head source's pump, whose consumer would
+            # then wait for ever).
+            raise RpcError(f"{what}: the request was cancelled under us talking to "
+                           f"{self.label}") from None
         except aiohttp.ClientError as exc:
             raise RpcError(f"{what}: {type(exc).__name__} talking to {self.label}: {exc}") from exc
         except ValueError as exc:
