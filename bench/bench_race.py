@@ -234,14 +234,19 @@ def race_sizes(text: str) -> list[int]:
     return [int(w) for w in words]
 
 
-async def run() -> list[tuple[str, str, str]]:
-    """``make bench``: a race at each size of ``BENCH_RACE_BORROWERS`` (default 1,000 and
-    10,000), one after the other on their own devnets."""
-    sizes = race_sizes(os.environ.get("BENCH_RACE_BORROWERS", DEFAULT_SIZES))
+async def race_all(sizes: list[int]) -> list[race_report.Report]:
+    """A race at each of ``sizes``, one after the other on their own devnets; the table
+    printed and written to bench/results/."""
     reports = [race_report.build(await race(n), INTERVAL, MOVES, BLOCK_GAS_LIMIT) for n in sizes]
     race_report.write(reports)
     print(race_report.markdown(reports))
-    return race_report.rows(reports)
+    return reports
+
+
+async def run() -> list[tuple[str, str, str]]:
+    """``make bench``: the sizes of ``BENCH_RACE_BORROWERS`` (default 1,000 and 10,000)."""
+    sizes = race_sizes(os.environ.get("BENCH_RACE_BORROWERS", DEFAULT_SIZES))
+    return race_report.rows(await race_all(sizes))
 
 
 def main() -> None:
@@ -249,13 +254,7 @@ def main() -> None:
         sizes = race_sizes(" ".join(sys.argv[1:]) or DEFAULT_SIZES)
     except ValueError as exc:
         sys.exit(f"bench_race: {exc}")
-
-    async def all_sizes() -> None:
-        reports = [race_report.build(await race(n), INTERVAL, MOVES, BLOCK_GAS_LIMIT) for n in sizes]
-        race_report.write(reports)
-        print(race_report.markdown(reports))
-
-    asyncio.run(all_sizes())
+    asyncio.run(race_all(sizes))
 
 
 if __name__ == "__main__":
