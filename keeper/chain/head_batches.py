@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterable
 
 from keeper.chain.types import Head, Reorg
+from keeper.errors import RpcError
 
 ChainEvent = Head | Reorg
 
@@ -32,6 +33,11 @@ async def head_batches(events: AsyncIterable[ChainEvent], *,
                 await queue.put(event)
         except Exception as exc:  # handed to the consumer, which decides
             await queue.put(exc)
+        except asyncio.CancelledError:
+            # The consumer's own cancel (it is gone), or one from under the follower: then the
+            # consumer would wait for an event that never comes; it gets an error instead.
+            queue.put_nowait(RpcError("head batches: the follower was cancelled under it"))
+            raise
         else:
             await queue.put(_END)
 

@@ -104,6 +104,11 @@ async def watched_ws_heads(ws: WsRpc, rpc: JsonRpc, *, silence: float,
         except Exception as exc:  # the consumer raises it in its own task
             queue.put_nowait(exc)
             return
+        except asyncio.CancelledError:
+            # The consumer's own cancel (it is gone), or one from under the subscription: then
+            # the consumer would wait on a dead pump, polling only once it is silent.
+            queue.put_nowait(RpcError("ws heads: the subscription was cancelled under it"))
+            raise
         queue.put_nowait(None)
 
     task = asyncio.create_task(pump(), name="ws heads")

@@ -96,8 +96,14 @@ class _NewestHead:
                 self._ready.set()
         except Exception as exc:  # handed to the consumer, which raises it in its own task
             self._error = exc
-        self._done = True
-        self._ready.set()
+        except asyncio.CancelledError:
+            # The follower's own cancel (it is gone), or one from under the source: then the
+            # follower would wait for a head that never comes; it gets an error instead.
+            self._error = RpcError("head source: cancelled under the follower")
+            raise
+        finally:
+            self._done = True
+            self._ready.set()
 
     async def get(self) -> Head | None:
         """The newest head not taken yet; None when the source has ended."""

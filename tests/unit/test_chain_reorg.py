@@ -350,3 +350,22 @@ async def test_a_head_whose_parents_cannot_be_followed_gives_way_to_the_latest()
     assert isinstance(reorg, Reorg)
     assert reorg.common_ancestor == chain.canonical[7] and reorg.depth == 3
     assert events[1:] == chain.canonical[8:21]
+
+
+async def test_a_head_source_cancelled_from_under_it_is_an_error_not_a_silent_end() -> None:
+    # A CancelledError from inside the source (a library's future cancelled under it, not
+    # the follower's cancel) passed the pump's ``except Exception``: the pump ended without
+    # a word and the follower waited for a head for ever. It raises instead.
+    chain = FakeChain(3)
+
+    async def cancelled_under() -> AsyncIterator[Head]:
+        yield chain.tip
+        await asyncio.sleep(0.01)  # the follower takes the first head alone
+        raise asyncio.CancelledError
+
+    events: list[ChainEvent] = []
+    with pytest.raises(RpcError, match="cancelled under the follower"):
+        async with asyncio.timeout(2.0):
+            async for event in HeadFollower(chain, cancelled_under()):
+                events.append(event)
+    assert events == [chain.tip]

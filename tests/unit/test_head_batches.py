@@ -11,6 +11,7 @@ import pytest
 
 from keeper.chain.head_batches import ChainEvent, head_batches, runs
 from keeper.chain.types import Head, Log, Reorg
+from keeper.errors import RpcError
 from keeper.pipeline.block_events import events_by_block
 from keeper.protocols.aave_v3 import events as ev
 
@@ -111,3 +112,19 @@ def test_a_range_that_moved_under_the_headers_is_refused() -> None:
     assert events_by_block(heads, [], [log_at(heads[1], 0, block_hash="0xb6")]) is None
     # Heads that do not chain.
     assert events_by_block([head(5), head(6, "b")], [], []) is None
+
+
+async def test_a_follower_cancelled_from_under_it_is_an_error_not_a_silent_end() -> None:
+    # A CancelledError from inside the follower (a library's future cancelled under it, not
+    # the consumer's cancel) passes every ``except Exception``: the pump ended and its
+    # consumer waited for ever. The consumer gets an error instead, after what came before.
+    async def cancelled_under() -> AsyncIterator[ChainEvent]:
+        yield head(1)
+        raise asyncio.CancelledError
+
+    seen: list[int] = []
+    with pytest.raises(RpcError, match="cancelled under it"):
+        async with asyncio.timeout(2.0):
+            async for batch in head_batches(cancelled_under()):
+                seen += [h.number for h in batch if isinstance(h, Head)]
+    assert seen == [1]

@@ -8,10 +8,13 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, cast
 
+import pytest
+
 from keeper.chain.head_sources import watched_ws_heads
 from keeper.chain.rpc import JsonRpc
 from keeper.chain.types import Head
 from keeper.chain.ws import WsRpc
+from keeper.errors import RpcError
 
 
 def block(n: int, branch: int = 0) -> dict[str, Any]:
@@ -131,3 +134,28 @@ async def test_a_lower_head_after_a_restore_is_polled_while_the_subscription_is_
         assert heads.numbers == [2, 3, 4, 5, 6, 3]
     finally:
         await heads.stop()
+
+
+class CancelledUnder(Node):
+    """A subscription that gives one head, then ends by a CancelledError of its own (a
+    library's future cancelled under it), not by its consumer's cancel."""
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self.tip > 1:
+            raise asyncio.CancelledError
+        self.tip += 1
+        return block(self.tip)
+
+
+async def test_a_subscription_cancelled_from_under_it_is_an_error_at_once() -> None:
+    # As a CancelledError it ended the pump in silence: heads then came only from polling,
+    # one silence late each, on a subscription never made again. The consumer raises at once
+    # (the sync's supervisor then subscribes anew).
+    node = CancelledUnder()
+    got: list[int] = []
+    with pytest.raises(RpcError, match="cancelled under it"):
+        async with asyncio.timeout(2.0):
+            async for head in watched_ws_heads(cast(WsRpc, node), cast(JsonRpc, node),
+                                               silence=30.0, poll_interval=30.0):
+                got.append(head.number)
+    assert got == [2] and node.polls == 0
