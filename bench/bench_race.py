@@ -19,7 +19,9 @@ with the pure profit model, and the optimum is the sum of the positive planned n
 (one liquidation per account at the close factor, as the first round of the race).
 
 ``make bench`` races the sizes ``BENCH_RACE_BORROWERS`` lists (default "1000 10000", the two
-of issue 15's line, in one run); ``python -m bench.bench_race 1000`` runs sizes by hand;
+of issue 15's line, in one run), then those of ``BENCH_RACE_BUSY`` (default "10000"; "" for
+none) once more with another process keeping one core busy from the crash on (a noisy
+machine); ``python -m bench.bench_race 1000 10000:busy`` runs sizes by hand;
 ``BENCH_RACE_BLOCK_GAS`` sets the blocks' gas limit
 (default 60M). Each run writes ``bench/results/race-N.md`` and
 ``bench/results/latest.md`` gathers them.
@@ -58,6 +60,7 @@ INTERVAL = 1  # wall seconds per block (anvil takes whole seconds)
 BLOCK_GAS_LIMIT = int(os.environ.get("BENCH_RACE_BLOCK_GAS", "60000000"))
 QUIET_BLOCKS = 10
 DEFAULT_SIZES = "1000 10000"
+DEFAULT_BUSY = "10000"
 _MINT_TO = artifacts.aave("MintableERC20").abi["mint(address,uint256)"]
 
 
@@ -83,6 +86,7 @@ class RaceRun:
     ours_events: list[dict[str, Any]]
     naive_events: list[dict[str, Any]]
     forensics: dict[str, Any] = field(default_factory=dict)  # `keeper forensics --json`
+    busy: bool = False  # another process kept one core busy from the crash on
 
 
 async def fund_ours(devnet: Devnet, world: SeededWorld) -> None:
@@ -118,9 +122,9 @@ async def offline_optimum(world: SeededWorld, work: Path) -> dict[str, float]:
     return {u: p for u, p in plans.items() if p > 0}
 
 
-async def race(borrowers: int) -> RaceRun:
+async def race(borrowers: int, busy: bool = False) -> RaceRun:
     world = await seeded_world(borrowers, SEED)
-    work = CACHE / f"run-{borrowers}"
+    work = CACHE / f"run-{borrowers}{'-busy' if busy else ''}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     (work / "offline").mkdir()
@@ -147,6 +151,9 @@ async def race(borrowers: int) -> RaceRun:
             await rpc.call("evm_setIntervalMining", [INTERVAL])
             await asyncio.sleep(3 * INTERVAL)  # both follow a few blocks before the crash
             pids = {"ours": ours.pid, "naive": naive_racer.pid}
+            if busy:
+                racers.append(await race_procs.busy_core(work).start())
+                pids["busy"] = racers[-1].pid
             before = await _sample(pids, port)
             crash = await crash_in_one_block(devnet, MOVES, INTERVAL)
             sunk = await _liquidatable(devnet, list(world.borrowers), crash.number)
@@ -176,7 +183,7 @@ async def race(borrowers: int) -> RaceRun:
         await node.stop()
     return RaceRun(borrowers, crash.number, crash.wall_time, end_block, sunk, optimum, result,
                    before, after, rss, ours.events(), naive_racer.events(work / "naive.jsonl"),
-                   forensics)
+                   forensics, busy)
 
 
 async def _until_ready(ours: Racer, naive: Racer, port: int, naive_log: Path) -> None:
@@ -234,27 +241,40 @@ def race_sizes(text: str) -> list[int]:
     return [int(w) for w in words]
 
 
-async def race_all(sizes: list[int]) -> list[race_report.Report]:
-    """A race at each of ``sizes``, one after the other on their own devnets; the table
-    printed and written to bench/results/."""
-    reports = [race_report.build(await race(n), INTERVAL, MOVES, BLOCK_GAS_LIMIT) for n in sizes]
+def race_specs(text: str) -> list[tuple[int, bool]]:
+    """The races of the command line: a borrower count each, ``N:busy`` for one with a core
+    kept busy."""
+    words = text.replace(",", " ").split() or DEFAULT_SIZES.split()
+    return [(n, w.endswith(":busy")) for w in words
+            for n in race_sizes(w.removesuffix(":busy"))]
+
+
+async def race_all(specs: list[tuple[int, bool]]) -> list[race_report.Report]:
+    """A race for each of ``specs`` (borrowers, a core kept busy), one after the other on
+    their own devnets; the table printed and written to bench/results/."""
+    reports = [race_report.build(await race(n, busy), INTERVAL, MOVES, BLOCK_GAS_LIMIT)
+               for n, busy in specs]
     race_report.write(reports)
     print(race_report.markdown(reports))
     return reports
 
 
 async def run() -> list[tuple[str, str, str]]:
-    """``make bench``: the sizes of ``BENCH_RACE_BORROWERS`` (default 1,000 and 10,000)."""
+    """``make bench``: the sizes of ``BENCH_RACE_BORROWERS`` (default 1,000 and 10,000), then
+    those of ``BENCH_RACE_BUSY`` with a core kept busy (default 10,000)."""
     sizes = race_sizes(os.environ.get("BENCH_RACE_BORROWERS", DEFAULT_SIZES))
-    return race_report.rows(await race_all(sizes))
+    busy_text = os.environ.get("BENCH_RACE_BUSY", DEFAULT_BUSY)
+    busy = race_sizes(busy_text) if busy_text.strip() else []
+    return race_report.rows(await race_all([(n, False) for n in sizes]
+                                           + [(n, True) for n in busy]))
 
 
 def main() -> None:
     try:
-        sizes = race_sizes(" ".join(sys.argv[1:]) or DEFAULT_SIZES)
+        specs = race_specs(" ".join(sys.argv[1:]))
     except ValueError as exc:
         sys.exit(f"bench_race: {exc}")
-    asyncio.run(race_all(sizes))
+    asyncio.run(race_all(specs))
 
 
 if __name__ == "__main__":

@@ -116,6 +116,14 @@ async def forensics(manifest: Path, work: Path, from_block: int, to_block: int) 
     return result
 
 
+def busy_core(work: Path) -> Racer:
+    """Another process that keeps one core busy while it runs: the race on a noisy machine
+    (a neighbour's job, a second node, a backup), where our daemon, the naive keeper and the
+    node share what is left."""
+    return Racer([sys.executable, "-c", "while True: pass"], dict(os.environ),
+                 work / "busy.stderr")
+
+
 def naive(config: Path, work: Path) -> Racer:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return Racer([sys.executable, "-m", "bench.naive_keeper", str(config)], env, work / "naive.stderr")

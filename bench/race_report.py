@@ -28,6 +28,11 @@ class Report:
     header: str
     rows: list[tuple[str, str, str]]  # (metric, ours, naive)
     why_not_ours: list[tuple[str, int, int]]  # naive wins by forensics reason, and at a loss
+    busy: bool = False  # raced with another process keeping one core busy
+
+    @property
+    def name(self) -> str:
+        return f"{self.borrowers}{' busy' if self.busy else ''}"
 
 
 def _ts(event: Mapping[str, Any]) -> float:
@@ -147,9 +152,12 @@ def build(run: RaceRun, interval: float, moves: Mapping[str, float], gas_limit: 
               f"profitable ones liquidated ≤ 1 block: {within[1]}, ≤ 2 blocks: {within[2]}; "
               f"last liquidation {run.tally.last_block - run.crash_block} blocks after the crash "
               f"(their gas {_share(run.tally.used, run.tally.space)} used); "
-              f"liquidations by others: {run.tally.others}.")
+              f"liquidations by others: {run.tally.others}"
+              + (f"; another process kept one core of {os.cpu_count()} busy from the crash "
+                 f"on ({run.after.cpu.get('busy', 0) - run.before.cpu.get('busy', 0):.1f} "
+                 "CPU seconds, crash → quiet)." if run.busy else "."))
     return Report(run.borrowers, header, rows,
-                  why_not_ours(run.forensics, sides["naive"].at_a_loss))
+                  why_not_ours(run.forensics, sides["naive"].at_a_loss), run.busy)
 
 
 def markdown(reports: list[Report]) -> str:
@@ -176,12 +184,13 @@ def write(reports: list[Report]) -> None:
     """One file per size, and latest.md with the newest run of every size."""
     RESULTS.mkdir(exist_ok=True)
     for r in reports:
-        (RESULTS / f"race-{r.borrowers}.md").write_text(markdown([r]))
-    parts = sorted(RESULTS.glob("race-*.md"), key=lambda p: int(p.stem.split("-")[1]))
+        (RESULTS / f"race-{r.name.replace(' ', '-')}.md").write_text(markdown([r]))
+    parts = sorted(RESULTS.glob("race-*.md"),
+                   key=lambda p: (int(p.stem.split("-")[1]), p.stem.endswith("-busy")))
     (RESULTS / "latest.md").write_text("\n".join(p.read_text() for p in parts))
 
 
 def rows(reports: list[Report]) -> list[tuple[str, str, str]]:
     """For ``make bench``'s table: one row per figure, ours | naive in the value."""
-    return [(f"{r.borrowers}: {m}", f"{a} | {b}", "ours | naive")
+    return [(f"{r.name}: {m}", f"{a} | {b}", "ours | naive")
             for r in reports for m, a, b in r.rows]

@@ -3,11 +3,13 @@ table built from a made-up race."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from bench.bench_race import RaceRun, Sample, race_sizes
+from bench import race_report
+from bench.bench_race import RaceRun, Sample, race_sizes, race_specs
 from bench.naive_keeper import NaiveConfig, naive_address
 from bench.race_report import Report, build, gas_bound, markdown, why_not_ours
 from bench.race_tally import Side, Tally, percentile
@@ -26,6 +28,29 @@ def test_race_sizes_are_counts_by_spaces_or_commas() -> None:
     for bad in ("", "1e4", "1000 -5", "0", "ten"):
         with pytest.raises(ValueError, match="borrower counts"):
             race_sizes(bad)
+
+
+def test_race_specs_mark_the_races_with_a_busy_core() -> None:
+    assert race_specs("1000 10000:busy") == [(1000, False), (10000, True)]
+    assert race_specs("") == [(1000, False), (10000, False)]
+    for bad in ("10000:idle", ":busy"):
+        with pytest.raises(ValueError, match="borrower counts"):
+            race_specs(bad)
+
+
+def test_a_race_with_a_busy_core_says_so_and_gets_a_file_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = Report(10, "quiet machine", [("liquidations won", "3", "1")], [])
+    busy = dataclasses.replace(plain, header="noisy machine", busy=True)
+    monkeypatch.setattr(race_report, "RESULTS", tmp_path)
+    race_report.write([busy, plain])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "latest.md", "race-10-busy.md", "race-10.md"]
+    latest = (tmp_path / "latest.md").read_text()
+    assert latest.index("quiet machine") < latest.index("noisy machine")
+    assert race_report.rows([plain, busy]) == [
+        ("10: liquidations won", "3 | 1", "ours | naive"),
+        ("10 busy: liquidations won", "3 | 1", "ours | naive")]
 
 
 def test_naive_config_round_trips(tmp_path: Path) -> None:
@@ -84,6 +109,13 @@ def test_report_from_a_made_up_race() -> None:
     assert "≤ 1 block: 2, ≤ 2 blocks: 2" in report.header
     assert "a block every 1 s of 60M gas" in report.header
     assert "| liquidations won | 3 (75.0%) | 1 (25.0%) |" in markdown([report])
+    assert "busy" not in report.header
+    # The same race with another process keeping a core busy: its CPU time in the header.
+    noisy = build(dataclasses.replace(
+        run, busy=True, before=Sample(999.0, {**run.before.cpu, "busy": 3.0}, 100),
+        after=Sample(1_020.0, {**run.after.cpu, "busy": 23.5}, 250)),
+        1, {"WETH": 0.7}, 60_000_000)
+    assert noisy.busy and "busy from the crash on (20.5 CPU seconds, crash → quiet)." in noisy.header
 
 
 def test_the_gas_bound_packs_the_first_liquidations_into_full_blocks() -> None:
