@@ -69,6 +69,13 @@ class Turn:
         """Return once every send planned before this one has claimed its nonce or ended."""
         await self.order.wait(self.ticket)
 
+    async def waited(self) -> bool:
+        """``wait``, and whether it had to (the sends before it were not all out yet)."""
+        if self.order.serving >= self.ticket:
+            return False
+        await self.wait()
+        return True
+
     def done(self) -> None:
         """This send claimed its nonce, or will not (idempotent)."""
         self.order.done(self.ticket)

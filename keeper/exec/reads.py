@@ -81,6 +81,16 @@ class ChainReads:
                 await asyncio.wait_for(self._new_head.wait(), wait)
         return None
 
+    async def past(self, head: int) -> bool:
+        """Whether the node's head is past block ``head`` now (flights asking at once share
+        one read; a failed read says yes: what asks simulates again, the safe side)."""
+        try:
+            number, _ = await self._read_head()
+        except RpcError:
+            self.metrics.rpc_errors.labels("eth_getBlockByNumber").inc()
+            return True
+        return number > head
+
     async def _read_head(self) -> tuple[int, str]:
         """The node's head. Flights watching at once share one read in the air: forty
         liquidations in flight poll the head once, not forty times."""

@@ -158,26 +158,30 @@ class Sender:
         # The chain's nonces, read in the simulation's batch (on every path when asked): a
         # counter ahead of them (a rollback not yet reported) would put ours behind a gap.
         handed_out, state = self.first_sends.count, state_for(req)
-        if state == "pending":
-            await self.first_sends.answered(req.shares)
-        sim = await self.simulator.simulate(req, state, nonces=True)
-        assert sim.nonces is not None
-        latest, pending = sim.nonces
-        checked = self._check(req, sim, loop.time())
+        sim, checked = await self._simulated(req, state)
         if isinstance(checked, TxOutcome):
             return checked
-        admission = checked
+        assert sim.nonces is not None
         if self.settings.dry_run:
-            return self.accounting.would_send(req, max(latest, pending), sim.gas, admission)
-        if req.turn is not None:
-            await req.turn.wait()  # the sends planned before it take their nonces first
+            return self.accounting.would_send(req, max(sim.nonces), sim.gas, checked)
+        if req.turn is not None and await req.turn.waited() and await self.reads.past(sim.head):
+            # Its turn came after a block its simulation did not see: simulated again, as
+            # before (a send behind others the node kept refusing waited 54 blocks of a kill -9
+            # fault test, and went out on its old simulation to revert).
+            handed_out = self.first_sends.count
+            sim, checked = await self._simulated(req, state)
+            if isinstance(checked, TxOutcome):
+                return checked
+        admission = checked
+        assert sim.nonces is not None
+        latest, pending = sim.nonces
         # Transactions of ours its simulation did not see may trade in its pools first: ours
         # planned before it that went out while it simulated, or (after a restart, checked at
         # the head) those the process before this one left in the mempool. Again, on top.
         if (req.turn is not None and self.first_sends.overlap(req.shares, handed_out)) \
                 or (state == "latest" and self.nonces.strangers(latest, pending)):
             handed_out = self.first_sends.count
-            sim, checked = await self._on_top(req)
+            sim, checked = await self._simulated(req, "pending")
             if isinstance(checked, TxOutcome):
                 return checked
             admission = checked
@@ -185,7 +189,7 @@ class Sender:
             if self.first_sends.overlap(req.shares, handed_out):
                 # Ours went out while this one simulated, out of any turn (a retry after a
                 # refused nonce; a send of another round): again, on top, holding the nonce.
-                sim, checked = await self._on_top(req)
+                sim, checked = await self._simulated(req, "pending")
                 if isinstance(checked, TxOutcome):
                     return checked
                 admission = checked
@@ -245,11 +249,13 @@ class Sender:
             raise
         return True
 
-    async def _on_top(self, req: TxRequest) -> tuple[Simulation, Admission | TxOutcome]:
-        """``req`` simulated again on the pending state, once the node answered our sends that
-        touch what it touches, and checked."""
-        await self.first_sends.answered(req.shares)
-        sim = await self.simulator.simulate(req, "pending")
+    async def _simulated(self, req: TxRequest, state: str
+                         ) -> tuple[Simulation, Admission | TxOutcome]:
+        """``req`` simulated on ``state`` with the account's nonces (once the node answered
+        our sends that touch what it touches, on the pending state), and checked."""
+        if state == "pending":
+            await self.first_sends.answered(req.shares)
+        sim = await self.simulator.simulate(req, state, nonces=True)
         return sim, self._check(req, sim, asyncio.get_running_loop().time())
 
     def _check(self, req: TxRequest, sim: Simulation, now: float) -> Admission | TxOutcome:

@@ -1,0 +1,87 @@
+"""A send that waited its turn behind ours across a block is simulated again before it signs:
+its first simulation did not see that block (a kill -9 fault test saw one wait 54 blocks
+behind sends the node kept refusing, go out on its old simulation, and revert)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from keeper.devnet.driver import Devnet, function
+from keeper.exec.order import SendOrder
+from keeper.exec.tx import Status, TxRequest
+from tests.integration.test_sender import _MINT, KEEPER, ONE_ETH, make_sender
+
+pytestmark = pytest.mark.integration
+
+OTHER = "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc"  # anvil's third account, unlocked
+_APPROVE = function("MintableERC20", "approve")
+_TRANSFER_FROM = function("MintableERC20", "transferFrom")
+
+
+class CountingNode:
+    """The node, counting the simulations of ours (batches with an eth_call)."""
+
+    def __init__(self, devnet: Devnet) -> None:
+        self.rpc = devnet.rpc
+        self.simulations = 0
+        self.simulated = asyncio.Event()
+
+    async def batch(self, calls: object, **kw: object) -> object:
+        answers = await self.rpc.batch(calls, **kw)  # type: ignore[arg-type]
+        if any(method == "eth_call" for method, _ in calls):  # type: ignore[attr-defined]
+            self.simulations += 1
+            self.simulated.set()
+        return answers
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.rpc, name)
+
+
+async def test_a_send_whose_turn_comes_after_a_block_is_simulated_again(devnet: Devnet) -> None:
+    # OTHER lets our account take 1,000 USDC; our send takes them, simulated fine. While it
+    # waits its turn behind a send planned before it, OTHER takes the allowance back and a
+    # block is mined: as first simulated it would revert on chain.
+    usdc = devnet.m.reserve("USDC").address
+    amount = 1_000 * 10**6
+    await devnet.tx.transact(usdc, _MINT, amount, sender=OTHER)
+    await devnet.tx.transact(usdc, _APPROVE, KEEPER, amount, sender=OTHER)
+    node = CountingNode(devnet)
+    sender = make_sender(node)  # type: ignore[arg-type]
+    order = SendOrder()
+    before, turn = order.turn(), order.turn()
+    take = TxRequest(to=usdc, data=_TRANSFER_FROM.encode(OTHER, KEEPER, amount),
+                     expected_profit_native=ONE_ETH // 10, label="take", turn=turn)
+    task = asyncio.create_task(sender.execute(take))
+    await asyncio.wait_for(node.simulated.wait(), 10)
+    await asyncio.sleep(0.1)  # simulated, and waiting its turn
+    assert not task.done() and node.simulations == 1
+    await devnet.tx.transact(usdc, _APPROVE, KEEPER, 0, sender=OTHER)  # mined in a block
+    before.done()  # the send before it took its nonce: its turn
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.status is Status.SKIPPED and not outcome.attempts, outcome
+    assert "simulation" in outcome.reason and node.simulations == 2
+    assert await devnet.balance_of("USDC", KEEPER) == 0
+
+
+async def test_a_send_whose_turn_comes_in_the_same_block_is_not_simulated_again(
+        devnet: Devnet) -> None:
+    usdc = devnet.m.reserve("USDC").address
+    amount = 1_000 * 10**6
+    await devnet.tx.transact(usdc, _MINT, amount, sender=OTHER)
+    await devnet.tx.transact(usdc, _APPROVE, KEEPER, amount, sender=OTHER)
+    node = CountingNode(devnet)
+    sender = make_sender(node)  # type: ignore[arg-type]
+    order = SendOrder()
+    before, turn = order.turn(), order.turn()
+    take = TxRequest(to=usdc, data=_TRANSFER_FROM.encode(OTHER, KEEPER, amount),
+                     expected_profit_native=ONE_ETH // 10, label="take", turn=turn)
+    task = asyncio.create_task(sender.execute(take))
+    await asyncio.wait_for(node.simulated.wait(), 10)
+    await asyncio.sleep(0.1)
+    before.done()
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.status is Status.MINED, outcome
+    assert node.simulations == 1  # no block came while it waited: its simulation stands
+    assert await devnet.balance_of("USDC", KEEPER) == amount
