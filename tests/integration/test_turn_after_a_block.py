@@ -9,8 +9,8 @@ import asyncio
 import pytest
 
 from keeper.devnet.driver import Devnet, function
-from keeper.exec.order import SendOrder
-from keeper.exec.tx import Status, TxRequest
+from keeper.exec.order import SendOrder, Turn
+from keeper.exec.tx import Status, TxOutcome, TxRequest
 from tests.integration.test_sender import _MINT, KEEPER, ONE_ETH, make_sender
 
 pytestmark = pytest.mark.integration
@@ -39,12 +39,11 @@ class CountingNode:
         return getattr(self.rpc, name)
 
 
-async def test_a_send_whose_turn_comes_after_a_block_is_simulated_again(devnet: Devnet) -> None:
-    # OTHER lets our account take 1,000 USDC; our send takes them, simulated fine. While it
-    # waits its turn behind a send planned before it, OTHER takes the allowance back and a
-    # block is mined: as first simulated it would revert on chain.
+async def _waiting_take(devnet: Devnet, amount: int
+                       ) -> tuple[CountingNode, asyncio.Task[TxOutcome], Turn]:
+    """OTHER lets our account take ``amount`` USDC; our send takes them, simulated fine, and
+    waits its turn behind the returned one (planned before it)."""
     usdc = devnet.m.reserve("USDC").address
-    amount = 1_000 * 10**6
     await devnet.tx.transact(usdc, _MINT, amount, sender=OTHER)
     await devnet.tx.transact(usdc, _APPROVE, KEEPER, amount, sender=OTHER)
     node = CountingNode(devnet)
@@ -57,7 +56,16 @@ async def test_a_send_whose_turn_comes_after_a_block_is_simulated_again(devnet: 
     await asyncio.wait_for(node.simulated.wait(), 10)
     await asyncio.sleep(0.1)  # simulated, and waiting its turn
     assert not task.done() and node.simulations == 1
-    await devnet.tx.transact(usdc, _APPROVE, KEEPER, 0, sender=OTHER)  # mined in a block
+    return node, task, before
+
+
+async def test_a_send_whose_turn_comes_after_a_block_is_simulated_again(devnet: Devnet) -> None:
+    # While it waits, OTHER takes the allowance back and a block is mined: as first
+    # simulated it would revert on chain.
+    amount = 1_000 * 10**6
+    node, task, before = await _waiting_take(devnet, amount)
+    await devnet.tx.transact(devnet.m.reserve("USDC").address, _APPROVE, KEEPER, 0,
+                             sender=OTHER)  # mined in a block
     before.done()  # the send before it took its nonce: its turn
     outcome = await asyncio.wait_for(task, 10)
     assert outcome.status is Status.SKIPPED and not outcome.attempts, outcome
@@ -67,19 +75,8 @@ async def test_a_send_whose_turn_comes_after_a_block_is_simulated_again(devnet: 
 
 async def test_a_send_whose_turn_comes_in_the_same_block_is_not_simulated_again(
         devnet: Devnet) -> None:
-    usdc = devnet.m.reserve("USDC").address
     amount = 1_000 * 10**6
-    await devnet.tx.transact(usdc, _MINT, amount, sender=OTHER)
-    await devnet.tx.transact(usdc, _APPROVE, KEEPER, amount, sender=OTHER)
-    node = CountingNode(devnet)
-    sender = make_sender(node)  # type: ignore[arg-type]
-    order = SendOrder()
-    before, turn = order.turn(), order.turn()
-    take = TxRequest(to=usdc, data=_TRANSFER_FROM.encode(OTHER, KEEPER, amount),
-                     expected_profit_native=ONE_ETH // 10, label="take", turn=turn)
-    task = asyncio.create_task(sender.execute(take))
-    await asyncio.wait_for(node.simulated.wait(), 10)
-    await asyncio.sleep(0.1)
+    node, task, before = await _waiting_take(devnet, amount)
     before.done()
     outcome = await asyncio.wait_for(task, 10)
     assert outcome.status is Status.MINED, outcome
