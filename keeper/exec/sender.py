@@ -181,7 +181,7 @@ class Sender:
         if (req.turn is not None and self.first_sends.overlap(req.shares, handed_out)) \
                 or (state == "latest" and self.nonces.strangers(latest, pending)):
             handed_out = self.first_sends.count
-            sim, checked = await self._simulated(req, "pending")
+            sim, checked = await self._simulated(req, "pending", nonces=False)
             if isinstance(checked, TxOutcome):
                 return checked
             admission = checked
@@ -189,7 +189,7 @@ class Sender:
             if self.first_sends.overlap(req.shares, handed_out):
                 # Ours went out while this one simulated, out of any turn (a retry after a
                 # refused nonce; a send of another round): again, on top, holding the nonce.
-                sim, checked = await self._simulated(req, "pending")
+                sim, checked = await self._simulated(req, "pending", nonces=False)
                 if isinstance(checked, TxOutcome):
                     return checked
                 admission = checked
@@ -249,13 +249,14 @@ class Sender:
             raise
         return True
 
-    async def _simulated(self, req: TxRequest, state: str
+    async def _simulated(self, req: TxRequest, state: str, *, nonces: bool = True
                          ) -> tuple[Simulation, Admission | TxOutcome]:
-        """``req`` simulated on ``state`` with the account's nonces (once the node answered
-        our sends that touch what it touches, on the pending state), and checked."""
+        """``req`` simulated on ``state``, with the account's nonces when asked (once the
+        node answered our sends that touch what it touches, on the pending state), and
+        checked."""
         if state == "pending":
             await self.first_sends.answered(req.shares)
-        sim = await self.simulator.simulate(req, state, nonces=True)
+        sim = await self.simulator.simulate(req, state, nonces=nonces)
         return sim, self._check(req, sim, asyncio.get_running_loop().time())
 
     def _check(self, req: TxRequest, sim: Simulation, now: float) -> Admission | TxOutcome:
