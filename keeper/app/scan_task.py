@@ -210,14 +210,23 @@ class ScanTask:
             # The round's reads, while the candidates are confirmed on chain.
             planner.prefetch(book.block_hash, list(planner.venue.a_tokens))
         self._scan_started = time.perf_counter()
+        # A newer block is queued: the read-back stops (its next slice would hold up that
+        # block's scan), and the book's flags, already out, stand till that scan's.
         found = await steps.candidates(
-            self.keeper, scanner, on_book=functools.partial(self._publish, block, scanner))
+            self.keeper, scanner, on_book=functools.partial(self._publish, block, scanner),
+            stale=lambda: not self.updates.empty())
         new_mismatches = scanner.stats.mismatches - self._mismatches_seen
         if new_mismatches > 0:
             self.book_mismatches.inc(new_mismatches)
             self._mismatches_seen = scanner.stats.mismatches
-        self._publish(block, scanner, found, confirmed=True)
-        self.lane.keep_only({c.user for c in found})
+        if scanner.stats.last_unread:
+            log.info("read_back_cut_short", block=block, unread=scanner.stats.last_unread,
+                     confirmed=len(found), chain_ms=round(
+                         scanner.stats.last_chain_seconds * 1000, 1))
+            self.lane.keep_only({c.user for c in self.candidates.items})
+        else:
+            self._publish(block, scanner, found, confirmed=True)
+            self.lane.keep_only({c.user for c in found})
         self.arrived_at = None
         self.readiness.scanned(block)
         if scanner.mismatched:

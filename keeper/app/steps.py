@@ -17,10 +17,11 @@ from keeper.pipeline.scan import HealthScanner, LiquidatableAccount
 
 async def candidates(keeper: Keeper, scanner: HealthScanner,
                      on_book: Callable[[list[LiquidatableAccount]], None] | None = None,
-                     ) -> list[LiquidatableAccount]:
+                     stale: Callable[[], bool] | None = None) -> list[LiquidatableAccount]:
     """Liquidatable accounts, confirmed on chain, best first; less those the oracle guard
     holds (an asset they use as collateral or debt is halted). ``on_book`` hears the ones the
-    book's exact math finds, less those the guard holds, before the chain confirms them."""
+    book's exact math finds, less those the guard holds, before the chain confirms them;
+    ``stale`` may cut the chain's confirmation short (``HealthScanner.scan``)."""
     guard = keeper.oracle_guard
     if guard is not None:
         # The guard observes every scanned block, candidates or not (its resume counts
@@ -30,7 +31,8 @@ async def candidates(keeper: Keeper, scanner: HealthScanner,
         (lambda found: on_book(guard.release(keeper.sync.book, found)))
     found = await scanner.scan(keeper.rpc, keeper.contracts.pool,
                                chunk=keeper.cfg.scanner.confirm_batch_size,
-                               multicall=keeper.contracts.multicall3, on_book=early)
+                               multicall=keeper.contracts.multicall3, on_book=early,
+                               stale=stale)
     keeper.metrics.liquidatable.set(len(found))
     confirmed = [c for c in found if c.confirmed_on_chain]
     if guard is None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from keeper.chain.multicall import MULTICALL3
 from keeper.domain.account import calculate_user_account_data
+from keeper.pipeline.scan import HealthScanner
+from keeper.pipeline.scan import read_back as read_back_module
 from keeper.pipeline.scan.read_back import READ_BACK_SLICE, read_back
-from tests.unit.test_scanner import POOL, FakeChain, random_book
+from tests.unit.test_scanner import POOL, DictBook, FakeChain, _as_book, liquidatable, random_book
 
 
 class Watched(FakeChain):
@@ -60,3 +65,75 @@ async def test_a_small_chunk_still_splits_a_slice_into_its_multicalls() -> None:
     assert chain.requests == [4]  # one request of the slice: multicalls of 30, 30, 30, 10
     assert chain.most_in_flight == 1
 
+
+
+async def test_a_newer_block_stops_the_read_back_between_two_slices() -> None:
+    book = random_book(1_000, seed=9)
+    users = sorted(book.accounts)[:3 * READ_BACK_SLICE]
+    exact = {u: calculate_user_account_data(book.account(u), book.market()) for u in users}
+    chain = Watched(book)
+    read: list[bool] = []
+    # A block comes while the first slice is read: the read-back answers for that slice.
+    got = await read_back(chain, POOL, users, exact, book.block_number, 500, MULTICALL3,
+                          lambda: read.append(True), stale=lambda: bool(chain.accounts))
+    assert chain.accounts == [READ_BACK_SLICE]
+    assert got == [exact[u] for u in users[:READ_BACK_SLICE]] and read == [True]
+    # Stale from the start: the first slice still goes (each scan gets somewhere).
+    chain = Watched(book)
+    got = await read_back(chain, POOL, users, exact, book.block_number, 500, MULTICALL3,
+                          lambda: None, stale=lambda: True)
+    assert chain.accounts == [READ_BACK_SLICE] and len(got) == READ_BACK_SLICE
+
+
+async def test_a_stale_read_back_stops_before_a_disagreement_it_could_not_look_at_twice(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_back_module, "READ_BACK_SLICE", 10)
+    book = random_book(1_000, seed=10)
+    users = sorted(book.accounts)[:30]
+    exact = {u: calculate_user_account_data(book.account(u), book.market()) for u in users}
+    wrong = [users[i] for i in (3, 6, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27)]
+    for u in wrong:
+        exact[u] = replace(exact[u], total_debt_base=exact[u].total_debt_base + 1)
+    chain = Watched(book)
+    # No newer block: each disagreement is read once more, and every account answered.
+    got = await read_back(chain, POOL, users, exact, book.block_number, 500, MULTICALL3,
+                          lambda: None, stale=lambda: False)
+    assert len(got) == 30 and chain.accounts == [10, 10, 10, 10, 2]
+    # A block comes once the three slices are read: the second look takes one slice (ten of
+    # the twelve), and the answers stop before the eleventh, which had only its first.
+    chain = Watched(book)
+    got = await read_back(chain, POOL, users, exact, book.block_number, 500, MULTICALL3,
+                          lambda: None, stale=lambda: len(chain.accounts) >= 3)
+    assert chain.accounts == [10, 10, 10, 10]
+    assert got == [calculate_user_account_data(book.account(u), book.market())
+                   for u in users[:25]]
+    # A few disagreements (as from a node that lost logs) are all looked at twice even
+    # when stale: the second look's first slice always goes.
+    chain = Watched(book)
+    got = await read_back(chain, POOL, users[:20], exact, book.block_number, 500, MULTICALL3,
+                          lambda: None, stale=lambda: len(chain.accounts) >= 2)
+    assert chain.accounts == [10, 10, 8] and len(got) == 20
+
+
+async def test_a_scan_cut_short_keeps_the_books_flags_and_the_next_reads_the_rest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_back_module, "READ_BACK_SLICE", 20)
+    book = random_book(1_200, seed=45)
+    under = liquidatable(book)
+    chain = FakeChain(DictBook(book.market(), dict(book.accounts)))
+    scanner = HealthScanner(_as_book(book))
+    flags: list[set[str]] = []
+    found = await scanner.scan(chain, POOL, chunk=50, stale=lambda: True,
+                               on_book=lambda f: flags.append({c.user for c in f}))
+    first = list(chain.asked)
+    # One slice read: its accounts confirmed; the others are the book's flags, not failures.
+    assert len(first) == 20 and scanner.stats.last_unread > 0
+    assert scanner.stats.chain_failures == 0 and scanner.stats.mismatches == 0
+    assert {c.user for c in found} == under == flags[0]
+    assert {c.user for c in found if c.confirmed_on_chain} == under & set(first)
+    # The next scan (no newer block) reads the rest only: the first slice was vouched for.
+    chain.asked.clear()
+    found = await scanner.scan(chain, POOL, chunk=50)
+    assert not set(chain.asked) & set(first) and scanner.stats.last_unread == 0
+    assert scanner.stats.last_vouched == len(first)
+    assert {c.user for c in found if c.confirmed_on_chain} == under

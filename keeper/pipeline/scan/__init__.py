@@ -2,6 +2,7 @@
 
 from keeper.pipeline.scan.book_view import BookView
 from keeper.pipeline.scan.candidate import LiquidatableAccount, rank
-from keeper.pipeline.scan.scanner import HealthScanner, ScanStats
+from keeper.pipeline.scan.scanner import HealthScanner
+from keeper.pipeline.scan.stats import ScanStats
 
 __all__ = ["BookView", "HealthScanner", "LiquidatableAccount", "ScanStats", "rank"]

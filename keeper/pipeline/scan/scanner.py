@@ -11,12 +11,13 @@ Three stages, each cheaper than the next is exact:
    err (``PrefilterIndex.surely_under``) are flagged on their float figures first, and get
    their exact math once the chain has answered: after a crash most candidates are far under.
 3. **The chain**: the accounts near or under the line are read back with
-   ``Pool.getUserAccountData`` through Multicall3, at the book's block, in one batch. The chain
-   is the truth; a difference from the exact book value means the book is wrong, and is logged
-   and counted. An account whose figures the chain agreed with is not read again until an
-   event touches it or a price it holds moves: its exact figures are then still the book's,
-   which the chain vouched for (in the 10,000-borrower crash ~1,500 accounts stayed under the
-   line block after block, each read back every block: ~290 ms of a loaded node a block).
+   ``Pool.getUserAccountData`` through Multicall3, at the book's block, in slices (a newer
+   block stops them: ``read_back``). The chain is the truth; a difference from the exact book
+   value means the book is wrong, and is logged and counted. An account whose figures the
+   chain agreed with is not read again until an event touches it or a price it holds moves:
+   its exact figures are then still the book's, which the chain vouched for (in the
+   10,000-borrower crash ~1,500 accounts stayed under the line block after block, each read
+   back every block: ~290 ms of a loaded node a block).
 
 A rebuild of the prefilter takes seconds at a million accounts. The async entry points
 (``create``, ``sync_off_loop``, ``rebuild_off_loop``) run it in a worker thread on a snapshot
@@ -49,6 +50,7 @@ from keeper.pipeline.scan.book_view import BookView
 from keeper.pipeline.scan.candidate import LiquidatableAccount, rank
 from keeper.pipeline.scan.prefilter import FloatFigures, PrefilterIndex
 from keeper.pipeline.scan.read_back import differs, pinned, read_back
+from keeper.pipeline.scan.stats import ScanStats
 from keeper.protocols.aave_v3.book import PositionBook
 
 log = get_logger(__name__)
@@ -59,31 +61,6 @@ LIQUIDATION_THRESHOLD_HF = WAD
 _OFF_LOOP_ATTEMPTS = 3
 """Rebuilds in a thread before ``sync_off_loop`` gives up on the market settling (it then
 catches up on the caller's thread)."""
-
-
-@dataclass(slots=True)
-class ScanStats:
-    """Counters since the scanner was built (cumulative) and sizes of the last scan."""
-
-    scans: int = 0
-    rebuilds: int = 0
-    rows_set: int = 0
-    mismatches: int = 0
-    """Accounts whose exact book HF differed from the chain's: the book was wrong."""
-    chain_failures: int = 0
-    book_errors: int = 0
-    last_prefiltered: int = 0
-    last_exact_near: int = 0
-    last_confirmed: int = 0
-    last_vouched: int = 0
-    """Of them, accounts the chain agreed with at an earlier block, unchanged since: not read."""
-    last_sure: int = 0
-    """Of them, accounts the floats alone showed under the line (exact math after the flag)."""
-    last_bad_debt: int = 0
-    last_book_seconds: float = 0.0
-    """The last scan's prefilter and exact math on the book, up to the book's flags."""
-    last_chain_seconds: float = 0.0
-    """The last scan's on-chain confirmation (its reads, and a re-read of doubtful answers)."""
 
 
 def _frozen(book: BookView) -> BookView:
@@ -303,8 +280,10 @@ class HealthScanner:
         chunk: int = 500,
         multicall: str = MULTICALL3,
         on_book: Callable[[list[LiquidatableAccount]], None] | None = None,
+        stale: Callable[[], bool] | None = None,
     ) -> list[LiquidatableAccount]:
-        """The liquidatable accounts at the book's block, ranked, each checked by the chain.
+        """The liquidatable accounts at the book's block, ranked, each checked by the chain
+        (unless ``stale()`` cut the read-back short: ``stats.last_unread`` of them were not).
 
         The prefilter's candidates are evaluated exactly; those with an exact HF under the
         band (or that the book cannot evaluate) are read back from the chain at the book's
@@ -325,7 +304,7 @@ class HealthScanner:
         if on_book is not None:
             on_book(book.flags())
         answers = await self._chain_answers(rpc, pool, near, book.exact, pinned(self.book),
-                                            chunk, multicall, book.complete)
+                                            chunk, multicall, book.complete, stale)
         self.stats.last_chain_seconds = time.perf_counter() - booked
         found, bad = self._sorted(near, answers, book.exact, block)
         ranked = rank(found)
@@ -360,15 +339,16 @@ class HealthScanner:
                 exact: Mapping[str, AccountData], block: int,
                 ) -> tuple[list[LiquidatableAccount], list[LiquidatableAccount]]:
         """The liquidatable accounts and the bad debt among ``near``, by the chain's figures
-        (by the book's where the chain did not answer)."""
+        (by the book's where the chain did not answer, or was not asked)."""
         found: list[LiquidatableAccount] = []
         bad: list[LiquidatableAccount] = []
         for user in near:
-            onchain = answers[user]
+            onchain = answers.get(user)
             book_data = exact.get(user)
             if onchain is None:
-                self.stats.chain_failures += 1
-                log.warning("chain_account_data_failed", user=user, block=block)
+                if user in answers:
+                    self.stats.chain_failures += 1
+                    log.warning("chain_account_data_failed", user=user, block=block)
                 if book_data is not None and is_bad_debt(book_data):
                     bad.append(LiquidatableAccount.of(user, book_data, confirmed=False,
                                                       block=block))
@@ -385,16 +365,19 @@ class HealthScanner:
 
     async def _chain_answers(self, rpc: JsonRpc, pool: str, near: list[str],
                              exact: dict[str, AccountData], at: BlockId, chunk: int,
-                             multicall: str, read: Callable[[], None]
+                             multicall: str, read: Callable[[], None],
+                             stale: Callable[[], bool] | None = None
                              ) -> dict[str, AccountData | None]:
         """The chain's figures of ``near``: read back, but for the accounts it vouched for
-        (their book figures). ``read`` completes ``exact`` once the chain has answered."""
+        (their book figures); none for those a stale read-back did not reach. ``read``
+        completes ``exact`` once the chain has answered."""
         vouched = [u for u in near if u in self._vouched and u in exact]
         ask = [u for u in near if u not in self._vouched or u not in exact]
-        answers = dict(zip(ask, await read_back(rpc, pool, ask, exact, at, chunk, multicall,
-                                                 read), strict=True))
+        chain = await read_back(rpc, pool, ask, exact, at, chunk, multicall, read, stale)
+        answers = dict(zip(ask, chain, strict=False))
         answers.update((u, exact[u]) for u in vouched)
         self.stats.last_vouched = len(vouched)
+        self.stats.last_unread = len(ask) - len(chain)
         return answers
 
     def _check_agreement(self, user: str, book_data: AccountData | None, onchain: AccountData,

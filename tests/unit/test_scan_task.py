@@ -1,0 +1,98 @@
+"""The scan task's read-back and the next block: a block applied while the chain is read back
+stops the read (the next slice would hold up that block's scan), and the book's flags, out
+already, stand till that scan's; a scan with no newer block publishes the chain's answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from keeper.app.inflight import Lane
+from keeper.app.scan_task import Candidates, ScanTask
+from keeper.chain.multicall import MULTICALL3
+from keeper.domain.account import UserAccount
+from keeper.domain.reserve_config import UserConfiguration
+from keeper.obs.metrics import Metrics
+from keeper.pipeline.scan import read_back as read_back_module
+from keeper.protocols.aave_v3.book import BlockUpdate
+from tests.unit.test_scanner import POOL, DictBook, FakeChain, _as_book, liquidatable, random_book
+
+
+class Arriving(FakeChain):
+    """A ``FakeChain`` during whose first answer the sync applies a block (``arrives``)."""
+
+    def __init__(self, book: DictBook, updates: asyncio.Queue[BlockUpdate], *,
+                 arrives: bool) -> None:
+        super().__init__(book)
+        self.updates = updates
+        self.arrives = arrives
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *,
+                    timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
+        out = await super().batch(calls, timeout=timeout, return_exceptions=return_exceptions)
+        if self.arrives and len(self.requests) == 1:
+            self.updates.put_nowait(cast(BlockUpdate, object()))  # only its presence counts
+        return out
+
+
+async def _scanned(arrives: bool, healed: str = "",
+                   ) -> tuple[set[str], Arriving, Candidates, ScanTask]:
+    """A first scan of the book; ``healed``: an account the chain says has no position."""
+    book = random_book(1_200, seed=45)
+    updates: asyncio.Queue[BlockUpdate] = asyncio.Queue()
+    on_chain = dict(book.accounts)
+    if healed:
+        on_chain[healed] = UserAccount(UserConfiguration())
+    chain = Arriving(DictBook(book.market(), on_chain), updates, arrives=arrives)
+    keeper = SimpleNamespace(
+        sync=SimpleNamespace(book=_as_book(book), reader=None, on_update=lambda callback: None),
+        planner=None, executor=None, oracle_guard=None, decisions=None, metrics=Metrics(),
+        rpc=chain, contracts=SimpleNamespace(pool=POOL, multicall3=MULTICALL3),
+        cfg=SimpleNamespace(scanner=SimpleNamespace(confirm_batch_size=50)))
+    candidates = Candidates()
+    task = ScanTask(cast(Any, keeper), updates, cast(Any, None),
+                    cast(Any, SimpleNamespace(scanned=lambda block: None)), Lane(8), candidates)
+    repaired: list[str] = []
+
+    async def repair(book: object, reader: object, users: set[str]) -> list[str]:
+        repaired.extend(users)  # what the chain contradicted goes to the book's repair
+        return []
+
+    task.repair = cast(Any, SimpleNamespace(repair=repair, repaired=repaired))
+    task.scanner = await task._scan(None, set(), True)
+    return liquidatable(book), chain, candidates, task
+
+
+async def _last_read() -> str:
+    """The liquidatable account the read-back reads last."""
+    under, chain, _, _ = await _scanned(arrives=False)
+    return [u for u in chain.asked if u in under][-1]
+
+
+async def test_with_no_newer_block_the_chains_answer_replaces_the_books_flags(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_back_module, "READ_BACK_SLICE", 20)
+    healed = await _last_read()
+    under, chain, candidates, task = await _scanned(arrives=False, healed=healed)
+    assert task.scanner is not None and task.scanner.stats.last_unread == 0
+    assert set(chain.asked) >= under and candidates.scans == 2
+    assert {c.user for c in candidates.items} == under - {healed}
+    assert all(c.confirmed_on_chain for c in candidates.items)
+    assert cast(Any, task.repair).repaired == [healed]
+
+
+async def test_a_block_applied_during_the_read_back_cuts_it_short(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_back_module, "READ_BACK_SLICE", 20)
+    healed = await _last_read()
+    under, chain, candidates, task = await _scanned(arrives=True, healed=healed)
+    assert task.scanner is not None
+    # One slice read, the rest left to the next scan; the book's flags, published before
+    # the chain was asked, stand till then (the account the chain would clear included).
+    assert len(chain.asked) == 20 and task.scanner.stats.last_unread > len(under) - 20
+    assert healed not in chain.asked and task.scanner.stats.chain_failures == 0
+    assert candidates.scans == 1 and {c.user for c in candidates.items} == under
