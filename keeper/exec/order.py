@@ -69,12 +69,10 @@ class Turn:
         """Return once every send planned before this one has claimed its nonce or ended."""
         await self.order.wait(self.ticket)
 
-    async def waited(self) -> bool:
-        """``wait``, and whether it had to (the sends before it were not all out yet)."""
-        if self.order.serving >= self.ticket:
-            return False
-        await self.wait()
-        return True
+    @property
+    def due(self) -> bool:
+        """Whether every send planned before this one has claimed its nonce or ended."""
+        return self.order.serving >= self.ticket
 
     def done(self) -> None:
         """This send claimed its nonce, or will not (idempotent)."""

@@ -53,6 +53,7 @@ from keeper.exec.reads import ChainReads
 from keeper.exec.same_nonce import SameNonce
 from keeper.exec.simulate import Simulation, Simulator, state_for
 from keeper.exec.submit import PublicSubmitter, Submitter, is_nonce_error, is_nonce_taken
+from keeper.exec.turn_wait import simulated_till_turn
 from keeper.exec.tx import SIMULATION_REVERTED, Status, StillWanted, TxOutcome, TxRequest
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
@@ -164,12 +165,12 @@ class Sender:
         assert sim.nonces is not None
         if self.settings.dry_run:
             return self.accounting.would_send(req, max(sim.nonces), sim.gas, checked)
-        if req.turn is not None and await req.turn.waited() and await self.reads.past(sim.head):
-            # Its turn came after a block its simulation did not see: simulated again, as
-            # before (a send behind others the node kept refusing waited 54 blocks of a kill -9
-            # fault test, and went out on its old simulation to revert).
-            handed_out = self.first_sends.count
-            sim, checked = await self._simulated(req, state)
+        if req.turn is not None:
+            # Waiting for its turn, simulated again at each block that passes its simulation.
+            sim, checked, again = await simulated_till_turn(
+                req.turn, self.reads, self.first_sends, sim, checked,
+                lambda: self._simulated(req, state))
+            handed_out = handed_out if again is None else again
             if isinstance(checked, TxOutcome):
                 return checked
         admission = checked

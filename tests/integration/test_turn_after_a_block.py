@@ -1,6 +1,8 @@
-"""A send that waited its turn behind ours across a block is simulated again before it signs:
-its first simulation did not see that block (a kill -9 fault test saw one wait 54 blocks
-behind sends the node kept refusing, go out on its old simulation, and revert)."""
+"""A send waiting its turn behind ours is simulated again at each block that passes its
+simulation, while it waits, and goes at its turn on the newest one: a kill -9 fault test saw
+one wait 54 blocks behind sends the node kept refusing, go out on its old simulation, and
+revert; simulated again only when its turn came, the sends queued across a block of a big
+crash went out one simulation after the other (``keeper.exec.turn_wait``)."""
 
 from __future__ import annotations
 
@@ -59,18 +61,37 @@ async def _waiting_take(devnet: Devnet, amount: int
     return node, task, before
 
 
-async def test_a_send_whose_turn_comes_after_a_block_is_simulated_again(devnet: Devnet) -> None:
+async def test_a_waiting_send_is_simulated_again_at_a_block_before_its_turn(
+        devnet: Devnet) -> None:
     # While it waits, OTHER takes the allowance back and a block is mined: as first
-    # simulated it would revert on chain.
+    # simulated it would revert on chain. It is refused then, its turn still to come.
     amount = 1_000 * 10**6
     node, task, before = await _waiting_take(devnet, amount)
     await devnet.tx.transact(devnet.m.reserve("USDC").address, _APPROVE, KEEPER, 0,
                              sender=OTHER)  # mined in a block
-    before.done()  # the send before it took its nonce: its turn
     outcome = await asyncio.wait_for(task, 10)
+    assert not before.order.serving  # the send before it never took its nonce
     assert outcome.status is Status.SKIPPED and not outcome.attempts, outcome
     assert "simulation" in outcome.reason and node.simulations == 2
     assert await devnet.balance_of("USDC", KEEPER) == 0
+
+
+async def test_a_send_simulated_again_while_it_waited_goes_on_that_simulation(
+        devnet: Devnet) -> None:
+    amount = 1_000 * 10**6
+    node, task, before = await _waiting_take(devnet, amount)
+    await devnet.mine()  # a block that changes nothing of it
+    for _ in range(200):
+        if node.simulations == 2:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert node.simulations == 2 and not task.done()  # again, at that block, still waiting
+    before.done()  # its turn: no block since its second simulation, no third
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.status is Status.MINED, outcome
+    assert node.simulations == 2
+    assert await devnet.balance_of("USDC", KEEPER) == amount
 
 
 async def test_a_send_whose_turn_comes_in_the_same_block_is_not_simulated_again(
