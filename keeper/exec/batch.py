@@ -8,10 +8,12 @@ that keep their collateral go in one (they trade in no pool, so none changes wha
 gets, and the contract runs each in its own frame: one that a rival took first is undone
 alone, ``OrderFailed``; the batch reverts only when none succeeds).
 
-``Batches.prepare`` traces the batch's gas and builds its request; ``Batches.send`` has the
-sender see it through and returns one ``Execution`` per order: the ones mined with what each
-made (its ``CollateralKept`` event; the gas paid split evenly between them), the ones undone
-as skipped with the contract's reason.
+``Batches.prepare`` traces the batch's gas (or takes it from the figures of the batches traced
+before: ``BatchGasMemo``) and builds its request; ``Batches.send`` has the sender see it
+through (traced and sent once more, behind the sends planned since, when a remembered figure
+fell short) and returns one ``Execution`` per order: the ones mined with what each made (its
+``CollateralKept`` event; the gas paid split evenly between them), the ones undone as skipped
+with the contract's reason.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from keeper.exec.executor import (
     Execution,
     LiquidationExecutor,
     gas_fields,
+    requeued,
     to_native,
 )
+from keeper.exec.gas_memo import BatchGasMemo
 from keeper.exec.order import Turn
 from keeper.exec.simulate import reason_of
 from keeper.exec.tx import Status, TxOutcome, TxRequest
@@ -45,6 +49,7 @@ class PreparedBatch:
     request: TxRequest
     predicted_gas: int
     market: Market
+    remembered_gas: bool = False  # priced by ``BatchGasMemo``, not traced
 
     @property
     def users(self) -> tuple[str, ...]:
@@ -56,6 +61,7 @@ class Batches:
 
     def __init__(self, executor: LiquidationExecutor) -> None:
         self.executor = executor
+        self.gas_memo = BatchGasMemo()
 
     async def prepare(self, plans: Sequence[Plan], market: Market, *,
                       detected_at: float | None = None, flagged_at: float | None = None,
@@ -68,8 +74,14 @@ class Batches:
         first = plans[0]
         data = encode_liquidate_batch([p.params for p in plans])
         modelled = sum(p.gas_estimate for p in plans)
-        gas, traced = await self.executor.predict_gas(first.liquidator, data, first.timestamp,
-                                                      modelled)
+        remembered = self.gas_memo.usable(plans)
+        if remembered is not None:
+            gas, traced = remembered, True
+        else:
+            gas, traced = await self.executor.predict_gas(first.liquidator, data,
+                                                          first.timestamp, modelled)
+            if traced:
+                self.gas_memo.learn(plans, gas)
         native_price = market.prices.get(self.executor.native_asset, 0)
         gas_limit, known_gas = gas_fields(gas, traced, modelled)
         request = TxRequest(
@@ -89,15 +101,25 @@ class Batches:
         )
         for plan in plans:
             self.executor.log_planned(plan, batch=request.label)
-        return PreparedBatch(tuple(plans), request, gas, market)
+        return PreparedBatch(tuple(plans), request, gas, market,
+                             remembered_gas=remembered is not None)
 
     async def send(self, batch: PreparedBatch) -> list[Execution]:
         """Send ``batch``, see it through, and say what became of each of its orders."""
         executor = self.executor
         request = batch.request
+        still_wanted = functools.partial(executor.recheck, batch.users)
         try:
-            outcome = await executor.sender.execute(
-                request, still_wanted=functools.partial(executor.recheck, batch.users))
+            outcome = await executor.sender.execute(request, still_wanted=still_wanted)
+            if batch.remembered_gas and outcome.status is Status.SKIPPED \
+                    and outcome.reason.startswith("simulation"):
+                traced = await self._traced(batch, outcome)
+                if traced is not None:
+                    # Never lost to a remembered figure: once more at the traced one, behind
+                    # the sends planned since (its turn ended with the refusal).
+                    batch, request = traced, traced.request
+                    outcome = await executor.sender.execute(requeued(request),
+                                                            still_wanted=still_wanted)
         finally:
             executor.forget(request.label)
         n = len(batch.plans)
@@ -133,3 +155,22 @@ class Batches:
                 Status.SKIPPED, request.label, reason=f"{reason} (in batch {outcome.tx_hash})",
                 head=outcome.block_number)))
         return out
+
+    async def _traced(self, batch: PreparedBatch, outcome: TxOutcome) -> PreparedBatch | None:
+        """``batch``, refused on its remembered figure, traced on the block its simulation
+        ran on: with the traced figure when the call takes more gas than the remembered one
+        (too short for it), else None (a refusal at a figure that covers the call is the
+        chain's answer; the accounts are planned again). Learns the figure."""
+        first, request = batch.plans[0], batch.request
+        gas, traced = await self.executor.predict_gas(
+            first.liquidator, request.data, first.timestamp,
+            sum(p.gas_estimate for p in batch.plans),
+            block="latest" if outcome.head is None else hex(outcome.head))
+        if not traced:
+            return None
+        self.gas_memo.learn(batch.plans, gas)
+        if gas <= (request.known_gas or 0):
+            return None
+        gas_limit, known_gas = gas_fields(gas, True, gas)
+        return replace(batch, request=replace(request, gas_limit=gas_limit, known_gas=known_gas),
+                       predicted_gas=gas, remembered_gas=False)

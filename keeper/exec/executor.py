@@ -94,7 +94,7 @@ class Prepared:
     remembered_gas: bool = False  # sent on its shape's remembered gas, traced after
 
 
-def _behind(request: TxRequest) -> TxRequest:
+def requeued(request: TxRequest) -> TxRequest:
     """``request`` with a new turn, after every send planned so far (none if it had none)."""
     turn = request.turn
     return request if turn is None else replace(request, turn=turn.order.turn())
@@ -222,7 +222,7 @@ class LiquidationExecutor:
                     # turn ended with the refusal and sends planned after it may have taken
                     # nonces since: a new turn, behind them, so that they are out before its
                     # claim and its check on top of ours in flight sees them.
-                    outcome = await self.sender.execute(_behind(prepared.request),
+                    outcome = await self.sender.execute(requeued(prepared.request),
                                                         still_wanted=still_wanted)
                 predicted_gas = prepared.predicted_gas  # the exact figure, for the accounts
             else:
