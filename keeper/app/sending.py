@@ -240,7 +240,6 @@ class ExecuteTask:
         market = keeper.sync.book.market()
         loop = asyncio.get_running_loop()
         batch: OpenBatch | None = None  # plans that go out together (``BatchFlights``)
-        unfollowed: list[Plan | None] = []  # batched firsts whose follow-ups come last
         try:
             for candidate in due:
                 user = candidate.user
@@ -267,10 +266,7 @@ class ExecuteTask:
                         batch = OpenBatch(self.order.turn(), detected)
                     self.in_flight[user] = _Flying(plan, batch.turn)
                     batch.plans.append(plan)
-                    # Its follow-up is planned once every first is (``_follow_in``); held
-                    # for it now, so that the first's end leaves the account in flight.
-                    self._held[user] = self._held.get(user, 0) + 1
-                    unfollowed.append(plan)
+                    await self._follow_in(plan, market, round_)
                     if len(batch.plans) >= self.batches.size:
                         self._start_batch(batch, market, block, round_)
                         batch = None
@@ -284,20 +280,15 @@ class ExecuteTask:
                 # Plans of one round often need no read (the round has them): without a yield
                 # the round would plan everyone before the first flight even traced its gas.
                 await asyncio.sleep(0)
-            if batch is not None:
-                self._start_batch(batch, market, block, round_)
-                batch = None
-            for i, first in enumerate(unfollowed):
-                if first is not None:
-                    await self._follow_in(first, market, round_)  # no await once resolved
-                    unfollowed[i] = None
         except BaseException:
             if batch is not None:  # cancelled while gathering: nothing of it was sent
                 batch.turn.done()
                 self._release(tuple(p.user for p in batch.plans))
             held, self._follow_ups = self._follow_ups, []
-            self._release(tuple(p.user for p in held + [u for u in unfollowed if u]))
+            self._release(tuple(p.user for p in held))
             raise
+        if batch is not None:
+            self._start_batch(batch, market, block, round_)
         self._send_follow_ups(market, block, round_)
 
     def _start(self, flight: Coroutine[Any, Any, None], name: str) -> None:
@@ -320,21 +311,16 @@ class ExecuteTask:
 
     async def _follow_in(self, plan: Plan, market: Market, round_: PlanRound) -> None:
         """``plan``'s follow-up, held back for the round's firsts, when the close factor
-        leaves its account under HF 1 and a second liquidation pays: planned after every
-        first of the round (which go out meanwhile: planned beside each, the follow-ups took
-        ~30% of the firsts' planning time in the first second of a big crash, and they go
-        out behind every first anyway). The hold taken for it when its first was batched
-        keeps the account in flight till the follow-up is over; without one, it goes."""
-        second = None
-        if not self.sending.stopping():
-            try:
-                second = await self.follow_ups.plan(plan, market, round_)
-            except Exception as exc:  # optional: the account is planned again on a later block
-                log.warning("follow_up_not_planned", user=plan.user, error=str(exc))
+        leaves its account under HF 1 and a second liquidation pays. Its account stays in
+        flight till the follow-up is over too."""
+        try:
+            second = await self.follow_ups.plan(plan, market, round_)
+        except Exception as exc:  # optional: the account is planned again on the next block
+            log.warning("follow_up_not_planned", user=plan.user, error=str(exc))
+            return
         if second is not None and self.batches.takes(second, market):
             self._follow_ups.append(second)
-        else:
-            self._release((plan.user,))
+            self._held[plan.user] = self._held.get(plan.user, 0) + 1
 
     def _send_follow_ups(self, market: Market, block: int, round_: PlanRound) -> None:
         """The follow-ups held back, in batches of their own behind every first the round

@@ -286,38 +286,3 @@ async def test_each_order_is_accounted_from_its_own_event_and_a_failed_one_is_sk
     failed = out[1].outcome
     assert failed is not None and failed.status is Status.SKIPPED and failed.tx_hash is None
     assert failed.reason == "reverted: 47 (in batch 0xb)"
-
-
-async def test_follow_ups_are_planned_once_every_first_is_out_and_free_their_accounts() -> None:
-    """The round plans its batched firsts one after the other and their follow-ups last
-    (planned beside each, they slowed the firsts by ~30% in a big crash); a first that is
-    over before its follow-up is planned leaves its account in flight till then, and then
-    frees it, with a follow-up or without."""
-    fakes = _Fakes()
-    fakes.go.set()  # sends end at once: firsts are over before their follow-ups are planned
-    lane = Lane(backoff_max_blocks=64, max_in_flight=16)
-    candidates = Candidates()
-    candidates.put(5, [_candidate(u) for u in ("k1", "k2", "k3", "k4", "k5")])
-    task = _task(fakes, lane, candidates, size=2)
-    asked: list[tuple[str, int, bool]] = []
-
-    async def follow_up(plan: Any, market: Any, round_: Any) -> Any:
-        for _ in range(20):
-            await asyncio.sleep(0)  # the firsts' sends run, and end, meanwhile
-        asked.append((plan.user, task.order.issued, plan.user in task.in_flight))
-        return _plan(plan.user, debt_to_cover=50) if plan.user == "k2" else None
-
-    task.follow_ups.plan = follow_up  # type: ignore[method-assign,assignment]
-    runner = asyncio.create_task(task.run())
-    for _ in range(1_000):
-        await asyncio.sleep(0)
-        if len(fakes.sent) == 4 and not task.in_flight:
-            break
-    # Three turns for the firsts ([k1, k2], [k3, k4], k5 alone) before any follow-up was
-    # planned; each account still in flight when its follow-up was, though its first ended.
-    assert asked == [(u, 3, True) for u in ("k1", "k2", "k3", "k4", "k5")]
-    assert fakes.sent == [("k1", "k2"), ("k3", "k4"), ("k5",), ("k2",)]
-    assert fakes.follow_ups == [False, False, True]
-    assert not task.in_flight and not task._held and not lane.full
-    runner.cancel()
-    await asyncio.gather(runner, return_exceptions=True)
