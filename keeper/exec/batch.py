@@ -161,16 +161,12 @@ class Batches:
         ran on: with the traced figure when the call takes more gas than the remembered one
         (too short for it), else None (a refusal at a figure that covers the call is the
         chain's answer; the accounts are planned again). Learns the figure."""
-        first, request = batch.plans[0], batch.request
-        gas, traced = await self.executor.predict_gas(
-            first.liquidator, request.data, first.timestamp,
-            sum(p.gas_estimate for p in batch.plans),
-            block="latest" if outcome.head is None else hex(outcome.head))
-        if not traced:
+        retraced = await self.executor.retraced(batch.request, outcome, batch.plans[0].timestamp,
+                                                sum(p.gas_estimate for p in batch.plans))
+        if retraced is None:
             return None
+        request, gas = retraced
         self.gas_memo.learn(batch.plans, gas)
-        if gas <= (request.known_gas or 0):
+        if gas <= (batch.request.known_gas or 0):
             return None
-        gas_limit, known_gas = gas_fields(gas, True, gas)
-        return replace(batch, request=replace(request, gas_limit=gas_limit, known_gas=known_gas),
-                       predicted_gas=gas, remembered_gas=False)
+        return replace(batch, request=request, predicted_gas=gas, remembered_gas=False)

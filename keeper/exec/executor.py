@@ -184,18 +184,29 @@ class LiquidationExecutor:
         when the call uses more gas than the figure (too short for it). A refusal at a figure
         that covers the call is the chain's answer (the account, a pool, ours pending in it),
         and the account is planned again as after any refusal. Learns the figure."""
-        plan, request = prepared.plan, prepared.request
-        head = outcome.attempts[0].block if outcome.attempts else outcome.head
-        gas, traced = await self.predict_gas(plan.liquidator, request.data, plan.timestamp,
-                                             plan.gas_estimate,
-                                             block="latest" if head is None else hex(head))
-        if not traced:  # the call reverts there: the simulation said why
+        plan = prepared.plan
+        retraced = await self.retraced(prepared.request, outcome, plan.timestamp,
+                                       plan.gas_estimate)
+        if retraced is None:  # the call reverts there: the simulation said why
             return replace(prepared, remembered_gas=False), False
+        request, gas = retraced
         self.gas_memo.learn(plan, gas)
-        again = gas > (request.known_gas or 0)
-        gas_limit, known_gas = gas_fields(gas, True, plan.gas_estimate)
-        request = replace(request, gas_limit=gas_limit, known_gas=known_gas)
+        again = gas > (prepared.request.known_gas or 0)
         return replace(prepared, request=request, predicted_gas=gas, remembered_gas=False), again
+
+    async def retraced(self, request: TxRequest, outcome: TxOutcome, timestamp: int,
+                       modelled: int) -> tuple[TxRequest, int] | None:
+        """``request``, sent on a remembered gas figure, traced on the block ``outcome``'s
+        simulation ran on (at ``timestamp``, as the including block): with the limit and
+        known gas of the traced figure, and that figure; None when the call reverts there.
+        A single plan's and a batch's (``Batches.send``) alike."""
+        head = outcome.attempts[0].block if outcome.attempts else outcome.head
+        gas, traced = await self.predict_gas(request.to, request.data, timestamp, modelled,
+                                             block="latest" if head is None else hex(head))
+        if not traced:
+            return None
+        gas_limit, known_gas = gas_fields(gas, True, modelled)
+        return replace(request, gas_limit=gas_limit, known_gas=known_gas), gas
 
     def log_planned(self, plan: Plan, **context: str) -> None:
         """The ``liquidation_planned`` line of a plan about to be sent (``context``: the batch

@@ -38,6 +38,12 @@ def shape(plan: Plan) -> Shape:
             params.keep_collateral, None if pool is None else (pool.pair_token, pool.fee), legs)
 
 
+def pays_twice(plan: Plan, gas: int) -> bool:
+    """Whether ``plan``'s gross profit pays twice ``gas`` at its price: its modelled gas cost
+    scaled from its modelled gas to that figure (a plan without a model never does)."""
+    return plan.gas_estimate > 0 and plan.gross_profit * plan.gas_estimate >= 2 * plan.gas_cost * gas
+
+
 class GasMemo:
     """The most gas any of the last few liquidations of each shape used, traced or mined
     (shapes bounded, least recent out).
@@ -59,12 +65,10 @@ class GasMemo:
         without a trace: its gross profit pays twice that gas at the plan's price, so a
         figure up to 100% short still leaves it profitable. Else None (trace it)."""
         seen = self._gas.get(shape(plan))
-        if not seen or plan.gas_estimate <= 0:
+        if not seen:
             return None
         gas = max(seen)
-        # The plan's gas cost scaled from its modelled gas to the remembered figure.
-        twice_the_gas = 2 * plan.gas_cost * gas
-        return gas if plan.gross_profit * plan.gas_estimate >= twice_the_gas else None
+        return gas if pays_twice(plan, gas) else None
 
     def learn(self, plan: Plan, gas: int) -> None:
         """``plan``'s shape used ``gas`` (a trace at its stamp, or its receipt)."""
@@ -107,10 +111,7 @@ class BatchGasMemo:
         if not seen:
             return None
         per_order = max(seen)
-        if all(p.gas_estimate > 0 and p.gross_profit * p.gas_estimate >= 2 * p.gas_cost * per_order
-               for p in plans):
-            return per_order * len(plans)
-        return None
+        return per_order * len(plans) if all(pays_twice(p, per_order) for p in plans) else None
 
     def learn(self, plans: Sequence[Plan], gas: int) -> None:
         """A batch of ``plans`` took ``gas`` (a trace)."""
