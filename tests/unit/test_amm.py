@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from keeper.domain.amm import (
@@ -87,6 +87,8 @@ def test_constant_product_never_decreases(x: int, r_in: int, r_out: int) -> None
 
 
 @given(amount, reserve, reserve)
+@example(y=999_999_999_999_996_525_771_171_785_295, r_in=115_792_089_237_317,
+         r_out=999_999_999_999_996_525_771_171_785_296)  # found by a CI run of session 20
 def test_amount_in_buys_at_least_the_amount_out(y: int, r_in: int, r_out: int) -> None:
     assume(y < r_out)
     if r_in * y * 1000 >= 2**256:
@@ -95,6 +97,12 @@ def test_amount_in_buys_at_least_the_amount_out(y: int, r_in: int, r_out: int) -
             get_amount_in(y, r_in, r_out)
         return
     x = get_amount_in(y, r_in, r_out)
+    if x * 997 * r_out >= 2**256:
+        # An input that large overflows getAmountOut's numerator: the pair would revert on
+        # it, and so does the quote (a 1.2e14-unit reserve paying out all but one unit).
+        with pytest.raises(ArithmeticRevert):
+            get_amount_out(x, r_in, r_out)
+        return
     assert get_amount_out(x, r_in, r_out) >= y
     # getAmountIn is floor(N/D) + 1, the minimal input ceil(N/D) or one more: two wei less
     # is never enough.
