@@ -3,7 +3,8 @@ and sent together in one ``liquidateBatch`` transaction (``keeper.exec.batch``).
 
 A batch takes its place in the send order when its first plan joins it, and goes out when it is
 full or the round has nothing more to plan. An account's follow-up (what the close factor
-leaves under HF 1, ``FollowUps``) waits for the round's first liquidations: the follow-ups go
+leaves under HF 1, ``FollowUps``) waits for the round's first liquidations: it is planned once
+every first of the round is (on the account its first was planned on), and the follow-ups go
 out in batches of their own behind them all (``OpenBatch.follow_ups``). A later nonce runs
 after the first's, so the follow-up still sees the account the first leaves; sent right behind
 their firsts, the follow-ups of the 10,000-borrower crash (~580 of ~2,340 liquidations) took

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from keeper.app.claims import send_claimed
-from keeper.domain.account import Market, calculate_user_account_data
+from keeper.domain.account import Market, UserAccount, calculate_user_account_data
 from keeper.domain.account_after import account_after
 from keeper.domain.fees import Fees
 from keeper.domain.plan import Plan, Rejection
@@ -43,13 +43,16 @@ class FollowUps:
         self.sending = sending
         self.order = order
 
-    async def plan(self, leader: Plan, market: Market, round_: PlanRound) -> Plan | None:
+    async def plan(self, leader: Plan, market: Market, round_: PlanRound, *,
+                   account: UserAccount | None = None) -> Plan | None:
         """The follow-up of ``leader``, or None when its account is left healthy, when none
-        pays, or when either trades in a pool."""
+        pays, or when either trades in a pool. ``account``: the one ``leader`` was planned
+        on (the book's now, unless given)."""
         keeper = self.sending.keeper
         if keeper.planner is None or not self.may_follow(leader, market):
             return None
-        after = account_after(keeper.sync.book.account(leader.user), market, leader)
+        before = keeper.sync.book.account(leader.user) if account is None else account
+        after = account_after(before, market, leader)
         if after is None or calculate_user_account_data(after, market).health_factor >= WAD:
             return None
         second = await keeper.planner.plan(leader.user, after, market, round_=round_)

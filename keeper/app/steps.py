@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from keeper.app.claims import send_claimed, standing_by
 from keeper.app.root import Keeper
-from keeper.domain.account import Market
+from keeper.domain.account import Market, UserAccount
 from keeper.domain.plan import Plan, Rejection
 from keeper.exec.executor import Execution
 from keeper.pipeline.plan_round import PlanRound
@@ -64,8 +64,12 @@ async def liquidate(keeper: Keeper, candidate: LiquidatableAccount) -> Execution
         keeper, await keeper.executor.prepare(plan, market, detected_at=detected), candidate.block)
 
 
-async def plan(keeper: Keeper, user: str, market: Market, round_: PlanRound) -> Plan | Rejection:
-    """Plan ``user`` on the book's account and ``market``, in ``round_`` (the block's shared
-    reads, and the pools and funding our earlier plans of the block leave)."""
+async def plan(keeper: Keeper, user: str, market: Market, round_: PlanRound, *,
+               account: UserAccount | None = None) -> Plan | Rejection:
+    """Plan ``user`` on ``account`` (the book's, unless given) and ``market``, in ``round_``
+    (the block's shared reads, and the pools and funding our earlier plans of the block
+    leave)."""
     assert keeper.planner is not None
-    return await keeper.planner.plan(user, keeper.sync.book.account(user), market, round_=round_)
+    if account is None:
+        account = keeper.sync.book.account(user)
+    return await keeper.planner.plan(user, account, market, round_=round_)
