@@ -790,6 +790,45 @@ async def test_an_account_the_chain_vouched_for_is_read_again_only_once_it_chang
     assert scanner.stats.last_vouched == len(kept) > 0
 
 
+
+async def test_a_price_that_creeps_keeps_its_holders_vouches_till_it_has_crept_far() -> None:
+    """A rate-based price moves a little every block: its holders stay vouched for (the
+    book's exact figures follow it) till it has moved ``VOUCH_PRICE_DRIFT`` since it last
+    took their vouches; then they are read again, and the creep counts from there."""
+    book = random_book(1_200, seed=45)
+    chain_book = DictBook(book.market(), dict(book.accounts))
+    chain = FakeChain(chain_book)
+    scanner = HealthScanner(_as_book(book))
+    await scanner.scan(chain, POOL, chunk=50)
+    near = set(chain.asked)
+    wbtc = RESERVES[1].asset
+    holders = {u for u in near if _holds(book.accounts[u], wbtc)}
+    assert len(holders) > 1
+    start = book.market().price(wbtc)
+    step = start // 10**6  # a millionth a block
+
+    async def creep(blocks: int) -> list[str]:
+        price = book.market().price(wbtc)
+        for _ in range(blocks):
+            price += step
+            for b in (book, chain_book):
+                b.set_prices({wbtc: price})
+            scanner.sync()
+            chain.asked.clear()
+            await scanner.scan(chain, POOL, chunk=50)
+            if chain.asked:
+                return list(chain.asked)
+        return []
+
+    # 99 millionths: nobody read again, every account near the line vouched for.
+    assert await creep(99) == []
+    assert scanner.stats.last_vouched == len(near)
+    # Past a ten-thousandth: the holders are read again, at once, and only they.
+    assert set(await creep(2)) == holders
+    # The creep counts again from there.
+    assert await creep(99) == []
+
+
 def _holds(account: UserAccount, asset: str) -> bool:
     r = account.reserves.get(asset)
     return r is not None and bool(r.scaled_a_token_balance or r.scaled_variable_debt

@@ -69,6 +69,7 @@ class PrefilterIndex:
         self.layout = Layout.empty()
         self.ref_prices: FloatArray = np.zeros(0)
         self.collateral_ref: FloatArray = np.zeros(0)  # per row, at ref_prices; inf: no debt
+        self.drift_prices: FloatArray = np.zeros(0)  # per column: where its last drift began
         self.prefilter = HealthFactorPrefilter(
             np.zeros((0, 0)), np.zeros(0), np.zeros((0, 0)), np.zeros(0))
         self._risk: dict[int, RiskFields] = {}
@@ -89,6 +90,7 @@ class PrefilterIndex:
         index.notes = rows.notes
         index.layout = layout
         index.ref_prices = ctx.ref_prices
+        index.drift_prices = np.array(ctx.ref_prices, dtype=np.float64)  # a copy: moved apart
         index.collateral_ref = rows.collateral_ref
         # Transposed views of asset-major arrays: the prefilter keeps them without a copy.
         index.prefilter = HealthFactorPrefilter(
@@ -135,13 +137,23 @@ class PrefilterIndex:
             self.collateral_ref[row] = fill_row(book, user, ctx, out, self.notes)
             self.prefilter.set_account(row, *out)
 
-    def update_prices(self, market: Market) -> IndexArray:
+    def update_prices(self, market: Market, *, drift: float = 0.0
+                      ) -> tuple[IndexArray, IndexArray]:
         """Move the columns whose price changed; returns the rows re-evaluated (a row that
-        holds two of the moved prices twice)."""
+        holds two of the moved prices twice), and those of them whose price moved by more
+        than ``drift`` (relative) since the last time it did (``drift_prices``)."""
         prices = self.layout.prices(market)
-        moved = [self.prefilter.set_price(int(j), float(prices[j]))
-                 for j in np.flatnonzero(prices != self.prefilter.prices)]
-        return np.concatenate(moved) if moved else np.zeros(0, dtype=np.intp)
+        moved: list[IndexArray] = []
+        drifted: list[IndexArray] = []
+        for j in np.flatnonzero(prices != self.prefilter.prices):
+            price = float(prices[j])
+            rows = self.prefilter.set_price(int(j), price)
+            moved.append(rows)
+            base = float(self.drift_prices[j])
+            if not abs(price - base) <= drift * abs(base):  # a base of 0 or NaN: drifted
+                drifted.append(rows)
+                self.drift_prices[j] = price
+        return _joined(moved), _joined(drifted)
 
     def among(self, users: Iterable[str], rows: IndexArray) -> set[str]:
         """Those of ``users`` whose row is one of ``rows``: a mask over the rows, so the cost
@@ -228,3 +240,7 @@ class PrefilterIndex:
         if not priced.any():
             return 1.0
         return float(min(1.0, np.min(now[priced] / ref[priced])))
+
+
+def _joined(parts: list[IndexArray]) -> IndexArray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
