@@ -22,6 +22,7 @@ from keeper.protocols.aave_v3.liquidator import contract_legs
 
 _KEPT = 1_024  # shapes remembered (a market has a few hundred pairs × routes)
 _SEEN = 8  # figures remembered per shape
+MIN_REMEMBERED_ORDERS = 4  # a smaller batch is traced: its 30% margin is under an order's gas
 
 Shape = tuple[Any, ...]
 
@@ -99,16 +100,23 @@ class BatchGasMemo:
     2.27M gas, the medians of batches of ten over four pairs and over seven). A simulation
     refused on a remembered figure is traced, and sent again if the trace needs more
     (``Batches.send``). A figure short by more than the margin would leave the last orders
-    without gas: each undone alone (``OrderFailed``), its account planned again."""
+    without gas: each undone alone (``OrderFailed``), its account planned again.
+
+    Only a batch of ``MIN_REMEMBERED_ORDERS`` or more goes on it: the margin is then worth an
+    order of an account holding many reserves (~1.7 times the usual). A batch of two in the
+    busy 10,000 race did not have it (a 700k limit where one order needed ~420k): the heavy
+    order failed alone inside a batch mined a block before, and the batch that tried it
+    again ran out of gas on chain, its simulation having passed on the block before."""
 
     def __init__(self) -> None:
         self._per_order: dict[str, deque[int]] = {}
 
     def usable(self, plans: Sequence[Plan]) -> int | None:
-        """The gas of a batch of ``plans`` when every plan's gross profit pays twice its
-        share at the remembered figure (as ``GasMemo.usable``); else None (trace it)."""
+        """The gas of a batch of ``plans`` (``MIN_REMEMBERED_ORDERS`` or more) when every
+        plan's gross profit pays twice its share at the remembered figure (as
+        ``GasMemo.usable``); else None (trace it)."""
         seen = self._per_order.get(plans[0].liquidator) if plans else None
-        if not seen:
+        if not seen or len(plans) < MIN_REMEMBERED_ORDERS:
             return None
         per_order = max(seen)
         return per_order * len(plans) if all(pays_twice(p, per_order) for p in plans) else None

@@ -35,20 +35,29 @@ def test_a_batch_is_priced_at_its_size_times_the_most_an_order_took() -> None:
     memo.learn([p, p, p, p], 900_001)  # 225,000.25 an order: rounded up
     assert memo.usable([p] * 10) == 2_250_010
     memo.learn([p, p], 400_000)  # a lower figure after a higher one keeps the higher
-    assert memo.usable([p] * 3) == 3 * 225_001
+    assert memo.usable([p] * 4) == 4 * 225_001
     for _ in range(8):  # eight figures back, the higher one goes
         memo.learn([p], 200_000)
-    assert memo.usable([p]) == 200_000
+    assert memo.usable([p] * 5) == 5 * 200_000
     # Another contract has figures of its own.
-    assert memo.usable([replace(p, liquidator="0x" + "99" * 20)]) is None
+    assert memo.usable([replace(p, liquidator="0x" + "99" * 20)] * 4) is None
+
+
+def test_a_batch_of_fewer_than_four_orders_is_traced() -> None:
+    """Its 30% margin is under one order's gas: an order of an account holding many
+    reserves (~1.7 times the usual) ran a batch of two out of gas on chain."""
+    memo, p = BatchGasMemo(), kept()
+    memo.learn([p] * 10, 2_250_000)
+    assert [memo.usable([p] * n) for n in (1, 2, 3)] == [None, None, None]
+    assert memo.usable([p] * 4) == 4 * 225_000
 
 
 def test_every_order_must_pay_twice_its_share() -> None:
     memo, p = BatchGasMemo(), kept()
     memo.learn([p], p.gas_estimate)  # an order took its modelled gas
     rich, poor = kept(2 * p.gas_cost), kept(2 * p.gas_cost - 1)
-    assert memo.usable([rich, rich]) == 2 * p.gas_estimate
-    assert memo.usable([rich, poor]) is None  # one order short: the batch is traced
+    assert memo.usable([rich] * 4) == 4 * p.gas_estimate
+    assert memo.usable([rich] * 3 + [poor]) is None  # one order short: the batch is traced
 
 
 def _market() -> Any:
