@@ -241,7 +241,8 @@ class ExecuteTask:
         loop = asyncio.get_running_loop()
         batch: OpenBatch | None = None  # plans that go out together (``BatchFlights``)
         # Batched firsts (and the account each was planned on) whose follow-ups come last.
-        unfollowed: list[tuple[Plan, UserAccount] | None] = []
+        unfollowed: list[tuple[Plan, UserAccount]] = []
+        followed = 0  # of them, those whose follow-up is planned
         try:
             for candidate in due:
                 user = candidate.user
@@ -290,20 +291,19 @@ class ExecuteTask:
             if batch is not None:
                 self._start_batch(batch, market, block, round_)
                 batch = None
-            for i, first in enumerate(unfollowed):
-                if first is not None:
-                    await self._follow_in(*first, market, round_)
-                    unfollowed[i] = None
-                    if len(self._follow_ups) >= self.batches.size:
-                        self._send_follow_ups(market, block, round_)  # each batch once full
-                    await asyncio.sleep(0)  # as between firsts: the flights go on meanwhile
+            for first, account in unfollowed:
+                await self._follow_in(first, account, market, round_)
+                followed += 1
+                if len(self._follow_ups) >= self.batches.size:
+                    self._send_follow_ups(market, block, round_)  # each batch once full
+                await asyncio.sleep(0)  # as between firsts: the flights go on meanwhile
         except BaseException:
             if batch is not None:  # cancelled while gathering: nothing of it was sent
                 batch.turn.done()
                 self._release(tuple(p.user for p in batch.plans))
             held, self._follow_ups = self._follow_ups, []
             self._release(tuple(p.user for p in held)
-                          + tuple(u[0].user for u in unfollowed if u is not None))
+                          + tuple(p.user for p, _ in unfollowed[followed:]))
             raise
         self._send_follow_ups(market, block, round_)
 

@@ -59,14 +59,14 @@ LIQUIDATION_THRESHOLD_HF = WAD
 """An account is liquidatable when its health factor is below 1 (a wad)."""
 
 _OFF_LOOP_ATTEMPTS = 3
+"""Rebuilds in a thread before ``sync_off_loop`` gives up on the market settling (it then
+catches up on the caller's thread)."""
 VOUCH_PRICE_DRIFT = 1e-4
 """How far (relative) a price may creep before its holders' vouches go. The book's exact
 figures follow every move; a vouch only says the chain agreed with the book's positions. An
 oracle feed's update moves by its deviation threshold (0.5-2% on Chainlink's): its holders
 are read again at each. A rate-based price (~4% a year) crosses this about once a day; a
 price the book read wrong by less misjudges no account beyond 1e-4 of the line meanwhile."""
-"""Rebuilds in a thread before ``sync_off_loop`` gives up on the market settling (it then
-catches up on the caller's thread)."""
 
 
 def _frozen(book: BookView) -> BookView:
@@ -217,10 +217,9 @@ class HealthScanner:
     def update_prices(self) -> int:
         """Move the columns whose price changed in the book; returns accounts re-evaluated.
         Their vouches go; one holding none of the moved prices keeps its vouch (only interest
-        moved it, which the book follows). A price that moves every block (the devnet's
-        wstETH rate adapter) took every vouch: ~1,500 accounts read back a block in a crash.
-        So does a price that crept by ``VOUCH_PRICE_DRIFT`` since it last took them: a
-        rate-based price (an LST's exchange rate: ~1e-9 a block) creeps every block, and its
+        moved it, which the book follows), and so does a holder of a price that has moved
+        less than ``VOUCH_PRICE_DRIFT`` since it last took them: a rate-based price (an LST's
+        exchange rate, the devnet's wstETH adapter: ~1e-9 a block) moves every block, and its
         holders' vouches went each block (~500-650 accounts read back a block after the
         10,000-borrower crash, ~40M gas of calls on the node the liquidations need)."""
         rows, drifted = self._index.update_prices(self.book.market(), drift=VOUCH_PRICE_DRIFT)
