@@ -13,6 +13,8 @@ candidates whose collateral or debt is a halted asset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from keeper.domain.oracle_guard import (
     observe,
     reset,
 )
+from keeper.errors import KeeperError
 from keeper.obs.logging import get_logger
 from keeper.obs.metrics import Metrics
 from keeper.pipeline.guard_resets import ALL_ASSETS, take_resets
@@ -80,6 +83,9 @@ class OracleGuard:
         self.halted: dict[str, HaltReason] = {}
         self._symbols = {a.lower(): s for a, s in (symbols or {}).items()}
         self._held: frozenset[str] = frozenset()
+        self.last_check_seconds = 0.0
+        """How long the last ``check`` took (its reads, mostly)."""
+        self._early: tuple[list[tuple[str, list[Any]]], asyncio.Future[list[Any]]] | None = None
         self.gauge = Gauge("oracle_guard_halted",
                            "1 while the oracle guard halts liquidations using the asset",
                            ["asset", "reason"], namespace="keeper", registry=metrics.registry)
@@ -98,16 +104,25 @@ class OracleGuard:
     # ---- per block ---------------------------------------------------------------------
     async def check(self, book: PositionBook) -> Mapping[str, HaltReason]:
         """Observe the book's block; the halted assets and why."""
+        started = time.perf_counter()
+        try:
+            return await self._observe(book)
+        finally:
+            self.last_check_seconds = time.perf_counter() - started
+
+    async def _observe(self, book: PositionBook) -> Mapping[str, HaltReason]:
         read = book.state.read
         if read is None:
             return dict(self.halted)
         market = book.market()
         assets = sorted(a for a in read.reserves if a in market.prices)
         await self._learn_symbols(assets)
+        guarded = [a for a in assets if self.params(a) is not None]
+        # The read first: it goes out on the loop's next turns (the scan does the book's math
+        # meanwhile), the resets' file look after it.
+        readings = await self._read(book, market, guarded, read.sources)
         if self.settings.resets is not None:
             self._apply_resets(await asyncio.to_thread(take_resets, self.settings.resets))
-        guarded = [a for a in assets if self.params(a) is not None]
-        readings = await self._read(book, market, guarded, read.sources)
         for asset, reading in readings.items():
             params = self.params(asset)
             assert params is not None
@@ -152,9 +167,30 @@ class OracleGuard:
         return out
 
     # ---- reads -------------------------------------------------------------------------
-    async def _read(self, book: PositionBook, market: Market, assets: Sequence[str],
-                    sources: Mapping[str, str]) -> dict[str, Reading]:
-        at: Any = {"blockHash": book.block_hash} if book.block_hash else hex(book.block_number)
+    def read_early(self, book: PositionBook, head_hash: str) -> None:
+        """Start the read of the block ``head_hash`` as it arrives, on ``book``'s market (the
+        block before): the sync reads the block meanwhile, and ``check`` takes this read if
+        it asks the same (its assets, sources and pools unchanged). In the 10,000-borrower
+        crash the read took 33-36 ms of a loaded node, after the sync's own 20 ms."""
+        read = book.state.read
+        if read is None:
+            return
+        market = book.market()
+        assets = sorted(a for a in read.reserves if a in market.prices)
+        if any(a not in self._symbols for a in assets):
+            return  # the guarded set is not known yet: ``check`` learns it
+        guarded = [a for a in assets if self.params(a) is not None]
+        calls, _, _ = self._calls(market, guarded, read.sources, {"blockHash": head_hash})
+        if self._early is not None:
+            self._early[1].cancel()
+        task = asyncio.ensure_future(self.rpc.batch(calls, return_exceptions=True))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
+        self._early = (calls, task)
+
+    def _calls(self, market: Market, assets: Sequence[str], sources: Mapping[str, str],
+               at: Any) -> tuple[list[tuple[str, list[Any]]], list[tuple[str, str]], list[str]]:
+        """The feeds' and the pools' reads of ``assets`` at ``at``; the pools and the
+        reference assets they are read against."""
         refs = [a for a in self._references(market) if a in market.prices]
         pairs = sorted_pairs((a, r) for a in assets for r in refs if r != a) if self.dex else []
         calls: list[tuple[str, list[Any]]] = [
@@ -163,7 +199,23 @@ class OracleGuard:
         if self.dex is not None:
             calls += reserves_calls(self.dex.factory, pairs, init_code_hash=self.dex.init_code_hash,
                                     block=at)
-        raw = await self.rpc.batch(calls, return_exceptions=True) if calls else []
+        return calls, pairs, refs
+
+    async def _answers(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """The answers to ``calls``: the early read's when it asked the same, else a read."""
+        early, self._early = self._early, None
+        if early is not None and early[0] == calls:
+            with contextlib.suppress(KeeperError):
+                return await early[1]
+        elif early is not None:
+            early[1].cancel()
+        return await self.rpc.batch(calls, return_exceptions=True) if calls else []
+
+    async def _read(self, book: PositionBook, market: Market, assets: Sequence[str],
+                    sources: Mapping[str, str]) -> dict[str, Reading]:
+        at: Any = {"blockHash": book.block_hash} if book.block_hash else hex(book.block_number)
+        calls, pairs, refs = self._calls(market, assets, sources, at)
+        raw = await self._answers(calls)
         feeds, pools = raw[:len(assets)], raw[len(assets):]
         reserves = decode_reserves(pairs, ["0x" if isinstance(r, Exception) else r for r in pools])
         out = {}

@@ -348,10 +348,12 @@ class BookSync(UpdateFeed):
         one ranged ``eth_getLogs``, then the last block's batch (its logs and the market).
         The market is read at the last block only: the blocks before it keep the previous
         read, which is what the chain said before the newest block anyway. Nothing is applied
-        before every read is in (the book is never half-way through a backlog at an await)."""
+        before every read is in (the book is never half-way through a backlog at an await).
+        Those ``on_head`` called hear of the last head first, to read it meanwhile."""
         if heads[0].parent_hash != self._book.block_hash:
             raise SyncError(f"block {heads[0].number} does not build on the book's "
                             f"{self._book.block_number} {self._book.block_hash}")
+        self._arriving(heads[-1])
         earlier: dict[int, list[ev.AaveEvent]] = {}
         if len(heads) > 1:
             logs = await get_logs(self.rpc, self._addresses(feeds=True),

@@ -16,7 +16,9 @@ from keeper.app.scan_task import Candidates, ScanTask
 from keeper.chain.multicall import MULTICALL3
 from keeper.domain.account import UserAccount
 from keeper.domain.reserve_config import UserConfiguration
+from keeper.errors import KeeperError
 from keeper.obs.metrics import Metrics
+from keeper.pipeline.scan import HealthScanner
 from keeper.pipeline.scan import read_back as read_back_module
 from keeper.protocols.aave_v3.book import BlockUpdate
 from tests.unit.test_scanner import POOL, DictBook, FakeChain, _as_book, liquidatable, random_book
@@ -39,7 +41,7 @@ class Arriving(FakeChain):
         return out
 
 
-async def _scanned(arrives: bool, healed: str = "",
+async def _scanned(arrives: bool, healed: str = "", guard: object = None,
                    ) -> tuple[set[str], Arriving, Candidates, ScanTask]:
     """A first scan of the book; ``healed``: an account the chain says has no position."""
     book = random_book(1_200, seed=45)
@@ -49,8 +51,9 @@ async def _scanned(arrives: bool, healed: str = "",
         on_chain[healed] = UserAccount(UserConfiguration())
     chain = Arriving(DictBook(book.market(), on_chain), updates, arrives=arrives)
     keeper = SimpleNamespace(
-        sync=SimpleNamespace(book=_as_book(book), reader=None, on_update=lambda callback: None),
-        planner=None, executor=None, oracle_guard=None, decisions=None, metrics=Metrics(),
+        sync=SimpleNamespace(book=_as_book(book), reader=None, on_update=lambda callback: None,
+                            on_head=lambda callback: None),
+        planner=None, executor=None, oracle_guard=guard, decisions=None, metrics=Metrics(),
         rpc=chain, contracts=SimpleNamespace(pool=POOL, multicall3=MULTICALL3),
         cfg=SimpleNamespace(scanner=SimpleNamespace(confirm_batch_size=50)))
     candidates = Candidates()
@@ -96,3 +99,54 @@ async def test_a_block_applied_during_the_read_back_cuts_it_short(
     assert len(chain.asked) == 20 and task.scanner.stats.last_unread > len(under) - 20
     assert healed not in chain.asked and task.scanner.stats.chain_failures == 0
     assert candidates.scans == 1 and {c.user for c in candidates.items} == under
+
+
+class SlowGuard:
+    """An oracle guard whose check takes ``read_s`` (or fails), logging what happens when."""
+
+    def __init__(self, events: list[str], read_s: float, fails: bool = False) -> None:
+        self.events = events
+        self.read_s = read_s
+        self.fails = fails
+        self.last_check_seconds = 0.0
+
+    async def check(self, book: object) -> dict[str, object]:
+        self.events.append("guard_read")
+        await asyncio.sleep(self.read_s)
+        if self.fails:
+            raise KeeperError("node down")
+        self.events.append("guard_answered")
+        return {}
+
+    def release(self, book: object, found: list[Any]) -> list[Any]:
+        self.events.append("released")
+        return found
+
+
+def _record_book_math(monkeypatch: pytest.MonkeyPatch, events: list[str]) -> None:
+    book_pass = HealthScanner._book_pass
+
+    def recorded(self: HealthScanner, *args: Any) -> Any:
+        events.append("book_math")
+        return book_pass(self, *args)
+
+    monkeypatch.setattr(HealthScanner, "_book_pass", recorded)
+
+
+async def test_the_books_math_does_not_wait_for_the_guards_check_and_its_flags_do(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    _record_book_math(monkeypatch, events)
+    under, _, candidates, _ = await _scanned(arrives=False, guard=SlowGuard(events, 0.2))
+    # The book's math runs while the guard's check is out; the book's flags (then the
+    # chain's) are released once it has answered.
+    assert events.index("book_math") < events.index("guard_answered") < events.index("released")
+    assert {c.user for c in candidates.items} == under and under
+
+
+async def test_a_failed_guard_check_releases_no_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    _record_book_math(monkeypatch, events)
+    with pytest.raises(KeeperError, match="node down"):
+        await _scanned(arrives=False, guard=SlowGuard(events, 0.01, fails=True))
+    assert "guard_read" in events and "released" not in events

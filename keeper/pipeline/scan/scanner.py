@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from keeper.chain.multicall import MULTICALL3
@@ -290,6 +290,7 @@ class HealthScanner:
         multicall: str = MULTICALL3,
         on_book: Callable[[list[LiquidatableAccount]], None] | None = None,
         stale: Callable[[], bool] | None = None,
+        ready: Awaitable[object] | None = None,
     ) -> list[LiquidatableAccount]:
         """The liquidatable accounts at the book's block, ranked, each checked by the chain
         (unless ``stale()`` cut the read-back short: ``stats.last_unread`` of them were not).
@@ -300,7 +301,9 @@ class HealthScanner:
         with debt and no collateral go to ``self.bad_debt`` instead. ``on_book`` hears the
         accounts the book finds liquidatable (ranked, not confirmed yet) before the chain is
         asked: in a 10,000-borrower crash the chain's answer takes ~290 ms of a loaded node;
-        the book's, on the floats for the accounts far under the line, 3-5 ms.
+        the book's, on the floats for the accounts far under the line, 3-5 ms. ``ready``, when
+        given, is awaited after the book's math and before ``on_book`` and the chain's answer
+        (a read made beside the math that the flags depend on).
         """
         block = self.book.block_number
         started = time.perf_counter()
@@ -310,9 +313,14 @@ class HealthScanner:
         booked = time.perf_counter()
         self.stats.last_book_seconds = booked - started
         self.stats.last_sure = len(book.sure)
+        at = pinned(self.book)  # the chain is asked at the block the math ran on
+        flags = book.flags() if on_book is not None else []  # ranked while ``ready`` is out
+        if ready is not None:
+            await ready
+            booked = time.perf_counter()
         if on_book is not None:
-            on_book(book.flags())
-        answers = await self._chain_answers(rpc, pool, near, book.exact, pinned(self.book),
+            on_book(flags)
+        answers = await self._chain_answers(rpc, pool, near, book.exact, at,
                                             chunk, multicall, book.complete, stale)
         self.stats.last_chain_seconds = time.perf_counter() - booked
         found, bad = self._sorted(near, answers, book.exact, block)
