@@ -41,7 +41,7 @@ class Arriving(FakeChain):
         return out
 
 
-async def _scanned(arrives: bool, healed: str = "", guard: object = None,
+async def _scanned(arrives: bool, healed: str = "", guard: object = None, flying: str = "",
                    ) -> tuple[set[str], Arriving, Candidates, ScanTask]:
     """A first scan of the book; ``healed``: an account the chain says has no position."""
     book = random_book(1_200, seed=45)
@@ -57,8 +57,11 @@ async def _scanned(arrives: bool, healed: str = "", guard: object = None,
         rpc=chain, contracts=SimpleNamespace(pool=POOL, multicall3=MULTICALL3),
         cfg=SimpleNamespace(scanner=SimpleNamespace(confirm_batch_size=50)))
     candidates = Candidates()
+    lane = Lane(8)
+    if flying:
+        lane.take(flying)
     task = ScanTask(cast(Any, keeper), updates, cast(Any, None),
-                    cast(Any, SimpleNamespace(scanned=lambda block: None)), Lane(8), candidates)
+                    cast(Any, SimpleNamespace(scanned=lambda block: None)), lane, candidates)
     repaired: list[str] = []
 
     async def repair(book: object, reader: object, users: set[str]) -> list[str]:
@@ -98,6 +101,17 @@ async def test_a_block_applied_during_the_read_back_cuts_it_short(
     # the chain was asked, stand till then (the account the chain would clear included).
     assert len(chain.asked) == 20 and task.scanner.stats.last_unread > len(under) - 20
     assert healed not in chain.asked and task.scanner.stats.chain_failures == 0
+    assert candidates.scans == 1 and {c.user for c in candidates.items} == under
+
+
+async def test_while_a_liquidation_is_in_flight_the_read_back_reads_one_slice_a_scan(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_back_module, "READ_BACK_SLICE", 20)
+    under, chain, candidates, task = await _scanned(arrives=False, flying="0x" + "ee" * 20)
+    assert task.scanner is not None
+    # The node's time goes to our simulations and sends: the rest waits for the next scans,
+    # and the book's flags stand till then.
+    assert len(chain.asked) == 20 and task.scanner.stats.last_unread > len(under) - 20
     assert candidates.scans == 1 and {c.user for c in candidates.items} == under
 
 
