@@ -22,7 +22,7 @@ async def guard_observing(keeper: Keeper) -> AsyncIterator[asyncio.Task[object] 
     """The oracle guard's observation of the book's block (None without a guard), started
     now and awaited by ``candidates`` after the book's math: its read (made as the block
     arrived, ``OracleGuard.read_early``) is waited for beside that math, not before it.
-    Dropped if the block ends before that."""
+    When the caller's code raises first, the observation is still seen to its end."""
     guard = keeper.oracle_guard
     task: asyncio.Task[object] | None = None if guard is None else \
         asyncio.create_task(guard.check(keeper.sync.book))
@@ -30,8 +30,11 @@ async def guard_observing(keeper: Keeper) -> AsyncIterator[asyncio.Task[object] 
         yield task
     finally:
         if task is not None:
-            task.cancel()  # a no-op once it is done
-            await asyncio.gather(task, return_exceptions=True)
+            # Waited for, not cancelled: it may have taken a breaker reset request from its
+            # file (applied once its read is in); its read's timeout bounds the wait.
+            await asyncio.wait({task})
+            if not task.cancelled():
+                task.exception()  # retrieved: the caller raised its own, or took the result
 
 
 async def candidates(keeper: Keeper, scanner: HealthScanner,

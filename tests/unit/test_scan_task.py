@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 
+from keeper.app import steps
 from keeper.app.inflight import Lane
 from keeper.app.scan_task import Candidates, ScanTask
 from keeper.chain.multicall import MULTICALL3
@@ -164,3 +165,14 @@ async def test_a_failed_guard_check_releases_no_flags(monkeypatch: pytest.Monkey
     with pytest.raises(KeeperError, match="node down"):
         await _scanned(arrives=False, guard=SlowGuard(events, 0.01, fails=True))
     assert "guard_read" in events and "released" not in events
+
+
+async def test_a_scan_that_fails_first_sees_the_guards_check_to_its_end() -> None:
+    # The check may hold a breaker reset request it took from its file: not cancelled.
+    events: list[str] = []
+    keeper = SimpleNamespace(oracle_guard=SlowGuard(events, 0.05), sync=SimpleNamespace(book=None))
+    with pytest.raises(KeeperError, match="block gone"):
+        async with steps.guard_observing(cast(Any, keeper)):
+            await asyncio.sleep(0)
+            raise KeeperError("block gone")
+    assert events == ["guard_read", "guard_answered"]
