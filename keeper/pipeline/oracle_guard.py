@@ -118,8 +118,8 @@ class OracleGuard:
         assets = sorted(a for a in read.reserves if a in market.prices)
         await self._learn_symbols(assets)
         guarded = [a for a in assets if self.params(a) is not None]
-        # The read first: it goes out on the loop's next turns (the scan does the book's math
-        # meanwhile), the resets' file look after it.
+        # The read first (most often the one made as the block arrived), the resets' file
+        # look after it: the thread hop does not hold the read up.
         readings = await self._read(book, market, guarded, read.sources)
         if self.settings.resets is not None:
             self._apply_resets(await asyncio.to_thread(take_resets, self.settings.resets))
