@@ -176,3 +176,22 @@ async def test_a_scan_that_fails_first_sees_the_guards_check_to_its_end() -> Non
             await asyncio.sleep(0)
             raise KeeperError("block gone")
     assert events == ["guard_read", "guard_answered"]
+
+
+def test_a_heads_reads_go_out_as_it_arrives() -> None:
+    # The oracle guard's read and the planner's round reads need the block, not the book at
+    # it: they go out as the head arrives, while the sync reads and applies it.
+    heard: list[Any] = []
+    calls: list[tuple[object, ...]] = []
+    book = object()
+    guard = SimpleNamespace(read_early=lambda b, h: calls.append(("guard", h, b is book)))
+    planner = SimpleNamespace(venue=SimpleNamespace(a_tokens={"0xweth": "0xaweth"}),
+                              prefetch=lambda h, assets: calls.append(("plan", h, *assets)))
+    keeper = SimpleNamespace(
+        sync=SimpleNamespace(book=book, on_update=lambda callback: None, on_head=heard.append),
+        oracle_guard=guard, planner=planner, executor=object(), rpc=None, metrics=Metrics())
+    ScanTask(cast(Any, keeper), asyncio.Queue(), cast(Any, None), cast(Any, None), Lane(8),
+             Candidates())
+    [arriving] = heard
+    arriving(SimpleNamespace(hash="0xb1", number=7))
+    assert calls == [("guard", "0xb1", True), ("plan", "0xb1", "0xweth")]
