@@ -22,10 +22,15 @@ import aiohttp
 ETCD = shutil.which("etcd")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free a moment ago: every socket is held till all are picked, so
+    the kernel cannot hand one out twice (one at a time, a CI run got two members the same
+    client port, and the second exited)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 @dataclass
@@ -61,7 +66,8 @@ class EtcdCluster:
         assert ETCD is not None, "etcd is not installed (apt-get install etcd-server)"
         tmp = Path(tempfile.mkdtemp(prefix="keeper-etcd-"))
         token = "keeper-test-" + secrets.token_hex(4)
-        members = [Member(f"{token}-m{i}", free_port(), free_port(), tmp / f"m{i}")
+        ports = free_ports(2 * n)
+        members = [Member(f"{token}-m{i}", ports[2 * i], ports[2 * i + 1], tmp / f"m{i}")
                    for i in range(n)]
         cluster = cls(members, token, tmp)
         for m in members:
