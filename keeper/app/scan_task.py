@@ -174,9 +174,15 @@ class ScanTask:
         keeper = self.keeper
         if keeper.oracle_guard is not None:
             keeper.oracle_guard.read_early(keeper.sync.book, head.hash)
-        planner = keeper.planner
-        if planner is not None and keeper.executor is not None:
-            planner.prefetch(head.hash, list(planner.venue.a_tokens))
+        self._read_round(head.hash)
+
+    def _read_round(self, block_hash: str | None = None) -> None:
+        """Start the planner's round reads of ``block_hash`` (the book's block's, if None)
+        while the executor runs (once a block: ``prefetch`` ignores a block it has)."""
+        planner = self.keeper.planner
+        if planner is not None and self.keeper.executor is not None:
+            block_hash = block_hash or self.keeper.sync.book.block_hash
+            planner.prefetch(block_hash, list(planner.venue.a_tokens))
 
     def _merge(self, update: BlockUpdate) -> None:
         arrived = self._arrivals.pop(update.block.number, None)
@@ -223,10 +229,9 @@ class ScanTask:
             self._sync_seconds = time.perf_counter() - synced
             touched.clear()
             block = book.block_number  # the scan reads the book before its first await
-            planner = self.keeper.planner
-            if planner is not None and self.keeper.executor is not None:
-                # The round's reads, while the candidates are confirmed on chain.
-                planner.prefetch(book.block_hash, list(planner.venue.a_tokens))
+            # Made as the head arrived, but for a block no head announced (the first scan, a
+            # rollback's).
+            self._read_round()
             self._scan_started = time.perf_counter()
             # A newer block is queued, or liquidations of ours are in flight: the read-back
             # stops after a slice (the next would hold up that block's scan; the node's time

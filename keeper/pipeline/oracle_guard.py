@@ -41,6 +41,7 @@ from keeper.obs.metrics import Metrics
 from keeper.pipeline.guard_resets import ALL_ASSETS, take_resets
 from keeper.pipeline.scan import LiquidatableAccount
 from keeper.protocols.aave_v3.book import PositionBook
+from keeper.protocols.aave_v3.reader import MarketRead
 from keeper.protocols.uniswap_v2.pair import decode_reserves, reserves_calls, sorted_pairs
 
 log = get_logger(__name__)
@@ -111,11 +112,10 @@ class OracleGuard:
             self.last_check_seconds = time.perf_counter() - started
 
     async def _observe(self, book: PositionBook) -> Mapping[str, HaltReason]:
-        read = book.state.read
-        if read is None:
+        found = _priced(book)
+        if found is None:
             return dict(self.halted)
-        market = book.market()
-        assets = sorted(a for a in read.reserves if a in market.prices)
+        read, market, assets = found
         await self._learn_symbols(assets)
         guarded = [a for a in assets if self.params(a) is not None]
         # The read first (most often the one made as the block arrived), the resets' file
@@ -172,11 +172,10 @@ class OracleGuard:
         block before): the sync reads the block meanwhile, and ``check`` takes this read if
         it asks the same (its assets, sources and pools unchanged). In the 10,000-borrower
         crash the read took 33-36 ms of a loaded node, after the sync's own 20 ms."""
-        read = book.state.read
-        if read is None:
+        found = _priced(book)
+        if found is None:
             return
-        market = book.market()
-        assets = sorted(a for a in read.reserves if a in market.prices)
+        read, market, assets = found
         if any(a not in self._symbols for a in assets):
             return  # the guarded set is not known yet: ``check`` learns it
         guarded = [a for a in assets if self.params(a) is not None]
@@ -289,6 +288,15 @@ class OracleGuard:
                         dex_price=reading.dex_price, updated_at=reading.updated_at,
                         block_timestamp=reading.timestamp)
         self.halted[asset] = after.halted
+
+
+def _priced(book: PositionBook) -> tuple[MarketRead, Market, list[str]] | None:
+    """The book's market read, its market and the reserves it prices (None before a read)."""
+    read = book.state.read
+    if read is None:
+        return None
+    market = book.market()
+    return read, market, sorted(a for a in read.reserves if a in market.prices)
 
 
 def _decimals(market: Market, asset: str) -> int:
