@@ -14,7 +14,7 @@ from keeper.chain.multicall import MULTICALL3
 from keeper.domain.account import calculate_user_account_data
 from keeper.pipeline.scan import HealthScanner
 from keeper.pipeline.scan import read_back as read_back_module
-from keeper.pipeline.scan.read_back import READ_BACK_SLICE, read_back
+from keeper.pipeline.scan.read_back import READ_BACK_SLICE, differs, read_back
 from tests.unit.test_scanner import POOL, DictBook, FakeChain, _as_book, liquidatable, random_book
 
 
@@ -137,3 +137,68 @@ async def test_a_scan_cut_short_keeps_the_books_flags_and_the_next_reads_the_res
     assert not set(chain.asked) & set(first) and scanner.stats.last_unread == 0
     assert scanner.stats.last_vouched == len(first)
     assert {c.user for c in found if c.confirmed_on_chain} == under
+
+
+class SealingNode(Watched):
+    """Answers its requests numbered in ``sealing`` (from 0) from ``next_book``, the state of a
+    block it is sealing meanwhile (anvil does so even for a read by hash), and announces that
+    block (its head moves) as it answers the last of them."""
+
+    def __init__(self, book: DictBook, next_book: DictBook, sealing: set[int]) -> None:
+        super().__init__(book)
+        self.right, self.next_book, self.sealing = book, next_book, sealing
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *,
+                    timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
+        n = len(self.accounts)  # requests answered so far
+        if n not in self.sealing:
+            return await super().batch(calls, timeout=timeout, return_exceptions=return_exceptions)
+        self.book = self.next_book
+        try:
+            return await super().batch(calls, timeout=timeout, return_exceptions=return_exceptions)
+        finally:
+            self.book = self.right
+            if n == max(self.sealing):
+                self.head += 1
+
+
+def _next_block(book: DictBook) -> DictBook:
+    """``book`` one price move later (every price 10% down)."""
+    market = book.market()
+    moved = replace(market, prices={a: p * 9 // 10 for a, p in market.prices.items()})
+    return DictBook(moved, dict(book.accounts), book.block_number + 1)
+
+
+async def test_a_disagreement_read_again_while_the_node_sealed_a_block_is_read_once_more(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_back_module, "REREAD_DELAY", 0.0)
+    monkeypatch.setattr(read_back_module, "SEALED_REREADS", (0.0, 0.0))
+    book = random_book(400, seed=11)
+    users = sorted(book.accounts)[:40]
+    exact = {u: calculate_user_account_data(book.account(u), book.market()) for u in users}
+    # The first read and the second look both meet the next block's state, and the node
+    # announces that block as it answers the second: a third look, which agrees with the book.
+    chain = SealingNode(book, _next_block(book), {0, 1})
+    got = await read_back(chain, POOL, users, exact, book.block_number, 500, MULTICALL3,
+                          lambda: None)
+    moved = [u for u in users if differs(exact[u], calculate_user_account_data(
+        book.account(u), _next_block(book).market()))]
+    assert moved, "the price move must change some accounts' figures"
+    assert got == [exact[u] for u in users]
+    assert chain.accounts == [40, len(moved), len(moved)]
+
+
+async def test_a_disagreement_on_a_node_that_sealed_nothing_stands_after_one_second_look(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_back_module, "REREAD_DELAY", 0.0)
+    book = random_book(400, seed=12)
+    users = sorted(book.accounts)[:40]
+    exact = {u: calculate_user_account_data(book.account(u), book.market()) for u in users}
+    wrong = users[5]
+    exact[wrong] = replace(exact[wrong], total_debt_base=exact[wrong].total_debt_base + 1)
+    chain = Watched(book)
+    got = await read_back(chain, POOL, users, exact, book.block_number, 500, MULTICALL3,
+                          lambda: None)
+    # The book's error: looked at twice, no more, and the chain's figures answered.
+    assert chain.accounts == [40, 1]
+    assert got[5] == calculate_user_account_data(book.account(wrong), book.market())

@@ -549,9 +549,12 @@ class FakeChain:
         self.requests: list[int] = []  # eth_calls per JSON-RPC batch
         self.blocks: list[str] = []
         self.asked: list[str] = []  # every account read, in order
+        self.head = book.block_number  # eth_blockNumber: a node sealing nothing meanwhile
 
     async def call(self, method: str, params: Sequence[Any] = (), *,
                    timeout: float | None = None) -> Any:
+        if method == "eth_blockNumber":
+            return hex(self.head)
         return (await self.batch([(method, params)]))[0]
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *,
