@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from keeper.chain.multicall import MULTICALL3
-from keeper.domain.account import calculate_user_account_data
+from keeper.domain.account import AccountData, calculate_user_account_data
 from keeper.pipeline.scan import HealthScanner
 from keeper.pipeline.scan import read_back as read_back_module
 from keeper.pipeline.scan.read_back import READ_BACK_SLICE, differs, read_back
@@ -39,6 +39,16 @@ class Watched(FakeChain):
             self.in_flight -= 1
             self.accounts.append(len(self.asked) - asked)
 
+
+
+def _accounts(size: int, seed: int, count: int
+              ) -> tuple[DictBook, list[str], dict[str, AccountData]]:
+    """A random book of ``size`` accounts, ``count`` of them in order, and the book's exact
+    figures of those."""
+    book = random_book(size, seed=seed)
+    users = sorted(book.accounts)[:count]
+    return book, users, {u: calculate_user_account_data(book.account(u), book.market())
+                         for u in users}
 
 async def test_the_read_back_goes_in_slices_one_at_a_time_and_keeps_the_order() -> None:
     book = random_book(1_000, seed=7)
@@ -88,9 +98,7 @@ async def test_a_newer_block_stops_the_read_back_between_two_slices() -> None:
 async def test_a_stale_read_back_stops_before_a_disagreement_it_could_not_look_at_twice(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(read_back_module, "READ_BACK_SLICE", 10)
-    book = random_book(1_000, seed=10)
-    users = sorted(book.accounts)[:30]
-    exact = {u: calculate_user_account_data(book.account(u), book.market()) for u in users}
+    book, users, exact = _accounts(1_000, 10, 30)
     wrong = [users[i] for i in (3, 6, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27)]
     for u in wrong:
         exact[u] = replace(exact[u], total_debt_base=exact[u].total_debt_base + 1)
@@ -173,9 +181,7 @@ async def test_a_disagreement_read_again_while_the_node_sealed_a_block_is_read_o
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(read_back_module, "REREAD_DELAY", 0.0)
     monkeypatch.setattr(read_back_module, "SEALED_REREADS", (0.0, 0.0))
-    book = random_book(400, seed=11)
-    users = sorted(book.accounts)[:40]
-    exact = {u: calculate_user_account_data(book.account(u), book.market()) for u in users}
+    book, users, exact = _accounts(400, 11, 40)
     # The first read and the second look both meet the next block's state, and the node
     # announces that block as it answers the second: a third look, which agrees with the book.
     chain = SealingNode(book, _next_block(book), {0, 1})
@@ -191,9 +197,7 @@ async def test_a_disagreement_read_again_while_the_node_sealed_a_block_is_read_o
 async def test_a_disagreement_on_a_node_that_sealed_nothing_stands_after_one_second_look(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(read_back_module, "REREAD_DELAY", 0.0)
-    book = random_book(400, seed=12)
-    users = sorted(book.accounts)[:40]
-    exact = {u: calculate_user_account_data(book.account(u), book.market()) for u in users}
+    book, users, exact = _accounts(400, 12, 40)
     wrong = users[5]
     exact[wrong] = replace(exact[wrong], total_debt_base=exact[wrong].total_debt_base + 1)
     chain = Watched(book)
