@@ -24,7 +24,6 @@ from pathlib import Path
 
 from eth_abi import encode
 
-from bench.race_tally import LIQUIDATION_CALL
 from keeper.chain.multicall import AGGREGATE3_SELECTOR
 from keeper.chain.rpc import HttpRpc
 from keeper.contracts import artifacts
@@ -41,6 +40,7 @@ HALF = 7_500 * 10**6  # the close factor's half of 15,000 USDC, before interest
 
 _ERC20 = artifacts.aave("MintableERC20").abi
 _POOL = artifacts.aave("Pool").abi
+_LIQUIDATION_CALL = _POOL.event("LiquidationCall").topic0
 
 
 def _users(group: int) -> tuple[str, ...]:
@@ -79,7 +79,7 @@ async def _per_liquidation(devnet: Devnet, sender: str, to: str, data: bytes) ->
     """The transaction's gas over its liquidations, once the Pool logged all ``BATCH``."""
     receipt = await devnet.tx.send(to, data, sender=sender, gas=GAS_LIMIT)
     done = sum(1 for log in receipt["logs"] if log["address"].lower() == devnet.m.pool
-               and log["topics"][0] == LIQUIDATION_CALL.topic0)
+               and log["topics"][0] == _LIQUIDATION_CALL)
     if done != BATCH:  # an order of ours undone alone would make the rest look cheaper
         raise RuntimeError(f"{done} of {BATCH} liquidations in {receipt['transactionHash']}")
     return int(receipt["gasUsed"], 16) // BATCH

@@ -67,11 +67,10 @@ async def read_back(rpc: JsonRpc, pool: str, near: list[str], exact: dict[str, A
     # the crash block still disagreed 20 ms later, read again while our sends' blocks were
     # sealed.)
     await asyncio.sleep(REREAD_DELAY)
-    for look, delay in enumerate((None, *SEALED_REREADS)):
+    for delay in (None, *SEALED_REREADS):
         if delay is not None:
             await asyncio.sleep(delay)
-        last = look == len(SEALED_REREADS)
-        before = None if last else await _head(rpc)
+        before = await _head(rpc)
         again = await _in_slices(rpc, pool, [near[i] for i in doubtful], at, chunk, multicall,
                                  stale)
         for i, c in zip(doubtful, again, strict=False):
@@ -80,8 +79,8 @@ async def read_back(rpc: JsonRpc, pool: str, near: list[str], exact: dict[str, A
             # Cut short: a first answer not looked at twice may be a sealing node's.
             return chain[:doubtful[len(again)]]
         doubtful = [i for i in doubtful if _disagrees(exact.get(near[i]), chain[i])]
-        if not doubtful or last or not await _sealed_since(rpc, before):
-            break  # the last look's answer stands: no head to ask after it
+        if not doubtful or not await _sealed_since(rpc, before):
+            break
     return chain
 
 
